@@ -1,0 +1,48 @@
+package eventlog
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The error vocabulary of the log. Callers test with errors.Is; the
+// concrete types below carry the details.
+var (
+	// ErrConflict: an expectation on a stream's version did not hold.
+	// The error is a *ConflictError with the actual version.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the input is malformed (bad name, type, ID, size, JSON).
+	ErrInvalid = errors.New("invalid")
+	// ErrNotFound: the stream or event does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrClosed: the log has been closed.
+	ErrClosed = errors.New("event log closed")
+	// ErrUnavailable: the log could not be reached or did not answer in
+	// time; the outcome of an append is unknown and retrying it with the
+	// same event IDs is safe.
+	ErrUnavailable = errors.New("event log unavailable")
+)
+
+// ConflictError reports a failed expectation.
+type ConflictError struct {
+	Stream   string
+	Expected Expectation
+	Actual   uint64 // the stream's version when the append was tried; 0 if it has no events
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("conflict on stream %q: expected %s, stream is at version %d", e.Stream, e.Expected.describe(), e.Actual)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// invalidf returns an ErrInvalid with a message that says what is wrong.
+func invalidf(format string, args ...any) error {
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }

@@ -1,0 +1,56 @@
+package eventlog
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// startEmbedded starts a NATS server with JetStream file storage under
+// dir, the way NATS's own tests embed it. It listens on the network only
+// when listen is set ("127.0.0.1:4222").
+func startEmbedded(dir, listen string, d Durability, syncInterval time.Duration) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "fazt",
+		JetStream:  true,
+		StoreDir:   filepath.Join(dir, "jetstream"),
+		NoLog:      true,
+		NoSigs:     true,
+		MaxPayload: 4 << 20,
+		DontListen: listen == "",
+	}
+	switch d {
+	case Strict:
+		opts.SyncAlways = true
+	case Relaxed:
+		opts.SyncInterval = syncInterval
+	}
+	if listen != "" {
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address %q: %w", listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("nats listen address %q: bad port", listen)
+		}
+		opts.Host, opts.Port = host, p
+		if p == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats did not become ready within 30s (store %s)", opts.StoreDir)
+	}
+	return srv, nil
+}

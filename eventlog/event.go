@@ -22,10 +22,8 @@ const (
 	maxFutureIDSkew  = time.Minute
 	subjectPrefix    = "fazt.ev."
 	livePrefix       = "fazt.live."
-	contentTypeJSON  = "application/json"
 	headerType       = "Fazt-Type"
 	headerSchema     = "Fazt-Schema"
-	headerTime       = "Fazt-Time"
 	headerVersion    = "Fazt-Version"
 	headerCorrelate  = "Fazt-Correlation-Id"
 	headerCausation  = "Fazt-Causation-Id"
@@ -40,8 +38,8 @@ const (
 // Event is the envelope of everything written to the log.
 //
 // On Append the caller sets Stream, Type, Data and optionally ID, Schema
-// and Meta; the log sets Time, Seq and Version. Events read back have every
-// field set.
+// and Meta; the log sets Seq, Version and Time (when it stored the event).
+// Events read back have every field set.
 type Event struct {
 	ID      string          `json:"id"`                // ULID; the log makes one when empty. Also the dedupe key.
 	Stream  string          `json:"stream"`            // entity key: "category.id", e.g. "analytics.app42"
@@ -250,10 +248,10 @@ func (e *Event) message() *nats.Msg {
 	h := m.Header
 	h.Set(headerMsgID, e.ID)
 	h.Set(headerType, e.Type)
-	h.Set(headerSchema, strconv.Itoa(e.Schema))
-	h.Set(headerTime, e.Time.UTC().Format(time.RFC3339Nano))
+	if e.Schema > 1 {
+		h.Set(headerSchema, strconv.Itoa(e.Schema))
+	}
 	h.Set(headerVersion, strconv.FormatUint(e.Version, 10))
-	h.Set("Content-Type", contentTypeJSON)
 	if e.Meta.CorrelationID != "" {
 		h.Set(headerCorrelate, e.Meta.CorrelationID)
 	}
@@ -295,13 +293,16 @@ func decode(subject string, h nats.Header, data []byte) (Event, error) {
 	if ValidateType(e.Type) != nil {
 		bad = append(bad, "type")
 	}
-	if e.Schema, err = strconv.Atoi(h.Get(headerSchema)); err != nil || e.Schema < 1 {
-		bad = append(bad, "schema")
+	e.Schema = 1
+	if v := h.Get(headerSchema); v != "" {
+		if e.Schema, err = strconv.Atoi(v); err != nil || e.Schema < 1 {
+			bad = append(bad, "schema")
+		}
 	}
 	if e.Version, err = strconv.ParseUint(h.Get(headerVersion), 10, 64); err != nil || e.Version < 1 {
 		bad = append(bad, "version")
 	}
-	if e.Time, err = time.Parse(time.RFC3339Nano, h.Get(headerTime)); err != nil {
+	if e.Time, err = time.Parse(time.RFC3339Nano, h.Get(headerStamp)); err != nil {
 		bad = append(bad, "time")
 	}
 	if len(bad) > 0 {

@@ -3,10 +3,14 @@ package eventlog
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,11 +102,18 @@ type Log struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	closed  bool
-	heads   map[string]head // stream name -> last known position
-	entropy *ulid.MonotonicEntropy
-	idMu    sync.Mutex
+	mu     sync.Mutex
+	closed bool
+	heads  map[string]head // stream name -> last known position
+	tail   uint64          // last sequence this log saw acknowledged
+
+	// Only the commit loop touches these.
+	acks      chan *nats.Msg
+	ackPrefix string
+	round     uint64
+	syncer    *blockSyncer
+	entropy   *ulid.MonotonicEntropy
+	idMu      sync.Mutex
 }
 
 // head is the last known event of a stream.
@@ -157,10 +168,36 @@ func (l *Log) Open(ctx context.Context) error {
 		l.closeConn()
 		return err
 	}
+	if err := l.startCommitter(ctx); err != nil {
+		l.closeConn()
+		return err
+	}
 	l.reqs = make(chan *appendReq, 4096)
 	l.done = make(chan struct{})
 	l.wg.Add(1)
 	go l.commitLoop()
+	return nil
+}
+
+func (l *Log) startCommitter(ctx context.Context) error {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("event stream info: %w", err)
+	}
+	l.tail = info.State.LastSeq
+	l.acks = make(chan *nats.Msg, 8192)
+	l.ackPrefix = l.nc.NewRespInbox() + "."
+	sub, err := l.nc.ChanSubscribe(l.ackPrefix+">", l.acks)
+	if err != nil {
+		return fmt.Errorf("subscribe for acknowledgements: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if l.srv != nil && l.Durability == Strict {
+		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.srv.GlobalAccount().Name, "streams", l.StreamName, "msgs")
+		if l.syncer, err = newBlockSyncer(dir); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -216,6 +253,9 @@ func (l *Log) Close(ctx context.Context) error {
 	select {
 	case <-finished:
 	case <-ctx.Done():
+	}
+	if l.syncer != nil {
+		l.syncer.close()
 	}
 	l.closeConn()
 	return nil
@@ -374,8 +414,7 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 			return nil, false, invalidf("event %d: id %s appears twice in this append", i, e.ID)
 		}
 		seen[e.ID] = true
-		e.Time = now
-		e.Seq, e.Version = 0, 0
+		e.Time, e.Seq, e.Version = time.Time{}, 0, 0
 		if !inStream[e.Stream] {
 			inStream[e.Stream] = true
 			req.streams = append(req.streams, e.Stream)
@@ -580,52 +619,48 @@ func hasAny(ids map[string]bool, events []Event) bool {
 	return false
 }
 
-// commit writes a group of appends as one atomic JetStream batch. When
-// JetStream refuses the batch (another writer moved a stream, or an ID is
-// a duplicate) each append is retried on its own, so one bad append never
-// fails the others.
+// commit writes a group of appends. Each append is one unit: a single
+// event is one publish, several events are one atomic JetStream batch.
+// The units are pipelined on one connection, so the group costs one round
+// trip, and in strict mode one fsync. Every message carries the last
+// sequence it expects on its stream, so JetStream refuses anything written
+// out of turn; a refused append is retried on its own and never fails the
+// others.
 func (l *Log) commit(group []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
 	defer cancel()
 
 	// Check expectations against the known heads plus what the group
-	// itself writes before, and assign versions.
-	type pending struct{ head, before head }
-	state := map[string]*pending{}
+	// itself writes first, and assign versions.
+	heads := map[string]head{}
 	var ok []*appendReq
 	for _, r := range group {
 		var err error
-		var conflict *ConflictError
 		for _, s := range r.streams {
-			if state[s] != nil {
+			if _, known := heads[s]; known {
 				continue
 			}
-			h, herr := l.head(ctx, s)
-			if herr != nil {
-				err = herr
+			if heads[s], err = l.head(ctx, s); err != nil {
 				break
 			}
-			state[s] = &pending{head: h, before: h}
 		}
 		if err == nil {
 			for _, s := range r.streams {
-				if x, has := r.expect[s]; has && !x.holds(state[s].head.version) {
-					conflict = &ConflictError{Stream: s, Expected: x, Actual: state[s].head.version}
+				if x, has := r.expect[s]; has && !x.holds(heads[s].version) {
+					err = &ConflictError{Stream: s, Expected: x, Actual: heads[s].version}
 					break
 				}
 			}
 		}
-		if err != nil || conflict != nil {
-			if conflict != nil {
-				err = conflict
-			}
+		if err != nil {
 			r.res <- appendResp{err: err}
 			continue
 		}
 		for i := range r.events {
-			p := state[r.events[i].Stream]
-			p.head.version++
-			r.events[i].Version = p.head.version
+			h := heads[r.events[i].Stream]
+			h.version++
+			r.events[i].Version = h.version
+			heads[r.events[i].Stream] = h
 		}
 		ok = append(ok, r)
 	}
@@ -633,72 +668,101 @@ func (l *Log) commit(group []*appendReq) {
 		return
 	}
 
-	var msgs []*nats.Msg
-	guarded := map[string]bool{}
+	// Guards: the sequence each stream's previous message will have. Within
+	// the group it is predicted from the log's tail; a wrong prediction
+	// (another writer) only makes JetStream refuse, and the append retry.
+	lastOn := map[string]uint64{}
 	for _, r := range ok {
+		for _, s := range r.streams {
+			if _, seen := lastOn[s]; !seen {
+				h, _ := l.head(ctx, s)
+				lastOn[s] = h.seq
+			}
+		}
+	}
+	l.mu.Lock()
+	predicted := l.tail
+	l.mu.Unlock()
+	units := make([][]*nats.Msg, len(ok))
+	for u, r := range ok {
+		guarded := map[string]bool{}
 		for i := range r.events {
 			e := &r.events[i]
 			m := e.message()
-			// The first write to each stream carries its expected last
-			// sequence, so JetStream refuses the batch if another writer
-			// got there first: versions stay gap-free under any writers.
 			if !guarded[e.Stream] {
+				// In an atomic batch only the first write to a stream may
+				// carry a guard; later ones follow it by construction.
 				guarded[e.Stream] = true
-				m.Header.Set(headerExpLastSub, fmt.Sprint(state[e.Stream].before.seq))
+				m.Header.Set(headerExpLastSub, strconv.FormatUint(lastOn[e.Stream], 10))
 			}
-			msgs = append(msgs, m)
+			predicted++
+			lastOn[e.Stream] = predicted
+			units[u] = append(units[u], m)
 		}
 	}
-	last, dup, err := l.publish(ctx, msgs)
-	if err != nil {
-		for _, s := range ok {
-			for _, st := range s.streams {
-				l.forget(st)
+	acks := l.publish(ctx, units)
+	if l.syncer != nil && anySucceeded(acks) {
+		if err := l.syncer.sync(); err != nil {
+			for i := range acks {
+				if acks[i].err == nil {
+					acks[i].err = fmt.Errorf("%w: fsync of the log failed, the append may not be durable: %v", ErrUnavailable, err)
+				}
 			}
 		}
-		var je *jsError
-		retryable := errors.As(err, &je) && (je.code == errCodeWrongLastSeq || je.code == errCodeWrongLastSeqConst || je.code == errCodeBatchDuplicate || je.code == errCodeDupConflict)
-		if !retryable {
-			for _, r := range ok {
-				r.res <- appendResp{err: err}
-			}
-			return
-		}
-		if len(ok) > 1 {
-			for _, r := range ok {
-				l.commit([]*appendReq{r})
-			}
-			return
-		}
-		r := ok[0]
-		if je.code == errCodeBatchDuplicate || je.code == errCodeDupConflict {
+	}
+	var retry []*appendReq
+	for u, r := range ok {
+		a := acks[u]
+		switch {
+		case a.err == nil && a.duplicate:
 			l.answerDuplicate(ctx, r)
-			return
+		case a.err == nil:
+			res := Result{Events: make([]Position, len(r.events)), LastSeq: a.seq}
+			seq := a.seq - uint64(len(r.events))
+			for i, e := range r.events {
+				seq++
+				res.Events[i] = Position{ID: e.ID, Stream: e.Stream, Seq: seq, Version: e.Version}
+				l.setHead(e.Stream, head{seq: seq, version: e.Version})
+			}
+			l.mu.Lock()
+			l.tail = max(l.tail, a.seq)
+			l.mu.Unlock()
+			r.res <- appendResp{res: res}
+		default:
+			for _, s := range r.streams {
+				l.forget(s)
+			}
+			var je *jsError
+			if !errors.As(a.err, &je) {
+				r.res <- appendResp{err: a.err}
+				continue
+			}
+			switch je.code {
+			case errCodeBatchDuplicate, errCodeDupConflict:
+				l.answerDuplicate(ctx, r)
+			case errCodeWrongLastSeq, errCodeWrongLastSeqConst:
+				if r.tries++; r.tries > 5 {
+					r.res <- appendResp{err: fmt.Errorf("%w: streams keep moving under concurrent writers: %v", ErrUnavailable, a.err)}
+					continue
+				}
+				retry = append(retry, r)
+			default:
+				r.res <- appendResp{err: a.err}
+			}
 		}
-		r.tries++
-		if r.tries > 5 {
-			r.res <- appendResp{err: fmt.Errorf("%w: streams keep moving under concurrent writers: %v", ErrUnavailable, err)}
-			return
-		}
+	}
+	for _, r := range retry {
 		l.commit([]*appendReq{r})
-		return
 	}
-	if dup {
-		// A single event that JetStream already had within its window.
-		l.answerDuplicate(ctx, ok[0])
-		return
-	}
-	seq := last - uint64(len(msgs))
-	for _, r := range ok {
-		res := Result{Events: make([]Position, len(r.events))}
-		for i, e := range r.events {
-			seq++
-			res.Events[i] = Position{ID: e.ID, Stream: e.Stream, Seq: seq, Version: e.Version}
-			l.setHead(e.Stream, head{seq: seq, version: e.Version})
+}
+
+func anySucceeded(acks []unitAck) bool {
+	for _, a := range acks {
+		if a.err == nil && !a.duplicate {
+			return true
 		}
-		res.LastSeq = seq
-		r.res <- appendResp{res: res}
 	}
+	return false
 }
 
 // answerDuplicate answers an append whose events JetStream reported as
@@ -715,41 +779,91 @@ func (l *Log) answerDuplicate(ctx context.Context, r *appendReq) {
 	}
 }
 
-// publish stores msgs: one message as a plain publish, several as one
-// atomic batch. It returns the sequence of the last message.
-func (l *Log) publish(ctx context.Context, msgs []*nats.Msg) (uint64, bool, error) {
-	if len(msgs) > 1 {
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		batchID := fmt.Sprintf("%x", b)
-		for i, m := range msgs {
-			m.Header.Set("Nats-Batch-Id", batchID)
-			m.Header.Set("Nats-Batch-Sequence", fmt.Sprint(i+1))
-			if i < len(msgs)-1 {
-				// Staged messages go without a reply: the commit's answer
-				// covers the whole batch.
-				if err := l.nc.PublishMsg(m); err != nil {
-					return 0, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
-				}
+// unitAck is JetStream's answer for one unit.
+type unitAck struct {
+	seq       uint64 // of the unit's last message
+	duplicate bool
+	err       error
+}
+
+// publish sends every unit back to back and collects one acknowledgement
+// per unit.
+func (l *Log) publish(ctx context.Context, units [][]*nats.Msg) []unitAck {
+	acks := make([]unitAck, len(units))
+	l.round++
+	prefix := l.ackPrefix + strconv.FormatUint(l.round, 10) + "."
+	sent := 0
+	for u, msgs := range units {
+		last := msgs[len(msgs)-1]
+		last.Reply = prefix + strconv.Itoa(u)
+		if len(msgs) > 1 {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			batchID := hex.EncodeToString(b[:])
+			for i, m := range msgs {
+				m.Header.Set("Nats-Batch-Id", batchID)
+				m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+			}
+			last.Header.Set("Nats-Batch-Commit", "1")
+		}
+		var err error
+		for _, m := range msgs {
+			// Staged batch messages go without a reply: the commit's
+			// answer covers the whole batch.
+			if err = l.nc.PublishMsg(m); err != nil {
+				break
 			}
 		}
-		msgs[len(msgs)-1].Header.Set("Nats-Batch-Commit", "1")
+		if err != nil {
+			for v := u; v < len(units); v++ {
+				acks[v].err = fmt.Errorf("%w: publish: %v", ErrUnavailable, err)
+			}
+			break
+		}
+		sent++
 	}
-	resp, err := l.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
-	if err != nil {
-		return 0, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	got := 0
+	for u := range acks[:sent] {
+		acks[u].err = errNoAck
 	}
+	for got < sent {
+		select {
+		case m := <-l.acks:
+			if !strings.HasPrefix(m.Subject, prefix) {
+				continue // from an earlier round that timed out
+			}
+			u, err := strconv.Atoi(m.Subject[len(prefix):])
+			if err != nil || u < 0 || u >= sent || acks[u].err != errNoAck {
+				continue
+			}
+			got++
+			acks[u] = parseAck(m.Data, len(units[u]))
+		case <-ctx.Done():
+			for u := range acks[:sent] {
+				if acks[u].err == errNoAck {
+					acks[u].err = fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+				}
+			}
+			return acks
+		}
+	}
+	return acks
+}
+
+var errNoAck = errors.New("no acknowledgement")
+
+func parseAck(data []byte, n int) unitAck {
 	var ack pubAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, false, fmt.Errorf("%w: unreadable acknowledgement %q", ErrUnavailable, resp.Data)
+	if err := json.Unmarshal(data, &ack); err != nil {
+		return unitAck{err: fmt.Errorf("%w: unreadable acknowledgement %q", ErrUnavailable, data)}
 	}
 	if ack.Error != nil {
-		return 0, false, &jsError{code: ack.Error.ErrCode, desc: ack.Error.Description}
+		return unitAck{err: &jsError{code: ack.Error.ErrCode, desc: ack.Error.Description}}
 	}
-	if len(msgs) > 1 && ack.Count != len(msgs) {
-		return 0, false, fmt.Errorf("%w: batch of %d acknowledged with count %d", ErrUnavailable, len(msgs), ack.Count)
+	if n > 1 && ack.Count != n && !ack.Duplicate {
+		return unitAck{err: fmt.Errorf("%w: batch of %d acknowledged with count %d", ErrUnavailable, n, ack.Count)}
 	}
-	return ack.Seq, ack.Duplicate, nil
+	return unitAck{seq: ack.Seq, duplicate: ack.Duplicate}
 }
 
 const maxHeads = 100_000

@@ -230,24 +230,24 @@ func TestAppendRejectsBadInput(t *testing.T) {
 		events []eventlog.Event
 		expect []eventlog.Expectation
 	}{
-		"no events":          {nil, nil},
-		"empty stream":       {[]eventlog.Event{ev("", "a.b", nil)}, nil},
-		"one-token stream":   {[]eventlog.Event{ev("orders", "a.b", nil)}, nil},
-		"wildcard stream":    {[]eventlog.Event{ev("orders.*", "a.b", nil)}, nil},
-		"space in stream":    {[]eventlog.Event{ev("orders.a b", "a.b", nil)}, nil},
-		"double dot":         {[]eventlog.Event{ev("orders..1", "a.b", nil)}, nil},
-		"empty type":         {[]eventlog.Event{ev("orders.1", "", nil)}, nil},
-		"bad type":           {[]eventlog.Event{ev("orders.1", "a>b", nil)}, nil},
-		"bad json":           {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Data: []byte("{nope")}}, nil},
-		"bad id":             {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", ID: "not-a-ulid"}}, nil},
-		"oversized":          {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Data: bigJSON}}, nil},
-		"expect other":       {[]eventlog.Event{ev("orders.1", "a.b", nil)}, []eventlog.Expectation{eventlog.ExpectNew("orders.2")}},
-		"two expectations":   {[]eventlog.Event{ev("orders.1", "a.b", nil)}, []eventlog.Expectation{eventlog.ExpectNew("orders.1"), eventlog.ExpectVersion("orders.1", 3)}},
-		"negative schema":    {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Schema: -1}}, nil},
-		"newline in actor":   {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Meta: eventlog.Metadata{Actor: "a\nb"}}}, nil},
-		"future id":          {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", ID: "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"}}, nil},
-		"same id twice":      {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", ID: "01J0000000000000000000000A"}, {Stream: "orders.1", Type: "a.b", ID: "01J0000000000000000000000A"}}, nil},
-		"too many events":    {make([]eventlog.Event, eventlog.MaxAppendEvents+1), nil},
+		"no events":        {nil, nil},
+		"empty stream":     {[]eventlog.Event{ev("", "a.b", nil)}, nil},
+		"one-token stream": {[]eventlog.Event{ev("orders", "a.b", nil)}, nil},
+		"wildcard stream":  {[]eventlog.Event{ev("orders.*", "a.b", nil)}, nil},
+		"space in stream":  {[]eventlog.Event{ev("orders.a b", "a.b", nil)}, nil},
+		"double dot":       {[]eventlog.Event{ev("orders..1", "a.b", nil)}, nil},
+		"empty type":       {[]eventlog.Event{ev("orders.1", "", nil)}, nil},
+		"bad type":         {[]eventlog.Event{ev("orders.1", "a>b", nil)}, nil},
+		"bad json":         {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Data: []byte("{nope")}}, nil},
+		"bad id":           {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", ID: "not-a-ulid"}}, nil},
+		"oversized":        {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Data: bigJSON}}, nil},
+		"expect other":     {[]eventlog.Event{ev("orders.1", "a.b", nil)}, []eventlog.Expectation{eventlog.ExpectNew("orders.2")}},
+		"two expectations": {[]eventlog.Event{ev("orders.1", "a.b", nil)}, []eventlog.Expectation{eventlog.ExpectNew("orders.1"), eventlog.ExpectVersion("orders.1", 3)}},
+		"negative schema":  {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Schema: -1}}, nil},
+		"newline in actor": {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", Meta: eventlog.Metadata{Actor: "a\nb"}}}, nil},
+		"future id":        {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", ID: "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"}}, nil},
+		"same id twice":    {[]eventlog.Event{{Stream: "orders.1", Type: "a.b", ID: "01J0000000000000000000000A"}, {Stream: "orders.1", Type: "a.b", ID: "01J0000000000000000000000A"}}, nil},
+		"too many events":  {make([]eventlog.Event, eventlog.MaxAppendEvents+1), nil},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -280,7 +280,9 @@ func TestSubscribeCatchesUpThenFollows(t *testing.T) {
 	go func() {
 		errc <- l.Subscribe(sctx, 10, eventlog.Filter{Categories: []string{"c1"}}, func(e eventlog.Event) error { got <- e; return nil })
 	}()
+	appended := make(chan struct{})
 	go func() {
+		defer close(appended)
 		for i := 1500; i < 3000; i++ {
 			if _, err := l.Append(ctx, []eventlog.Event{ev(fmt.Sprintf("c%d.s", i%3), "t.n", i)}); err != nil {
 				t.Error(err)
@@ -300,6 +302,7 @@ func TestSubscribeCatchesUpThenFollows(t *testing.T) {
 			t.Fatalf("only %d events arrived", n)
 		}
 	}
+	<-appended
 	stop()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("subscribe ended with %v", err)

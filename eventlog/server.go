@@ -3,7 +3,6 @@ package eventlog
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -17,16 +16,15 @@ func startEmbedded(dir, listen string, d Durability, syncInterval time.Duration)
 	opts := &server.Options{
 		ServerName: "fazt",
 		JetStream:  true,
-		StoreDir:   filepath.Join(dir, "jetstream"),
+		StoreDir:   dir, // the server keeps its files in dir/jetstream
 		NoLog:      true,
 		NoSigs:     true,
 		MaxPayload: 4 << 20,
 		DontListen: listen == "",
 	}
-	switch d {
-	case Strict:
-		opts.SyncAlways = true
-	case Relaxed:
+	// Strict logs fsync each group of appends themselves (see blockSyncer),
+	// so the server never fsyncs per message.
+	if d == Relaxed {
 		opts.SyncInterval = syncInterval
 	}
 	if listen != "" {

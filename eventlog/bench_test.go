@@ -1,0 +1,155 @@
+package eventlog_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The benchmarks measure the kernel against raw JetStream on the same
+// machine in the same run, and report the ratio: absolute numbers drift
+// between machines, ratios much less.
+
+var payload256 = func() []byte {
+	b := make([]byte, 256)
+	b[0] = '"'
+	for i := 1; i < 255; i++ {
+		b[i] = 'a' + byte(i%26)
+	}
+	b[255] = '"'
+	return b
+}()
+
+// rawJetStream starts a bare embedded server and stream like the log's.
+func rawJetStream(tb testing.TB, syncAlways bool) (jetstream.JetStream, *nats.Conn) {
+	tb.Helper()
+	opts := &server.Options{JetStream: true, StoreDir: filepath.Join(tb.TempDir(), "js"), DontListen: true, NoLog: true, NoSigs: true, SyncAlways: syncAlways, MaxPayload: 4 << 20}
+	if !syncAlways {
+		opts.SyncInterval = eventlog.DefaultSyncInterval
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("raw server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage, DenyDelete: true, DenyPurge: true, AllowDirect: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { nc.Close(); srv.Shutdown(); srv.WaitForShutdown() })
+	return js, nc
+}
+
+// timeIt runs n operations spread over callers goroutines and returns
+// operations per second.
+func timeIt(n, callers int, op func(i int) error) (float64, error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := op(i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+func report(b *testing.B, kernel, raw float64) {
+	b.ReportMetric(kernel, "kernel_ev/s")
+	b.ReportMetric(raw, "raw_msg/s")
+	b.ReportMetric(kernel/raw, "ratio")
+}
+
+// BenchmarkAppendRelaxed: the kernel's relaxed append (256 concurrent
+// callers, one 256 B event each) against raw JetStream async publish of
+// the same payload.
+func BenchmarkAppendRelaxed(b *testing.B) {
+	n := max(b.N, 20000)
+	js, _ := rawJetStream(b, false)
+	ctx := context.Background()
+	l := openLog(b, func(l *eventlog.Log) { l.Durability = eventlog.Relaxed })
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := js.PublishAsync(fmt.Sprintf("raw.s%d", i%100), payload256); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("raw async publish did not complete")
+	}
+	raw := float64(n) / time.Since(start).Seconds()
+	kernel, err := timeIt(n, 256, func(i int) error {
+		_, err := l.Append(ctx, []eventlog.Event{{Stream: fmt.Sprintf("bench.s%d", i%100), Type: "bench.tick", Data: payload256}})
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, kernel, raw)
+}
+
+// BenchmarkAppendStrict: the kernel's strict append with C concurrent
+// callers against raw JetStream publish with an fsync per message, with
+// the same number of callers.
+func BenchmarkAppendStrict(b *testing.B) {
+	for _, callers := range []int{1, 16, 64, 256} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			n := max(b.N, 40*callers)
+			js, _ := rawJetStream(b, true)
+			ctx := context.Background()
+			l := openLog(b)
+			b.ResetTimer()
+			raw, err := timeIt(max(n/4, 2*callers), callers, func(i int) error {
+				_, err := js.Publish(ctx, fmt.Sprintf("raw.s%d", i%100), payload256)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			kernel, err := timeIt(n, callers, func(i int) error {
+				_, err := l.Append(ctx, []eventlog.Event{{Stream: fmt.Sprintf("bench.s%d", i%100), Type: "bench.tick", Data: payload256}})
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			report(b, kernel, raw)
+		})
+	}
+}

@@ -15,6 +15,10 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrNotFound: the stream or event does not exist.
 	ErrNotFound = errors.New("not found")
+	// ErrMalformed: a message in the log is not a valid event, for example
+	// one published into NATS around the kernel. Readers stop there with a
+	// *DecodeError; it is the log's problem, not the caller's.
+	ErrMalformed = errors.New("malformed event in the log")
 	// ErrClosed: the log has been closed.
 	ErrClosed = errors.New("event log closed")
 	// ErrUnavailable: the log could not be reached or did not answer in

@@ -274,12 +274,12 @@ func decode(subject string, h nats.Header, data []byte) (Event, error) {
 		subject = s
 	}
 	if !strings.HasPrefix(subject, subjectPrefix) {
-		return e, invalidf("message on subject %q is not an event", subject)
+		return e, &DecodeError{Subject: subject, Fields: []string{"subject"}}
 	}
 	e.Stream = subject[len(subjectPrefix):]
 	seq, err := strconv.ParseUint(h.Get(headerSequence), 10, 64)
 	if err != nil {
-		return e, invalidf("message on %q has no sequence header", subject)
+		return e, &DecodeError{Subject: subject, Fields: []string{"sequence"}}
 	}
 	e.Seq = seq
 	e.ID = h.Get(headerMsgID)
@@ -324,5 +324,5 @@ func (e *DecodeError) Error() string {
 	return fmt.Sprintf("message %d on %q is not a valid event: bad or missing %s", e.Seq, e.Subject, strings.Join(e.Fields, ", "))
 }
 
-// Is makes errors.Is(err, ErrInvalid) true.
-func (e *DecodeError) Is(target error) bool { return target == ErrInvalid }
+// Is makes errors.Is(err, ErrMalformed) true.
+func (e *DecodeError) Is(target error) bool { return target == ErrMalformed }

@@ -329,6 +329,7 @@ type appendReq struct {
 	events  []Event
 	expect  map[string]Expectation
 	streams []string // distinct streams in order of first appearance
+	ownIDs  bool     // the caller chose the IDs, so this may be a retry
 	res     chan appendResp
 	tries   int
 }
@@ -353,6 +354,7 @@ func (l *Log) Append(ctx context.Context, events []Event, expect ...Expectation)
 	if err != nil {
 		return Result{}, err
 	}
+	req.ownIDs = clientIDs
 	// Retries from beyond JetStream's dedupe window are found by scanning
 	// their stream; younger ones are caught by JetStream itself.
 	if clientIDs {
@@ -652,6 +654,13 @@ func (l *Log) commit(group []*appendReq) {
 				}
 			}
 		}
+		var conflict *ConflictError
+		if errors.As(err, &conflict) && r.ownIDs {
+			// A retry of an append that landed moved its own stream:
+			// answer with the original positions, not a conflict.
+			l.answerDuplicateOr(ctx, r, err)
+			continue
+		}
 		if err != nil {
 			r.res <- appendResp{err: err}
 			continue
@@ -768,10 +777,18 @@ func anySucceeded(acks []unitAck) bool {
 // answerDuplicate answers an append whose events JetStream reported as
 // already stored, with their original positions.
 func (l *Log) answerDuplicate(ctx context.Context, r *appendReq) {
+	l.answerDuplicateOr(ctx, r, nil)
+}
+
+// answerDuplicateOr answers with the original positions when every event
+// of r is already in the log, and with otherwise when none is.
+func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise error) {
 	pos, err := l.lookup(ctx, r.events)
 	switch {
 	case err != nil:
 		r.res <- appendResp{err: err}
+	case len(pos) == 0 && otherwise != nil:
+		r.res <- appendResp{err: otherwise}
 	case len(pos) < len(r.events):
 		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(r.events))}
 	default:

@@ -174,11 +174,12 @@ func TestMultiStreamAppendIsAtomic(t *testing.T) {
 
 func TestAppendIsIdempotent(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		wait time.Duration
-	}{{"within window", 0}, {"after window", 1500 * time.Millisecond}} {
+		name   string
+		window time.Duration
+		wait   time.Duration
+	}{{"within window", eventlog.DefaultDuplicateWindow, 0}, {"after window", time.Second, 1500 * time.Millisecond}} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := openLog(t, func(l *eventlog.Log) { l.DuplicateWindow = time.Second })
+			l := openLog(t, func(l *eventlog.Log) { l.DuplicateWindow = tc.window })
 			ctx := context.Background()
 			if _, err := l.Append(ctx, []eventlog.Event{ev("x.0", "x.pre", nil)}); err != nil {
 				t.Fatal(err)
@@ -201,12 +202,12 @@ func TestAppendIsIdempotent(t *testing.T) {
 			// A single-event retry goes the plain publish path.
 			one := []eventlog.Event{ev("cart.1", "cart.checked_out", nil)}
 			one[0].ID = l.NewID()
-			r1, err := l.Append(ctx, one)
+			r1, err := l.Append(ctx, one, eventlog.ExpectVersion("cart.1", 1))
 			if err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(tc.wait)
-			r2, err := l.Append(ctx, one)
+			r2, err := l.Append(ctx, one, eventlog.ExpectVersion("cart.1", 1))
 			if err != nil || r2.LastSeq != r1.LastSeq || !r2.Duplicate {
 				t.Fatalf("single retry: %+v %v, first %+v", r2, err, r1)
 			}

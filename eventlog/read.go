@@ -236,7 +236,7 @@ type Page struct {
 
 // Read returns up to limit events with sequence greater than after that
 // pass the filter. A message in the log that is not a valid event stops
-// the read there with a *DecodeError (ErrInvalid); the events before it
+// the read there with a *DecodeError (ErrMalformed); the events before it
 // are returned in the page.
 func (l *Log) Read(ctx context.Context, after uint64, limit int, f Filter) (Page, error) {
 	if limit <= 0 {
@@ -281,7 +281,10 @@ func (l *Log) Subscribe(ctx context.Context, after uint64, f Filter, fn func(Eve
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe()
-	if err := l.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, l.RequestTimeout)
+	err = l.nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	next := after + 1

@@ -1,0 +1,531 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fazt-sh/fazt/eventlog"
+)
+
+const (
+	maxBodyBytes = 12 << 20 // above eventlog.MaxAppendBytes, for the JSON around the data
+	defaultLimit = 100
+	maxLimit     = 1000
+	pingEvery    = 15 * time.Second
+	bodyTimeout  = time.Minute // to read a request body
+)
+
+// Errors of the HTTP layer itself; errorStatus maps them with the log's.
+var (
+	errUnauthorized     = errors.New("unauthorized")
+	errMethodNotAllowed = errors.New("method not allowed")
+)
+
+// apiError is an error with a message for the client, of a kind that
+// errorStatus knows (eventlog.ErrInvalid, eventlog.ErrNotFound, ...).
+type apiError struct {
+	kind error
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+func (e *apiError) Unwrap() error { return e.kind }
+
+func invalidf(format string, args ...any) error {
+	return &apiError{kind: eventlog.ErrInvalid, msg: fmt.Sprintf(format, args...)}
+}
+
+// api is the HTTP API over a log.
+type api struct {
+	log    *eventlog.Log
+	token  []byte
+	logger *slog.Logger
+	mux    *http.ServeMux
+	// ready is true while the log is open and the server not stopping.
+	ready atomic.Bool
+	// streams is cancelled at shutdown to end live streams.
+	streams     context.Context
+	stopStreams context.CancelFunc
+}
+
+func newAPI(log *eventlog.Log, token string, logger *slog.Logger) *api {
+	a := &api{log: log, token: []byte(token), logger: logger, mux: http.NewServeMux()}
+	a.streams, a.stopStreams = context.WithCancel(context.Background())
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.HandleFunc("POST /v1/events", a.appendEvents)
+	a.mux.HandleFunc("GET /v1/events", a.readEvents)
+	a.mux.HandleFunc("GET /v1/events/live", a.liveEvents)
+	a.mux.HandleFunc("GET /v1/streams/{stream}", a.readStream)
+	return a
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
+		// Before routing, so that callers without the token learn nothing
+		// about which routes exist.
+		if !a.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fazt"`)
+			a.fail(w, r, &apiError{kind: errUnauthorized, msg: "missing or wrong API token: send the header Authorization: Bearer <token>"})
+			return
+		}
+	}
+	if _, pattern := a.mux.Handler(r); pattern == "" {
+		a.noRoute(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/") && !a.ready.Load() {
+		a.fail(w, r, &apiError{kind: eventlog.ErrUnavailable, msg: "the event log is not open: the server is starting or stopping"})
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// noRoute answers in JSON what the mux would answer in plain text: 404,
+// or 405 with the Allow header.
+func (a *api) noRoute(w http.ResponseWriter, r *http.Request) {
+	h, _ := a.mux.Handler(r)
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if rec.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", rec.header.Get("Allow"))
+		a.fail(w, r, &apiError{kind: errMethodNotAllowed, msg: fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, rec.header.Get("Allow"))})
+		return
+	}
+	a.fail(w, r, &apiError{kind: eventlog.ErrNotFound, msg: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+}
+
+// headerRecorder keeps the status and headers of a response, dropping
+// the body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerRecorder) WriteHeader(status int)      { h.status = status }
+
+func (a *api) authorized(r *http.Request) bool {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), a.token) == 1
+}
+
+func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
+	if !a.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// appendRequest is the body of POST /v1/events. Its own event type keeps
+// the fields the log sets (seq, version, time) out of what clients send.
+type appendRequest struct {
+	Events []appendEvent `json:"events"`
+	// Expect maps a stream to the version it must be at; 0: must not exist.
+	Expect map[string]uint64 `json:"expect"`
+}
+
+type appendEvent struct {
+	ID     string            `json:"id"`
+	Stream string            `json:"stream"`
+	Type   string            `json:"type"`
+	Schema int               `json:"schema"`
+	Data   json.RawMessage   `json:"data"`
+	Meta   eventlog.Metadata `json:"meta"`
+}
+
+func (a *api) appendEvents(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// A slow client may not hold a handler forever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+	var req appendRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if len(req.Events) == 0 {
+		a.fail(w, r, invalidf(`"events" is missing or empty: send {"events":[{"stream":"orders.1","type":"orders.created","data":{}}]}`))
+		return
+	}
+	events := make([]eventlog.Event, len(req.Events))
+	for i, e := range req.Events {
+		events[i] = eventlog.Event{ID: e.ID, Stream: e.Stream, Type: e.Type, Schema: e.Schema, Data: e.Data, Meta: e.Meta}
+	}
+	streams := make([]string, 0, len(req.Expect))
+	for s := range req.Expect {
+		streams = append(streams, s)
+	}
+	sort.Strings(streams) // the same request gets the same error
+	expect := make([]eventlog.Expectation, len(streams))
+	for i, s := range streams {
+		expect[i] = eventlog.ExpectVersion(s, req.Expect[s])
+	}
+	res, err := a.log.Append(r.Context(), events, expect...)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (a *api) readStream(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r, "from", "limit")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	from, err := uintParam(q, "from", 1)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	limit, err := limitParam(q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	stream := r.PathValue("stream")
+	events, err := a.log.ReadStream(r.Context(), stream, from, limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if events == nil {
+		events = []eventlog.Event{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Stream string           `json:"stream"`
+		Events []eventlog.Event `json:"events"`
+	}{stream, events})
+}
+
+func (a *api) readEvents(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r, "after", "limit", "type", "category")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	after, err := uintParam(q, "after", 0)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	limit, err := limitParam(q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	filter, err := filterParams(q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	page, err := a.log.Read(r.Context(), after, limit, filter)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// liveEvents streams events as Server-Sent Events: first those after the
+// given position, then new ones as they are appended.
+func (a *api) liveEvents(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r, "after", "type", "category")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	after, err := uintParam(q, "after", 0)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// A reconnecting EventSource sends the last id it saw.
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		if after, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil {
+			a.fail(w, r, invalidf("header Last-Event-ID %q is not a sequence number", v))
+			return
+		}
+	}
+	// Validate now: once the stream has begun there is no status to send.
+	filter, err := filterParams(q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // long-lived, whatever the server's WriteTimeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // proxies must not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		a.logger.Error("live stream cannot flush", "err", err)
+		return
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(a.streams, cancel) // server shutdown
+	defer stop()
+
+	// Subscribe runs in its own goroutine so that this one can also send
+	// pings; all writes happen here, so they never interleave.
+	events := make(chan eventlog.Event)
+	done := make(chan error, 1)
+	go func() {
+		done <- a.log.Subscribe(ctx, after, filter, func(e eventlog.Event) error {
+			select {
+			case events <- e:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	ticker := time.NewTicker(pingEvery)
+	defer ticker.Stop()
+	for {
+		var err error
+		select {
+		case e := <-events:
+			err = writeSSE(w, e)
+		case <-ticker.C:
+			_, err = io.WriteString(w, ": ping\n\n")
+		case err := <-done:
+			if ctx.Err() == nil {
+				a.sendStreamError(w, r, err)
+			}
+			return
+		}
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil { // the client is gone
+			cancel()
+			<-done
+			return
+		}
+	}
+}
+
+func writeSSE(w io.Writer, e eventlog.Event) error {
+	b, err := json.Marshal(e) // one line: Marshal compacts the data
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
+	return err
+}
+
+// sendStreamError ends a live stream with an error event, for example at
+// a message in the log that is not a valid event.
+func (a *api) sendStreamError(w http.ResponseWriter, r *http.Request, err error) {
+	_, code, msg := errorStatus(err)
+	a.logger.Error("live stream failed", "path", r.URL.Path, "err", err)
+	b, _ := json.Marshal(errorResponse{Error: errorBody{Code: code, Message: msg}})
+	fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+	_ = http.NewResponseController(w).Flush()
+}
+
+type errorResponse struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Code          string  `json:"code"`
+	Message       string  `json:"message"`
+	Stream        string  `json:"stream,omitempty"`
+	ActualVersion *uint64 `json:"actual_version,omitempty"`
+}
+
+// errorStatus is the one place that maps errors to HTTP statuses and
+// error codes.
+func errorStatus(err error) (status int, code, message string) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than the limit of %d MiB", tooLarge.Limit>>20)
+	case errors.Is(err, eventlog.ErrMalformed):
+		// The log holds a message that is not an event: not the caller's fault.
+		return http.StatusInternalServerError, "malformed_log", err.Error()
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized, "unauthorized", err.Error()
+	case errors.Is(err, eventlog.ErrInvalid):
+		return http.StatusBadRequest, "invalid", err.Error()
+	case errors.Is(err, eventlog.ErrNotFound):
+		return http.StatusNotFound, "not_found", err.Error()
+	case errors.Is(err, errMethodNotAllowed):
+		return http.StatusMethodNotAllowed, "method_not_allowed", err.Error()
+	case errors.Is(err, eventlog.ErrConflict):
+		return http.StatusConflict, "conflict", err.Error()
+	case errors.Is(err, eventlog.ErrUnavailable), errors.Is(err, eventlog.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, "unavailable", err.Error()
+	}
+	return http.StatusInternalServerError, "internal", err.Error()
+}
+
+// fail writes err as a JSON error response.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := errorStatus(err)
+	body := errorBody{Code: code, Message: msg}
+	var conflict *eventlog.ConflictError
+	if errors.As(err, &conflict) {
+		body.Stream = conflict.Stream
+		body.ActualVersion = &conflict.Actual
+	}
+	if status >= 500 && !errors.Is(err, context.Canceled) {
+		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if status == http.StatusRequestEntityTooLarge {
+		// The rest of the body is not read; do not let the client keep
+		// sending it on this connection.
+		w.Header().Set("Connection", "close")
+	}
+	writeJSON(w, status, errorResponse{Error: body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeBody reads one JSON object from the request body into v, strictly:
+// no unknown fields, nothing after it, at most maxBodyBytes.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return invalidf("request body has more after the JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var (
+		tooLarge *http.MaxBytesError
+		syntax   *json.SyntaxError
+		typ      *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &tooLarge):
+		return err
+	case errors.Is(err, io.EOF):
+		return invalidf("request body is empty: want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalidf("request body is not valid JSON: it ends too soon")
+	case errors.As(err, &syntax):
+		return invalidf("request body is not valid JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return invalidf("request body must be a JSON object, not %s", typ.Value)
+		}
+		return invalidf("request body: field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)
+	}
+	return invalidf("request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// parseQuery returns the query, refusing parameters the route does not
+// know so that a typo ("limt") is not silently ignored.
+func parseQuery(r *http.Request, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, invalidf("malformed query string: %v", err)
+	}
+	for name := range q {
+		if !slices.Contains(allowed, name) {
+			if len(allowed) == 0 {
+				return nil, invalidf("unknown query parameter %q: this route takes none", name)
+			}
+			return nil, invalidf("unknown query parameter %q: this route takes %s", name, strings.Join(allowed, ", "))
+		}
+	}
+	return q, nil
+}
+
+func checkQuery(r *http.Request) error {
+	_, err := parseQuery(r)
+	return err
+}
+
+// uintParam reads a non-repeated, non-negative integer parameter.
+func uintParam(q url.Values, name string, def uint64) (uint64, error) {
+	vs, ok := q[name]
+	if !ok {
+		return def, nil
+	}
+	if len(vs) > 1 {
+		return 0, invalidf("query parameter %s is given %d times; give it once", name, len(vs))
+	}
+	n, err := strconv.ParseUint(vs[0], 10, 64)
+	if err != nil {
+		return 0, invalidf("query parameter %s=%q is not a non-negative integer", name, vs[0])
+	}
+	return n, nil
+}
+
+func limitParam(q url.Values) (int, error) {
+	n, err := uintParam(q, "limit", defaultLimit)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 || n > maxLimit {
+		return 0, invalidf("query parameter limit=%d is out of range: want 1 to %d", n, maxLimit)
+	}
+	return int(n), nil
+}
+
+// filterParams reads the repeatable type and category parameters.
+func filterParams(q url.Values) (eventlog.Filter, error) {
+	f := eventlog.Filter{Types: q["type"], Categories: q["category"]}
+	for _, t := range f.Types {
+		if err := eventlog.ValidateType(t); err != nil {
+			return f, fmt.Errorf("query parameter type: %w", err)
+		}
+	}
+	for _, c := range f.Categories {
+		if err := eventlog.ValidateCategory(c); err != nil {
+			return f, fmt.Errorf("query parameter category: %w", err)
+		}
+	}
+	return f, nil
+}

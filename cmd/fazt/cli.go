@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// usageError is a mistake in how fazt was invoked (exit status 2), as
+// opposed to a failure while doing the work (exit status 1).
+type usageError struct {
+	err     error
+	command string // the command path, for the help hint
+}
+
+func (e *usageError) Error() string {
+	return fmt.Sprintf("%v\nRun '%s --help' for usage.", e.err, e.command)
+}
+
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef reports a bad flag value found inside a command.
+func usagef(cmd *cobra.Command, format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...), command: cmd.CommandPath()}
+}
+
+// app carries what run was given to the commands, so that nothing reads
+// the process's globals and tests can run it in-process.
+type app struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	// started is set when a command's own code begins: cobra's errors
+	// before that point (flags, arguments) are usage errors.
+	started bool
+}
+
+// run parses args and runs the command. It returns a *usageError for bad
+// invocations.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	a := &app{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCmd()
+	if args == nil {
+		args = []string{} // nil makes cobra fall back to os.Args
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil && !a.started {
+		if cmd == nil {
+			cmd = root
+		}
+		var u *usageError
+		if errors.As(err, &u) {
+			return err
+		}
+		return &usageError{err: err, command: cmd.CommandPath()}
+	}
+	return err
+}
+
+// action wraps a command's code: from here on errors are runtime errors,
+// not usage errors.
+func (a *app) action(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a.started = true
+		cmd.SilenceUsage = true
+		return fn(cmd, args)
+	}
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "fazt",
+		Short: "Fazt: a personal cloud kernel on an event-sourced log",
+		Long: `Fazt keeps an append-only event log on embedded NATS JetStream and serves
+it over HTTP. Run "fazt serve" to start a server; the "events" commands
+talk to it.`,
+		SilenceErrors: true, // main prints the error once
+		SilenceUsage:  true, // usage goes to stdout in cobra; a hint is enough
+	}
+	root.AddCommand(a.serveCmd(), a.eventsCmd(), a.versionCmd())
+	return root
+}
+
+// envOr returns the environment variable's value, or def when unset.
+func (a *app) envOr(name, def string) string {
+	if v := a.getenv(name); v != "" {
+		return v
+	}
+	return def
+}

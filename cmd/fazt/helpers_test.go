@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fazt-sh/fazt/eventlog"
+)
+
+// syncBuffer is a bytes.Buffer that a running command and the test can
+// use at the same time.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// noEnv keeps the tests independent of the environment they run in.
+func noEnv(string) string { return "" }
+
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// testServer is `fazt serve` running in-process through run().
+type testServer struct {
+	dir    string
+	addr   string // http://127.0.0.1:PORT
+	token  string
+	nats   string // with --nats-listen
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan error
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+// startServer runs `fazt serve --data dir --addr 127.0.0.1:0` and waits
+// for its serve.json. At cleanup it stops the server and requires a
+// clean shutdown.
+func startServer(t *testing.T, dir string, extra ...string) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &testServer{dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	args := append([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, extra...)
+	go func() { s.done <- run(ctx, args, noEnv, strings.NewReader(""), s.stdout, s.stderr) }()
+	t.Cleanup(func() {
+		if err := s.stop(t); err != nil {
+			t.Errorf("serve returned %v; want nil after a graceful shutdown\nstderr:\n%s", err, s.stderr)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := readState(dir)
+		if err == nil {
+			s.addr, s.nats = st.Addr, st.NATS
+			break
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err // for stop
+			t.Fatalf("serve ended before it was serving: %v\nstderr:\n%s", err, s.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 30s: %v\nstderr:\n%s", stateFile, err, s.stderr)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, tokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.token = strings.TrimSpace(string(b))
+	return s
+}
+
+// stop cancels the server's context and returns what run returned.
+func (s *testServer) stop(t *testing.T) error {
+	t.Helper()
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case s.err = <-s.done:
+		case <-time.After(20 * time.Second):
+			s.err = errors.New("serve did not return within 20s of cancellation")
+		}
+	})
+	return s.err
+}
+
+// do sends a request with the server's token (unless headers set
+// Authorization; "" sends none) and returns the status and body.
+func (s *testServer) do(t *testing.T, method, path string, body io.Reader, headers map[string]string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.addr+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// appendJSON posts a body to /v1/events and requires success.
+func (s *testServer) appendJSON(t *testing.T, body string) eventlog.Result {
+	t.Helper()
+	status, resp, _ := s.do(t, "POST", "/v1/events", strings.NewReader(body), nil)
+	if status != http.StatusOK {
+		t.Fatalf("append %s: %d %s", body, status, resp)
+	}
+	var res eventlog.Result
+	if err := json.Unmarshal([]byte(resp), &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// events returns every event in the log.
+func (s *testServer) events(t *testing.T) []eventlog.Event {
+	t.Helper()
+	status, body, _ := s.do(t, "GET", "/v1/events?after=0&limit=1000", nil, nil)
+	if status != http.StatusOK {
+		t.Fatalf("list events: %d %s", status, body)
+	}
+	var p eventlog.Page
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Events
+}
+
+// sseEvent is one Server-Sent Event as a client sees it.
+type sseEvent struct {
+	id, event, data string
+}
+
+// openLive connects to /v1/events/live and returns the events as they
+// arrive; the channel closes when the stream ends.
+func (s *testServer) openLive(t *testing.T, ctx context.Context, query string, headers map[string]string) (<-chan sseEvent, *http.Response) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", s.addr+"/v1/events/live"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("live: %d %s", resp.StatusCode, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("live: Content-Type %q", ct)
+	}
+	out := make(chan sseEvent, 100)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		var e sseEvent
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			field, value, _ := strings.Cut(line, ": ")
+			switch {
+			case line == "":
+				if e != (sseEvent{}) {
+					out <- e
+				}
+				e = sseEvent{}
+			case field == "id":
+				e.id = value
+			case field == "event":
+				e.event = value
+			case field == "data":
+				e.data = value
+			}
+		}
+	}()
+	return out, resp
+}
+
+// next waits for the next event on a live stream.
+func next(t *testing.T, ch <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case e, ok := <-ch:
+		if !ok {
+			t.Fatal("live stream ended")
+		}
+		return e
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event on the live stream within 10s")
+	}
+	return sseEvent{}
+}
+
+// waitFor polls until cond holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func fileMode(t *testing.T, path string) fs.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode().Perm()
+}

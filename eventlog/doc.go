@@ -1,0 +1,95 @@
+// Package eventlog is Fazt's append-only event log: every write in Fazt is
+// an immutable event in one NATS JetStream stream, embedded in the process
+// by default.
+//
+// # Overview
+//
+// A Log appends events atomically (all of an append, across any number of
+// streams, or none), checks per-stream expectations for optimistic
+// concurrency, deduplicates retries by event ID for ever, and reads events
+// back by stream, by global position, or as a live subscription.
+//
+// An event belongs to a stream, an entity key such as "orders.42": two or
+// more dot-separated tokens, the first of which is the category
+// ("orders"). The log gives every event a global sequence (1, 2, 3, ...
+// with no gaps) and a version within its stream (1, 2, 3, ...).
+//
+// # Usage
+//
+//	l := eventlog.New("./data")           // tunables are exported fields
+//	if err := l.Open(ctx); err != nil { ... }
+//	defer l.Close(ctx)
+//
+//	res, err := l.Append(ctx, []eventlog.Event{
+//		{Stream: "orders.42", Type: "orders.placed", Data: json.RawMessage(`{"total":12}`)},
+//		{Stream: "stock.apples", Type: "stock.reserved", Data: json.RawMessage(`{"n":3}`)},
+//	}, eventlog.ExpectNew("orders.42"))
+//	// errors.Is(err, eventlog.ErrConflict): someone wrote orders.42 first.
+//
+//	evs, err := l.ReadStream(ctx, "orders.42", 1, 100)      // from version 1
+//	page, err := l.Read(ctx, 0, 100, eventlog.Filter{Categories: []string{"orders"}})
+//	err = l.Subscribe(ctx, res.LastSeq, eventlog.Filter{}, func(e eventlog.Event) error { ... })
+//
+// # Durability
+//
+// Strict (the default): an append is acknowledged only after it is fsynced.
+// Concurrent appends are gathered into one group: their messages are
+// pipelined to JetStream on one connection and the group is made durable
+// with a single fsync of the stream's newest message block, so 64 callers
+// pay for about one disk flush, not 64. Relaxed: an append is acknowledged
+// once written to the operating system and fsynced every SyncInterval
+// (default 1s); a crash of the process loses nothing, a power loss or a
+// kernel crash can lose the appends of the last SyncInterval. When
+// connected to an external server (URL), durability is that server's
+// sync_interval setting.
+//
+// # Idempotency
+//
+// An event's ID (a ULID) is its dedupe key. Retrying an append with the
+// same IDs returns the original positions (Result.Duplicate is true) and
+// writes nothing. Within JetStream's duplicate window (DuplicateWindow,
+// default 2 minutes) JetStream itself recognises the IDs; for IDs older
+// than that the log scans the event's stream from a minute before the
+// time in the ULID. IDs may not carry a time more than a minute in the
+// future, which is what makes the scan complete.
+//
+// # Wire form
+//
+// This is the stored form of an event. It is permanent: every version of
+// Fazt must read it.
+//
+//   - JetStream stream: FAZT_EVENTS (StreamName), file storage, subjects
+//     "fazt.ev.>", DenyDelete, DenyPurge, no age, size or count limits,
+//     direct gets allowed, atomic batches allowed, and republished after
+//     storing on "fazt.live.>" for live subscribers.
+//   - Subject: "fazt.ev." followed by the stream name, e.g.
+//     "fazt.ev.orders.42". The category filter for "orders" is
+//     "fazt.ev.orders.>".
+//   - Body: the event's data, a JSON value, as is.
+//   - Headers:
+//     Nats-Msg-Id: the event ID (ULID, 26 characters, upper case);
+//     Fazt-Type: the event type, e.g. "orders.placed";
+//     Fazt-Version: the event's version in its stream (decimal, from 1);
+//     Fazt-Schema: the schema version of the data (decimal; absent means 1);
+//     Fazt-Correlation-Id, Fazt-Causation-Id, Fazt-Actor: metadata, each
+//     absent when empty;
+//     Nats-Expected-Last-Subject-Sequence: written by the log as a guard
+//     (the sequence of the stream's previous event, 0 for the first);
+//     readers ignore it.
+//   - Time: JetStream's own timestamp of the message (Nats-Time-Stamp in
+//     direct gets and republished messages).
+//   - Global sequence: JetStream's stream sequence.
+//
+// Multi-event appends are written as one JetStream atomic batch
+// (Nats-Batch-Id, Nats-Batch-Sequence, Nats-Batch-Commit), so a reader
+// never sees part of one. A message on "fazt.ev.>" that lacks these
+// headers (one published around the kernel) is reported by readers as a
+// *DecodeError at its sequence, never skipped silently.
+//
+// The standard nats CLI can inspect the log when the server listens
+// (Listen, or fazt serve --nats-listen 127.0.0.1:4222):
+//
+//	nats stream info FAZT_EVENTS
+//	nats stream view FAZT_EVENTS
+//	nats sub 'fazt.live.>'
+package eventlog

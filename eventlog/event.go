@@ -21,13 +21,13 @@ const (
 	MaxAppendBytes   = 8 << 20 // bytes of data in one Append
 	maxFutureIDSkew  = time.Minute
 	subjectPrefix    = "fazt.ev."
-	livePrefix       = "fazt.live."
 	headerType       = "Fazt-Type"
 	headerSchema     = "Fazt-Schema"
 	headerVersion    = "Fazt-Version"
 	headerCorrelate  = "Fazt-Correlation-Id"
 	headerCausation  = "Fazt-Causation-Id"
 	headerActor      = "Fazt-Actor"
+	headerID         = "Fazt-Id"
 	headerMsgID      = "Nats-Msg-Id"
 	headerExpLastSub = "Nats-Expected-Last-Subject-Sequence"
 	headerSequence   = "Nats-Sequence"
@@ -242,11 +242,16 @@ func (e *Event) validate(i int, now time.Time) error {
 
 func subjectOf(stream string) string { return subjectPrefix + stream }
 
-// message encodes the event as the NATS message that is stored.
-func (e *Event) message() *nats.Msg {
+// message encodes the event as the NATS message that is stored. dedupe
+// adds JetStream's Nats-Msg-Id, for IDs the caller chose (only those can
+// be retried).
+func (e *Event) message(dedupe bool) *nats.Msg {
 	m := nats.NewMsg(subjectOf(e.Stream))
 	h := m.Header
-	h.Set(headerMsgID, e.ID)
+	h.Set(headerID, e.ID)
+	if dedupe {
+		h.Set(headerMsgID, e.ID)
+	}
 	h.Set(headerType, e.Type)
 	if e.Schema > 1 {
 		h.Set(headerSchema, strconv.Itoa(e.Schema))
@@ -282,7 +287,7 @@ func decode(subject string, h nats.Header, data []byte) (Event, error) {
 		return e, &DecodeError{Subject: subject, Fields: []string{"sequence"}}
 	}
 	e.Seq = seq
-	e.ID = h.Get(headerMsgID)
+	e.ID = h.Get(headerID)
 	e.Type = h.Get(headerType)
 	e.Data = json.RawMessage(data)
 	e.Meta = Metadata{CorrelationID: h.Get(headerCorrelate), CausationID: h.Get(headerCausation), Actor: h.Get(headerActor)}

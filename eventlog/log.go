@@ -59,6 +59,7 @@ const (
 	DefaultSyncInterval    = time.Second
 	DefaultMaxBatch        = 1000
 	DefaultRequestTimeout  = 10 * time.Second
+	DefaultPollInterval    = 250 * time.Millisecond
 )
 
 // Log is the append-only event log on a JetStream stream.
@@ -89,6 +90,9 @@ type Log struct {
 	Replicas int
 	// MaxBatch caps the events in one group commit (JetStream allows 1000).
 	MaxBatch int
+	// PollInterval is how often subscribers look for events written by
+	// other processes (only when other writers are possible).
+	PollInterval time.Duration
 	// RequestTimeout bounds each round trip to JetStream.
 	RequestTimeout time.Duration
 	// Logger receives operational messages.
@@ -107,13 +111,29 @@ type Log struct {
 	heads  map[string]head // stream name -> last known position
 	tail   uint64          // last sequence this log saw acknowledged
 
+	// soleWriter is true when no other process can write the stream (an
+	// embedded server without a listener): the commit loop's own checks
+	// are then authoritative and messages need no guard headers.
+	soleWriter bool
+
 	// Only the commit loop touches these.
 	acks      chan *nats.Msg
 	ackPrefix string
 	round     uint64
 	syncer    *blockSyncer
+	recent    map[string]recentID // caller-chosen IDs stored within DuplicateWindow
+	lastPrune time.Time
 	entropy   *ulid.MonotonicEntropy
-	idMu      sync.Mutex
+
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced when new events are stored
+	idMu     sync.Mutex
+}
+
+// recentID is where a caller-chosen ID was stored, and when.
+type recentID struct {
+	pos Position
+	at  time.Time
 }
 
 // head is the last known event of a stream.
@@ -134,6 +154,7 @@ func New(dir string) *Log {
 		Replicas:        1,
 		MaxBatch:        DefaultMaxBatch,
 		RequestTimeout:  DefaultRequestTimeout,
+		PollInterval:    DefaultPollInterval,
 		Logger:          slog.New(slog.DiscardHandler),
 	}
 }
@@ -185,6 +206,11 @@ func (l *Log) startCommitter(ctx context.Context) error {
 		return fmt.Errorf("event stream info: %w", err)
 	}
 	l.tail = info.State.LastSeq
+	l.soleWriter = l.srv != nil && l.Listen == "" && l.Replicas <= 1
+	l.notify = make(chan struct{})
+	if err := l.loadRecent(ctx); err != nil {
+		return err
+	}
 	l.acks = make(chan *nats.Msg, 8192)
 	l.ackPrefix = l.nc.NewRespInbox() + "."
 	sub, err := l.nc.ChanSubscribe(l.ackPrefix+">", l.acks)
@@ -219,7 +245,6 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		DenyPurge:          true,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
-		RePublish:          &jetstream.RePublish{Source: subjectPrefix + ">", Destination: livePrefix + ">"},
 	}
 }
 
@@ -510,7 +535,7 @@ func (l *Log) lookup(ctx context.Context, events []Event) (map[string]Position, 
 		start := since[stream]
 		req := directRequest{NextFor: subjectOf(stream), StartTime: &start}
 		err := l.scan(ctx, req, func(m *nats.Msg) (bool, error) {
-			id := m.Header.Get(headerMsgID)
+			id := m.Header.Get(headerID)
 			if !ids[id] {
 				return true, nil
 			}
@@ -631,12 +656,16 @@ func hasAny(ids map[string]bool, events []Event) bool {
 func (l *Log) commit(group []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
 	defer cancel()
+	l.pruneRecent()
 
 	// Check expectations against the known heads plus what the group
 	// itself writes first, and assign versions.
 	heads := map[string]head{}
 	var ok []*appendReq
 	for _, r := range group {
+		if r.ownIDs && l.answerRecent(r) {
+			continue
+		}
 		var err error
 		for _, s := range r.streams {
 			if _, known := heads[s]; known {
@@ -677,9 +706,27 @@ func (l *Log) commit(group []*appendReq) {
 		return
 	}
 
-	// Guards: the sequence each stream's previous message will have. Within
-	// the group it is predicted from the log's tail; a wrong prediction
-	// (another writer) only makes JetStream refuse, and the append retry.
+	// Units: a group of single events is pipelined, one publish each; a
+	// group with a multi-event append goes as one atomic batch, since
+	// JetStream's batch costs about the same for 2 events as for 500.
+	var units []unit
+	multi := false
+	for _, r := range ok {
+		multi = multi || len(r.events) > 1
+	}
+	if multi {
+		units = []unit{{reqs: ok}}
+	} else {
+		units = make([]unit, len(ok))
+		for u, r := range ok {
+			units[u] = unit{reqs: []*appendReq{r}}
+		}
+	}
+	// Guards: every message carries the sequence its stream's previous
+	// message has. Within a pipelined group that is predicted from the
+	// log's tail; a wrong prediction (another writer) only makes JetStream
+	// refuse, and the append retry. In a batch only the first write to a
+	// stream may carry a guard; the later ones follow it by construction.
 	lastOn := map[string]uint64{}
 	for _, r := range ok {
 		for _, s := range r.streams {
@@ -692,21 +739,20 @@ func (l *Log) commit(group []*appendReq) {
 	l.mu.Lock()
 	predicted := l.tail
 	l.mu.Unlock()
-	units := make([][]*nats.Msg, len(ok))
-	for u, r := range ok {
+	for u := range units {
 		guarded := map[string]bool{}
-		for i := range r.events {
-			e := &r.events[i]
-			m := e.message()
-			if !guarded[e.Stream] {
-				// In an atomic batch only the first write to a stream may
-				// carry a guard; later ones follow it by construction.
-				guarded[e.Stream] = true
-				m.Header.Set(headerExpLastSub, strconv.FormatUint(lastOn[e.Stream], 10))
+		for _, r := range units[u].reqs {
+			for i := range r.events {
+				e := &r.events[i]
+				m := e.message(r.ownIDs)
+				if !l.soleWriter && !guarded[e.Stream] {
+					guarded[e.Stream] = true
+					m.Header.Set(headerExpLastSub, strconv.FormatUint(lastOn[e.Stream], 10))
+				}
+				predicted++
+				lastOn[e.Stream] = predicted
+				units[u].msgs = append(units[u].msgs, m)
 			}
-			predicted++
-			lastOn[e.Stream] = predicted
-			units[u] = append(units[u], m)
 		}
 	}
 	acks := l.publish(ctx, units)
@@ -720,24 +766,44 @@ func (l *Log) commit(group []*appendReq) {
 		}
 	}
 	var retry []*appendReq
-	for u, r := range ok {
+	for u, un := range units {
 		a := acks[u]
 		switch {
 		case a.err == nil && a.duplicate:
-			l.answerDuplicate(ctx, r)
+			l.answerDuplicate(ctx, un.reqs[0])
 		case a.err == nil:
-			res := Result{Events: make([]Position, len(r.events)), LastSeq: a.seq}
-			seq := a.seq - uint64(len(r.events))
-			for i, e := range r.events {
-				seq++
-				res.Events[i] = Position{ID: e.ID, Stream: e.Stream, Seq: seq, Version: e.Version}
-				l.setHead(e.Stream, head{seq: seq, version: e.Version})
+			seq := a.seq - uint64(len(un.msgs))
+			for _, r := range un.reqs {
+				res := Result{Events: make([]Position, len(r.events))}
+				for i, e := range r.events {
+					seq++
+					res.Events[i] = Position{ID: e.ID, Stream: e.Stream, Seq: seq, Version: e.Version}
+					l.setHead(e.Stream, head{seq: seq, version: e.Version})
+				}
+				res.LastSeq = seq
+				if r.ownIDs {
+					now := time.Now()
+					for _, p := range res.Events {
+						l.recent[p.ID] = recentID{pos: p, at: now}
+					}
+				}
+				r.res <- appendResp{res: res}
 			}
 			l.mu.Lock()
 			l.tail = max(l.tail, a.seq)
 			l.mu.Unlock()
-			r.res <- appendResp{res: res}
+			l.wake()
+		case len(un.reqs) > 1:
+			// A shared batch was refused: find out which append caused it
+			// by retrying each on its own.
+			for _, r := range un.reqs {
+				for _, s := range r.streams {
+					l.forget(s)
+				}
+				retry = append(retry, r)
+			}
 		default:
+			r := un.reqs[0]
 			for _, s := range r.streams {
 				l.forget(s)
 			}
@@ -763,6 +829,87 @@ func (l *Log) commit(group []*appendReq) {
 	for _, r := range retry {
 		l.commit([]*appendReq{r})
 	}
+}
+
+// answerRecent answers r from the IDs stored within the dedupe window,
+// when they are there. It reports whether it answered.
+func (l *Log) answerRecent(r *appendReq) bool {
+	found := 0
+	for _, e := range r.events {
+		if _, ok := l.recent[e.ID]; ok {
+			found++
+		}
+	}
+	switch {
+	case found == 0:
+		return false
+	case found < len(r.events):
+		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", found, len(r.events))}
+	default:
+		pos := make(map[string]Position, found)
+		for _, e := range r.events {
+			pos[e.ID] = l.recent[e.ID].pos
+		}
+		r.res <- appendResp{res: resultOf(r.events, pos)}
+	}
+	return true
+}
+
+// pruneRecent forgets IDs older than the dedupe window, at most every
+// few seconds.
+func (l *Log) pruneRecent() {
+	now := time.Now()
+	if now.Sub(l.lastPrune) < 5*time.Second {
+		return
+	}
+	l.lastPrune = now
+	for id, r := range l.recent {
+		if now.Sub(r.at) > l.DuplicateWindow {
+			delete(l.recent, id)
+		}
+	}
+}
+
+// loadRecent fills the recent set from the last DuplicateWindow of the
+// log, so that retries across a restart are recognised.
+func (l *Log) loadRecent(ctx context.Context) error {
+	l.recent = make(map[string]recentID)
+	if l.tail == 0 {
+		return nil
+	}
+	start := time.Now().Add(-l.DuplicateWindow)
+	return l.scan(ctx, directRequest{StartTime: &start}, func(m *nats.Msg) (bool, error) {
+		if m.Header.Get(headerMsgID) == "" {
+			return true, nil
+		}
+		e, err := decode(m.Subject, m.Header, m.Data)
+		if err != nil {
+			return true, nil // not ours to judge here; readers report it
+		}
+		l.recent[e.ID] = recentID{pos: Position{ID: e.ID, Stream: e.Stream, Seq: e.Seq, Version: e.Version}, at: e.Time}
+		return true, nil
+	})
+}
+
+// wake tells subscribers that new events are stored.
+func (l *Log) wake() {
+	l.notifyMu.Lock()
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.notifyMu.Unlock()
+}
+
+// stored returns a channel closed when new events are stored.
+func (l *Log) stored() <-chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	return l.notify
+}
+
+// unit is what JetStream acknowledges once: one event, or one atomic batch.
+type unit struct {
+	reqs []*appendReq
+	msgs []*nats.Msg
 }
 
 func anySucceeded(acks []unitAck) bool {
@@ -805,12 +952,13 @@ type unitAck struct {
 
 // publish sends every unit back to back and collects one acknowledgement
 // per unit.
-func (l *Log) publish(ctx context.Context, units [][]*nats.Msg) []unitAck {
+func (l *Log) publish(ctx context.Context, units []unit) []unitAck {
 	acks := make([]unitAck, len(units))
 	l.round++
 	prefix := l.ackPrefix + strconv.FormatUint(l.round, 10) + "."
 	sent := 0
-	for u, msgs := range units {
+	for u, un := range units {
+		msgs := un.msgs
 		last := msgs[len(msgs)-1]
 		last.Reply = prefix + strconv.Itoa(u)
 		if len(msgs) > 1 {
@@ -854,7 +1002,7 @@ func (l *Log) publish(ctx context.Context, units [][]*nats.Msg) []unitAck {
 				continue
 			}
 			got++
-			acks[u] = parseAck(m.Data, len(units[u]))
+			acks[u] = parseAck(m.Data, len(units[u].msgs))
 		case <-ctx.Done():
 			for u := range acks[:sent] {
 				if acks[u].err == errNoAck {

@@ -267,28 +267,25 @@ func (l *Log) Read(ctx context.Context, after uint64, limit int, f Filter) (Page
 // Subscribe calls fn for every event with sequence greater than after that
 // passes the filter, in order: first those already in the log, then new
 // ones as they are appended. It creates no JetStream consumer: it reads
-// with batched direct gets and listens to the stream's republished
-// messages, filling any gap from the log. It returns when ctx ends (with
-// ctx's error), when fn returns an error (that error), or with a
-// *DecodeError at a message that is not a valid event.
+// with batched direct gets from its own position, woken by this log's
+// appends and, when other writers may exist, by polling every
+// PollInterval; so it never misses or repeats an event. It returns when
+// ctx ends (with ctx's error), when fn returns an error (that error), or
+// with a *DecodeError (ErrMalformed) at a message that is not a valid
+// event.
 func (l *Log) Subscribe(ctx context.Context, after uint64, f Filter, fn func(Event) error) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
-	live := make(chan *nats.Msg, 8192)
-	sub, err := l.nc.ChanSubscribe(livePrefix+">", live)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer sub.Unsubscribe()
-	fctx, cancel := context.WithTimeout(ctx, l.RequestTimeout)
-	err = l.nc.FlushWithContext(fctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	var tick <-chan time.Time
+	if !l.soleWriter {
+		t := time.NewTicker(l.PollInterval)
+		defer t.Stop()
+		tick = t.C
 	}
 	next := after + 1
-	catchUp := func() error {
+	for {
+		woken := l.stored() // before reading, so no append is missed
 		for {
 			p, err := l.Read(ctx, next-1, readBatch, f)
 			for _, e := range p.Events {
@@ -301,47 +298,14 @@ func (l *Log) Subscribe(ctx context.Context, after uint64, f Filter, fn func(Eve
 			}
 			next = p.LastSeq + 1
 			if len(p.Events) < readBatch {
-				return nil
+				break
 			}
 		}
-	}
-	if err := catchUp(); err != nil {
-		return err
-	}
-	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case m := <-live:
-			seq, err := strconv.ParseUint(m.Header.Get(headerSequence), 10, 64)
-			if err != nil || seq < next {
-				continue
-			}
-			if seq > next {
-				// Missed messages (or a filtered read that stopped short):
-				// read the gap from the log. Anything it does not return
-				// up to seq does not match the filter.
-				before := next
-				if err := catchUp(); err != nil {
-					return err
-				}
-				if next == before {
-					next = seq
-				}
-				if seq < next {
-					continue
-				}
-			}
-			e, err := decode(m.Subject, m.Header, m.Data)
-			next = seq + 1
-			if err != nil {
-				return err
-			}
-			if f.Match(&e) {
-				if err := fn(e); err != nil {
-					return err
-				}
-			}
+		case <-woken:
+		case <-tick:
 		}
 	}
 }

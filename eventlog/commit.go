@@ -1,0 +1,764 @@
+package eventlog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// How appends are committed.
+//
+// Appends queue to one commit loop, which gathers whatever is waiting into
+// a group, checks expectations against its view of every stream, assigns
+// versions and publishes the group without waiting: single events as
+// plain publishes, and a group holding any multi-event append as one
+// atomic batch. A finisher collects the acknowledgements of each group in
+// order, makes them durable with one fsync (strict) and answers the
+// callers. While the finisher waits on one group, the loop publishes the
+// next, so the disk and the CPU overlap.
+//
+// The view runs ahead of the log by the groups in flight. A message whose
+// stream has a write still in flight (or any message, when other writers
+// may exist) carries Nats-Expected-Last-Subject-Sequence, the sequence the
+// view predicts for the stream's previous message: if anything before it
+// failed, JetStream refuses it, so a version is never skipped or reused.
+// Any failure marks the view stale; the loop then waits for the groups in
+// flight, rebuilds the view from the log, and retries what was refused.
+
+// commitState is the commit loop's and the finisher's state.
+type commitState struct {
+	// Owned by the commit loop.
+	view      map[string]head   // each stream's last event, counting groups in flight
+	pending   map[string]uint64 // stream -> round of its last write in flight
+	predicted uint64            // sequence of the last message published
+	round     uint64
+	lastPrune time.Time
+
+	reqs    chan *appendReq
+	done    chan struct{}
+	flights chan *flight
+	wg      sync.WaitGroup
+
+	// Shared between the loop and the finisher.
+	stale    atomic.Bool // a group failed: rebuild the view before the next
+	doneMu   sync.Mutex
+	doneCond *sync.Cond
+	doneRnd  uint64 // the last round the finisher completed
+
+	retryMu   sync.Mutex
+	retryQ    []*appendReq
+	retryShut bool
+	kick      chan struct{}
+
+	flightMu sync.Mutex
+	inflight map[uint64]*flight
+
+	recentMu sync.Mutex
+	recent   map[string]recentID // caller-chosen IDs stored within DuplicateWindow
+
+	ackSub    *nats.Subscription
+	ackPrefix string
+	syncer    *blockSyncer
+}
+
+// recentID is where a caller-chosen ID was stored, and when.
+type recentID struct {
+	pos Position
+	at  time.Time
+}
+
+// head is the last event of a stream.
+type head struct {
+	seq     uint64
+	version uint64
+}
+
+const maxView = 100_000 // streams remembered before the view is rebuilt
+
+func (l *Log) startCommitter(ctx context.Context) error {
+	l.soleWriter = l.srv != nil && l.Listen == "" && l.Replicas <= 1
+	l.notify = make(chan struct{})
+	l.doneCond = sync.NewCond(&l.doneMu)
+	l.kick = make(chan struct{}, 1)
+	l.inflight = map[uint64]*flight{}
+	if err := l.resetView(ctx); err != nil {
+		return err
+	}
+	if err := l.loadRecent(ctx); err != nil {
+		return err
+	}
+	if l.srv != nil && l.Durability == Strict {
+		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.srv.GlobalAccount().Name, "streams", l.StreamName, "msgs")
+		var err error
+		if l.syncer, err = newBlockSyncer(dir); err != nil {
+			return err
+		}
+	}
+	l.ackPrefix = l.nc.NewRespInbox() + "."
+	sub, err := l.nc.Subscribe(l.ackPrefix+">", l.onAck)
+	if err != nil {
+		return fmt.Errorf("subscribe for acknowledgements: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	l.ackSub = sub
+	l.reqs = make(chan *appendReq, 4096)
+	l.done = make(chan struct{})
+	l.flights = make(chan *flight, 1) // at most two groups in flight
+	l.wg.Add(2)
+	go l.commitLoop()
+	go l.finishLoop()
+	return nil
+}
+
+// resetView forgets every stream and reads the log's tail again.
+func (l *Log) resetView(ctx context.Context) error {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: event stream info: %v", ErrUnavailable, err)
+	}
+	l.view = map[string]head{}
+	l.pending = map[string]uint64{}
+	l.predicted = info.State.LastSeq
+	return nil
+}
+
+// waitIdle waits until the finisher has completed every group published.
+func (l *Log) waitIdle() {
+	l.doneMu.Lock()
+	for l.doneRnd < l.round {
+		l.doneCond.Wait()
+	}
+	l.doneMu.Unlock()
+}
+
+func (l *Log) commitLoop() {
+	defer l.wg.Done()
+	defer close(l.flights)
+	var carry *appendReq
+	for {
+		group := l.gather(&carry)
+		if group == nil {
+			l.shutRetries()
+			l.drain()
+			return
+		}
+		if f := l.launch(group); f != nil {
+			l.flights <- f
+		}
+	}
+}
+
+// gather waits for appends and takes every one already queued, up to
+// MaxBatch events, retries first. It returns nil when the log closes.
+func (l *Log) gather(carry **appendReq) []*appendReq {
+	group := l.takeRetries()
+	n := 0
+	ids := map[string]bool{}
+	add := func(r *appendReq) bool {
+		if len(group) > 0 && (n+len(r.events) > l.MaxBatch || hasAny(ids, r.events)) {
+			*carry = r // two appends with one ID go in turn
+			return false
+		}
+		for _, e := range r.events {
+			ids[e.ID] = true
+		}
+		group = append(group, r)
+		n += len(r.events)
+		return true
+	}
+	for _, r := range group {
+		n += len(r.events)
+		for _, e := range r.events {
+			ids[e.ID] = true
+		}
+	}
+	if len(group) == 0 {
+		if *carry != nil {
+			r := *carry
+			*carry = nil
+			add(r)
+		} else {
+			select {
+			case r := <-l.reqs:
+				add(r)
+			case <-l.kick:
+				return l.gather(carry)
+			case <-l.done:
+				return nil
+			}
+		}
+	}
+	for n < l.MaxBatch && *carry == nil {
+		select {
+		case r := <-l.reqs:
+			if !add(r) {
+				return group
+			}
+		default:
+			return group
+		}
+	}
+	return group
+}
+
+func hasAny(ids map[string]bool, events []Event) bool {
+	for _, e := range events {
+		if ids[e.ID] {
+			return true
+		}
+	}
+	return false
+}
+
+// drain fails appends still queued at Close.
+func (l *Log) drain() {
+	for {
+		select {
+		case r := <-l.reqs:
+			r.res <- appendResp{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+func (l *Log) retry(r *appendReq) {
+	l.retryMu.Lock()
+	if l.retryShut {
+		l.retryMu.Unlock()
+		r.res <- appendResp{err: ErrClosed}
+		return
+	}
+	l.retryQ = append(l.retryQ, r)
+	l.retryMu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Log) takeRetries() []*appendReq {
+	l.retryMu.Lock()
+	defer l.retryMu.Unlock()
+	q := l.retryQ
+	l.retryQ = nil
+	return q
+}
+
+func (l *Log) shutRetries() {
+	l.retryMu.Lock()
+	l.retryShut = true
+	q := l.retryQ
+	l.retryQ = nil
+	l.retryMu.Unlock()
+	for _, r := range q {
+		r.res <- appendResp{err: ErrClosed}
+	}
+}
+
+// flight is one published group, waiting for its acknowledgements.
+type flight struct {
+	round     uint64
+	prefix    string
+	units     []unit
+	acks      []unitAck
+	remaining int
+	complete  chan struct{}
+	deadline  time.Time
+}
+
+// unit is what JetStream acknowledges once: one event, or one atomic batch.
+type unit struct {
+	reqs []*appendReq
+	msgs []*nats.Msg
+}
+
+// unitAck is JetStream's answer for one unit.
+type unitAck struct {
+	seq       uint64 // of the unit's last message
+	duplicate bool
+	err       error
+}
+
+var errNoAck = errors.New("no acknowledgement")
+
+// launch checks and publishes a group. It returns the flight to finish,
+// or nil when every append was answered without writing.
+func (l *Log) launch(group []*appendReq) *flight {
+	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
+	defer cancel()
+	l.pruneRecent()
+
+	// The order of these two reads matters: the finisher marks the view
+	// stale before it completes a round.
+	l.doneMu.Lock()
+	done := l.doneRnd
+	l.doneMu.Unlock()
+	if l.stale.Load() || len(l.view) > maxView {
+		l.waitIdle()
+		if err := l.resetView(ctx); err != nil {
+			for _, r := range group {
+				r.res <- appendResp{err: err}
+			}
+			return nil
+		}
+		l.stale.Store(false)
+		done = l.round
+	}
+
+	// Check expectations against the view and assign versions.
+	var ok []*appendReq
+	versions := map[string]uint64{}
+	for _, r := range group {
+		if r.ownIDs && l.answerRecent(r) {
+			continue
+		}
+		var err error
+		for _, s := range r.streams {
+			if _, known := versions[s]; known {
+				continue
+			}
+			var h head
+			if h, err = l.viewOf(ctx, s); err != nil {
+				break
+			}
+			versions[s] = h.version
+		}
+		if err == nil {
+			for _, s := range r.streams {
+				if x, has := r.expect[s]; has && !x.holds(versions[s]) {
+					err = &ConflictError{Stream: s, Expected: x, Actual: versions[s]}
+					break
+				}
+			}
+		}
+		var conflict *ConflictError
+		switch {
+		case errors.As(err, &conflict) && r.ownIDs:
+			// A retry of an append that landed moved its own stream:
+			// answer with the original positions, not a conflict.
+			l.answerDuplicateOr(ctx, r, err)
+			continue
+		case err != nil:
+			r.res <- appendResp{err: err}
+			continue
+		}
+		for i := range r.events {
+			s := r.events[i].Stream
+			versions[s]++
+			r.events[i].Version = versions[s]
+		}
+		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+
+	// A group of single events is pipelined, one publish each; a group
+	// with a multi-event append goes as one atomic batch, since a batch
+	// costs about the same for 2 events as for 1000.
+	var units []unit
+	multi := false
+	for _, r := range ok {
+		multi = multi || len(r.events) > 1
+	}
+	if multi {
+		units = []unit{{reqs: ok}}
+	} else {
+		units = make([]unit, len(ok))
+		for u, r := range ok {
+			units[u] = unit{reqs: []*appendReq{r}}
+		}
+	}
+	l.round++
+	for u := range units {
+		guarded := map[string]bool{}
+		for _, r := range units[u].reqs {
+			for i := range r.events {
+				e := &r.events[i]
+				m := e.message(r.ownIDs)
+				h := l.view[e.Stream]
+				// In a batch only the first write to a stream may carry a
+				// guard; the later ones follow it by construction.
+				if !guarded[e.Stream] && (!l.soleWriter || l.pending[e.Stream] > done) {
+					m.Header.Set(headerExpLastSub, strconv.FormatUint(h.seq, 10))
+				}
+				guarded[e.Stream] = true
+				l.predicted++
+				l.view[e.Stream] = head{seq: l.predicted, version: e.Version}
+				l.pending[e.Stream] = l.round
+				units[u].msgs = append(units[u].msgs, m)
+			}
+		}
+	}
+	return l.publish(units)
+}
+
+// viewOf returns a stream's last event as the loop sees it, reading it
+// from the log when the view does not have it.
+func (l *Log) viewOf(ctx context.Context, stream string) (head, error) {
+	if h, ok := l.view[stream]; ok {
+		return h, nil
+	}
+	m, err := l.directGet(ctx, directRequest{LastFor: subjectOf(stream)})
+	if errors.Is(err, ErrNotFound) {
+		l.view[stream] = head{}
+		return head{}, nil
+	}
+	if err != nil {
+		return head{}, err
+	}
+	e, err := decode(m.Subject, m.Header, m.Data)
+	if err != nil {
+		return head{}, fmt.Errorf("stream %s: its last message cannot be read: %w", stream, err)
+	}
+	h := head{seq: e.Seq, version: e.Version}
+	l.view[stream] = h
+	return h, nil
+}
+
+// publish sends every unit back to back without waiting.
+func (l *Log) publish(units []unit) *flight {
+	f := &flight{
+		round:    l.round,
+		prefix:   l.ackPrefix + strconv.FormatUint(l.round, 10) + ".",
+		units:    units,
+		acks:     make([]unitAck, len(units)),
+		complete: make(chan struct{}),
+		deadline: time.Now().Add(l.RequestTimeout),
+	}
+	for u := range f.acks {
+		f.acks[u].err = errNoAck
+	}
+	f.remaining = len(units)
+	l.flightMu.Lock()
+	l.inflight[f.round] = f
+	l.flightMu.Unlock()
+	for u, un := range units {
+		msgs := un.msgs
+		last := msgs[len(msgs)-1]
+		last.Reply = f.prefix + strconv.Itoa(u)
+		if len(msgs) > 1 {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			batchID := hex.EncodeToString(b[:])
+			for i, m := range msgs {
+				m.Header.Set("Nats-Batch-Id", batchID)
+				m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+			}
+			last.Header.Set("Nats-Batch-Commit", "1")
+		}
+		var err error
+		for _, m := range msgs {
+			// Staged batch messages go without a reply: the commit's
+			// answer covers the whole batch.
+			if err = l.nc.PublishMsg(m); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			l.flightMu.Lock()
+			for v := u; v < len(units); v++ {
+				f.acks[v].err = fmt.Errorf("%w: publish: %v", ErrUnavailable, err)
+			}
+			f.remaining -= len(units) - u
+			if f.remaining == 0 {
+				close(f.complete)
+			}
+			l.flightMu.Unlock()
+			break
+		}
+	}
+	return f
+}
+
+// onAck files an acknowledgement with its flight.
+func (l *Log) onAck(m *nats.Msg) {
+	rest, ok := strings.CutPrefix(m.Subject, l.ackPrefix)
+	if !ok {
+		return
+	}
+	rs, us, ok := strings.Cut(rest, ".")
+	round, err1 := strconv.ParseUint(rs, 10, 64)
+	u, err2 := strconv.Atoi(us)
+	if !ok || err1 != nil || err2 != nil {
+		return
+	}
+	l.flightMu.Lock()
+	defer l.flightMu.Unlock()
+	f := l.inflight[round]
+	if f == nil || u < 0 || u >= len(f.units) || f.acks[u].err != errNoAck {
+		return // late, after the flight timed out
+	}
+	f.acks[u] = parseAck(m.Data, len(f.units[u].msgs))
+	if f.remaining--; f.remaining == 0 {
+		close(f.complete)
+	}
+}
+
+func (l *Log) finishLoop() {
+	defer l.wg.Done()
+	for f := range l.flights {
+		l.finish(f)
+	}
+}
+
+// finish waits for a flight's acknowledgements, makes it durable and
+// answers its appends.
+func (l *Log) finish(f *flight) {
+	timer := time.NewTimer(time.Until(f.deadline))
+	select {
+	case <-f.complete:
+	case <-timer.C:
+	}
+	timer.Stop()
+	l.flightMu.Lock()
+	delete(l.inflight, f.round)
+	for u := range f.acks {
+		if f.acks[u].err == errNoAck {
+			f.acks[u].err = fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+		}
+	}
+	l.flightMu.Unlock()
+
+	if l.syncer != nil && anySucceeded(f.acks) {
+		if err := l.syncer.sync(); err != nil {
+			for i := range f.acks {
+				if f.acks[i].err == nil {
+					f.acks[i].err = fmt.Errorf("%w: fsync of the log failed, the append may not be durable: %v", ErrUnavailable, err)
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
+	defer cancel()
+	stored := false
+	for u, un := range f.units {
+		a := f.acks[u]
+		if a.err != nil || a.duplicate {
+			// Whatever follows in flight was built on this unit landing.
+			l.stale.Store(true)
+		}
+		switch {
+		case a.err == nil && a.duplicate:
+			l.answerDuplicate(ctx, un.reqs[0])
+		case a.err == nil:
+			stored = true
+			seq := a.seq - uint64(len(un.msgs))
+			for _, r := range un.reqs {
+				res := Result{Events: make([]Position, len(r.events))}
+				for i, e := range r.events {
+					seq++
+					res.Events[i] = Position{ID: e.ID, Stream: e.Stream, Seq: seq, Version: e.Version}
+				}
+				res.LastSeq = seq
+				if r.ownIDs {
+					l.remember(res.Events)
+				}
+				r.res <- appendResp{res: res}
+			}
+		case len(un.reqs) > 1:
+			// A shared batch was refused: retrying each append on its own
+			// finds the one that caused it.
+			for _, r := range un.reqs {
+				l.retry(r)
+			}
+		default:
+			r := un.reqs[0]
+			var je *jsError
+			if !errors.As(a.err, &je) {
+				r.res <- appendResp{err: a.err}
+				continue
+			}
+			switch je.code {
+			case errCodeBatchDuplicate, errCodeDupConflict:
+				l.answerDuplicate(ctx, r)
+			case errCodeWrongLastSeq, errCodeWrongLastSeqConst:
+				if r.tries++; r.tries > 5 {
+					r.res <- appendResp{err: fmt.Errorf("%w: streams keep moving under concurrent writers: %v", ErrUnavailable, a.err)}
+					continue
+				}
+				l.retry(r)
+			default:
+				r.res <- appendResp{err: a.err}
+			}
+		}
+	}
+	if stored {
+		l.wake()
+	}
+	l.doneMu.Lock()
+	l.doneRnd = f.round
+	l.doneCond.Broadcast()
+	l.doneMu.Unlock()
+}
+
+func anySucceeded(acks []unitAck) bool {
+	for _, a := range acks {
+		if a.err == nil && !a.duplicate {
+			return true
+		}
+	}
+	return false
+}
+
+// pubAck is JetStream's answer to a publish or a batch commit.
+type pubAck struct {
+	Stream    string `json:"stream"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Count     int    `json:"count,omitempty"`
+	Error     *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error,omitempty"`
+}
+
+// JetStream error codes the committer reacts to.
+const (
+	errCodeWrongLastSeq      = 10071
+	errCodeWrongLastSeqConst = 10164
+	errCodeBatchDuplicate    = 10201
+	errCodeDupConflict       = 10158
+)
+
+// jsError is an error answered by JetStream.
+type jsError struct {
+	code int
+	desc string
+}
+
+func (e *jsError) Error() string { return fmt.Sprintf("jetstream: %s (error %d)", e.desc, e.code) }
+
+func parseAck(data []byte, n int) unitAck {
+	var ack pubAck
+	if err := json.Unmarshal(data, &ack); err != nil {
+		return unitAck{err: fmt.Errorf("%w: unreadable acknowledgement %q", ErrUnavailable, data)}
+	}
+	if ack.Error != nil {
+		return unitAck{err: &jsError{code: ack.Error.ErrCode, desc: ack.Error.Description}}
+	}
+	if n > 1 && ack.Count != n && !ack.Duplicate {
+		return unitAck{err: fmt.Errorf("%w: batch of %d acknowledged with count %d", ErrUnavailable, n, ack.Count)}
+	}
+	return unitAck{seq: ack.Seq, duplicate: ack.Duplicate}
+}
+
+// answerDuplicate answers an append whose events JetStream reported as
+// already stored, with their original positions.
+func (l *Log) answerDuplicate(ctx context.Context, r *appendReq) {
+	l.answerDuplicateOr(ctx, r, nil)
+}
+
+// answerDuplicateOr answers with the original positions when every event
+// of r is already in the log, and with otherwise when none is.
+func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise error) {
+	pos, err := l.lookup(ctx, r.events)
+	switch {
+	case err != nil:
+		r.res <- appendResp{err: err}
+	case len(pos) == 0 && otherwise != nil:
+		r.res <- appendResp{err: otherwise}
+	case len(pos) < len(r.events):
+		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(r.events))}
+	default:
+		r.res <- appendResp{res: resultOf(r.events, pos)}
+	}
+}
+
+// remember records caller-chosen IDs that were just stored.
+func (l *Log) remember(ps []Position) {
+	now := time.Now()
+	l.recentMu.Lock()
+	for _, p := range ps {
+		l.recent[p.ID] = recentID{pos: p, at: now}
+	}
+	l.recentMu.Unlock()
+}
+
+// answerRecent answers r from the IDs stored within the dedupe window,
+// when they are there. It reports whether it answered.
+func (l *Log) answerRecent(r *appendReq) bool {
+	l.recentMu.Lock()
+	pos := make(map[string]Position)
+	for _, e := range r.events {
+		if p, ok := l.recent[e.ID]; ok {
+			pos[e.ID] = p.pos
+		}
+	}
+	l.recentMu.Unlock()
+	switch {
+	case len(pos) == 0:
+		return false
+	case len(pos) < len(r.events):
+		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(r.events))}
+	default:
+		r.res <- appendResp{res: resultOf(r.events, pos)}
+	}
+	return true
+}
+
+// pruneRecent forgets IDs older than the dedupe window, at most every
+// few seconds.
+func (l *Log) pruneRecent() {
+	now := time.Now()
+	if now.Sub(l.lastPrune) < 5*time.Second {
+		return
+	}
+	l.lastPrune = now
+	l.recentMu.Lock()
+	for id, r := range l.recent {
+		if now.Sub(r.at) > l.DuplicateWindow {
+			delete(l.recent, id)
+		}
+	}
+	l.recentMu.Unlock()
+}
+
+// loadRecent fills the recent set from the last DuplicateWindow of the
+// log, so that retries across a restart are recognised.
+func (l *Log) loadRecent(ctx context.Context) error {
+	l.recent = make(map[string]recentID)
+	if l.predicted == 0 {
+		return nil
+	}
+	start := time.Now().Add(-l.DuplicateWindow)
+	return l.scan(ctx, directRequest{StartTime: &start}, func(m *nats.Msg) (bool, error) {
+		if m.Header.Get(headerMsgID) == "" {
+			return true, nil
+		}
+		e, err := decode(m.Subject, m.Header, m.Data)
+		if err != nil {
+			return true, nil // not ours to judge here; readers report it
+		}
+		l.recent[e.ID] = recentID{pos: Position{ID: e.ID, Stream: e.Stream, Seq: e.Seq, Version: e.Version}, at: e.Time}
+		return true, nil
+	})
+}
+
+// wake tells subscribers that new events are stored.
+func (l *Log) wake() {
+	l.notifyMu.Lock()
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.notifyMu.Unlock()
+}
+
+// stored returns a channel closed when new events are stored.
+func (l *Log) stored() <-chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	return l.notify
+}

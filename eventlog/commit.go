@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -114,7 +115,7 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	l.ackSub = sub
 	l.reqs = make(chan *appendReq, 4096)
 	l.done = make(chan struct{})
-	l.flights = make(chan *flight, 1) // at most two groups in flight
+	l.flights = make(chan *flight, 1) // a group being finished, one queued, one being built
 	l.wg.Add(2)
 	go l.commitLoop()
 	go l.finishLoop()
@@ -643,6 +644,9 @@ type jsError struct {
 func (e *jsError) Error() string { return fmt.Sprintf("jetstream: %s (error %d)", e.desc, e.code) }
 
 func parseAck(data []byte, n int) unitAck {
+	if a, ok := parseAckFast(data, n); ok {
+		return a
+	}
 	var ack pubAck
 	if err := json.Unmarshal(data, &ack); err != nil {
 		return unitAck{err: fmt.Errorf("%w: unreadable acknowledgement %q", ErrUnavailable, data)}
@@ -654,6 +658,42 @@ func parseAck(data []byte, n int) unitAck {
 		return unitAck{err: fmt.Errorf("%w: batch of %d acknowledged with count %d", ErrUnavailable, n, ack.Count)}
 	}
 	return unitAck{seq: ack.Seq, duplicate: ack.Duplicate}
+}
+
+// parseAckFast reads the common successful acknowledgement,
+// {"stream":"S","seq":N} or, for a batch, {...,"batch":"B","count":C},
+// without the cost of encoding/json; anything else goes the slow way.
+func parseAckFast(data []byte, n int) (unitAck, bool) {
+	if bytes.Contains(data, []byte(`"error"`)) || bytes.Contains(data, []byte(`"duplicate"`)) {
+		return unitAck{}, false
+	}
+	seq, ok := jsonUint(data, `"seq":`)
+	if !ok {
+		return unitAck{}, false
+	}
+	if n > 1 {
+		if c, ok := jsonUint(data, `"count":`); !ok || c != uint64(n) {
+			return unitAck{}, false
+		}
+	}
+	return unitAck{seq: seq}, true
+}
+
+func jsonUint(data []byte, key string) (uint64, bool) {
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := data[i+len(key):]
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	if j == 0 || j > 19 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(rest[:j]), 10, 64)
+	return v, err == nil
 }
 
 // answerDuplicate answers an append whose events JetStream reported as

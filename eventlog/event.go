@@ -229,13 +229,24 @@ func (e *Event) validate(i int, now time.Time) error {
 	if !json.Valid(e.Data) {
 		return invalidf("event %d: data is not valid JSON", i)
 	}
-	for name, v := range map[string]string{"correlation_id": e.Meta.CorrelationID, "causation_id": e.Meta.CausationID, "actor": e.Meta.Actor} {
-		if len(v) > MaxMetaLen {
-			return invalidf("event %d: meta.%s is %d bytes; the limit is %d", i, name, len(v), MaxMetaLen)
-		}
-		if strings.ContainsAny(v, "\r\n") {
-			return invalidf("event %d: meta.%s must not contain line breaks", i, name)
-		}
+	if err := checkMeta(i, "correlation_id", e.Meta.CorrelationID); err != nil {
+		return err
+	}
+	if err := checkMeta(i, "causation_id", e.Meta.CausationID); err != nil {
+		return err
+	}
+	if err := checkMeta(i, "actor", e.Meta.Actor); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkMeta(i int, name, v string) error {
+	if len(v) > MaxMetaLen {
+		return invalidf("event %d: meta.%s is %d bytes; the limit is %d", i, name, len(v), MaxMetaLen)
+	}
+	if strings.ContainsAny(v, "\r\n") {
+		return invalidf("event %d: meta.%s must not contain line breaks", i, name)
 	}
 	return nil
 }

@@ -309,3 +309,128 @@ func TestSubscribeCatchesUpThenFollows(t *testing.T) {
 		t.Fatalf("subscribe ended with %v", err)
 	}
 }
+
+func TestParseAck(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		seq  uint64
+		dup  bool
+		fail bool
+	}{
+		{`{"stream":"FAZT_EVENTS","seq":42}`, 1, 42, false, false},
+		{`{"stream":"FAZT_EVENTS","seq":42,"batch":"ab","count":3}`, 3, 42, false, false},
+		{`{"stream":"FAZT_EVENTS","seq":42,"batch":"ab","count":2}`, 3, 0, false, true},
+		{`{"stream":"FAZT_EVENTS", "seq":7,"duplicate": true}`, 1, 7, true, false},
+		{`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}`, 1, 0, false, true},
+		{`not json`, 1, 0, false, true},
+	} {
+		a := eventlog.ParseAckForTest([]byte(tc.in), tc.n)
+		if (a.Err != nil) != tc.fail || a.Seq != tc.seq || a.Duplicate != tc.dup {
+			t.Errorf("%s: got %+v", tc.in, a)
+		}
+	}
+}
+
+// Two logs on one JetStream stream, the second connected by URL to the
+// first's listener: guards keep versions gap-free and expectations exact
+// across processes.
+func TestTwoWritersShareTheLog(t *testing.T) {
+	a := openLog(t, func(l *eventlog.Log) { l.Listen = "127.0.0.1:0" })
+	b := openLog(t, func(l *eventlog.Log) { l.URL = a.ClientURL() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Both write the same streams as fast as they can.
+	var wg sync.WaitGroup
+	for w, l := range []*eventlog.Log{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				evs := []eventlog.Event{ev(fmt.Sprintf("shared.s%d", i%3), "t.n", w)}
+				if i%5 == 0 {
+					evs = append(evs, ev("shared.pair", "t.n", w))
+				}
+				if _, err := l.Append(ctx, evs); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	versions := map[string]uint64{}
+	var seq uint64
+	for {
+		p, err := a.Read(ctx, seq, 1000, eventlog.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Events {
+			if e.Seq != seq+1 {
+				t.Fatalf("gap: %d after %d", e.Seq, seq)
+			}
+			seq = e.Seq
+			if e.Version != versions[e.Stream]+1 {
+				t.Fatalf("%s: version %d after %d at seq %d", e.Stream, e.Version, versions[e.Stream], e.Seq)
+			}
+			versions[e.Stream] = e.Version
+		}
+		if len(p.Events) < 1000 {
+			break
+		}
+	}
+	if seq != 800+160 {
+		t.Fatalf("log has %d events, want 960", seq)
+	}
+
+	// Exactly one of many concurrent expectations on one version wins,
+	// whichever process it comes from.
+	res, err := a.Append(ctx, []eventlog.Event{ev("race.1", "t.n", nil)}, eventlog.ExpectNew("race.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	wins := 0
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := a
+			if i%2 == 1 {
+				l = b
+			}
+			_, err := l.Append(ctx, []eventlog.Event{ev("race.1", "t.n", i)}, eventlog.ExpectVersion("race.1", res.Events[0].Version))
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				wins++
+			} else if !errors.Is(err, eventlog.ErrConflict) {
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d winners, want 1", wins)
+	}
+
+	// A subscriber on one log sees what the other writes (by polling).
+	got := make(chan eventlog.Event, 1)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	last, _ := a.LastSeq(ctx)
+	go a.Subscribe(sctx, last, eventlog.Filter{}, func(e eventlog.Event) error { got <- e; return nil })
+	if _, err := b.Append(ctx, []eventlog.Event{ev("late.1", "t.late", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if e.Type != "t.late" {
+			t.Fatalf("got %+v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscriber on a did not see b's event")
+	}
+}

@@ -1,0 +1,13 @@
+package eventlog
+
+// AckForTest exposes parseAck to the external tests.
+type AckForTest struct {
+	Seq       uint64
+	Duplicate bool
+	Err       error
+}
+
+func ParseAckForTest(data []byte, n int) AckForTest {
+	a := parseAck(data, n)
+	return AckForTest{Seq: a.seq, Duplicate: a.duplicate, Err: a.err}
+}

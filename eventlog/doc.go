@@ -28,30 +28,54 @@
 //
 //	evs, err := l.ReadStream(ctx, "orders.42", 1, 100)      // from version 1
 //	page, err := l.Read(ctx, 0, 100, eventlog.Filter{Categories: []string{"orders"}})
-//	err = l.Subscribe(ctx, res.LastSeq, eventlog.Filter{}, func(e eventlog.Event) error { ... })
+//	err = l.Subscribe(ctx, 0, eventlog.Filter{}, func(e eventlog.Event) error { ... })
 //
 // # Durability
 //
 // Strict (the default): an append is acknowledged only after it is fsynced.
 // Concurrent appends are gathered into one group: their messages are
-// pipelined to JetStream on one connection and the group is made durable
+// pipelined to JetStream on one connection, and the group is made durable
 // with a single fsync of the stream's newest message block, so 64 callers
-// pay for about one disk flush, not 64. Relaxed: an append is acknowledged
-// once written to the operating system and fsynced every SyncInterval
-// (default 1s); a crash of the process loses nothing, a power loss or a
-// kernel crash can lose the appends of the last SyncInterval. When
-// connected to an external server (URL), durability is that server's
-// sync_interval setting.
+// pay for about one disk flush, not 64. (JetStream's own per-message fsync
+// costs one flush per event, and its atomic batch stages every batch in a
+// new store, which costs many flushes per batch; see BenchmarkAppendStrict.)
+// Relaxed: an append is acknowledged once written to the operating system
+// and fsynced every SyncInterval (default 1s); a crash of the process loses
+// nothing, a power loss or a kernel crash can lose the appends of the last
+// SyncInterval. When connected to an external server (URL), durability is
+// that server's sync_interval setting.
+//
+// # Concurrency
+//
+// One commit loop publishes; it keeps a view of every stream's last
+// position, checks expectations against it and assigns versions, and keeps
+// up to two groups in flight while a finisher collects acknowledgements.
+// When the embedded server has no listener, this process is the only
+// writer and the view is authoritative. Otherwise (Listen, URL, replicas)
+// every message carries Nats-Expected-Last-Subject-Sequence, so JetStream
+// itself refuses a write that another process overtook; the append is then
+// retried against a fresh view, and an expectation that no longer holds
+// returns ErrConflict. Versions never skip or repeat either way.
 //
 // # Idempotency
 //
 // An event's ID (a ULID) is its dedupe key. Retrying an append with the
 // same IDs returns the original positions (Result.Duplicate is true) and
-// writes nothing. Within JetStream's duplicate window (DuplicateWindow,
-// default 2 minutes) JetStream itself recognises the IDs; for IDs older
-// than that the log scans the event's stream from a minute before the
-// time in the ULID. IDs may not carry a time more than a minute in the
-// future, which is what makes the scan complete.
+// writes nothing, however late the retry. IDs the caller chose are
+// remembered for DuplicateWindow (default 2 minutes, reloaded from the log
+// at start) and carry Nats-Msg-Id so that JetStream deduplicates them too;
+// for an ID older than the window the log scans the event's stream from a
+// minute before the time in the ULID. IDs may not carry a time more than a
+// minute in the future, which is what makes that scan complete. IDs the
+// log makes itself cannot be retried (the caller never saw them), so they
+// skip all of this.
+//
+// # Live subscriptions
+//
+// Subscribe reads with batched direct gets from its own position, so it
+// never misses or repeats an event and costs JetStream nothing while idle:
+// it is woken by this process's appends, and polls every PollInterval when
+// other writers may exist.
 //
 // # Wire form
 //
@@ -60,36 +84,36 @@
 //
 //   - JetStream stream: FAZT_EVENTS (StreamName), file storage, subjects
 //     "fazt.ev.>", DenyDelete, DenyPurge, no age, size or count limits,
-//     direct gets allowed, atomic batches allowed, and republished after
-//     storing on "fazt.live.>" for live subscribers.
+//     direct gets and atomic batches allowed.
 //   - Subject: "fazt.ev." followed by the stream name, e.g.
 //     "fazt.ev.orders.42". The category filter for "orders" is
 //     "fazt.ev.orders.>".
 //   - Body: the event's data, a JSON value, as is.
 //   - Headers:
-//     Nats-Msg-Id: the event ID (ULID, 26 characters, upper case);
+//     Fazt-Id: the event ID (ULID, 26 characters, upper case);
 //     Fazt-Type: the event type, e.g. "orders.placed";
 //     Fazt-Version: the event's version in its stream (decimal, from 1);
 //     Fazt-Schema: the schema version of the data (decimal; absent means 1);
 //     Fazt-Correlation-Id, Fazt-Causation-Id, Fazt-Actor: metadata, each
 //     absent when empty;
-//     Nats-Expected-Last-Subject-Sequence: written by the log as a guard
-//     (the sequence of the stream's previous event, 0 for the first);
-//     readers ignore it.
+//     Nats-Msg-Id: the event ID again, only when the caller chose it;
+//     Nats-Expected-Last-Subject-Sequence: a guard some writes carry (see
+//     Concurrency); readers ignore it.
 //   - Time: JetStream's own timestamp of the message (Nats-Time-Stamp in
-//     direct gets and republished messages).
+//     direct gets).
 //   - Global sequence: JetStream's stream sequence.
 //
-// Multi-event appends are written as one JetStream atomic batch
-// (Nats-Batch-Id, Nats-Batch-Sequence, Nats-Batch-Commit), so a reader
-// never sees part of one. A message on "fazt.ev.>" that lacks these
-// headers (one published around the kernel) is reported by readers as a
-// *DecodeError at its sequence, never skipped silently.
+// An append of several events, alone or grouped with others, is written as
+// one JetStream atomic batch (Nats-Batch-Id, Nats-Batch-Sequence,
+// Nats-Batch-Commit), so a reader never sees part of one. A message on
+// "fazt.ev.>" without these headers (one published around the kernel) is
+// reported by readers as a *DecodeError (ErrMalformed) at its sequence,
+// never skipped silently.
 //
 // The standard nats CLI can inspect the log when the server listens
 // (Listen, or fazt serve --nats-listen 127.0.0.1:4222):
 //
 //	nats stream info FAZT_EVENTS
 //	nats stream view FAZT_EVENTS
-//	nats sub 'fazt.live.>'
+//	nats stream get FAZT_EVENTS 1
 package eventlog

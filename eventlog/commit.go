@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -384,7 +385,10 @@ func (l *Log) launch(group []*appendReq) *flight {
 	}
 	l.round++
 	for u := range units {
-		guarded := map[string]bool{}
+		var guarded map[string]bool // streams already written in this batch
+		if multi {
+			guarded = map[string]bool{}
+		}
 		for _, r := range units[u].reqs {
 			for i := range r.events {
 				e := &r.events[i]
@@ -395,7 +399,9 @@ func (l *Log) launch(group []*appendReq) *flight {
 				if !guarded[e.Stream] && (!l.soleWriter || l.pending[e.Stream] > done) {
 					m.Header.Set(headerExpLastSub, strconv.FormatUint(h.seq, 10))
 				}
-				guarded[e.Stream] = true
+				if multi {
+					guarded[e.Stream] = true
+				}
 				l.predicted++
 				l.view[e.Stream] = head{seq: l.predicted, version: e.Version}
 				l.pending[e.Stream] = l.round
@@ -511,13 +517,37 @@ func (l *Log) onAck(m *nats.Msg) {
 func (l *Log) finishLoop() {
 	defer l.wg.Done()
 	for f := range l.flights {
-		l.finish(f)
+		batch := []*flight{f}
+		l.await(f)
+		// A flight queued behind this one is acknowledged moments later:
+		// wait for it too, so that one fsync covers both.
+		select {
+		case g, ok := <-l.flights:
+			if ok {
+				l.await(g)
+				batch = append(batch, g)
+			}
+		default:
+		}
+		if l.syncer != nil && slices.ContainsFunc(batch, func(f *flight) bool { return anySucceeded(f.acks) }) {
+			if err := l.syncer.sync(); err != nil {
+				for _, f := range batch {
+					for i := range f.acks {
+						if f.acks[i].err == nil {
+							f.acks[i].err = fmt.Errorf("%w: fsync of the log failed, the append may not be durable: %v", ErrUnavailable, err)
+						}
+					}
+				}
+			}
+		}
+		for _, f := range batch {
+			l.answer(f)
+		}
 	}
 }
 
-// finish waits for a flight's acknowledgements, makes it durable and
-// answers its appends.
-func (l *Log) finish(f *flight) {
+// await waits for a flight's acknowledgements, or its deadline.
+func (l *Log) await(f *flight) {
 	timer := time.NewTimer(time.Until(f.deadline))
 	select {
 	case <-f.complete:
@@ -532,16 +562,11 @@ func (l *Log) finish(f *flight) {
 		}
 	}
 	l.flightMu.Unlock()
+}
 
-	if l.syncer != nil && anySucceeded(f.acks) {
-		if err := l.syncer.sync(); err != nil {
-			for i := range f.acks {
-				if f.acks[i].err == nil {
-					f.acks[i].err = fmt.Errorf("%w: fsync of the log failed, the append may not be durable: %v", ErrUnavailable, err)
-				}
-			}
-		}
-	}
+// answer answers a finished flight's appends: results, duplicates,
+// retries or errors.
+func (l *Log) answer(f *flight) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
 	defer cancel()
 	stored := false

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -306,6 +307,9 @@ type appendReq struct {
 	tries   int
 }
 
+// resChans recycles the one-answer channels of appends.
+var resChans = sync.Pool{New: func() any { return make(chan appendResp, 1) }}
+
 type appendResp struct {
 	res Result
 	err error
@@ -352,6 +356,7 @@ func (l *Log) Append(ctx context.Context, events []Event, expect ...Expectation)
 	// Once queued the append completes or fails on its own; waiting for
 	// it keeps the caller's answer truthful.
 	r := <-req.res
+	resChans.Put(req.res) // exactly one answer is sent per request
 	return r.res, r.err
 }
 
@@ -367,12 +372,14 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 		return nil, false, invalidf("append has %d events; this log's batch limit is %d", len(events), l.MaxBatch)
 	}
 	now := time.Now().UTC()
-	req := &appendReq{events: make([]Event, len(events)), res: make(chan appendResp, 1)}
+	req := &appendReq{events: make([]Event, len(events)), res: resChans.Get().(chan appendResp)}
 	copy(req.events, events)
-	seen := make(map[string]bool, len(events))
+	var seen, inStream map[string]bool // only needed for several events
+	if len(events) > 1 {
+		seen, inStream = make(map[string]bool, len(events)), make(map[string]bool, 2)
+	}
 	clientIDs := false
 	total := 0
-	inStream := map[string]bool{}
 	for i := range req.events {
 		e := &req.events[i]
 		if err := e.validate(i, now); err != nil {
@@ -384,11 +391,15 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 		} else {
 			clientIDs = true
 		}
+		e.Time, e.Seq, e.Version = time.Time{}, 0, 0
+		if seen == nil {
+			req.streams = []string{e.Stream}
+			continue
+		}
 		if seen[e.ID] {
 			return nil, false, invalidf("event %d: id %s appears twice in this append", i, e.ID)
 		}
 		seen[e.ID] = true
-		e.Time, e.Seq, e.Version = time.Time{}, 0, 0
 		if !inStream[e.Stream] {
 			inStream[e.Stream] = true
 			req.streams = append(req.streams, e.Stream)
@@ -408,7 +419,7 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 		if err := ValidateStream(x.Stream); err != nil {
 			return nil, false, invalidf("expectation: %v", err)
 		}
-		if !inStream[x.Stream] {
+		if !slices.Contains(req.streams, x.Stream) {
 			return nil, false, invalidf("expectation on stream %q, which this append does not write", x.Stream)
 		}
 		if x.Kind < ExpectAnyVersion || x.Kind > ExpectExactVersion {

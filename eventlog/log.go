@@ -3,6 +3,7 @@ package eventlog
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -92,6 +93,10 @@ type Log struct {
 	RequestTimeout time.Duration
 	// Logger receives operational messages.
 	Logger *slog.Logger
+	// Validate, when set, checks every event before it is appended (the
+	// kernel plugs its schema registry in here). An error refuses the whole
+	// append with ErrInvalid; nothing is written.
+	Validate func(e *Event) error
 
 	srv    *server.Server
 	nc     *nats.Conn
@@ -384,6 +389,14 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 		e := &req.events[i]
 		if err := e.validate(i, now); err != nil {
 			return nil, false, err
+		}
+		if l.Validate != nil {
+			if err := l.Validate(e); err != nil {
+				if errors.Is(err, ErrInvalid) {
+					return nil, false, fmt.Errorf("event %d: %w", i, err)
+				}
+				return nil, false, invalidf("event %d: %v", i, err)
+			}
 		}
 		total += len(e.Data)
 		if e.ID == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -432,5 +433,27 @@ func TestTwoWritersShareTheLog(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("subscriber on a did not see b's event")
+	}
+}
+
+func TestValidateHookRefusesWholeAppend(t *testing.T) {
+	l := openLog(t, func(l *eventlog.Log) {
+		l.Validate = func(e *eventlog.Event) error {
+			if e.Type == "t.bad" {
+				return fmt.Errorf("type %s is not registered", e.Type)
+			}
+			return nil
+		}
+	})
+	ctx := context.Background()
+	_, err := l.Append(ctx, []eventlog.Event{ev("v.1", "t.good", nil), ev("v.2", "t.bad", nil)})
+	if !errors.Is(err, eventlog.ErrInvalid) || !strings.Contains(err.Error(), "event 1: type t.bad is not registered") {
+		t.Fatalf("got %v", err)
+	}
+	if last, _ := l.LastSeq(ctx); last != 0 {
+		t.Fatalf("wrote %d events", last)
+	}
+	if _, err := l.Append(ctx, []eventlog.Event{ev("v.1", "t.good", nil)}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,4 +3,32 @@
 // JSON Schema versions, the declarations of read-model tables, the rules
 // that say which changes are allowed, and the committed ledger of every
 // schema that has shipped.
+//
+// # Event schemas
+//
+// Every event type has numbered versions of a JSON Schema (draft 2020-12
+// unless "$schema" says otherwise) for its data, an object:
+//
+//	r := schemas.NewRegistry()
+//	err := r.Register("orders.placed", 1, []byte(`{"type":"object",
+//		"properties":{"total":{"type":"number"}},"required":["total"]}`))
+//	err = r.Register("orders.placed", 2, []byte(`{"type":"object",
+//		"properties":{"total":{"type":"number"},"coupon":{"type":"string"}},
+//		"required":["total"]}`))
+//	log.Validate = r.Validate // appends of unknown or invalid events fail with ErrInvalid
+//
+//	var o OrderPlaced
+//	err = schemas.Decode(r, e, &o) // any version, also newer than r knows
+//
+// Version N must be a compatible extension of N-1 (CheckCompatible): it
+// may add optional properties, enum values and annotations, nothing else,
+// so that new code reads old events and old code, after a rollback, reads
+// new ones. Decode validates an event of a version newer than it knows
+// against the newest schema it knows, letting through enum values it does
+// not know: code must expect unknown enum values as it ignores unknown
+// fields. A schema may not be closed ("additionalProperties": false) at
+// the top level: that would forbid every later version to add a property.
+// "format" is an annotation, not checked; numbers in data must fit a
+// float64 (at most 100 characters, exponent within ±400). Types, Latest
+// and Schema list everything registered, for the ledger.
 package schemas

@@ -1,0 +1,233 @@
+package sqlitedb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+const (
+	// DefaultReaders is the size of the read-only connection pool.
+	DefaultReaders = 4
+	// DefaultBusyTimeout is how long a connection waits for a lock.
+	DefaultBusyTimeout = 10 * time.Second
+	// MinSQLiteVersion is the oldest SQLite Open accepts.
+	MinSQLiteVersion = "3.51.3"
+)
+
+// DB is one SQLite file with a one-connection writer pool and a pool of
+// read-only connections. Every connection carries the EDD authorizer.
+type DB struct {
+	// Path is the database file.
+	Path string
+	// SQLiteVersion is the library version found at Open.
+	SQLiteVersion string
+	// Writer has exactly one connection: SQLite has one writer at a
+	// time anyway, and one connection turns lock contention into
+	// queueing in database/sql instead of SQLITE_BUSY.
+	Writer *sql.DB
+	// Reader is a pool of read-only connections (mode=ro, query_only
+	// and an authorizer that refuses every write).
+	Reader *sql.DB
+}
+
+// Option tunes Open.
+type Option func(*config)
+
+type config struct {
+	readers     int
+	busyTimeout time.Duration
+}
+
+// WithReaders sets the reader pool size (default DefaultReaders).
+func WithReaders(n int) Option { return func(c *config) { c.readers = n } }
+
+// WithBusyTimeout sets how long a connection waits for a lock (default
+// DefaultBusyTimeout).
+func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busyTimeout = d } }
+
+// Open opens (creating if needed) the database file at path, switches it
+// to WAL, and checks the SQLite version. It fails if the version is older
+// than MinSQLiteVersion or the file cannot use WAL.
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	cfg := config{readers: DefaultReaders, busyTimeout: DefaultBusyTimeout}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.readers < 1 {
+		return nil, fmt.Errorf("sqlitedb: open %s: need at least one reader, got %d", path, cfg.readers)
+	}
+	if path == "" {
+		return nil, errors.New("sqlitedb: open: empty path")
+	}
+	db := &DB{Path: path}
+	var err error
+	if db.Writer, err = openPool(writerDSN(path, cfg), policy{role: roleWriter}); err != nil {
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
+	db.Writer.SetMaxOpenConns(1)
+	db.Writer.SetMaxIdleConns(1)
+	if err := db.start(ctx); err != nil {
+		db.Writer.Close()
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
+	// Readers open after the writer has created the file and made it
+	// WAL: a mode=ro connection can do neither.
+	if db.Reader, err = openPool(readerDSN(path, cfg), policy{role: roleReader}); err != nil {
+		db.Writer.Close()
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
+	db.Reader.SetMaxOpenConns(cfg.readers)
+	db.Reader.SetMaxIdleConns(cfg.readers)
+	if err := db.Reader.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlitedb: open %s: reader: %w", path, err)
+	}
+	return db, nil
+}
+
+// start checks the version and the journal mode on the writer.
+func (db *DB) start(ctx context.Context) error {
+	if err := db.Writer.QueryRowContext(ctx, "SELECT sqlite_version()").Scan(&db.SQLiteVersion); err != nil {
+		return err
+	}
+	if err := checkVersion(db.SQLiteVersion); err != nil {
+		return err
+	}
+	var mode string
+	if err := db.Writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal_mode is %q, not wal: put the database on a local file system that supports WAL", mode)
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	var errs []error
+	if db.Reader != nil {
+		errs = append(errs, db.Reader.Close())
+	}
+	if db.Writer != nil {
+		errs = append(errs, db.Writer.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Exec runs a statement on the writer. A statement the authorizer refuses
+// returns an error wrapping schemas.ErrEDDViolation (see WrapErr).
+func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := db.Writer.ExecContext(ctx, query, args...)
+	return res, WrapErr(query, err)
+}
+
+// Query runs a query on a reader. A statement the authorizer refuses
+// (any write) returns an error wrapping schemas.ErrEDDViolation.
+func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := db.Reader.QueryContext(ctx, query, args...)
+	return rows, WrapErr(query, err)
+}
+
+// Pragmas go in the DSN so every connection, including ones database/sql
+// opens later, gets them before its first statement; busy_timeout comes
+// first so the others already wait for locks (the PocketBase way).
+func pragmas(cfg config) string {
+	return "_pragma=busy_timeout(" + strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10) + ")"
+}
+
+func writerDSN(path string, cfg config) string {
+	// _txlock=immediate takes the write lock at BEGIN, so a transaction
+	// never fails halfway when upgrading a read lock.
+	return fileURI(path) + "?" + pragmas(cfg) +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_txlock=immediate"
+}
+
+func readerDSN(path string, cfg config) string {
+	// journal_mode is a property of the file (set by the writer); a
+	// read-only connection could not change it anyway.
+	return fileURI(path) + "?" + pragmas(cfg) +
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=query_only(1)&mode=ro"
+}
+
+// fileURI escapes the characters that would end the path part of a
+// SQLite URI, so a path cannot smuggle in parameters.
+func fileURI(path string) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+// openPool opens a pool whose every connection carries p.
+func openPool(dsn string, p policy) (*sql.DB, error) {
+	base, err := sqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(&connector{base: base, policy: p}), nil
+}
+
+// connector installs the authorizer on each new physical connection and
+// hands back the driver's own connection, unwrapped, so database/sql
+// keeps every optional interface it implements. Unlike
+// sqlite.RegisterConnectionHook it affects no other sqlite user in the
+// process.
+type connector struct {
+	base   driver.Connector
+	policy policy
+}
+
+func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.base.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.policy.install(conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (c *connector) Driver() driver.Driver { return c.base.Driver() }
+
+// checkVersion reports an error if have is older than MinSQLiteVersion.
+func checkVersion(have string) error {
+	h, err := parseVersion(have)
+	if err != nil {
+		return fmt.Errorf("cannot read SQLite version %q: %w", have, err)
+	}
+	m, _ := parseVersion(MinSQLiteVersion)
+	for i := range h {
+		if h[i] != m[i] {
+			if h[i] < m[i] {
+				return fmt.Errorf("SQLite %s is too old: fazt needs %s or newer; rebuild with a newer modernc.org/sqlite", have, MinSQLiteVersion)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// parseVersion reads "3.51.3" (a missing patch level counts as 0).
+func parseVersion(v string) ([3]int, error) {
+	var out [3]int
+	parts := strings.Split(v, ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return out, errors.New("want MAJOR.MINOR.PATCH")
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return out, errors.New("want MAJOR.MINOR.PATCH")
+		}
+		out[i] = n
+	}
+	return out, nil
+}

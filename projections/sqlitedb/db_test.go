@@ -1,0 +1,180 @@
+package sqlitedb
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheckVersion(t *testing.T) {
+	tests := []struct {
+		version string
+		ok      bool
+	}{
+		{"3.51.3", true},
+		{"3.51.4", true},
+		{"3.52.0", true},
+		{"3.54.1", true},
+		{"3.100.0", true}, // numeric, not lexical
+		{"4.0.0", true},
+		{"3.52", true}, // missing patch level is 0
+		{"3.51.2", false},
+		{"3.51.0", false},
+		{"3.51", false},
+		{"3.50.9", false},
+		{"3.9.99", false},
+		{"2.99.99", false},
+		{"", false},
+		{"3", false},
+		{"3.51.x", false},
+		{"3.51.3.1", false},
+		{"v3.51.3", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			err := checkVersion(tt.version)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("checkVersion(%q) = %v, want nil", tt.version, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("checkVersion(%q) = nil, want an error", tt.version)
+			}
+			if !strings.Contains(err.Error(), `"`+tt.version+`"`) && !strings.Contains(err.Error(), "SQLite "+tt.version+" is too old") {
+				t.Fatalf("error %q does not say which version was found", err)
+			}
+		})
+	}
+}
+
+func TestCheckVersionMessage(t *testing.T) {
+	err := checkVersion("3.50.4")
+	want := "SQLite 3.50.4 is too old: fazt needs 3.51.3 or newer"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("checkVersion = %v, want %q", err, want)
+	}
+}
+
+func TestOpenChecksVersion(t *testing.T) {
+	db := openTest(t)
+	if err := checkVersion(db.SQLiteVersion); err != nil {
+		t.Fatalf("Open accepted %s: %v", db.SQLiteVersion, err)
+	}
+}
+
+// TestPragmas checks the DSN pragmas on the writer and on several reader
+// connections held at once (so they are distinct connections).
+func TestPragmas(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, WithReaders(3))
+	want := map[string]string{
+		"journal_mode": "wal",
+		"synchronous":  "1",
+		"foreign_keys": "0",
+		"busy_timeout": "10000",
+	}
+	check := func(name string, conn *sql.Conn, extra map[string]string) {
+		t.Helper()
+		for p, w := range want {
+			var got string
+			if err := conn.QueryRowContext(ctx, "PRAGMA "+p).Scan(&got); err != nil {
+				t.Fatalf("%s: PRAGMA %s: %v", name, p, err)
+			}
+			if got != w {
+				t.Errorf("%s: PRAGMA %s = %s, want %s", name, p, got, w)
+			}
+		}
+		for p, w := range extra {
+			var got string
+			if err := conn.QueryRowContext(ctx, "PRAGMA "+p).Scan(&got); err != nil {
+				t.Fatalf("%s: PRAGMA %s: %v", name, p, err)
+			}
+			if got != w {
+				t.Errorf("%s: PRAGMA %s = %s, want %s", name, p, got, w)
+			}
+		}
+	}
+
+	w, err := db.Writer.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("writer", w, map[string]string{"query_only": "0"})
+	w.Close()
+
+	var readers []*sql.Conn
+	for i := 0; i < 3; i++ {
+		c, err := db.Reader.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readers = append(readers, c)
+	}
+	for i, c := range readers {
+		check("reader "+string(rune('0'+i)), c, map[string]string{"query_only": "1"})
+		c.Close()
+	}
+	if s := db.Writer.Stats(); s.MaxOpenConnections != 1 {
+		t.Errorf("writer pool allows %d connections, want 1", s.MaxOpenConnections)
+	}
+	if s := db.Reader.Stats(); s.MaxOpenConnections != 3 {
+		t.Errorf("reader pool allows %d connections, want 3", s.MaxOpenConnections)
+	}
+}
+
+func TestWithBusyTimeout(t *testing.T) {
+	db := openTest(t, WithBusyTimeout(2500e6))
+	var got int
+	if err := db.Reader.QueryRow("PRAGMA busy_timeout").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != 2500 {
+		t.Fatalf("busy_timeout = %d, want 2500", got)
+	}
+}
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "x.db"), WithReaders(0)); err == nil {
+		t.Fatal("Open with 0 readers succeeded")
+	}
+	if _, err := Open(ctx, ""); err == nil {
+		t.Fatal("Open with an empty path succeeded")
+	}
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "missing-dir", "x.db")); err == nil {
+		t.Fatal("Open in a missing directory succeeded")
+	}
+}
+
+// TestOpenPathIsNotAURI: characters that mean something in a URI stay
+// part of the file name.
+func TestOpenPathIsNotAURI(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "odd?name#x%41.db")
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not created under its literal name: %v", err)
+	}
+}
+
+func TestReadersSeeCommittedWrites(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	mustMigrate(t, db, pageviewsV1())
+	mustExec(t, db, InsertSQL(pageviewsV1()), "a", "/", 1)
+	var n int
+	if err := db.Reader.QueryRowContext(ctx, "SELECT count(*) FROM pageviews").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("reader sees %d rows (%v), want 1", n, err)
+	}
+}

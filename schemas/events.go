@@ -94,6 +94,10 @@ func (r *Registry) inCode(typ string) bool {
 	return r.code[typ]
 }
 
+// InCode reports whether the binary declares typ itself (Register), as
+// opposed to a registration made at run time and read from the log.
+func (r *Registry) InCode(typ string) bool { return r.inCode(typ) }
+
 // prepare checks and compiles the next version of typ; r.mu is held.
 func (r *Registry) prepare(typ string, version int, schema []byte) (*eventSchema, error) {
 	if err := eventlog.ValidateType(typ); err != nil {

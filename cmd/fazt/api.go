@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/schemas"
 )
 
 const (
@@ -51,6 +52,7 @@ func invalidf(format string, args ...any) error {
 // api is the HTTP API over a log.
 type api struct {
 	log    *eventlog.Log
+	reg    *schemas.Registry
 	token  []byte
 	logger *slog.Logger
 	mux    *http.ServeMux
@@ -61,8 +63,8 @@ type api struct {
 	stopStreams context.CancelFunc
 }
 
-func newAPI(log *eventlog.Log, token string, logger *slog.Logger) *api {
-	a := &api{log: log, token: []byte(token), logger: logger, mux: http.NewServeMux()}
+func newAPI(log *eventlog.Log, reg *schemas.Registry, token string, logger *slog.Logger) *api {
+	a := &api{log: log, reg: reg, token: []byte(token), logger: logger, mux: http.NewServeMux()}
 	a.streams, a.stopStreams = context.WithCancel(context.Background())
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
@@ -70,6 +72,9 @@ func newAPI(log *eventlog.Log, token string, logger *slog.Logger) *api {
 	a.mux.HandleFunc("GET /v1/events", a.readEvents)
 	a.mux.HandleFunc("GET /v1/events/live", a.liveEvents)
 	a.mux.HandleFunc("GET /v1/streams/{stream}", a.readStream)
+	a.mux.HandleFunc("GET /v1/schemas", a.listSchemas)
+	a.mux.HandleFunc("GET /v1/schemas/{type}", a.showSchema)
+	a.mux.HandleFunc("POST /v1/schemas/{type}", a.registerSchema)
 	return a
 }
 
@@ -387,6 +392,8 @@ func errorStatus(err error) (status int, code, message string) {
 		return http.StatusNotFound, "not_found", err.Error()
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, "method_not_allowed", err.Error()
+	case errors.Is(err, schemas.ErrEDDViolation):
+		return http.StatusUnprocessableEntity, "edd_violation", err.Error()
 	case errors.Is(err, eventlog.ErrConflict):
 		return http.StatusConflict, "conflict", err.Error()
 	case errors.Is(err, eventlog.ErrUnavailable), errors.Is(err, eventlog.ErrClosed),

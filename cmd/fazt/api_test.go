@@ -98,7 +98,7 @@ func TestHTTPScenarios(t *testing.T) {
 			body:   `{"events":[{"stream":"orders.1","type":"orders.created"},{"stream":"stock.9","type":"stock.reserved"}],"expect":{"orders.1":0,"stock.9":0}}`,
 			status: 200, contains: []string{`"last_seq":2`, `"stream":"stock.9","seq":2,"version":1`}, events: 2},
 		{name: "append with id, schema and meta", method: "POST", url: "/v1/events",
-			body:   `{"events":[{"id":"` + strings.ToLower(ulid1) + `","stream":"orders.1","type":"orders.created","schema":2,"data":[1,2],"meta":{"correlation_id":"c1","causation_id":"c0","actor":"me"}}]}`,
+			body:   `{"events":[{"id":"` + strings.ToLower(ulid1) + `","stream":"orders.1","type":"orders.created","schema":2,"data":{"note":"gift"},"meta":{"correlation_id":"c1","causation_id":"c0","actor":"me"}}]}`,
 			status: 200, contains: []string{`"id":"` + ulid1 + `"`}, events: 1},
 		{name: "append at the expected version", seed: []string{oneEvent}, method: "POST", url: "/v1/events",
 			body:   `{"events":[{"stream":"orders.1","type":"orders.paid"}],"expect":{"orders.1":1}}`,

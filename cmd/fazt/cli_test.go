@@ -107,7 +107,7 @@ func TestCLIAppendReadTail(t *testing.T) {
 	if _, _, err := fazt(t, nil, "", append([]string{"events", "append", "--stream", "stock.2", "--type", "stock.reserved"}, d...)...); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := fazt(t, nil, "", append([]string{"events", "append", "--stream", "orders.1", "--type", "orders.shipped", "--data", `"soon"`}, d...)...); err != nil {
+	if _, _, err := fazt(t, nil, "", append([]string{"events", "append", "--stream", "orders.1", "--type", "orders.shipped", "--data", `{"when":"soon"}`}, d...)...); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "tail to print the new event", func() bool { return strings.Contains(tailOut.String(), "orders.shipped") })
@@ -122,7 +122,7 @@ func TestCLIAppendReadTail(t *testing.T) {
 	}
 	got := strings.Split(strings.TrimSuffix(tailOut.String(), "\n"), "\n")
 	if len(got) != 3 || !strings.HasPrefix(got[0], "2  orders.1  2  ") || !strings.HasSuffix(got[0], `orders.paid  {"paid":true}`) ||
-		!strings.HasPrefix(got[1], "4  orders.9  1  ") || !strings.HasPrefix(got[2], "6  orders.1  3  ") || !strings.HasSuffix(got[2], `orders.shipped  "soon"`) {
+		!strings.HasPrefix(got[1], "4  orders.9  1  ") || !strings.HasPrefix(got[2], "6  orders.1  3  ") || !strings.HasSuffix(got[2], `orders.shipped  {"when":"soon"}`) {
 		t.Fatalf("tail printed:\n%s", tailOut.String())
 	}
 

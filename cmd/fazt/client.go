@@ -156,8 +156,10 @@ func (c *client) call(ctx context.Context, method, path string, q url.Values, bo
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return nil, fmt.Errorf("unreadable answer from the server: %w", err)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return nil, fmt.Errorf("unreadable answer from the server: %w", err)
+		}
 	}
 	return b, nil
 }

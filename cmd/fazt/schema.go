@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -103,6 +108,125 @@ code breaks it; "fazt schema lock" appends the new, compatible ones.`,
 	for _, c := range []*cobra.Command{check, lock} {
 		c.Flags().StringVar(&ledger, "ledger", schemas.DefaultLedger, "the ledger file")
 	}
-	cmd.AddCommand(check, lock)
+	cmd.AddCommand(check, lock, a.schemaRegisterCmd(), a.schemaListCmd(), a.schemaShowCmd())
+	return cmd
+}
+
+// serverFlagsOn adds the flags that find a running server.
+func serverFlagsOn(cmd *cobra.Command, sf *serverFlags) {
+	f := cmd.Flags()
+	f.StringVar(&sf.addr, "addr", "", "server URL, like http://127.0.0.1:8080 (env FAZT_ADDR; default: from DIR/serve.json)")
+	f.StringVar(&sf.token, "token", "", "API token (env FAZT_TOKEN; default: from DIR/token)")
+	f.StringVar(&sf.data, "data-dir", "", "data directory of a local server, to find it (env FAZT_DATA; default ./fazt-data)")
+}
+
+func (a *app) schemaRegisterCmd() *cobra.Command {
+	var sf serverFlags
+	var file string
+	cmd := &cobra.Command{
+		Use:   "register TYPE --file SCHEMA.json",
+		Short: "Register the next version of an event type on a running server",
+		Long: `Register sends a JSON Schema for the event type's data. The first version
+can be any object schema; each later one may only add optional
+properties. The registration is itself an event in the log.`,
+		Example: `  fazt schema register orders.placed --file orders.placed.v1.json
+  echo '{"type":"object","properties":{"total":{"type":"number"}},"required":["total"]}' | fazt schema register orders.placed --file -`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.action(func(cmd *cobra.Command, args []string) error {
+			var b []byte
+			var err error
+			if file == "-" {
+				b, err = io.ReadAll(io.LimitReader(a.stdin, maxSchemaBytes+1))
+			} else {
+				b, err = os.ReadFile(file)
+			}
+			if err != nil {
+				return fmt.Errorf("read schema: %w", err)
+			}
+			if !json.Valid(b) {
+				return usagef(cmd, "%s is not valid JSON", file)
+			}
+			c, err := a.connect(sf)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			var out struct {
+				Type    string `json:"type"`
+				Version int    `json:"version"`
+			}
+			if _, err := c.call(cmd.Context(), http.MethodPost, "/v1/schemas/"+url.PathEscape(args[0]), nil, json.RawMessage(b), &out); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "registered %s version %d\n", out.Type, out.Version)
+			return err
+		}),
+	}
+	serverFlagsOn(cmd, &sf)
+	cmd.Flags().StringVar(&file, "file", "", "the JSON Schema file; - reads standard input (required)")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func (a *app) schemaListCmd() *cobra.Command {
+	var sf serverFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the event types a running server knows",
+		Args:  cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			c, err := a.connect(sf)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			var out struct {
+				Types []schemaInfo `json:"types"`
+			}
+			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/schemas", nil, nil, &out)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
+				return err
+			}
+			for _, t := range out.Types {
+				origin := "registered at run time"
+				if t.InCode {
+					origin = "declared by the binary"
+				}
+				fmt.Fprintf(a.stdout, "%s  v%d  %s\n", t.Type, t.Latest, origin)
+			}
+			return nil
+		}),
+	}
+	serverFlagsOn(cmd, &sf)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the server's JSON answer")
+	return cmd
+}
+
+func (a *app) schemaShowCmd() *cobra.Command {
+	var sf serverFlags
+	cmd := &cobra.Command{
+		Use:   "show TYPE",
+		Short: "Print every version of an event type's schema (JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: a.action(func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect(sf)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/schemas/"+url.PathEscape(args[0]), nil, nil, nil)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
+			return err
+		}),
+	}
+	serverFlagsOn(cmd, &sf)
 	return cmd
 }

@@ -115,12 +115,17 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 		fmt.Fprintf(a.stdout, "API token (stored in %s, shown once): %s\n", filepath.Join(dir, tokenFile), token)
 	}
 
+	cat, err := catalog()
+	if err != nil {
+		return fmt.Errorf("the binary's schemas: %w", err)
+	}
 	log := eventlog.New(dir)
 	log.URL = o.natsURL
 	log.Listen = o.natsListen
 	log.Durability = durability
 	log.Logger = logger
-	api := newAPI(log, token, logger)
+	log.Validate = cat.Events.Validate // every append, from any route
+	api := newAPI(log, cat.Events, token, logger)
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -155,6 +160,9 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 			return nil // interrupted while starting
 		}
 		return fmt.Errorf("open event log in %s: %w", dir, err)
+	}
+	if err := cat.Events.Load(ctx, log); err != nil {
+		return errors.Join(err, shutdownHTTP(), log.Close(context.WithoutCancel(ctx)))
 	}
 	api.ready.Store(true)
 

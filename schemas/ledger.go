@@ -77,12 +77,19 @@ func ParseLedger(b []byte) (*Ledger, error) {
 		if err := dec.Decode(&e); err != nil {
 			return nil, fmt.Errorf("ledger line %d: %v", n, err)
 		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, fmt.Errorf("ledger line %d: data after the entry; one JSON object per line", n)
+		}
 		key := e.Kind + " " + e.Name
 		switch {
-		case e.Kind == "event" && len(e.Schema) == 0, e.Kind == "table" && e.Table == nil:
-			return nil, fmt.Errorf("ledger line %d: %s %s has no definition", n, e.Kind, e.Name)
 		case e.Kind != "event" && e.Kind != "table":
 			return nil, fmt.Errorf("ledger line %d: unknown kind %q", n, e.Kind)
+		case e.Name == "":
+			return nil, fmt.Errorf("ledger line %d: %s entry has no name", n, e.Kind)
+		case e.Kind == "event" && (len(e.Schema) == 0 || e.Schema[0] != '{'), e.Kind == "table" && e.Table == nil:
+			return nil, fmt.Errorf("ledger line %d: %s %s has no definition", n, e.Kind, e.Name)
+		case e.Kind == "table" && e.Table.Name != e.Name:
+			return nil, fmt.Errorf("ledger line %d: table %s declares table %q", n, e.Name, e.Table.Name)
 		case e.Version != next[key]+1:
 			return nil, fmt.Errorf("ledger line %d: %s %s version %d follows version %d; versions count up by one", n, e.Kind, e.Name, e.Version, next[key])
 		}
@@ -124,6 +131,9 @@ func (r Report) OK() bool { return len(r.Problems) == 0 }
 // and old binaries may still use it.
 func (l *Ledger) Check(c Catalog) Report {
 	var r Report
+	if c.Events == nil {
+		c.Events = NewRegistry()
+	}
 	for _, e := range l.Entries {
 		if e.Kind != "event" {
 			continue
@@ -156,9 +166,13 @@ func (l *Ledger) Check(c Catalog) Report {
 	}
 	tables := slices.Clone(c.Tables)
 	slices.SortFunc(tables, func(a, b Table) int { return strings.Compare(a.Name, b.Name) })
-	for _, t := range tables {
+	for i, t := range tables {
 		if err := t.Validate(); err != nil {
 			r.Problems = append(r.Problems, err.Error())
+			continue
+		}
+		if i > 0 && tables[i-1].Name == t.Name {
+			r.Problems = append(r.Problems, fmt.Sprintf("table %s is declared twice; declare each table once", t.Name))
 			continue
 		}
 		prev, ok := l.latest("table", t.Name)
@@ -217,17 +231,17 @@ func Lock(path string, c Catalog) ([]LedgerEntry, error) {
 	return r.Unlocked, f.Close()
 }
 
-// IsPrefixOf reports whether base (an older ledger) is a prefix of l, line
-// for line: the ledger only ever grows at its end.
+// IsPrefixOf reports whether l (an older ledger) is a prefix of newer,
+// entry for entry: the ledger only ever grows at its end.
 func (l *Ledger) IsPrefixOf(newer *Ledger) error {
-	if len(l.Entries) > len(newer.Entries) {
-		return fmt.Errorf("%w: the ledger lost entries: it had %d, it has %d", ErrEDDViolation, len(l.Entries), len(newer.Entries))
-	}
 	for i, e := range l.Entries {
+		if i >= len(newer.Entries) {
+			return fmt.Errorf("%w: ledger entry %d (%s %s version %d) was removed: the ledger had %d entries, it has %d; the ledger is append-only", ErrEDDViolation, i+1, e.Kind, e.Name, e.Version, len(l.Entries), len(newer.Entries))
+		}
 		a, _ := json.Marshal(e)
 		b, _ := json.Marshal(newer.Entries[i])
 		if !sameJSON(a, b) {
-			return fmt.Errorf("%w: ledger entry %d (%s %s version %d) was rewritten; the ledger is append-only", ErrEDDViolation, i+1, e.Kind, e.Name, e.Version)
+			return fmt.Errorf("%w: ledger entry %d (%s %s version %d) was rewritten or removed; the ledger is append-only", ErrEDDViolation, i+1, e.Kind, e.Name, e.Version)
 		}
 	}
 	return nil
@@ -237,10 +251,17 @@ func sameJSON(a, b []byte) bool {
 	return bytes.Equal(canonicalJSON(a), canonicalJSON(b))
 }
 
-// canonicalJSON re-encodes JSON with sorted keys and no spaces.
+// canonicalJSON re-encodes JSON with sorted keys and no spaces; numbers
+// stay as written (as the compatibility checker compares them), so that
+// 9007199254740993 is not taken for 9007199254740992.
 func canonicalJSON(b []byte) []byte {
 	var v any
-	if json.Unmarshal(b, &v) != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return b
+	}
+	if _, err := dec.Token(); err != io.EOF {
 		return b
 	}
 	out, _ := json.Marshal(v)

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -56,15 +57,21 @@ func (r *Registry) RegisterAtRuntime(ctx context.Context, log *eventlog.Log, typ
 	}
 	latest, _ := r.Latest(typ)
 	version := latest + 1
+	// The schema is applied as the log records it, so Schema returns the
+	// same bytes here as in a registry rebuilt by Load.
+	schema = compactJSON(schema)
 	if err := r.check(typ, version, schema); err != nil {
 		return 0, err
 	}
-	data, err := json.Marshal(registration{Type: typ, Version: version, Schema: compactJSON(schema)})
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // json.Marshal would turn < > & in the schema into \u003c...
+	if err := enc.Encode(registration{Type: typ, Version: version, Schema: schema}); err != nil {
 		return 0, err
 	}
+	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	stream := RegistrationStream(typ)
-	_, err = log.Append(ctx, []eventlog.Event{{Stream: stream, Type: TypeRegistered, Data: data}}, eventlog.ExpectVersion(stream, uint64(latest)))
+	_, err := log.Append(ctx, []eventlog.Event{{Stream: stream, Type: TypeRegistered, Data: data}}, eventlog.ExpectVersion(stream, uint64(latest)))
 	if err != nil {
 		return 0, err
 	}

@@ -144,6 +144,57 @@ func BenchmarkAppendRelaxed(b *testing.B) {
 	})
 }
 
+// BenchmarkAppendRelaxedAsync: one caller keeping up to 4000 relaxed
+// appends in flight with AppendAsync, as raw async publish keeps up to
+// 4000 publishes in flight: the same pattern on both sides.
+func BenchmarkAppendRelaxedAsync(b *testing.B) {
+	n := max(b.N, 100000)
+	js, _ := rawJetStream(b, false)
+	ctx := context.Background()
+	l := openLog(b, func(l *eventlog.Log) { l.Durability = eventlog.Relaxed })
+	b.ResetTimer()
+	rounds(b, n, func() (float64, error) {
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if _, err := js.PublishAsync(fmt.Sprintf("raw.s%d", i%100), payload256); err != nil {
+				return 0, err
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			return 0, fmt.Errorf("raw async publish did not complete")
+		}
+		return float64(n) / time.Since(start).Seconds(), nil
+	}, func() (float64, error) {
+		start := time.Now()
+		window := make(chan *eventlog.Pending, 4000)
+		errc := make(chan error, 1)
+		go func() {
+			var first error
+			for p := range window {
+				if _, err := p.Wait(); err != nil && first == nil {
+					first = err
+				}
+			}
+			errc <- first
+		}()
+		for i := 0; i < n; i++ {
+			p, err := l.AppendAsync(ctx, []eventlog.Event{{Stream: fmt.Sprintf("bench.s%d", i%100), Type: "bench.tick", Data: payload256}})
+			if err != nil {
+				close(window)
+				return 0, err
+			}
+			window <- p
+		}
+		close(window)
+		if err := <-errc; err != nil {
+			return 0, err
+		}
+		return float64(n) / time.Since(start).Seconds(), nil
+	})
+}
+
 // BenchmarkAppendStrict: the kernel's strict append with C concurrent
 // callers against raw JetStream publish with an fsync per message, with
 // the same number of callers.

@@ -41,9 +41,8 @@ import (
 // commitState is the commit loop's and the finisher's state.
 type commitState struct {
 	// Owned by the commit loop.
-	view      map[string]head   // each stream's last event, counting groups in flight
-	pending   map[string]uint64 // stream -> round of its last write in flight
-	predicted uint64            // sequence of the last message published
+	view      map[string]head // each stream's last event, counting groups in flight
+	predicted uint64          // sequence of the last message published
 	round     uint64
 	lastPrune time.Time
 
@@ -130,7 +129,6 @@ func (l *Log) resetView(ctx context.Context) error {
 		return fmt.Errorf("%w: event stream info: %v", ErrUnavailable, err)
 	}
 	l.view = map[string]head{}
-	l.pending = map[string]uint64{}
 	l.predicted = info.State.LastSeq
 	return nil
 }
@@ -393,18 +391,24 @@ func (l *Log) launch(group []*appendReq) *flight {
 			for i := range r.events {
 				e := &r.events[i]
 				m := e.message(r.ownIDs)
-				h := l.view[e.Stream]
-				// In a batch only the first write to a stream may carry a
-				// guard; the later ones follow it by construction.
-				if !guarded[e.Stream] && (!l.soleWriter || l.pending[e.Stream] > done) {
-					m.Header.Set(headerExpLastSub, strconv.FormatUint(h.seq, 10))
+				switch {
+				case l.soleWriter && len(units[u].msgs) == 0 && (u > 0 || done < l.round-1):
+					// The only writer predicts every sequence: a message
+					// that expects the log's last sequence fails if any
+					// write before it failed. JetStream checks this in
+					// O(1), unlike a per-stream guard.
+					m.Header.Set(headerExpLastSeq, strconv.FormatUint(l.predicted, 10))
+				case !l.soleWriter && !guarded[e.Stream]:
+					// Other writers may exist: guard each stream. In a batch
+					// only the first write to a stream may carry a guard;
+					// the later ones follow it by construction.
+					m.Header.Set(headerExpLastSub, strconv.FormatUint(l.view[e.Stream].seq, 10))
 				}
 				if multi {
 					guarded[e.Stream] = true
 				}
 				l.predicted++
 				l.view[e.Stream] = head{seq: l.predicted, version: e.Version}
-				l.pending[e.Stream] = l.round
 				units[u].msgs = append(units[u].msgs, m)
 			}
 		}

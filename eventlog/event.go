@@ -30,6 +30,7 @@ const (
 	headerID         = "Fazt-Id"
 	headerMsgID      = "Nats-Msg-Id"
 	headerExpLastSub = "Nats-Expected-Last-Subject-Sequence"
+	headerExpLastSeq = "Nats-Expected-Last-Sequence"
 	headerSequence   = "Nats-Sequence"
 	headerSubject    = "Nats-Subject"
 	headerStamp      = "Nats-Time-Stamp"

@@ -331,38 +331,67 @@ type appendResp struct {
 // when JetStream cannot be reached (the outcome is unknown; retry with the
 // same IDs), ErrClosed, or the context's error.
 func (l *Log) Append(ctx context.Context, events []Event, expect ...Expectation) (Result, error) {
-	req, clientIDs, err := l.prepare(events, expect)
+	p, err := l.AppendAsync(ctx, events, expect...)
 	if err != nil {
 		return Result{}, err
+	}
+	return p.Wait()
+}
+
+// Pending is an append on its way to the log.
+type Pending struct {
+	req  *appendReq
+	done bool
+	res  Result
+	err  error
+}
+
+// Wait blocks until the append is committed or has failed, and returns
+// what Append would have. Once queued an append completes or fails on its
+// own, so Wait takes no context: its answer is always the truth.
+func (p *Pending) Wait() (Result, error) {
+	if !p.done {
+		r := <-p.req.res
+		resChans.Put(p.req.res) // exactly one answer is sent per request
+		p.done, p.res, p.err = true, r.res, r.err
+	}
+	return p.res, p.err
+}
+
+// AppendAsync queues an append and returns without waiting for it, so
+// that one caller can keep many appends in flight (bulk loads, imports);
+// Wait on the result, in any order. Errors found before queueing (bad
+// input, a closed log, ctx) are returned at once; the others by Wait.
+// Appends queued by one caller are committed in the order queued.
+func (l *Log) AppendAsync(ctx context.Context, events []Event, expect ...Expectation) (*Pending, error) {
+	req, clientIDs, err := l.prepare(events, expect)
+	if err != nil {
+		return nil, err
 	}
 	req.ownIDs = clientIDs
 	// Retries from beyond JetStream's dedupe window are found by scanning
 	// their stream; younger ones are caught by JetStream itself.
 	if clientIDs {
 		if res, found, err := l.findExisting(ctx, req.events); err != nil {
-			return Result{}, err
+			return nil, err
 		} else if found {
-			return res, nil
+			return &Pending{done: true, res: res}, nil
 		}
 	}
 	l.mu.Lock()
 	closed := l.closed || l.reqs == nil
 	l.mu.Unlock()
 	if closed {
-		return Result{}, ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case l.reqs <- req:
 	case <-l.done:
-		return Result{}, ErrClosed
+		return nil, ErrClosed
 	case <-ctx.Done():
-		return Result{}, ctx.Err()
+		return nil, ctx.Err()
 	}
-	// Once queued the append completes or fails on its own; waiting for
-	// it keeps the caller's answer truthful.
-	r := <-req.res
-	resChans.Put(req.res) // exactly one answer is sent per request
-	return r.res, r.err
+	return &Pending{req: req}, nil
 }
 
 // prepare validates an append and builds its request.

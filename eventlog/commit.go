@@ -88,7 +88,7 @@ type head struct {
 const maxView = 100_000 // streams remembered before the view is rebuilt
 
 func (l *Log) startCommitter(ctx context.Context) error {
-	l.soleWriter = l.srv != nil && l.Listen == "" && l.Replicas <= 1
+	l.soleWriter = l.srv != nil && !(l.Listen != "" && l.ListenWritable) && l.Replicas <= 1
 	l.notify = make(chan struct{})
 	l.doneCond = sync.NewCond(&l.doneMu)
 	l.kick = make(chan struct{}, 1)
@@ -282,6 +282,7 @@ type flight struct {
 type unit struct {
 	reqs []*appendReq
 	msgs []*nats.Msg
+	last uint64 // the sequence predicted for the last message
 }
 
 // unitAck is JetStream's answer for one unit.
@@ -302,6 +303,12 @@ func (l *Log) launch(group []*appendReq) *flight {
 
 	// The order of these two reads matters: the finisher marks the view
 	// stale before it completes a round.
+	if !l.soleWriter {
+		// Other writers may move any stream at any time, so predictions
+		// are worthless: one group in flight, guarded by what the log
+		// confirmed.
+		l.waitIdle()
+	}
 	l.doneMu.Lock()
 	done := l.doneRnd
 	l.doneMu.Unlock()
@@ -365,11 +372,12 @@ func (l *Log) launch(group []*appendReq) *flight {
 		return nil
 	}
 
-	// A group of single events is pipelined, one publish each; a group
-	// with a multi-event append goes as one atomic batch, since a batch
-	// costs about the same for 2 events as for 1000.
+	// The sole writer pipelines a group of single events, one publish
+	// each; a group with a multi-event append goes as one atomic batch,
+	// since a batch costs about the same for 2 events as for 1000. With
+	// other writers the whole group is one unit.
 	var units []unit
-	multi := false
+	multi := !l.soleWriter && len(ok) > 1
 	for _, r := range ok {
 		multi = multi || len(r.events) > 1
 	}
@@ -382,36 +390,35 @@ func (l *Log) launch(group []*appendReq) *flight {
 		}
 	}
 	l.round++
+	inFlight := done < l.round-1
 	for u := range units {
-		var guarded map[string]bool // streams already written in this batch
-		if multi {
-			guarded = map[string]bool{}
-		}
+		guarded := map[string]bool{} // streams already written in this unit
 		for _, r := range units[u].reqs {
 			for i := range r.events {
 				e := &r.events[i]
 				m := e.message(r.ownIDs)
 				switch {
-				case l.soleWriter && len(units[u].msgs) == 0 && (u > 0 || done < l.round-1):
-					// The only writer predicts every sequence: a message
-					// that expects the log's last sequence fails if any
-					// write before it failed. JetStream checks this in
-					// O(1), unlike a per-stream guard.
+				case l.soleWriter && len(units[u].msgs) == 0 && (u > 0 || inFlight):
+					// Nothing but this log writes events, so it knows every
+					// sequence in advance: a unit that expects the log's
+					// last sequence is refused if any write before it
+					// failed, and so can never skip or reuse a version.
+					// JetStream checks this in O(1). (In a batch only the
+					// first message may carry it.)
 					m.Header.Set(headerExpLastSeq, strconv.FormatUint(l.predicted, 10))
 				case !l.soleWriter && !guarded[e.Stream]:
-					// Other writers may exist: guard each stream. In a batch
-					// only the first write to a stream may carry a guard;
-					// the later ones follow it by construction.
+					// Guard each stream with the position the log confirmed
+					// (nothing is in flight): if another writer moved it,
+					// the unit is refused and retried on a fresh view.
 					m.Header.Set(headerExpLastSub, strconv.FormatUint(l.view[e.Stream].seq, 10))
 				}
-				if multi {
-					guarded[e.Stream] = true
-				}
+				guarded[e.Stream] = true
 				l.predicted++
 				l.view[e.Stream] = head{seq: l.predicted, version: e.Version}
 				units[u].msgs = append(units[u].msgs, m)
 			}
 		}
+		units[u].last = l.predicted
 	}
 	return l.publish(units)
 }
@@ -576,8 +583,9 @@ func (l *Log) answer(f *flight) {
 	stored := false
 	for u, un := range f.units {
 		a := f.acks[u]
-		if a.err != nil || a.duplicate {
-			// Whatever follows in flight was built on this unit landing.
+		if a.err != nil || a.duplicate || a.seq != un.last {
+			// Whatever follows was built on this unit landing where it
+			// was predicted.
 			l.stale.Store(true)
 		}
 		switch {

@@ -73,6 +73,11 @@ type Log struct {
 	// Listen exposes the embedded server on this address ("127.0.0.1:4222")
 	// so that standard NATS tools can inspect the log. Empty: no listener.
 	Listen string
+	// ListenWritable lets the listener's clients publish into the stream
+	// too (tools that write around the kernel, other fazt processes). The
+	// log then guards every write against them, at some cost. By default
+	// the listener is read-only.
+	ListenWritable bool
 	// Durability of acknowledged appends; Strict by default.
 	Durability Durability
 	// SyncInterval is how often a Relaxed log fsyncs.
@@ -99,7 +104,8 @@ type Log struct {
 	Validate func(e *Event) error
 
 	srv    *server.Server
-	nc     *nats.Conn
+	nc     *nats.Conn // the only connection that publishes events
+	rc     *nats.Conn // read-only, for Conn()
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	reqs   chan *appendReq
@@ -150,13 +156,18 @@ func (l *Log) Open(ctx context.Context) error {
 	l.entropy = ulid.Monotonic(rand.Reader, 0)
 	var err error
 	if l.URL == "" {
-		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.Durability, l.SyncInterval); err != nil {
+		writerPass, readerPass := rand.Text(), rand.Text()
+		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, writerPass, readerPass); err != nil {
 			return err
 		}
-		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt"), nats.MaxReconnects(-1))
+		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, writerPass))
+		if err == nil {
+			l.rc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt-reader"), nats.MaxReconnects(-1), nats.UserInfo(readerUser, readerPass))
+		}
 	} else {
 		opts := append([]nats.Option{nats.Name("fazt"), nats.MaxReconnects(-1)}, l.NATSOptions...)
 		l.nc, err = nats.Connect(l.URL, opts...)
+		l.rc = l.nc
 	}
 	if err != nil {
 		l.shutdownServer()
@@ -240,6 +251,9 @@ func (l *Log) Close(ctx context.Context) error {
 }
 
 func (l *Log) closeConn() {
+	if l.rc != nil && l.rc != l.nc {
+		l.rc.Close()
+	}
 	if l.nc != nil {
 		l.nc.Close()
 	}
@@ -256,8 +270,11 @@ func (l *Log) shutdownServer() {
 // Server returns the embedded NATS server, or nil when connected by URL.
 func (l *Log) Server() *server.Server { return l.srv }
 
-// Conn returns the NATS connection the log uses.
-func (l *Log) Conn() *nats.Conn { return l.nc }
+// Conn returns a NATS connection for reading the log's stream with
+// JetStream (consumers, direct gets). With the embedded server it may not
+// publish events: only the log writes "fazt.ev.>", which is what lets it
+// predict every sequence. With URL it is the log's own connection.
+func (l *Log) Conn() *nats.Conn { return l.rc }
 
 // ClientURL is the address NATS tools can use, or "" when not listening.
 func (l *Log) ClientURL() string {

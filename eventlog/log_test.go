@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"strings"
 	"sync"
 	"testing"
@@ -337,7 +339,7 @@ func TestParseAck(t *testing.T) {
 // first's listener: guards keep versions gap-free and expectations exact
 // across processes.
 func TestTwoWritersShareTheLog(t *testing.T) {
-	a := openLog(t, func(l *eventlog.Log) { l.Listen = "127.0.0.1:0" })
+	a := openLog(t, func(l *eventlog.Log) { l.Listen, l.ListenWritable = "127.0.0.1:0", true })
 	b := openLog(t, func(l *eventlog.Log) { l.URL = a.ClientURL() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -454,6 +456,35 @@ func TestValidateHookRefusesWholeAppend(t *testing.T) {
 		t.Fatalf("wrote %d events", last)
 	}
 	if _, err := l.Append(ctx, []eventlog.Event{ev("v.1", "t.good", nil)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Only the log publishes events: Conn() and a default listener read.
+func TestOnlyTheLogWrites(t *testing.T) {
+	l := openLog(t, func(l *eventlog.Log) { l.Listen = "127.0.0.1:0" })
+	ctx := context.Background()
+	for name, nc := range map[string]func() (*nats.Conn, error){
+		"Conn()":   func() (*nats.Conn, error) { return l.Conn(), nil },
+		"listener": func() (*nats.Conn, error) { return nats.Connect(l.ClientURL()) },
+	} {
+		c, err := nc()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Request("fazt.ev.sneaky.1", []byte(`{}`), time.Second); err == nil {
+			t.Errorf("%s published an event", name)
+		}
+		// Reading works.
+		js, _ := jetstream.New(c)
+		if _, err := js.Stream(ctx, eventlog.DefaultStreamName); err != nil {
+			t.Errorf("%s cannot read the stream: %v", name, err)
+		}
+	}
+	if last, _ := l.LastSeq(ctx); last != 0 {
+		t.Fatalf("the log has %d events", last)
+	}
+	if _, err := l.Append(ctx, []eventlog.Event{ev("ok.1", "t.ok", nil)}); err != nil {
 		t.Fatal(err)
 	}
 }

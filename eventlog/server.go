@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net"
 	"strconv"
@@ -12,8 +13,18 @@ import (
 // startEmbedded starts a NATS server with JetStream file storage under
 // dir, the way NATS's own tests embed it. It listens on the network only
 // when listen is set ("127.0.0.1:4222").
-func startEmbedded(dir, listen string, d Durability, syncInterval time.Duration) (*server.Server, error) {
+func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval time.Duration, writerPass, readerPass string) (*server.Server, error) {
+	// Two users: the log's own connection, the only one that may publish
+	// events, and a reader for everything else in the process (consumers,
+	// inspection). A listener's clients are the reader too unless the
+	// caller asked for an open listener (see Log.ListenWritable).
+	readOnly := &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{subjectPrefix + ">"}}}
 	opts := &server.Options{
+		Users: []*server.User{
+			{Username: writerUser, Password: writerPass},
+			{Username: readerUser, Password: readerPass, Permissions: readOnly},
+			{Username: openUser, Password: rand.Text()},
+		},
 		ServerName: "fazt",
 		JetStream:  true,
 		StoreDir:   dir, // the server keeps its files in dir/jetstream
@@ -28,6 +39,10 @@ func startEmbedded(dir, listen string, d Durability, syncInterval time.Duration)
 		opts.SyncInterval = syncInterval
 	}
 	if listen != "" {
+		opts.NoAuthUser = readerUser
+		if writable {
+			opts.NoAuthUser = openUser
+		}
 		host, port, err := net.SplitHostPort(listen)
 		if err != nil {
 			return nil, fmt.Errorf("nats listen address %q: %w", listen, err)
@@ -52,3 +67,10 @@ func startEmbedded(dir, listen string, d Durability, syncInterval time.Duration)
 	}
 	return srv, nil
 }
+
+// The embedded server's users.
+const (
+	writerUser = "fazt-log"
+	readerUser = "fazt-reader"
+	openUser   = "fazt-open" // a writable listener's clients
+)

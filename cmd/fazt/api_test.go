@@ -301,7 +301,7 @@ func TestLiveEvents(t *testing.T) {
 // the kernel) must not pass as one: reads fail with 500 and a live
 // stream ends with an error event.
 func TestMalformedMessageInLog(t *testing.T) {
-	s := startServer(t, t.TempDir(), "--nats-listen", "127.0.0.1:0")
+	s := startServer(t, t.TempDir(), "--nats-listen", "127.0.0.1:0", "--nats-writable")
 	if !strings.HasPrefix(s.nats, "nats://127.0.0.1:") {
 		t.Fatalf("serve.json nats = %q", s.nats)
 	}

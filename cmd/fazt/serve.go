@@ -39,6 +39,7 @@ type serveOptions struct {
 	data       string
 	addr       string
 	natsListen string
+	natsWrite  bool
 	natsURL    string
 	durability string
 	logFormat  string
@@ -69,7 +70,8 @@ commands where to find the server.`,
 	f := cmd.Flags()
 	f.StringVar(&o.data, "data", a.envOr("FAZT_DATA", defaultData), "data directory (env FAZT_DATA)")
 	f.StringVar(&o.addr, "addr", a.envOr("FAZT_ADDR", defaultAddr), "HTTP listen address host:port; port 0 picks a free one (env FAZT_ADDR)")
-	f.StringVar(&o.natsListen, "nats-listen", "", "also expose the embedded NATS server on host:port, for NATS tools (no auth: keep it on loopback)")
+	f.StringVar(&o.natsListen, "nats-listen", "", "also expose the embedded NATS server on host:port, read-only, for NATS tools (no auth: keep it on loopback)")
+	f.BoolVar(&o.natsWrite, "nats-writable", false, "let --nats-listen clients publish into the event stream too (writes around the kernel; appends then guard every write)")
 	f.StringVar(&o.natsURL, "nats-url", "", "use an existing NATS server instead of the embedded one")
 	f.StringVar(&o.durability, "durability", "strict", "strict (fsync before acknowledging) or relaxed (fsync every second)")
 	f.StringVar(&o.logFormat, "log-format", "text", "server log format on stderr: text or json")
@@ -85,6 +87,9 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	durability, err := eventlog.ParseDurability(o.durability)
 	if err != nil {
 		return usagef(cmd, "--durability: %v", err)
+	}
+	if o.natsWrite && o.natsListen == "" {
+		return usagef(cmd, "--nats-writable needs --nats-listen")
 	}
 	if o.natsURL != "" && o.natsListen != "" {
 		return usagef(cmd, "--nats-listen exposes the embedded NATS server; it cannot be used with --nats-url")
@@ -122,6 +127,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	log := eventlog.New(dir)
 	log.URL = o.natsURL
 	log.Listen = o.natsListen
+	log.ListenWritable = o.natsWrite
 	log.Durability = durability
 	log.Logger = logger
 	log.Validate = cat.Events.Validate // every append, from any route

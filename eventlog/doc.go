@@ -48,14 +48,19 @@
 // # Concurrency
 //
 // One commit loop publishes; it keeps a view of every stream's last
-// position, checks expectations against it and assigns versions, and keeps
-// up to two groups in flight while a finisher collects acknowledgements.
-// When the embedded server has no listener, this process is the only
-// writer and the view is authoritative. Otherwise (Listen, URL, replicas)
-// every message carries Nats-Expected-Last-Subject-Sequence, so JetStream
-// itself refuses a write that another process overtook; the append is then
-// retried against a fresh view, and an expectation that no longer holds
-// returns ErrConflict. Versions never skip or repeat either way.
+// position, checks expectations against it and assigns versions. With the
+// embedded server only the log's own connection may publish events (Conn
+// and the listener are read-only unless ListenWritable), so the log is the
+// sole writer and knows every sequence in advance: it pipelines up to two
+// groups, and each unit after the first in flight carries
+// Nats-Expected-Last-Sequence. If any write fails, every later one in
+// flight is refused by JetStream too, the view is rebuilt from the log and
+// the refused appends are retried: no version is ever skipped or reused.
+// When other writers may exist (URL, a writable listener, replicas), the
+// log keeps one group in flight, written as one unit guarded per stream
+// with Nats-Expected-Last-Subject-Sequence against the positions the log
+// confirmed; an overtaken append is retried on a fresh view, and an
+// expectation that no longer holds returns ErrConflict.
 //
 // # Idempotency
 //
@@ -97,8 +102,8 @@
 //     Fazt-Correlation-Id, Fazt-Causation-Id, Fazt-Actor: metadata, each
 //     absent when empty;
 //     Nats-Msg-Id: the event ID again, only when the caller chose it;
-//     Nats-Expected-Last-Subject-Sequence: a guard some writes carry (see
-//     Concurrency); readers ignore it.
+//     Nats-Expected-Last-Sequence, Nats-Expected-Last-Subject-Sequence:
+//     guards some writes carry (see Concurrency); readers ignore them.
 //   - Time: JetStream's own timestamp of the message (Nats-Time-Stamp in
 //     direct gets).
 //   - Global sequence: JetStream's stream sequence.
@@ -111,7 +116,8 @@
 // never skipped silently.
 //
 // The standard nats CLI can inspect the log when the server listens
-// (Listen, or fazt serve --nats-listen 127.0.0.1:4222):
+// (Listen, or fazt serve --nats-listen 127.0.0.1:4222); the listener is
+// read-only unless ListenWritable (--nats-writable):
 //
 //	nats stream info FAZT_EVENTS
 //	nats stream view FAZT_EVENTS

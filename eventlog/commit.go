@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -86,6 +87,10 @@ type head struct {
 }
 
 const maxView = 100_000 // streams remembered before the view is rebuilt
+
+// maxTries bounds how often an append overtaken by other writers is
+// retried before the caller gets ErrUnavailable.
+const maxTries = 50
 
 func (l *Log) startCommitter(ctx context.Context) error {
 	l.soleWriter = l.srv != nil && !(l.Listen != "" && l.ListenWritable) && l.Replicas <= 1
@@ -623,11 +628,17 @@ func (l *Log) answer(f *flight) {
 			case errCodeBatchDuplicate, errCodeDupConflict:
 				l.answerDuplicate(ctx, r)
 			case errCodeWrongLastSeq, errCodeWrongLastSeqConst:
-				if r.tries++; r.tries > 5 {
-					r.res <- appendResp{err: fmt.Errorf("%w: streams keep moving under concurrent writers: %v", ErrUnavailable, a.err)}
+				if r.tries++; r.tries > maxTries {
+					r.res <- appendResp{err: fmt.Errorf("%w: streams keep moving under concurrent writers (%d tries): %v", ErrUnavailable, maxTries, a.err)}
 					continue
 				}
-				l.retry(r)
+				if r.tries == 1 {
+					l.retry(r)
+					continue
+				}
+				// Writers racing for the same streams back off, at random,
+				// so that one of them gets through.
+				time.AfterFunc(time.Duration(mathrand.Int64N(int64(min(r.tries, 20))*int64(time.Millisecond))), func() { l.retry(r) })
 			default:
 				r.res <- appendResp{err: a.err}
 			}

@@ -1,6 +1,9 @@
 package main
 
-import "github.com/fazt-sh/fazt/schemas"
+import (
+	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/schemas"
+)
 
 // verticals are the business modules compiled into this binary; each
 // registers its event types (and, later, its tables and routes). Tests
@@ -12,8 +15,14 @@ var verticals []func(*schemas.Registry) error
 // `fazt schema check` holds the code to it.
 func catalog() (schemas.Catalog, error) {
 	reg := schemas.NewRegistry()
-	if err := schemas.RegisterKernelTypes(reg); err != nil {
-		return schemas.Catalog{}, err
+	for _, register := range []func(*schemas.Registry) error{
+		schemas.RegisterKernelTypes,
+		projections.RegisterKernelTypes,
+		projections.RegisterReactorKernelTypes,
+	} {
+		if err := register(reg); err != nil {
+			return schemas.Catalog{}, err
+		}
 	}
 	for _, v := range verticals {
 		if err := v(reg); err != nil {

@@ -1,0 +1,146 @@
+// Package projections builds Fazt's read side: SQLite read models that
+// are an exactly-once fold of the event log, rebuildable from it at any
+// time.
+//
+// # Overview
+//
+// A [Projection] is a name, a version, table declarations, an event
+// filter and an Apply function that folds one event into the tables
+// inside a transaction. A [Runner] keeps every registered projection in
+// its own SQLite file (see [sqlitedb]) and folds the log into it on a
+// goroutine of its own: it reads the events after the file's checkpoint,
+// applies them, and writes the new checkpoint in the same transaction,
+// up to BatchSize events per transaction while catching up, whatever has
+// arrived while live. A crash loses nothing and repeats nothing: the
+// rows and the checkpoint commit together or not at all.
+//
+// The checkpoint (table fazt_checkpoint, one row) holds the last log
+// sequence examined, which includes events the filter left out, so a
+// projection with a rare filter neither scans the log again after a
+// restart nor makes [Runner.WaitFor] wait for events it will never see;
+// and the sequence and ID of the last event applied. At Open the runner
+// checks that against the log: a checkpoint ahead of the log, or one
+// naming an event the log holds under another ID (a log restored from
+// an older backup, or another log altogether), makes the projection
+// rebuild from scratch, with a warning in the log that says why.
+//
+// Queries read the current file through [Runner.Acquire], on its
+// read-only pool. [Runner.WaitFor] gives read-your-writes: pass the
+// LastSeq of an append.
+//
+// # Usage
+//
+//	var counts = schemas.Table{Name: "counts", Columns: []schemas.Column{
+//		{Name: "path", Type: "TEXT", PrimaryKey: true},
+//		{Name: "n", Type: "INTEGER", NotNull: true},
+//	}}
+//
+//	r := projections.New(filepath.Join(dataDir, "projections"), log)
+//	err := r.Register(projections.Projection{
+//		Name:    "pageviews",
+//		Version: 1,
+//		Tables:  []schemas.Table{counts},
+//		Filter:  eventlog.Filter{Types: []string{"analytics.pageview_recorded"}},
+//		Apply: func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+//			var d struct{ Path string `json:"path"` }
+//			if err := json.Unmarshal(e.Data, &d); err != nil {
+//				return err // halts the projection at e
+//			}
+//			_, err := tx.ExecContext(ctx, `INSERT INTO counts (path, n) VALUES (?, 1)
+//				ON CONFLICT (path) DO UPDATE SET n = n + 1`, d.Path)
+//			return err
+//		},
+//	})
+//	err = r.Open(ctx)
+//	defer r.Close(ctx)
+//
+//	res, _ := log.Append(ctx, events)
+//	err = r.WaitFor(ctx, "pageviews", res.LastSeq) // read your writes
+//	db, release, err := r.Acquire("pageviews")
+//	defer release()
+//	rows, err := db.Query(ctx, `SELECT path, n FROM counts ORDER BY n DESC`)
+//
+// The rules for writing a projection:
+//
+//   - Apply is deterministic: it depends only on the event and the
+//     tables. No clock (use e.Time), no randomness (use e.ID), no map
+//     iteration order, no reading other projections or the network. A
+//     rebuild must give the same rows, and the runner may apply an event
+//     again after a failed batch.
+//   - Apply writes only through tx and only its own tables; the
+//     authorizer refuses DDL outside [sqlitedb.Migrate], so tables are
+//     only ever declared in Tables (names starting with fazt_ are the
+//     runner's).
+//   - Tables evolve by EDD rules: add nullable or defaulted columns,
+//     tables and indexes; they are migrated at Open. A new column is
+//     back-filled by replay: bump Version, and the projection is rebuilt
+//     from the log, blue/green. Bump Version whenever Apply changes what
+//     it writes.
+//   - A new projection is back-filled from the log at its first Open,
+//     without touching the others.
+//
+// # Files
+//
+// Each projection has a directory Dir/<name> holding generations, one
+// SQLite file each, numbered 000001.db, 000002.db, ..., and a pointer
+// file "current" that names them:
+//
+//	{"current":"000002.db","previous":"000001.db","next":"000003.db"}
+//
+// current serves reads; next is a rebuild under way (resumed from its own
+// checkpoint after a restart); previous is the file current replaced,
+// kept for a rollback. The pointer is replaced atomically (write a
+// temporary file, fsync, rename, fsync the directory), and only after the
+// file it names has been made durable (WAL checkpointed and fsynced), so
+// it never names a missing or partial file. Files it does not name are
+// leftovers of an interrupted step and are removed at Open. Storage per
+// projection is therefore at most three files: older generations are
+// removed when a swap makes them older than previous.
+//
+// # Rebuilds
+//
+// [Runner.Rebuild], a version bump, and a checkpoint the log does not
+// back all build a new generation from seq 0. Rebuild and version bumps
+// are blue/green: the new file is built beside the serving one, which
+// keeps following the log (for a version bump it is frozen instead: the
+// new Apply cannot continue an old version's rows), and once the new file
+// has caught up with the log and with the serving file, it replaces it
+// under a lock. Readers that acquired the old file finish on it; it is
+// closed when the last of them releases it. A checkpoint the log does not
+// back is not worth serving, so that rebuild serves the new file at once
+// (State rebuilding, Status.Rebuild showing progress). When the version
+// goes back to the one the previous file was built with (a rollback),
+// that file serves again at once and catches up from its checkpoint.
+//
+// [Runner.BuildAsOf] and [Runner.BuildAsOfTime] build a projection as it
+// was at a sequence or a time into a separate file: time travel.
+//
+// # Halts and skips
+//
+// When Apply fails on an event (or panics), nothing of its batch is kept:
+// the events before it are committed on their own, the failing one is
+// tried alone, and if it fails again the projection halts there, its
+// checkpoint just before the event. [Runner.Status] shows the sequence,
+// type, ID and error; other projections keep running. A message in the
+// log that is not a valid event (one published into NATS around the
+// kernel) halts the same way at its sequence, except in a projection
+// filtered by categories that do not include the message's subject,
+// which could never match it. [Runner.Retry] tries the event again
+// (after a fix, or for a transient cause).
+//
+// Nothing is ever skipped silently. [Runner.Skip] skips exactly the event
+// a projection is halted at, and records the decision in the log first:
+// an event of type [TypeEventSkipped] on stream "projections.<name>",
+// with the projection, sequence, event ID, type, error and projection
+// version. The projection moves past the event only after finding that
+// record in the log, so a crash in between halts again, finds the record
+// and skips; and the file lists what it lacks in its fazt_skipped table.
+// A rebuild of the same version skips the same events; a new version
+// tries them again (it may have fixed the cause), except malformed
+// messages, which no version can apply. Register the event's schema with
+// [RegisterKernelTypes] when the log validates events.
+//
+// Transient errors (the log unavailable, a full disk) do not halt: the
+// projection retries every RetryInterval, and Status.Error says what is
+// wrong meanwhile.
+package projections

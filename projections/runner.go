@@ -1,0 +1,479 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/projections/sqlitedb"
+)
+
+// Defaults for the tunables of a Runner.
+const (
+	DefaultBatchSize     = 1000
+	DefaultRetryInterval = time.Second
+	DefaultPollInterval  = 50 * time.Millisecond
+)
+
+// ErrClosed: the runner is not open (before Open or after Close).
+var ErrClosed = errors.New("projections runner not open")
+
+// Runner keeps a set of projections folded from one log.
+//
+// Create one with New, adjust the exported fields, Register every
+// projection, then Open. All methods are safe for concurrent use.
+type Runner struct {
+	// Dir holds one directory per projection (see the package doc).
+	Dir string
+	// BatchSize is the most events read and committed in one
+	// transaction; catching up uses whole batches, live folding commits
+	// whatever has arrived.
+	BatchSize int
+	// RetryInterval is how long a projection waits after a transient
+	// error (log unavailable, disk) before trying again.
+	RetryInterval time.Duration
+	// PollInterval is how soon a projection looks again when the log
+	// has announced events its read did not return yet.
+	PollInterval time.Duration
+	// Readers is the read-only connection pool size of each file.
+	Readers int
+	// Logger receives rebuilds, halts, skips and transient errors.
+	Logger *slog.Logger
+
+	log *eventlog.Log
+
+	mu     sync.Mutex
+	projs  map[string]*proj
+	names  []string        // sorted
+	state  int             // runnerNew, runnerOpen, runnerClosed
+	runCtx context.Context // the loops' context, cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	tailMu sync.Mutex
+	tail   uint64        // newest sequence seen in the log
+	tailCh chan struct{} // closed and replaced when tail grows
+}
+
+const (
+	runnerNew = iota
+	runnerOpen
+	runnerClosed
+)
+
+// New returns a Runner that keeps its files under dir and folds log, with
+// every tunable at its default. The log must stay open until Close.
+func New(dir string, log *eventlog.Log) *Runner {
+	return &Runner{
+		Dir:           dir,
+		BatchSize:     DefaultBatchSize,
+		RetryInterval: DefaultRetryInterval,
+		PollInterval:  DefaultPollInterval,
+		Readers:       sqlitedb.DefaultReaders,
+		Logger:        slog.Default(),
+		log:           log,
+		projs:         map[string]*proj{},
+		tailCh:        make(chan struct{}),
+	}
+}
+
+// proj is a registered projection and its generations.
+type proj struct {
+	r   *Runner
+	p   Projection
+	dir string
+
+	opMu sync.Mutex // serialises Rebuild and Skip
+
+	mu      sync.Mutex
+	cur     *gen   // serves reads
+	next    *gen   // being rebuilt, nil if none
+	prev    string // file kept from the last swap, for rollback
+	maxNum  int    // highest generation number used
+	changed chan struct{}
+}
+
+// Register adds a projection. It must be called before Open. Errors:
+// ErrInvalid for a malformed projection or a name registered twice.
+func (r *Runner) Register(p Projection) error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != runnerNew {
+		return invalidf("projection %s: register before Open", p.Name)
+	}
+	if _, dup := r.projs[p.Name]; dup {
+		return invalidf("projection %s is registered twice", p.Name)
+	}
+	p.Tables = slices.Clone(p.Tables)
+	r.projs[p.Name] = &proj{r: r, p: p, dir: filepath.Join(r.Dir, p.Name), changed: make(chan struct{})}
+	r.names = append(r.names, p.Name)
+	slices.Sort(r.names)
+	return nil
+}
+
+// Open opens every projection's file, checks its checkpoint against the
+// log, starts rebuilds where needed and starts folding. A checkpoint the
+// log does not back (ahead of it, or naming another event) is logged as
+// a warning and rebuilt from scratch; a version change is rebuilt blue/
+// green while the old file serves.
+func (r *Runner) Open(ctx context.Context) error {
+	if r.BatchSize < 1 || r.RetryInterval <= 0 || r.PollInterval <= 0 || r.Readers < 1 || r.Logger == nil {
+		return invalidf("runner tunables: BatchSize %d, RetryInterval %v, PollInterval %v, Readers %d, Logger %v: want positive values and a logger",
+			r.BatchSize, r.RetryInterval, r.PollInterval, r.Readers, r.Logger)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != runnerNew {
+		return fmt.Errorf("projections: Open called twice")
+	}
+	tail, err := r.log.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("projections: open: %w", err)
+	}
+	r.setTail(tail)
+	for i, name := range r.names {
+		if err := r.projs[name].open(ctx, tail); err != nil { // it shuts itself
+			for _, n := range r.names[:i] {
+				r.projs[n].shut()
+			}
+			return err
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.runCtx, r.cancel = runCtx, cancel
+	r.state = runnerOpen
+	r.wg.Go(func() { r.followTail(runCtx) })
+	for _, name := range r.names {
+		pr := r.projs[name]
+		pr.mu.Lock()
+		if pr.cur.follow {
+			pr.start(runCtx, pr.cur)
+		}
+		if pr.next != nil {
+			pr.start(runCtx, pr.next)
+		}
+		pr.mu.Unlock()
+	}
+	return nil
+}
+
+// Close stops every projection (a transaction in flight is rolled back
+// and redone at the next Open) and closes the files once the last
+// reader has released them. It waits for the goroutines until ctx ends.
+func (r *Runner) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.state != runnerOpen {
+		r.state = runnerClosed
+		r.mu.Unlock()
+		return nil
+	}
+	r.state = runnerClosed
+	r.cancel()
+	r.mu.Unlock()
+	finished := make(chan struct{})
+	go func() { r.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, name := range r.names {
+		r.projs[name].shut()
+	}
+	return nil
+}
+
+// start runs g's loop. pr.mu is held.
+func (pr *proj) start(ctx context.Context, g *gen) {
+	ctx, g.cancel = context.WithCancel(ctx)
+	g.refs++ // the loop's
+	pr.r.wg.Go(func() { g.run(ctx) })
+}
+
+// shut retires every generation; files close when readers let go.
+func (pr *proj) shut() {
+	pr.mu.Lock()
+	var closing []*gen
+	for _, g := range []*gen{pr.cur, pr.next} {
+		if g != nil && pr.retire(g) {
+			closing = append(closing, g)
+		}
+	}
+	pr.cur, pr.next = nil, nil
+	pr.mu.Unlock()
+	for _, g := range closing {
+		g.db.Close()
+	}
+	pr.broadcast()
+}
+
+// retire drops the runner's reference to g and stops its loop; it
+// reports whether g must be closed now. pr.mu is held.
+func (pr *proj) retire(g *gen) bool {
+	if g.retired {
+		return false
+	}
+	g.retired = true
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.refs--
+	return g.refs == 0
+}
+
+// unref drops one reference and closes g when it was the last.
+func (pr *proj) unref(g *gen) {
+	pr.mu.Lock()
+	g.refs--
+	last := g.refs == 0 && g.retired
+	pr.mu.Unlock()
+	if last {
+		g.db.Close()
+	}
+}
+
+func (pr *proj) isNext(g *gen) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.next == g
+}
+
+// broadcast wakes WaitFor callers.
+func (pr *proj) broadcast() {
+	pr.mu.Lock()
+	close(pr.changed)
+	pr.changed = make(chan struct{})
+	pr.mu.Unlock()
+}
+
+// followTail keeps r.tail at the newest sequence in the log and wakes
+// the projections when it grows. It reads every event, but only one
+// goroutine does, whatever the number of projections.
+func (r *Runner) followTail(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := r.log.Subscribe(ctx, r.tailSeq(), eventlog.Filter{}, func(e eventlog.Event) error {
+			r.setTail(e.Seq)
+			return nil
+		})
+		var de *eventlog.DecodeError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.As(err, &de):
+			r.setTail(de.Seq) // the projections decide what to do with it
+		default:
+			r.Logger.Warn("projections cannot follow the log; retrying", "error", err, "retry_in", r.RetryInterval)
+			sleep(ctx, r.RetryInterval)
+		}
+	}
+}
+
+func (r *Runner) setTail(seq uint64) {
+	r.tailMu.Lock()
+	defer r.tailMu.Unlock()
+	if seq > r.tail {
+		r.tail = seq
+		close(r.tailCh)
+		r.tailCh = make(chan struct{})
+	}
+}
+
+func (r *Runner) tailSeq() uint64 {
+	r.tailMu.Lock()
+	defer r.tailMu.Unlock()
+	return r.tail
+}
+
+// tailWake returns a channel closed when the tail next grows.
+func (r *Runner) tailWake() <-chan struct{} {
+	r.tailMu.Lock()
+	defer r.tailMu.Unlock()
+	return r.tailCh
+}
+
+func (r *Runner) lookup(name string) (*proj, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pr := r.projs[name]
+	if pr == nil {
+		return nil, fmt.Errorf("projection %q: %w", name, eventlog.ErrNotFound)
+	}
+	return pr, nil
+}
+
+// Acquire returns the database that currently serves name, for reads on
+// its Reader pool, and a release function to call when done (once;
+// later calls do nothing). A database stays open while acquired, also
+// after a rebuild has swapped in a newer one, so a reader never sees two
+// files; run several queries in one read transaction to see one state.
+// Errors: ErrNotFound (not registered), ErrClosed.
+func (r *Runner) Acquire(name string) (*sqlitedb.DB, func(), error) {
+	pr, err := r.lookup(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	pr.mu.Lock()
+	g := pr.cur
+	if g == nil {
+		pr.mu.Unlock()
+		return nil, nil, fmt.Errorf("projection %s: %w", name, ErrClosed)
+	}
+	g.refs++
+	pr.mu.Unlock()
+	var once sync.Once
+	return g.db, func() { once.Do(func() { pr.unref(g) }) }, nil
+}
+
+// WaitFor blocks until the file serving name has folded the log up to seq
+// (pass an append's Result.LastSeq to read your own writes). Errors:
+// *HaltedError (ErrHalted) when the projection is halted at or before
+// seq, ErrNotFound, ErrClosed, or ctx's error.
+func (r *Runner) WaitFor(ctx context.Context, name string, seq uint64) error {
+	pr, err := r.lookup(name)
+	if err != nil {
+		return err
+	}
+	for {
+		pr.mu.Lock()
+		g, wake := pr.cur, pr.changed
+		var cp uint64
+		var halt *Halt
+		if g != nil {
+			cp = g.cp.Seq
+			halt = g.halt
+			if !g.follow && pr.next != nil {
+				halt = pr.next.halt // a frozen file waits for its rebuild
+			}
+		}
+		pr.mu.Unlock()
+		switch {
+		case g == nil:
+			return fmt.Errorf("projection %s: %w", name, ErrClosed)
+		case cp >= seq:
+			return nil
+		case halt != nil && halt.Seq <= seq:
+			return &HaltedError{Projection: name, Halt: *halt}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
+// Retry resumes a halted projection from its checkpoint: the failing
+// event is tried again. It does nothing when the projection is not
+// halted. Errors: ErrNotFound.
+func (r *Runner) Retry(name string) error {
+	pr, err := r.lookup(name)
+	if err != nil {
+		return err
+	}
+	pr.mu.Lock()
+	var resumed []*gen
+	for _, g := range []*gen{pr.cur, pr.next} {
+		if g != nil && g.halt != nil {
+			g.halt = nil
+			resumed = append(resumed, g)
+		}
+	}
+	pr.mu.Unlock()
+	for _, g := range resumed {
+		r.Logger.Info("projection resumed", "projection", name, "file", g.path)
+		select {
+		case g.resume <- struct{}{}:
+		default:
+		}
+	}
+	pr.broadcast()
+	return nil
+}
+
+// Status reports on one projection; State is StateUnknown for a name
+// that is not registered.
+func (r *Runner) Status(name string) Status {
+	pr, err := r.lookup(name)
+	if err != nil {
+		return Status{Name: name, State: StateUnknown}
+	}
+	return pr.status(r.tailSeq())
+}
+
+// Statuses reports on every projection, by name.
+func (r *Runner) Statuses() []Status {
+	r.mu.Lock()
+	names := slices.Clone(r.names)
+	r.mu.Unlock()
+	tail := r.tailSeq()
+	out := make([]Status, 0, len(names))
+	for _, n := range names {
+		pr, _ := r.lookup(n)
+		out = append(out, pr.status(tail))
+	}
+	return out
+}
+
+func (pr *proj) status(tail uint64) Status {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	s := Status{Name: pr.p.Name, Version: pr.p.Version, Tail: tail, State: StateClosed}
+	g := pr.cur
+	if g == nil {
+		return s
+	}
+	s.ServingVersion, s.File, s.Seq, s.Error = g.version, g.path, g.cp.Seq, g.lastErr
+	if tail > s.Seq {
+		s.Lag = tail - s.Seq
+	}
+	if h := g.halt; h != nil || (pr.next != nil && pr.next.halt != nil) {
+		if h == nil {
+			h = pr.next.halt // the rebuild is stuck
+		}
+		hc := *h
+		s.Halted = &hc
+	}
+	switch {
+	case pr.next != nil:
+		s.Rebuild = pr.next.progress(tail)
+		if s.Error == "" {
+			s.Error = pr.next.lastErr
+		}
+	case g.building:
+		s.Rebuild = g.progress(tail)
+	}
+	switch {
+	case s.Halted != nil:
+		s.State = StateHalted
+	case pr.next != nil || (g.building && g.reason != reasonNew):
+		s.State = StateRebuilding
+	case !g.live || g.behind:
+		s.State = StateCatchingUp
+	default:
+		s.State = StateRunning
+	}
+	return s
+}
+
+// progress describes a generation being built. pr.mu is held.
+func (g *gen) progress(tail uint64) *Progress {
+	p := &Progress{Reason: g.reason, File: g.path, Started: g.started, Done: g.cp.Seq, Total: max(tail, g.cp.Seq)}
+	if secs := time.Since(g.started).Seconds(); secs > 0 && g.cp.Seq > g.startSeq {
+		p.Rate = float64(g.cp.Seq-g.startSeq) / secs
+		p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+	}
+	if g.halt != nil {
+		h := *g.halt
+		p.Halted = &h
+	}
+	return p
+}

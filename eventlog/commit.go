@@ -27,17 +27,13 @@ import (
 // versions and publishes the group without waiting: single events as
 // plain publishes, and a group holding any multi-event append as one
 // atomic batch. A finisher collects the acknowledgements of each group in
-// order, makes them durable with one fsync (strict) and answers the
-// callers. While the finisher waits on one group, the loop publishes the
-// next, so the disk and the CPU overlap.
-//
-// The view runs ahead of the log by the groups in flight. A message whose
-// stream has a write still in flight (or any message, when other writers
-// may exist) carries Nats-Expected-Last-Subject-Sequence, the sequence the
-// view predicts for the stream's previous message: if anything before it
-// failed, JetStream refuses it, so a version is never skipped or reused.
-// Any failure marks the view stale; the loop then waits for the groups in
-// flight, rebuilds the view from the log, and retries what was refused.
+// order, makes every group it has collected durable with one fsync
+// (strict) and answers the callers. While the finisher waits, the loop
+// publishes the next groups (up to flightDepth), so the disk and the CPU
+// overlap. The package doc ("Concurrency") says how the writes in flight
+// are guarded; any failure marks the view stale, and the loop then waits
+// for the groups in flight, rebuilds the view from the log, and retries
+// what was refused.
 
 // commitState is the commit loop's and the finisher's state.
 type commitState struct {
@@ -88,6 +84,10 @@ type head struct {
 
 const maxView = 100_000 // streams remembered before the view is rebuilt
 
+// flightDepth is how many published groups may queue for the finisher
+// while it finishes one: all of them then share one fsync.
+const flightDepth = 3
+
 // maxTries bounds how often an append overtaken by other writers is
 // retried before the caller gets ErrUnavailable.
 const maxTries = 50
@@ -120,7 +120,7 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	l.ackSub = sub
 	l.reqs = make(chan *appendReq, 4096)
 	l.done = make(chan struct{})
-	l.flights = make(chan *flight, 1) // a group being finished, one queued, one being built
+	l.flights = make(chan *flight, flightDepth) // groups queued for the finisher
 	l.wg.Add(2)
 	go l.commitLoop()
 	go l.finishLoop()
@@ -535,15 +535,20 @@ func (l *Log) finishLoop() {
 	for f := range l.flights {
 		batch := []*flight{f}
 		l.await(f)
-		// A flight queued behind this one is acknowledged moments later:
-		// wait for it too, so that one fsync covers both.
-		select {
-		case g, ok := <-l.flights:
-			if ok {
+		// Flights queued behind this one are acknowledged moments later:
+		// wait for them too, so that one fsync covers them all.
+	fold:
+		for len(batch) <= cap(l.flights) {
+			select {
+			case g, ok := <-l.flights:
+				if !ok {
+					break fold
+				}
 				l.await(g)
 				batch = append(batch, g)
+			default:
+				break fold
 			}
-		default:
 		}
 		if l.syncer != nil && slices.ContainsFunc(batch, func(f *flight) bool { return anySucceeded(f.acks) }) {
 			if err := l.syncer.sync(); err != nil {

@@ -51,7 +51,7 @@
 // position, checks expectations against it and assigns versions. With the
 // embedded server only the log's own connection may publish events (Conn
 // and the listener are read-only unless ListenWritable), so the log is the
-// sole writer and knows every sequence in advance: it pipelines up to two
+// sole writer and knows every sequence in advance: it pipelines several
 // groups, and each unit after the first in flight carries
 // Nats-Expected-Last-Sequence. If any write fails, every later one in
 // flight is refused by JetStream too, the view is rebuilt from the log and

@@ -319,6 +319,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 	l.doneMu.Unlock()
 	if l.stale.Load() || len(l.view) > maxView {
 		l.waitIdle()
+		l.Logger.Debug("rebuilding the commit view from the log", "stale", l.stale.Load(), "streams", len(l.view))
 		if err := l.resetView(ctx); err != nil {
 			for _, r := range group {
 				r.res <- appendResp{err: err}
@@ -552,6 +553,7 @@ func (l *Log) finishLoop() {
 		}
 		if l.syncer != nil && slices.ContainsFunc(batch, func(f *flight) bool { return anySucceeded(f.acks) }) {
 			if err := l.syncer.sync(); err != nil {
+				l.Logger.Error("fsync of the event log failed: appends are answered with ErrUnavailable; check the disk", "dir", l.syncer.dir, "err", err)
 				for _, f := range batch {
 					for i := range f.acks {
 						if f.acks[i].err == nil {

@@ -1,0 +1,239 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/projections/sqlitedb"
+)
+
+// Defaults and limits of Query.
+const (
+	DefaultQueryMaxWait = 5 * time.Second
+	DefaultQueryTimeout = 5 * time.Second
+	DefaultQueryMaxRows = 1000
+	MaxQueryRows        = 10000
+)
+
+// QueryOptions tunes Runner.Query. Zero values mean the defaults.
+type QueryOptions struct {
+	// MinSeq, when positive, makes Query wait until the projection has
+	// folded the log up to it (pass an append's LastSeq to read your own
+	// writes).
+	MinSeq uint64
+	// MaxWait bounds the wait for MinSeq (default DefaultQueryMaxWait).
+	MaxWait time.Duration
+	// Timeout bounds running the query (default DefaultQueryTimeout); a
+	// statement still running then is interrupted.
+	Timeout time.Duration
+	// MaxRows is the most rows returned (default DefaultQueryMaxRows, at
+	// most MaxQueryRows); more set QueryResult.Truncated.
+	MaxRows int
+}
+
+// QueryResult is the answer of Runner.Query.
+type QueryResult struct {
+	Columns []string
+	// Rows holds one slice per row, a value per column: int64, float64,
+	// string, nil, or []byte for a BLOB that is not valid UTF-8 (and
+	// whatever else the driver returns, such as time.Time for columns
+	// declared DATE, DATETIME or TIMESTAMP).
+	Rows [][]any
+	// Truncated reports that the query had more than MaxRows rows.
+	Truncated bool
+	// Seq is the projection's checkpoint the rows are consistent with:
+	// the log has been folded up to it, and no further.
+	Seq uint64
+}
+
+// Query runs one read-only SQL statement with args on the file serving
+// the projection name, in a read transaction that also reads the
+// checkpoint, so QueryResult.Seq is exactly the state the rows show.
+//
+// With opts.MinSeq it first waits, at most opts.MaxWait, until the
+// projection has folded the log up to MinSeq; when it has not by then,
+// or cannot because it is halted at or before MinSeq, the error wraps
+// eventlog.ErrUnavailable and says how far the projection is (and, for
+// a halt, wraps the *HaltedError, returned at once rather than after
+// MaxWait). A halted projection still answers queries that do not ask
+// for more than it has.
+//
+// Only one statement is allowed: SQL with a second statement after a
+// ';' (outside string literals, quoted identifiers and comments) is
+// refused with eventlog.ErrInvalid. Writes of any kind fail on the
+// read-only connection's authorizer with an error wrapping
+// schemas.ErrEDDViolation. Other errors: eventlog.ErrNotFound for an
+// unknown projection, ErrClosed, and context.DeadlineExceeded (wrapped)
+// when the query runs longer than opts.Timeout.
+func (r *Runner) Query(ctx context.Context, name, query string, args []any, opts QueryOptions) (QueryResult, error) {
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = DefaultQueryMaxWait
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultQueryTimeout
+	}
+	if opts.MaxRows <= 0 {
+		opts.MaxRows = DefaultQueryMaxRows
+	}
+	opts.MaxRows = min(opts.MaxRows, MaxQueryRows)
+	if _, err := r.lookup(name); err != nil {
+		return QueryResult{}, err
+	}
+	if err := singleStatement(query); err != nil {
+		return QueryResult{}, err
+	}
+	if opts.MinSeq > 0 {
+		if err := r.waitQuery(ctx, name, opts.MinSeq, opts.MaxWait); err != nil {
+			return QueryResult{}, err
+		}
+	}
+
+	db, release, err := r.Acquire(name)
+	if err != nil {
+		return QueryResult{}, err
+	}
+	defer release()
+	qctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	res, err := runQuery(qctx, db, query, args, opts.MaxRows)
+	if err != nil {
+		err = sqlitedb.WrapErr(query, err)
+		if qctx.Err() != nil && !errors.Is(err, qctx.Err()) {
+			// The driver reports an interrupted statement in its own
+			// words; say why it was interrupted.
+			err = fmt.Errorf("%w (%w)", qctx.Err(), err)
+		}
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return QueryResult{}, fmt.Errorf("projection %s: query timed out after %v: %w", name, opts.Timeout, err)
+		}
+		return QueryResult{}, fmt.Errorf("projection %s: query: %w", name, err)
+	}
+	return res, nil
+}
+
+// waitQuery waits at most maxWait for name to have folded up to seq.
+func (r *Runner) waitQuery(ctx context.Context, name string, seq uint64, maxWait time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, maxWait)
+	defer cancel()
+	err := r.WaitFor(wctx, name, seq)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrHalted):
+		return fmt.Errorf("%w: projection %s is behind: at seq %d, want %d: %w",
+			eventlog.ErrUnavailable, name, r.Status(name).Seq, seq, err)
+	case ctx.Err() != nil: // the caller's context, not MaxWait
+		return err
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: projection %s is behind: at seq %d after waiting %v for %d",
+			eventlog.ErrUnavailable, name, r.Status(name).Seq, maxWait, seq)
+	}
+	return err
+}
+
+// runQuery reads the checkpoint and runs query in one read transaction.
+func runQuery(ctx context.Context, db *sqlitedb.DB, query string, args []any, maxRows int) (QueryResult, error) {
+	var res QueryResult
+	tx, err := db.Reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback()
+	// The first read fixes the transaction's snapshot (WAL), which the
+	// query then shares.
+	if err := tx.QueryRowContext(ctx, `SELECT seq FROM fazt_checkpoint WHERE id = 1`).Scan(&res.Seq); err != nil {
+		return res, fmt.Errorf("read checkpoint: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return res, err
+	}
+	defer rows.Close()
+	if res.Columns, err = rows.Columns(); err != nil {
+		return res, err
+	}
+	res.Rows = [][]any{}
+	for rows.Next() {
+		if len(res.Rows) == maxRows {
+			res.Truncated = true
+			break
+		}
+		vals := make([]any, len(res.Columns))
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return res, err
+		}
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok && utf8.Valid(b) {
+				vals[i] = string(b)
+			}
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return res, err
+	}
+	if err := rows.Close(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// singleStatement refuses SQL holding more than one statement: after the
+// first ';' found outside string literals ('...'), quoted identifiers
+// ("...", `...`, [...]) and comments (-- and /* */), only whitespace,
+// comments and more ';' may follow. It is a lexical check, not a parser:
+// SQL it misreads fails in SQLite, which compiles only the first
+// statement and has the authorizer check it.
+func singleStatement(query string) error {
+	ended := false // a ';' has been seen
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			continue
+		case c == ';':
+			ended = true
+			continue
+		case c == '-' && i+1 < len(query) && query[i+1] == '-':
+			for i < len(query) && query[i] != '\n' {
+				i++
+			}
+			continue
+		case c == '/' && i+1 < len(query) && query[i+1] == '*':
+			end := strings.Index(query[i+2:], "*/")
+			if end < 0 {
+				i = len(query)
+			} else {
+				i += 2 + end + 1
+			}
+			continue
+		}
+		if ended {
+			return invalidf("query holds more than one statement; send one at a time")
+		}
+		var closer byte
+		switch c {
+		case '\'', '"', '`':
+			closer = c
+		case '[':
+			closer = ']'
+		default:
+			continue
+		}
+		// Skip the quoted text; a doubled quote is an escaped one and
+		// simply reads as two adjacent quoted runs.
+		for i++; i < len(query) && query[i] != closer; i++ {
+		}
+	}
+	return nil
+}

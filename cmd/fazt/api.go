@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
 )
 
@@ -56,6 +57,9 @@ type api struct {
 	token  []byte
 	logger *slog.Logger
 	mux    *http.ServeMux
+	// projections answers /v1/query and /v1/projections; set before the
+	// server is ready.
+	projections *projections.Runner
 	// ready is true while the log is open and the server not stopping.
 	ready atomic.Bool
 	// streams is cancelled at shutdown to end live streams.
@@ -75,6 +79,7 @@ func newAPI(log *eventlog.Log, reg *schemas.Registry, token string, logger *slog
 	a.mux.HandleFunc("GET /v1/schemas", a.listSchemas)
 	a.mux.HandleFunc("GET /v1/schemas/{type}", a.showSchema)
 	a.mux.HandleFunc("POST /v1/schemas/{type}", a.registerSchema)
+	a.registerProjectionRoutes()
 	return a
 }
 
@@ -397,6 +402,7 @@ func errorStatus(err error) (status int, code, message string) {
 	case errors.Is(err, eventlog.ErrConflict):
 		return http.StatusConflict, "conflict", err.Error()
 	case errors.Is(err, eventlog.ErrUnavailable), errors.Is(err, eventlog.ErrClosed),
+		errors.Is(err, projections.ErrHalted), errors.Is(err, projections.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, "unavailable", err.Error()
 	}

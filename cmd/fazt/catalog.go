@@ -10,6 +10,10 @@ import (
 // add their own.
 var verticals []func(*schemas.Registry) error
 
+// projectionDefs are the read models of the verticals: serve registers
+// each with its projections runner. Tests add their own.
+var projectionDefs []func() projections.Projection
+
 // catalog is every event schema and table this binary declares. The
 // ledger (schemas/ledger.jsonl) records what has shipped, and
 // `fazt schema check` holds the code to it.

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/projections"
 )
 
 // Files in the data directory besides the log's own (DIR/jetstream).
@@ -170,6 +171,35 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err := cat.Events.Load(ctx, log); err != nil {
 		return errors.Join(err, shutdownHTTP(), log.Close(context.WithoutCancel(ctx)))
 	}
+	runner := projections.New(filepath.Join(dir, "projections"), log)
+	runner.Logger = logger
+	for _, def := range projectionDefs {
+		if err := runner.Register(def()); err != nil {
+			return errors.Join(fmt.Errorf("register projection: %w", err), shutdownHTTP(), log.Close(context.WithoutCancel(ctx)))
+		}
+	}
+	if err := runner.Open(ctx); err != nil {
+		if ctx.Err() != nil {
+			err = nil // interrupted while starting
+		} else {
+			err = fmt.Errorf("open projections: %w", err)
+		}
+		return errors.Join(err, shutdownHTTP(), runner.Close(context.WithoutCancel(ctx)), log.Close(context.WithoutCancel(ctx)))
+	}
+	closeAll := func() error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		perr := runner.Close(cctx)
+		if perr != nil {
+			perr = fmt.Errorf("close projections: %w", perr)
+		}
+		lerr := log.Close(cctx)
+		if lerr != nil {
+			lerr = fmt.Errorf("close event log: %w", lerr)
+		}
+		return errors.Join(perr, lerr)
+	}
+	api.projections = runner
 	api.ready.Store(true)
 
 	st := serveState{Addr: "http://" + dialable(ln.Addr()), PID: os.Getpid()}
@@ -178,7 +208,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	}
 	statePath := filepath.Join(dir, stateFile)
 	if err := writeFileAtomic(statePath, st); err != nil {
-		return errors.Join(err, shutdownHTTP(), log.Close(context.WithoutCancel(ctx)))
+		return errors.Join(err, shutdownHTTP(), closeAll())
 	}
 	fmt.Fprintf(a.stdout, "fazt serving on %s\n", st.Addr)
 	if st.NATS != "" {
@@ -195,13 +225,8 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	logger.Info("shutting down")
 	_ = os.Remove(statePath)
 	httpErr := shutdownHTTP()
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	closeErr := log.Close(cctx)
-	if closeErr != nil {
-		closeErr = fmt.Errorf("close event log: %w", closeErr)
-	}
-	return errors.Join(serveErr, httpErr, closeErr)
+	// The projections read the log: close them first.
+	return errors.Join(serveErr, httpErr, closeAll())
 }
 
 func newLogger(format string, w io.Writer) (*slog.Logger, error) {

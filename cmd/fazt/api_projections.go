@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/projections"
+)
+
+// Limits of POST /v1/query.
+const maxQueryTimeout = time.Minute
+
+// queryRequest is the body of POST /v1/query.
+type queryRequest struct {
+	Projection string            `json:"projection"`
+	SQL        string            `json:"sql"`
+	Args       []json.RawMessage `json:"args"`
+	MinSeq     uint64            `json:"min_seq"`
+	TimeoutMS  int64             `json:"timeout_ms"`
+	MaxRows    int               `json:"max_rows"`
+}
+
+// queryResponse is the answer of POST /v1/query.
+type queryResponse struct {
+	Columns   []string `json:"columns"`
+	Rows      [][]any  `json:"rows"`
+	Truncated bool     `json:"truncated"`
+	Seq       uint64   `json:"seq"`
+}
+
+func (a *api) registerProjectionRoutes() {
+	a.mux.HandleFunc("POST /v1/query", a.query)
+	a.mux.HandleFunc("GET /v1/projections", a.listProjections)
+	a.mux.HandleFunc("GET /v1/projections/{name}", a.showProjection)
+	a.mux.HandleFunc("POST /v1/projections/{name}/rebuild", a.rebuildProjection)
+	a.mux.HandleFunc("POST /v1/projections/{name}/retry", a.retryProjection)
+	a.mux.HandleFunc("POST /v1/projections/{name}/skip", a.skipProjection)
+}
+
+// runner returns the projections runner, or an error when the server
+// has none (an API built without one).
+func (a *api) runner() (*projections.Runner, error) {
+	if a.projections == nil {
+		return nil, &apiError{kind: eventlog.ErrUnavailable, msg: "projections are not running on this server"}
+	}
+	return a.projections, nil
+}
+
+func (a *api) query(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req queryRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if req.Projection == "" {
+		a.fail(w, r, invalidf("request body: field \"projection\" is required"))
+		return
+	}
+	if req.SQL == "" {
+		a.fail(w, r, invalidf("request body: field \"sql\" is required"))
+		return
+	}
+	if req.TimeoutMS < 0 || time.Duration(req.TimeoutMS)*time.Millisecond > maxQueryTimeout {
+		a.fail(w, r, invalidf("request body: timeout_ms=%d is out of range: want 0 (the default) to %d", req.TimeoutMS, maxQueryTimeout.Milliseconds()))
+		return
+	}
+	if req.MaxRows < 0 || req.MaxRows > projections.MaxQueryRows {
+		a.fail(w, r, invalidf("request body: max_rows=%d is out of range: want 0 (the default) to %d", req.MaxRows, projections.MaxQueryRows))
+		return
+	}
+	args := make([]any, len(req.Args))
+	for i, raw := range req.Args {
+		v, err := queryArg(raw)
+		if err != nil {
+			a.fail(w, r, invalidf("request body: args[%d]: %v", i, err))
+			return
+		}
+		args[i] = v
+	}
+	runner, err := a.runner()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := runner.Query(r.Context(), req.Projection, req.SQL, args, projections.QueryOptions{
+		MinSeq:  req.MinSeq,
+		Timeout: time.Duration(req.TimeoutMS) * time.Millisecond,
+		MaxRows: req.MaxRows,
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if res.Columns == nil {
+		res.Columns = []string{}
+	}
+	if res.Rows == nil {
+		res.Rows = [][]any{}
+	}
+	writeJSON(w, http.StatusOK, queryResponse{Columns: res.Columns, Rows: res.Rows, Truncated: res.Truncated, Seq: res.Seq})
+}
+
+// queryArg turns a JSON scalar into an SQL argument: null, a boolean
+// (1 or 0, as SQLite stores them), an integer, a float or a string.
+func queryArg(raw json.RawMessage) (any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("empty value")
+	}
+	switch raw[0] {
+	case 'n':
+		return nil, nil
+	case 't':
+		return int64(1), nil
+	case 'f':
+		return int64(0), nil
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		return s, nil
+	case '{', '[':
+		return nil, fmt.Errorf("want a string, number, boolean or null, not %s", map[byte]string{'{': "an object", '[': "an array"}[raw[0]])
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return nil, err
+	}
+	if i, err := n.Int64(); err == nil {
+		return i, nil
+	}
+	f, err := n.Float64()
+	if err != nil {
+		return nil, fmt.Errorf("number %s is out of range", n)
+	}
+	return f, nil
+}
+
+func (a *api) listProjections(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	runner, err := a.runner()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Projections []projections.Status `json:"projections"`
+	}{runner.Statuses()})
+}
+
+// projectionStatus returns the status of the projection named in the
+// path, or ErrNotFound.
+func (a *api) projectionStatus(r *http.Request) (*projections.Runner, projections.Status, error) {
+	runner, err := a.runner()
+	if err != nil {
+		return nil, projections.Status{}, err
+	}
+	name := r.PathValue("name")
+	st := runner.Status(name)
+	if st.State == projections.StateUnknown {
+		return nil, st, &apiError{kind: eventlog.ErrNotFound, msg: fmt.Sprintf("no projection %q", name)}
+	}
+	return runner, st, nil
+}
+
+func (a *api) showProjection(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	_, st, err := a.projectionStatus(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *api) rebuildProjection(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	runner, _, err := a.projectionStatus(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := runner.Rebuild(r.Context(), r.PathValue("name")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "rebuilding"})
+}
+
+func (a *api) retryProjection(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	runner, _, err := a.projectionStatus(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	if err := runner.Retry(name); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, runner.Status(name))
+}
+
+func (a *api) skipProjection(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req struct {
+		Seq *uint64 `json:"seq"`
+	}
+	if err := decodeBody(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if req.Seq == nil || *req.Seq == 0 {
+		a.fail(w, r, invalidf("request body: field \"seq\" is required: the sequence the projection is halted at"))
+		return
+	}
+	runner, _, err := a.projectionStatus(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	if err := runner.Skip(r.Context(), name, *req.Seq); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, runner.Status(name))
+}

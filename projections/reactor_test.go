@@ -16,21 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// reactorOpenLog starts a real embedded log in a temp dir, closed at
-// cleanup.
-func reactorOpenLog(tb testing.TB, tune ...func(*eventlog.Log)) *eventlog.Log {
-	tb.Helper()
-	l := eventlog.New(tb.TempDir())
-	for _, f := range tune {
-		f(l)
-	}
-	if err := l.Open(context.Background()); err != nil {
-		tb.Fatalf("open log: %v", err)
-	}
-	tb.Cleanup(func() { l.Close(context.Background()) })
-	return l
-}
-
 // reactorAppend appends one event per type, in one append, and returns
 // their positions.
 func reactorAppend(tb testing.TB, l *eventlog.Log, stream string, types ...string) []eventlog.Position {
@@ -159,7 +144,7 @@ func reactorEqual(a, b []uint64) bool {
 }
 
 func TestReactorDeliversMatchingEventsInOrder(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	ctx := context.Background()
 	var calls reactorCalls
 	h := reactorStart(t, l, projections.Reactor{
@@ -201,7 +186,7 @@ func TestReactorDeliversMatchingEventsInOrder(t *testing.T) {
 }
 
 func TestReactorRetriesWithBackoffThenAcks(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	var calls reactorCalls
 	var mu sync.Mutex
 	failures := 0
@@ -258,7 +243,7 @@ func reactorValidatingLog(t *testing.T) *eventlog.Log {
 	if err := projections.RegisterReactorKernelTypes(reg); err != nil {
 		t.Fatal(err)
 	}
-	return reactorOpenLog(t, func(l *eventlog.Log) {
+	return openLog(t, func(l *eventlog.Log) {
 		l.Validate = func(e *eventlog.Event) error {
 			if strings.HasPrefix(e.Type, "reactors.") {
 				return reg.Validate(e)
@@ -378,7 +363,7 @@ func TestReactorParksAfterMaxAttempts(t *testing.T) {
 }
 
 func TestReactorResumesAfterRestart(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	var calls reactorCalls
 	r := projections.Reactor{Name: "copier", Filter: eventlog.Filter{Categories: []string{"files"}}, Handle: calls.handler("a")}
 	h := reactorStart(t, l, r)
@@ -400,7 +385,7 @@ func TestReactorResumesAfterRestart(t *testing.T) {
 }
 
 func TestReactorStopDrainsTheHandlerInFlight(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	var calls reactorCalls
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -441,7 +426,7 @@ func TestReactorStopDrainsTheHandlerInFlight(t *testing.T) {
 }
 
 func TestReactorSharedDurableSplitsWork(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	var calls reactorCalls
 	slow := func(node string) func(context.Context, eventlog.Event, string) error {
 		return func(_ context.Context, e eventlog.Event, key string) error {
@@ -492,7 +477,7 @@ func TestReactorSharedDurableSplitsWork(t *testing.T) {
 }
 
 func TestReactorNewStartsAtNowUnlessFromBeginning(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	history := reactorAppend(t, l, "sites.a", "sites.deployed", "sites.deployed")
 	var fresh, replay reactorCalls
 	hf := reactorStart(t, l, projections.Reactor{Name: "fresh", Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: fresh.handler("a")})
@@ -518,7 +503,7 @@ func TestReactorNewStartsAtNowUnlessFromBeginning(t *testing.T) {
 }
 
 func TestReactorDeleteStartsAfresh(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	ctx := context.Background()
 	var calls reactorCalls
 	r := projections.Reactor{Name: "rerun", Filter: eventlog.Filter{Categories: []string{"jobs"}}, Handle: calls.handler("a")}
@@ -541,7 +526,7 @@ func TestReactorDeleteStartsAfresh(t *testing.T) {
 }
 
 func TestReactorRejectsBadConfig(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	ok := func(context.Context, eventlog.Event, string) error { return nil }
 	for _, r := range []projections.Reactor{
 		{Name: "", Handle: ok},
@@ -585,7 +570,7 @@ func TestReactorKernelTypes(t *testing.T) {
 
 func TestReactorParksMalformedMessageAtOnce(t *testing.T) {
 	// A writable listener lets a client publish around the kernel.
-	l := reactorOpenLog(t, func(l *eventlog.Log) { l.Listen, l.ListenWritable = "127.0.0.1:0", true })
+	l := openLog(t, func(l *eventlog.Log) { l.Listen, l.ListenWritable = "127.0.0.1:0", true })
 	ctx := context.Background()
 	raw, err := nats.Connect(l.ClientURL())
 	if err != nil {
@@ -622,7 +607,7 @@ func TestReactorParksMalformedMessageAtOnce(t *testing.T) {
 }
 
 func TestReactorFilterChangeOnRestart(t *testing.T) {
-	l := reactorOpenLog(t)
+	l := openLog(t)
 	var calls reactorCalls
 	r := projections.Reactor{Name: "widen", Filter: eventlog.Filter{Categories: []string{"a"}}, Handle: calls.handler("a")}
 	h := reactorStart(t, l, r)

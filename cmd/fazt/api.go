@@ -80,13 +80,14 @@ func newAPI(log *eventlog.Log, reg *schemas.Registry, token string, logger *slog
 	a.mux.HandleFunc("GET /v1/schemas/{type}", a.showSchema)
 	a.mux.HandleFunc("POST /v1/schemas/{type}", a.registerSchema)
 	a.registerProjectionRoutes()
+	a.mux.Handle("GET /metrics", a.metricsHandler())
 	return a
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
-	if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
+	if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/metrics" {
 		// Before routing, so that callers without the token learn nothing
 		// about which routes exist.
 		if !a.authorized(r) {

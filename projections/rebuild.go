@@ -319,7 +319,7 @@ func (pr *proj) create(ctx context.Context, reason string) (*gen, error) {
 		return nil, err
 	}
 	g.building, g.reason = true, reason
-	if _, err := g.commit(ctx, nil, checkpoint{Version: pr.p.Version}, nil, false); err == nil {
+	if _, err = g.commit(ctx, nil, checkpoint{Version: pr.p.Version}, nil, false); err == nil {
 		err = g.makeDurable(ctx)
 	}
 	if err != nil {

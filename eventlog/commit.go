@@ -43,10 +43,7 @@ type commitState struct {
 	round     uint64
 	lastPrune time.Time
 
-	reqs    chan *appendReq
-	done    chan struct{}
 	flights chan *flight
-	wg      sync.WaitGroup
 
 	// Shared between the loop and the finisher.
 	stale    atomic.Bool // a group failed: rebuild the view before the next

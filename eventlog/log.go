@@ -223,6 +223,19 @@ func (l *Log) ensureStream(ctx context.Context) error {
 	return nil
 }
 
+// StreamInfo returns the event stream's current configuration and state,
+// for health checks. Errors: ErrClosed before Open or after Close.
+func (l *Log) StreamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	l.mu.Lock()
+	s := l.stream
+	closed := l.closed
+	l.mu.Unlock()
+	if s == nil || closed {
+		return nil, ErrClosed
+	}
+	return s.Info(ctx)
+}
+
 // Close stops accepting appends, finishes those already queued, and shuts
 // down the embedded server.
 func (l *Log) Close(ctx context.Context) error {

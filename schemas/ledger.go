@@ -167,8 +167,12 @@ func (l *Ledger) Check(c Catalog) Report {
 	tables := slices.Clone(c.Tables)
 	slices.SortFunc(tables, func(a, b Table) int { return strings.Compare(a.Name, b.Name) })
 	for i, t := range tables {
-		if err := t.Validate(); err != nil {
-			r.Problems = append(r.Problems, err.Error())
+		prefix := ""
+		if p, _, ok := strings.Cut(t.Name, "."); ok {
+			prefix = "projection " + p + ": "
+		}
+		if err := unqualified(t).Validate(); err != nil {
+			r.Problems = append(r.Problems, prefix+err.Error())
 			continue
 		}
 		if i > 0 && tables[i-1].Name == t.Name {
@@ -177,8 +181,8 @@ func (l *Ledger) Check(c Catalog) Report {
 		}
 		prev, ok := l.latest("table", t.Name)
 		if ok {
-			if err := CheckTableEvolution(*prev.Table, t); err != nil {
-				r.Problems = append(r.Problems, err.Error())
+			if err := CheckTableEvolution(unqualified(*prev.Table), unqualified(t)); err != nil {
+				r.Problems = append(r.Problems, prefix+err.Error())
 				continue
 			}
 			if sameTable(*prev.Table, t) {
@@ -189,6 +193,15 @@ func (l *Ledger) Check(c Catalog) Report {
 		r.Unlocked = append(r.Unlocked, LedgerEntry{Kind: "table", Name: t.Name, Version: prev.Version + 1, Table: &tt})
 	}
 	return r
+}
+
+// unqualified strips a table's qualifier: the ledger names a projection's
+// table "projection.table", since each projection has its own file.
+func unqualified(t Table) Table {
+	if _, name, ok := strings.Cut(t.Name, "."); ok {
+		t.Name = name
+	}
+	return t
 }
 
 // Lock appends the unlocked entries of a passing check to the ledger file.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel"
 )
 
 // fazt runs a command in-process and returns its stdout, stderr and error.
@@ -233,7 +234,7 @@ func TestTokenShownOnceAndPrivate(t *testing.T) {
 	if m := fileMode(t, dir); m != 0o700 {
 		t.Errorf("data dir mode %v, want 0700", m)
 	}
-	if m := fileMode(t, filepath.Join(dir, tokenFile)); m != 0o600 {
+	if m := fileMode(t, filepath.Join(dir, kernel.TokenFile)); m != 0o600 {
 		t.Errorf("token mode %v, want 0600", m)
 	}
 	if m := fileMode(t, filepath.Join(dir, stateFile)); m != 0o600 {
@@ -243,7 +244,7 @@ func TestTokenShownOnceAndPrivate(t *testing.T) {
 		t.Errorf("token %q: want 32 bytes in hex", s.token)
 	}
 	out := s.stdout.String()
-	if want := "API token (stored in " + filepath.Join(dir, tokenFile) + ", shown once): " + s.token + "\n"; !strings.HasPrefix(out, want) {
+	if want := "API token (stored in " + filepath.Join(dir, kernel.TokenFile) + ", shown once): " + s.token + "\n"; !strings.HasPrefix(out, want) {
 		t.Errorf("first start printed %q, want it to begin with %q", out, want)
 	}
 	if !strings.Contains(out, "fazt serving on "+s.addr+"\n") {
@@ -337,7 +338,7 @@ func TestNotReadyWhileOpening(t *testing.T) {
 	if s := get("/readyz"); s != http.StatusServiceUnavailable {
 		t.Errorf("readyz %d while opening, want 503", s)
 	}
-	token, _ := os.ReadFile(filepath.Join(dir, tokenFile))
+	token, _ := os.ReadFile(filepath.Join(dir, kernel.TokenFile))
 	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := http.DefaultClient.Do(req)

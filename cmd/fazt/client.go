@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel"
 )
 
 const (
@@ -78,7 +79,7 @@ func (a *app) connect(f serverFlags) (*client, error) {
 		addr = st.Addr
 	}
 	if token == "" {
-		b, err := os.ReadFile(filepath.Join(dir, tokenFile))
+		b, err := os.ReadFile(filepath.Join(dir, kernel.TokenFile))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no API token: pass --token, set FAZT_TOKEN, or pass --data-dir with the server's data directory (%s has no token file)", dir)
 		}
@@ -135,7 +136,7 @@ func (c *client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var er errorResponse
+	var er kernel.ErrorResponse
 	if json.Unmarshal(b, &er) == nil && er.Error.Code != "" {
 		return nil, &serverError{Status: resp.StatusCode, Code: er.Error.Code, Message: er.Error.Message}
 	}
@@ -187,7 +188,7 @@ uses.`,
 
 func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 	var (
-		ev        appendEvent
+		ev        kernel.AppendEvent
 		data      string
 		expect    uint64
 		expectNew bool
@@ -201,7 +202,7 @@ func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if data == "-" {
-				b, err := io.ReadAll(io.LimitReader(a.stdin, maxBodyBytes+1))
+				b, err := io.ReadAll(io.LimitReader(a.stdin, kernel.DefaultMaxBodyBytes+1))
 				if err != nil {
 					return fmt.Errorf("read data from stdin: %w", err)
 				}
@@ -212,7 +213,7 @@ func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 				return usagef(cmd, "--data is not valid JSON: %.80q", data)
 			}
 			ev.Data = json.RawMessage(data)
-			req := appendRequest{Events: []appendEvent{ev}}
+			req := kernel.AppendRequest{Events: []kernel.AppendEvent{ev}}
 			if cmd.Flags().Changed("expect") {
 				req.Expect = map[string]uint64{ev.Stream: expect}
 			} else if expectNew {
@@ -297,7 +298,7 @@ func (a *app) readCmd(sf *serverFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.Uint64Var(&from, "from", 1, "first version to print")
-	f.IntVar(&limit, "limit", defaultLimit, fmt.Sprintf("most events to print (at most %d)", maxLimit))
+	f.IntVar(&limit, "limit", kernel.DefaultReadLimit, fmt.Sprintf("most events to print (at most %d)", kernel.MaxReadLimit))
 	f.BoolVar(&asJSON, "json", false, "print the server's JSON answer")
 	return cmd
 }
@@ -377,7 +378,7 @@ func (a *app) tail(ctx context.Context, c *client, after uint64, types, categori
 		kind := event
 		event, data = "", nil
 		if kind == "error" {
-			var er errorResponse
+			var er kernel.ErrorResponse
 			if json.Unmarshal([]byte(payload), &er) != nil || er.Error.Code == "" {
 				return fmt.Errorf("the server ended the event stream with an error: %s", payload)
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel"
 )
 
 // syncBuffer is a bytes.Buffer that a running command and the test can
@@ -90,7 +91,7 @@ func startServer(t *testing.T, dir string, extra ...string) *testServer {
 			t.Fatalf("no %s after 30s: %v\nstderr:\n%s", stateFile, err, s.stderr)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, tokenFile))
+	b, err := os.ReadFile(filepath.Join(dir, kernel.TokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/fazt-sh/fazt/schemas"
+	"github.com/fazt-sh/fazt/kernel"
 )
 
 // anyObject accepts any event data that is an object.
@@ -15,14 +15,14 @@ const anyObject = `{"type":"object"}`
 var testTypes = []string{"orders.created", "orders.paid", "orders.shipped", "orders.closed", "stock.reserved", "stock.released", "seat.booked", "t", "x"}
 
 func TestMain(m *testing.M) {
-	verticals = append(verticals, func(r *schemas.Registry) error {
+	verticals = append(verticals, func(k *kernel.Kernel) error {
 		for _, t := range testTypes {
-			if err := r.Register(t, 1, []byte(anyObject)); err != nil {
+			if err := k.RegisterEvent(t, 1, []byte(anyObject)); err != nil {
 				return err
 			}
 		}
 		// A second version, for the tests that send "schema": 2.
-		return r.Register("orders.created", 2, []byte(`{"type":"object","properties":{"note":{"type":"string"}}}`))
+		return k.RegisterEvent("orders.created", 2, []byte(`{"type":"object","properties":{"note":{"type":"string"}}}`))
 	})
 	os.Exit(m.Run())
 }

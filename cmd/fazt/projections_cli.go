@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/projections"
 )
 
@@ -54,7 +55,7 @@ consistent with. Each --arg binds the next ? in the SQL, as a string.`,
 			if err != nil {
 				return err
 			}
-			var res queryResponse
+			var res kernel.QueryResponse
 			dec := json.NewDecoder(bytes.NewReader(raw))
 			dec.UseNumber() // integers as the server sent them
 			if err := dec.Decode(&res); err != nil {

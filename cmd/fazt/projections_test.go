@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
 )
@@ -18,8 +19,8 @@ import (
 // The test binary's projection: how many orders.created events each
 // stream holds.
 func init() {
-	projectionDefs = append(projectionDefs, func() projections.Projection {
-		return projections.Projection{
+	verticals = append(verticals, func(k *kernel.Kernel) error {
+		return k.RegisterProjection(projections.Projection{
 			Name:    "orders_total",
 			Version: 1,
 			Tables: []schemas.Table{{Name: "totals", Columns: []schemas.Column{
@@ -32,7 +33,7 @@ func init() {
 					ON CONFLICT (stream) DO UPDATE SET n = n + 1`, e.Stream)
 				return err
 			},
-		}
+		})
 	})
 }
 

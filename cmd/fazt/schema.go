@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/schemas"
 )
 
@@ -136,7 +137,7 @@ properties. The registration is itself an event in the log.`,
 			var b []byte
 			var err error
 			if file == "-" {
-				b, err = io.ReadAll(io.LimitReader(a.stdin, maxSchemaBytes+1))
+				b, err = io.ReadAll(io.LimitReader(a.stdin, kernel.MaxSchemaBytes+1))
 			} else {
 				b, err = os.ReadFile(file)
 			}
@@ -182,7 +183,7 @@ func (a *app) schemaListCmd() *cobra.Command {
 			}
 			defer c.close()
 			var out struct {
-				Types []schemaInfo `json:"types"`
+				Types []kernel.SchemaInfo `json:"types"`
 			}
 			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/schemas", nil, nil, &out)
 			if err != nil {

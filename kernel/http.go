@@ -1,4 +1,4 @@
-package main
+package kernel
 
 import (
 	"context"
@@ -22,12 +22,12 @@ import (
 	"github.com/fazt-sh/fazt/schemas"
 )
 
+// Bounds of reads: events per page by default and at most.
 const (
-	maxBodyBytes = 12 << 20 // above eventlog.MaxAppendBytes, for the JSON around the data
-	defaultLimit = 100
-	maxLimit     = 1000
-	pingEvery    = 15 * time.Second
-	bodyTimeout  = time.Minute // to read a request body
+	DefaultReadLimit = 100
+	MaxReadLimit     = 1000
+	pingEvery        = 15 * time.Second
+	bodyTimeout      = time.Minute // to read a request body
 )
 
 // Errors of the HTTP layer itself; errorStatus maps them with the log's.
@@ -50,25 +50,28 @@ func invalidf(format string, args ...any) error {
 	return &apiError{kind: eventlog.ErrInvalid, msg: fmt.Sprintf(format, args...)}
 }
 
-// api is the HTTP API over a log.
+// api is the kernel's HTTP handler: the admin API, the routes verticals
+// add, and the open probes.
 type api struct {
+	k      *Kernel
 	log    *eventlog.Log
 	reg    *schemas.Registry
-	token  []byte
 	logger *slog.Logger
+	token  []byte
 	mux    *http.ServeMux
-	// projections answers /v1/query and /v1/projections; set before the
-	// server is ready.
-	projections *projections.Runner
-	// ready is true while the log is open and the server not stopping.
-	ready atomic.Bool
+	// public holds the patterns of public routes: no token, rate limited.
+	public  map[string]bool
+	limiter *limiter
+	// open is true while the log is open and the server not stopping.
+	open atomic.Bool
 	// streams is cancelled at shutdown to end live streams.
 	streams     context.Context
 	stopStreams context.CancelFunc
 }
 
-func newAPI(log *eventlog.Log, reg *schemas.Registry, token string, logger *slog.Logger) *api {
-	a := &api{log: log, reg: reg, token: []byte(token), logger: logger, mux: http.NewServeMux()}
+func newAPI(k *Kernel) *api {
+	a := &api{k: k, log: k.log, reg: k.reg, logger: k.logger, mux: http.NewServeMux(), public: map[string]bool{},
+		limiter: newLimiter(k.cfg.PublicRate, k.cfg.PublicBurst)}
 	a.streams, a.stopStreams = context.WithCancel(context.Background())
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
@@ -79,31 +82,62 @@ func newAPI(log *eventlog.Log, reg *schemas.Registry, token string, logger *slog
 	a.mux.HandleFunc("GET /v1/schemas", a.listSchemas)
 	a.mux.HandleFunc("GET /v1/schemas/{type}", a.showSchema)
 	a.mux.HandleFunc("POST /v1/schemas/{type}", a.registerSchema)
+	a.mux.HandleFunc("GET /v1/doctor", a.doctor)
 	a.registerProjectionRoutes()
 	a.mux.Handle("GET /metrics", a.metricsHandler())
 	return a
 }
 
+// route adds a vertical's route; ServeMux panics on a conflict.
+func (a *api) route(pattern string, h http.Handler, public bool) {
+	a.mux.Handle(pattern, h)
+	if public {
+		a.public[pattern] = true
+	}
+}
+
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, pattern := a.mux.Handler(r)
+	if a.public[pattern] {
+		a.servePublic(w, r)
+		return
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/metrics" {
 		// Before routing, so that callers without the token learn nothing
-		// about which routes exist.
+		// about which admin routes exist.
 		if !a.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fazt"`)
 			a.fail(w, r, &apiError{kind: errUnauthorized, msg: "missing or wrong API token: send the header Authorization: Bearer <token>"})
 			return
 		}
 	}
-	if _, pattern := a.mux.Handler(r); pattern == "" {
+	if pattern == "" {
 		a.noRoute(w, r)
 		return
 	}
-	if strings.HasPrefix(r.URL.Path, "/v1/") && !a.ready.Load() {
+	if strings.HasPrefix(r.URL.Path, "/v1/") && !a.open.Load() {
 		a.fail(w, r, &apiError{kind: eventlog.ErrUnavailable, msg: "the event log is not open: the server is starting or stopping"})
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, a.k.cfg.MaxBodyBytes)
+	a.mux.ServeHTTP(w, r)
+}
+
+// servePublic serves a public route: rate limited per client, with a
+// small body limit.
+func (a *api) servePublic(w http.ResponseWriter, r *http.Request) {
+	if !a.limiter.allow(clientAddr(r, a.k.cfg.TrustProxy)) {
+		w.Header().Set("Retry-After", "1")
+		a.fail(w, r, &apiError{kind: ErrRateLimited, msg: "too many requests from this address: slow down"})
+		return
+	}
+	if !a.open.Load() {
+		a.fail(w, r, &apiError{kind: eventlog.ErrUnavailable, msg: "the server is starting or stopping"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, a.k.cfg.PublicBodyBytes)
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -134,7 +168,7 @@ func (h *headerRecorder) WriteHeader(status int)      { h.status = status }
 
 func (a *api) authorized(r *http.Request) bool {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	if !ok || !strings.EqualFold(scheme, "Bearer") || len(a.token) == 0 {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), a.token) == 1
@@ -144,23 +178,36 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz is 200 once the log is open and the projections have caught up
+// with the log as it was at start; otherwise 503 with what is missing.
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
-	if !a.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
-		return
+	switch {
+	case !a.open.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "the event log is not open: the server is starting or stopping"})
+	case !a.k.isCaughtUp.Load():
+		var behind []string
+		for _, st := range a.k.runner.Statuses() {
+			if st.Lag > 0 || st.Halted != nil {
+				behind = append(behind, fmt.Sprintf("%s (%s, seq %d of %d)", st.Name, st.State, st.Seq, st.Tail))
+			}
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "catching_up",
+			"reason": "projections are catching up with the log", "projections": behind})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// appendRequest is the body of POST /v1/events. Its own event type keeps
+// AppendRequest is the body of POST /v1/events. Its own event type keeps
 // the fields the log sets (seq, version, time) out of what clients send.
-type appendRequest struct {
-	Events []appendEvent `json:"events"`
+type AppendRequest struct {
+	Events []AppendEvent `json:"events"`
 	// Expect maps a stream to the version it must be at; 0: must not exist.
 	Expect map[string]uint64 `json:"expect"`
 }
 
-type appendEvent struct {
+// AppendEvent is one event of an AppendRequest.
+type AppendEvent struct {
 	ID     string            `json:"id"`
 	Stream string            `json:"stream"`
 	Type   string            `json:"type"`
@@ -176,7 +223,7 @@ func (a *api) appendEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	// A slow client may not hold a handler forever.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
-	var req appendRequest
+	var req AppendRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
@@ -364,16 +411,18 @@ func writeSSE(w io.Writer, e eventlog.Event) error {
 func (a *api) sendStreamError(w http.ResponseWriter, r *http.Request, err error) {
 	_, code, msg := errorStatus(err)
 	a.logger.Error("live stream failed", "path", r.URL.Path, "err", err)
-	b, _ := json.Marshal(errorResponse{Error: errorBody{Code: code, Message: msg}})
+	b, _ := json.Marshal(ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
 	fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
 	_ = http.NewResponseController(w).Flush()
 }
 
-type errorResponse struct {
-	Error errorBody `json:"error"`
+// ErrorResponse is the body of every error answer.
+type ErrorResponse struct {
+	Error ErrorBody `json:"error"`
 }
 
-type errorBody struct {
+// ErrorBody says what went wrong: a stable code and a message for people.
+type ErrorBody struct {
 	Code          string  `json:"code"`
 	Message       string  `json:"message"`
 	Stream        string  `json:"stream,omitempty"`
@@ -386,7 +435,11 @@ func errorStatus(err error) (status int, code, message string) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than the limit of %d MiB", tooLarge.Limit>>20)
+		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than the limit of %s", sizeString(tooLarge.Limit))
+	case errors.Is(err, ErrRateLimited):
+		return http.StatusTooManyRequests, "rate_limited", err.Error()
+	case errors.Is(err, ErrRefused):
+		return http.StatusConflict, "refused", err.Error()
 	case errors.Is(err, eventlog.ErrMalformed):
 		// The log holds a message that is not an event: not the caller's fault.
 		return http.StatusInternalServerError, "malformed_log", err.Error()
@@ -413,7 +466,7 @@ func errorStatus(err error) (status int, code, message string) {
 // fail writes err as a JSON error response.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := errorStatus(err)
-	body := errorBody{Code: code, Message: msg}
+	body := ErrorBody{Code: code, Message: msg}
 	var conflict *eventlog.ConflictError
 	if errors.As(err, &conflict) {
 		body.Stream = conflict.Stream
@@ -427,7 +480,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// sending it on this connection.
 		w.Header().Set("Connection", "close")
 	}
-	writeJSON(w, status, errorResponse{Error: body})
+	writeJSON(w, status, ErrorResponse{Error: body})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -437,9 +490,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decodeBody reads one JSON object from the request body into v, strictly:
-// no unknown fields, nothing after it, at most maxBodyBytes.
+// no unknown fields, nothing after it.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec := json.NewDecoder(r.Body) // limited by ServeHTTP
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -518,12 +571,12 @@ func uintParam(q url.Values, name string, def uint64) (uint64, error) {
 }
 
 func limitParam(q url.Values) (int, error) {
-	n, err := uintParam(q, "limit", defaultLimit)
+	n, err := uintParam(q, "limit", DefaultReadLimit)
 	if err != nil {
 		return 0, err
 	}
-	if n < 1 || n > maxLimit {
-		return 0, invalidf("query parameter limit=%d is out of range: want 1 to %d", n, maxLimit)
+	if n < 1 || n > MaxReadLimit {
+		return 0, invalidf("query parameter limit=%d is out of range: want 1 to %d", n, MaxReadLimit)
 	}
 	return int(n), nil
 }

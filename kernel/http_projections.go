@@ -1,10 +1,11 @@
-package main
+package kernel
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -14,8 +15,8 @@ import (
 // Limits of POST /v1/query.
 const maxQueryTimeout = time.Minute
 
-// queryRequest is the body of POST /v1/query.
-type queryRequest struct {
+// QueryRequest is the body of POST /v1/query.
+type QueryRequest struct {
 	Projection string            `json:"projection"`
 	SQL        string            `json:"sql"`
 	Args       []json.RawMessage `json:"args"`
@@ -24,8 +25,8 @@ type queryRequest struct {
 	MaxRows    int               `json:"max_rows"`
 }
 
-// queryResponse is the answer of POST /v1/query.
-type queryResponse struct {
+// QueryResponse is the answer of POST /v1/query.
+type QueryResponse struct {
 	Columns   []string `json:"columns"`
 	Rows      [][]any  `json:"rows"`
 	Truncated bool     `json:"truncated"`
@@ -39,23 +40,18 @@ func (a *api) registerProjectionRoutes() {
 	a.mux.HandleFunc("POST /v1/projections/{name}/rebuild", a.rebuildProjection)
 	a.mux.HandleFunc("POST /v1/projections/{name}/retry", a.retryProjection)
 	a.mux.HandleFunc("POST /v1/projections/{name}/skip", a.skipProjection)
+	a.mux.HandleFunc("POST /v1/projections/{name}/build", a.buildProjection)
 }
 
-// runner returns the projections runner, or an error when the server
-// has none (an API built without one).
-func (a *api) runner() (*projections.Runner, error) {
-	if a.projections == nil {
-		return nil, &apiError{kind: eventlog.ErrUnavailable, msg: "projections are not running on this server"}
-	}
-	return a.projections, nil
-}
+// runner returns the projections runner.
+func (a *api) runner() (*projections.Runner, error) { return a.k.runner, nil }
 
 func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	if err := checkQuery(r); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	var req queryRequest
+	var req QueryRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
@@ -105,7 +101,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	if res.Rows == nil {
 		res.Rows = [][]any{}
 	}
-	writeJSON(w, http.StatusOK, queryResponse{Columns: res.Columns, Rows: res.Rows, Truncated: res.Truncated, Seq: res.Seq})
+	writeJSON(w, http.StatusOK, QueryResponse{Columns: res.Columns, Rows: res.Rows, Truncated: res.Truncated, Seq: res.Seq})
 }
 
 // queryArg turns a JSON scalar into an SQL argument: null, a boolean
@@ -250,4 +246,65 @@ func (a *api) skipProjection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, runner.Status(name))
+}
+
+// BuildRequest is the body of POST /v1/projections/{name}/build.
+type BuildRequest struct {
+	AsOfSeq  uint64 `json:"as_of_seq"`
+	AsOfTime string `json:"as_of_time"` // RFC 3339
+	// Out is the new file's absolute path on the server's machine; it
+	// must not exist yet.
+	Out string `json:"out"`
+}
+
+// buildProjection builds the projection as of a past point of the log
+// into a separate file (time travel), answering when it is done.
+func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req BuildRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if (req.AsOfSeq == 0) == (req.AsOfTime == "") {
+		a.fail(w, r, invalidf("request body: give exactly one of as_of_seq (a sequence, from 1) and as_of_time (RFC 3339)"))
+		return
+	}
+	if req.Out == "" || !filepath.IsAbs(req.Out) {
+		a.fail(w, r, invalidf("request body: out=%q must be an absolute path for the new file", req.Out))
+		return
+	}
+	runner, _, err := a.projectionStatus(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	seq := req.AsOfSeq
+	if req.AsOfTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, req.AsOfTime)
+		if err != nil {
+			a.fail(w, r, invalidf("request body: as_of_time=%q is not an RFC 3339 time like 2026-11-26T10:00:00Z", req.AsOfTime))
+			return
+		}
+		if seq, err = runner.SeqAt(r.Context(), t); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	start := time.Now()
+	// seq 0 (a time before the first event) builds the empty tables.
+	if err := runner.BuildAsOf(r.Context(), name, seq, req.Out); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Projection string  `json:"projection"`
+		Seq        uint64  `json:"seq"`
+		File       string  `json:"file"`
+		Seconds    float64 `json:"seconds"`
+	}{name, seq, req.Out, time.Since(start).Seconds()})
 }

@@ -1,4 +1,4 @@
-package main
+package kernel
 
 import (
 	"encoding/json"
@@ -8,17 +8,19 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 )
 
-const maxSchemaBytes = 1 << 20
+// MaxSchemaBytes bounds a JSON Schema registered over HTTP.
+const MaxSchemaBytes = 1 << 20
 
-// schemaInfo describes one registered event type.
-type schemaInfo struct {
+// SchemaInfo describes one registered event type.
+type SchemaInfo struct {
 	Type     string          `json:"type"`
 	Latest   int             `json:"latest"`
 	InCode   bool            `json:"in_code"` // declared by the binary, not at run time
-	Versions []schemaVersion `json:"versions,omitempty"`
+	Versions []SchemaVersion `json:"versions,omitempty"`
 }
 
-type schemaVersion struct {
+// SchemaVersion is one version of a SchemaInfo.
+type SchemaVersion struct {
 	Version int             `json:"version"`
 	Schema  json.RawMessage `json:"schema"`
 }
@@ -29,11 +31,11 @@ func (a *api) listSchemas(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Types []schemaInfo `json:"types"`
-	}{Types: []schemaInfo{}}
+		Types []SchemaInfo `json:"types"`
+	}{Types: []SchemaInfo{}}
 	for _, t := range a.reg.Types() {
 		latest, _ := a.reg.Latest(t)
-		out.Types = append(out.Types, schemaInfo{Type: t, Latest: latest, InCode: a.reg.InCode(t)})
+		out.Types = append(out.Types, SchemaInfo{Type: t, Latest: latest, InCode: a.reg.InCode(t)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -49,10 +51,10 @@ func (a *api) showSchema(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{kind: eventlog.ErrNotFound, msg: "event type " + typ + " is not registered"})
 		return
 	}
-	info := schemaInfo{Type: typ, Latest: latest, InCode: a.reg.InCode(typ)}
+	info := SchemaInfo{Type: typ, Latest: latest, InCode: a.reg.InCode(typ)}
 	for v := 1; v <= latest; v++ {
 		s, _ := a.reg.Schema(typ, v)
-		info.Versions = append(info.Versions, schemaVersion{Version: v, Schema: s})
+		info.Versions = append(info.Versions, SchemaVersion{Version: v, Schema: s})
 	}
 	writeJSON(w, http.StatusOK, info)
 }
@@ -64,7 +66,7 @@ func (a *api) registerSchema(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSchemaBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSchemaBytes))
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -1,4 +1,4 @@
-package main
+package kernel
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func (c kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
-	if !c.a.ready.Load() {
+	if !c.a.open.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -42,10 +42,7 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	if seq, err := c.a.log.LastSeq(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(descLogSeq, prometheus.GaugeValue, float64(seq))
 	}
-	if c.a.projections == nil {
-		return
-	}
-	for _, s := range c.a.projections.Statuses() {
+	for _, s := range c.a.k.runner.Statuses() {
 		ch <- prometheus.MustNewConstMetric(descCheckpoint, prometheus.CounterValue, float64(s.Seq), s.Name)
 		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(s.Lag), s.Name)
 		halted := 0.0

@@ -1,0 +1,55 @@
+// Package kernel is the Cartridge Kernel: one embeddable SDK that wires
+// the event log, the schema registry, the projections and reactors, and
+// the HTTP API into one lifecycle, and that verticals (business modules)
+// plug into.
+//
+// # Overview
+//
+// A Kernel owns a data directory. Open starts, in order: the HTTP
+// listener (answering /healthz, 503 elsewhere), the event log (embedded
+// NATS JetStream, or an existing server), the schemas registered at run
+// time, the projections (SQLite read models, back-filled from the log),
+// the reactors; then the API serves. /readyz turns 200 once the
+// projections have caught up with the log as it was at Open; until then
+// the admin API already answers, so rebuild progress can be watched.
+// Close stops everything in reverse order.
+//
+// # Usage
+//
+// Create a kernel, let verticals register, open it, serve:
+//
+//	k := kernel.New(kernel.Config{Dir: "./data"})
+//	if err := analytics.Register(k, analytics.Config{}); err != nil { ... }
+//	if err := k.Open(ctx); err != nil { ... }
+//	return k.Serve(ctx) // until ctx ends, then Close
+//
+// A vertical registers, before Open:
+//
+//   - event types with their JSON Schemas: RegisterEvent (versions only
+//     grow, each a compatible extension of the one before);
+//   - read models: RegisterProjection;
+//   - side-effect consumers: RegisterReactor;
+//   - HTTP routes: Handle for admin routes under /v1/ (the bearer token
+//     is required), HandlePublic for routes anyone may call (rate limited
+//     per client address, small bodies).
+//
+// Verticals never import each other; they share only the log. Command
+// handlers use Decide: load a stream, fold it to a state, decide the new
+// events or refuse (Refusef), append expecting the version read, retry a
+// bounded number of times on conflict.
+//
+// # Errors
+//
+// One vocabulary, mapped to HTTP statuses in one place (WriteError):
+// eventlog.ErrInvalid 400, the missing token 401, eventlog.ErrNotFound
+// 404, eventlog.ErrConflict and ErrRefused 409, a too-large body 413,
+// schemas.ErrEDDViolation 422, ErrRateLimited 429, an unavailable log or
+// halted projection 503.
+//
+// # Operations
+//
+// GET /metrics serves Prometheus metrics (token required); Doctor, also
+// at GET /v1/doctor, checks the data directory, the event stream's
+// configuration, SQLite and every projection and reactor, and says what
+// to fix.
+package kernel

@@ -1,0 +1,238 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/projections/sqlitedb"
+)
+
+// Statuses of a Check.
+const (
+	CheckOK   = "ok"
+	CheckWarn = "warn"
+	CheckFail = "fail"
+)
+
+// Check is one finding of Doctor.
+type Check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // CheckOK, CheckWarn or CheckFail
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"` // what to do, when not ok
+}
+
+// minSQLite is the oldest SQLite the kernel is tested with (RETURNING,
+// DROP-free ADD COLUMN and the authorizer codes it relies on).
+const minSQLite = "3.38.0"
+
+// lowDiskBytes warns when the data directory's file system has less free.
+const lowDiskBytes = 1 << 30
+
+// DiagnoseDir checks a data directory without opening it: what Doctor
+// checks first, and all that can be checked while another process holds
+// the log.
+func DiagnoseDir(dir string) []Check {
+	var out []Check
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return []Check{{Name: "data directory", Status: CheckFail, Detail: dir + " does not exist",
+			Fix: "start the server once with `fazt serve --data " + dir + "` to create it, or pass the right --data"}}
+	case err != nil:
+		return []Check{{Name: "data directory", Status: CheckFail, Detail: err.Error(), Fix: "make " + dir + " readable by the user running fazt"}}
+	case !st.IsDir():
+		return []Check{{Name: "data directory", Status: CheckFail, Detail: dir + " is not a directory", Fix: "pass a directory to --data"}}
+	}
+	c := Check{Name: "data directory", Status: CheckOK, Detail: dir}
+	if runtime.GOOS != "windows" && st.Mode().Perm()&0o077 != 0 {
+		c.Status, c.Fix = CheckWarn, "chmod 700 "+dir+": the log and read models are private"
+		c.Detail += fmt.Sprintf(" (mode %v)", st.Mode().Perm())
+	}
+	if f, err := os.CreateTemp(dir, ".doctor-*"); err != nil {
+		c.Status, c.Detail, c.Fix = CheckFail, dir+" is not writable: "+err.Error(), "give the user running fazt write access to "+dir
+	} else {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	out = append(out, c)
+	if free, ok := freeBytes(dir); ok {
+		c := Check{Name: "disk space", Status: CheckOK, Detail: sizeString(int64(free)&^(1<<20-1)) + " free"}
+		if free < lowDiskBytes {
+			c.Status, c.Fix = CheckWarn, "free space on the data directory's disk: the log only grows"
+		}
+		out = append(out, c)
+	}
+	tc := Check{Name: "API token", Status: CheckOK, Detail: filepath.Join(dir, TokenFile)}
+	if st, err := os.Stat(filepath.Join(dir, TokenFile)); err != nil {
+		tc.Status, tc.Detail, tc.Fix = CheckWarn, "no token file yet", "it is created at the next `fazt serve`"
+	} else if runtime.GOOS != "windows" && st.Mode().Perm()&0o077 != 0 {
+		tc.Status, tc.Fix = CheckFail, "chmod 600 "+filepath.Join(dir, TokenFile)+": others can read the API token"
+		tc.Detail += fmt.Sprintf(" (mode %v)", st.Mode().Perm())
+	}
+	return append(out, tc)
+}
+
+// Doctor checks an open kernel: the data directory, the event stream's
+// configuration, SQLite, every projection and reactor. Each check that
+// is not ok says what to fix.
+func (k *Kernel) Doctor(ctx context.Context) []Check {
+	out := DiagnoseDir(k.cfg.Dir)
+	out = append(out, k.checkStream(ctx), checkSQLite(ctx))
+	for _, st := range k.runner.Statuses() {
+		out = append(out, checkProjection(st))
+	}
+	for _, h := range k.Reactors() {
+		out = append(out, checkReactor(ctx, h))
+	}
+	return out
+}
+
+func (k *Kernel) checkStream(ctx context.Context) Check {
+	c := Check{Name: "event stream"}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := k.log.StreamInfo(ctx)
+	if err != nil {
+		c.Status, c.Detail, c.Fix = CheckFail, err.Error(), "check that the log is open and NATS JetStream reachable"
+		return c
+	}
+	cfg := info.Config
+	c.Name += " " + cfg.Name
+	var bad []string
+	if !cfg.DenyDelete {
+		bad = append(bad, "deny_delete is off")
+	}
+	if !cfg.DenyPurge {
+		bad = append(bad, "deny_purge is off")
+	}
+	if cfg.MaxAge != 0 || cfg.MaxMsgs > 0 || cfg.MaxBytes > 0 || cfg.MaxMsgsPerSubject > 0 {
+		bad = append(bad, fmt.Sprintf("it has limits (max_age=%v max_msgs=%d max_bytes=%d max_msgs_per_subject=%d) that would drop events", cfg.MaxAge, cfg.MaxMsgs, cfg.MaxBytes, cfg.MaxMsgsPerSubject))
+	}
+	if cfg.Storage != jetstream.FileStorage {
+		bad = append(bad, "storage is not file")
+	}
+	if !cfg.AllowDirect {
+		bad = append(bad, "allow_direct is off (reads need it)")
+	}
+	if !cfg.AllowAtomicPublish {
+		bad = append(bad, "allow_atomic is off (multi-event appends need it)")
+	}
+	c.Detail = fmt.Sprintf("%d events, %s, last seq %d, replicas %d", info.State.Msgs, sizeString(int64(info.State.Bytes)), info.State.LastSeq, cfg.Replicas)
+	if len(bad) == 0 {
+		c.Status = CheckOK
+		return c
+	}
+	c.Status = CheckFail
+	c.Detail += "; " + strings.Join(bad, "; ")
+	c.Fix = "restore the stream's configuration (nats stream edit " + cfg.Name + "): the log must be immutable and unlimited"
+	return c
+}
+
+func checkSQLite(ctx context.Context) Check {
+	c := Check{Name: "SQLite"}
+	db, err := sqlitedb.Open(ctx, filepath.Join(os.TempDir(), fmt.Sprintf("fazt-doctor-%d.db", os.Getpid())), sqlitedb.WithReaders(1))
+	if err != nil {
+		c.Status, c.Detail = CheckFail, err.Error()
+		return c
+	}
+	defer func() {
+		db.Close()
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(db.Path + suffix)
+		}
+	}()
+	c.Detail = "version " + db.SQLiteVersion
+	if versionLess(db.SQLiteVersion, minSQLite) {
+		c.Status, c.Fix = CheckFail, "rebuild fazt with a newer modernc.org/sqlite (SQLite "+minSQLite+" or later)"
+		return c
+	}
+	c.Status = CheckOK
+	return c
+}
+
+// versionLess compares dotted versions numerically.
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
+
+func checkProjection(st projections.Status) Check {
+	c := Check{Name: "projection " + st.Name, Status: CheckOK,
+		Detail: fmt.Sprintf("%s, version %d, seq %d of %d", st.State, st.ServingVersion, st.Seq, st.Tail)}
+	if st.Rebuild != nil {
+		p := st.Rebuild
+		c.Detail += fmt.Sprintf("; rebuilding (%s): %d of %d, %.0f/s", p.Reason, p.Done, p.Total, p.Rate)
+		if p.ETA > 0 {
+			c.Detail += ", about " + p.ETA.Round(time.Second).String() + " left"
+		}
+	}
+	if st.Error != "" {
+		c.Status, c.Fix = CheckWarn, "a transient problem, retried automatically; if it persists, check the disk and the log"
+		c.Detail += "; last error: " + st.Error
+	}
+	if h := st.Halted; h != nil {
+		c.Status = CheckFail
+		what := "a malformed message"
+		if h.Type != "" {
+			what = "event " + h.EventID + " (" + h.Type + ")"
+		}
+		c.Detail += fmt.Sprintf("; halted at seq %d, %s: %s", h.Seq, what, h.Error)
+		c.Fix = fmt.Sprintf("fix the cause and run `fazt projections retry %s`, or skip the event with `fazt projections skip %s --seq %d` (recorded in the log)", st.Name, st.Name, h.Seq)
+	}
+	return c
+}
+
+func checkReactor(ctx context.Context, h *projections.ReactorHandle) Check {
+	c := Check{Name: "reactor " + h.Name(), Status: CheckOK}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := h.Status(ctx)
+	if err != nil {
+		c.Status, c.Detail, c.Fix = CheckWarn, err.Error(), "check that NATS JetStream is reachable"
+		return c
+	}
+	c.Detail = fmt.Sprintf("%d delivered, %d pending", st.Delivered, st.Pending)
+	if n := len(st.Parked); n > 0 {
+		p := st.Parked[n-1]
+		c.Status = CheckWarn
+		c.Detail += fmt.Sprintf("; %d parked, the newest at seq %d after %d attempts: %s", n, p.Seq, p.Attempts, p.Error)
+		c.Fix = "fix the cause; parked events are retried by the reactor's RetryParked"
+	}
+	return c
+}
+
+// doctor serves GET /v1/doctor: Doctor's checks as JSON.
+func (a *api) doctor(w http.ResponseWriter, r *http.Request) {
+	if err := checkQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Checks []Check `json:"checks"`
+	}{a.k.Doctor(r.Context())})
+}

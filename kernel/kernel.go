@@ -1,0 +1,596 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/schemas"
+)
+
+// Defaults of Config's tunables.
+const (
+	DefaultAddr            = "127.0.0.1:8080"
+	DefaultMaxBodyBytes    = 12 << 20 // above eventlog.MaxAppendBytes, for the JSON around the data
+	DefaultPublicBodyBytes = 64 << 10
+	DefaultPublicRate      = 20 // requests per second per client address
+	DefaultPublicBurst     = 60
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Config configures a Kernel. Dir is required; every other field has a
+// default, applied by New when it is the zero value.
+type Config struct {
+	// Dir is the data directory: the log (DIR/jetstream), the read
+	// models (DIR/projections), the API token (DIR/token) and whatever
+	// verticals keep under DIR/<vertical>.
+	Dir string
+	// Addr is the HTTP listen address (DefaultAddr); port 0 picks a free
+	// port, and Addr() tells which. NoHTTP runs the kernel without one.
+	Addr   string
+	NoHTTP bool
+	// Token is the admin API token. Empty: the one in DIR/token, created
+	// with mode 0600 at first start (see LoadOrCreateToken).
+	Token string
+	// Durability of appends (eventlog.Strict by default).
+	Durability eventlog.Durability
+	// NATSURL connects to an existing NATS server instead of embedding
+	// one. NATSListen exposes the embedded server, read-only unless
+	// NATSWritable. See eventlog.Log.
+	NATSURL      string
+	NATSListen   string
+	NATSWritable bool
+	// Logger receives the kernel's logs (slog.Default() when nil).
+	Logger *slog.Logger
+	// MaxBodyBytes bounds admin request bodies; PublicBodyBytes those of
+	// public routes.
+	MaxBodyBytes    int64
+	PublicBodyBytes int64
+	// PublicRate and PublicBurst rate-limit public routes per client
+	// address (a token bucket each).
+	PublicRate  rate.Limit
+	PublicBurst int
+	// TrustProxy takes the client address of public requests from
+	// X-Forwarded-For, for a kernel behind a reverse proxy on this
+	// machine. Leave it off otherwise: clients could pick their address.
+	TrustProxy bool
+	// ShutdownTimeout bounds Close's wait for HTTP handlers, reactors and
+	// projections.
+	ShutdownTimeout time.Duration
+}
+
+// Kernel wires the log, the schema registry, the projections runner,
+// the reactors and the HTTP API into one lifecycle. Create it with New,
+// let verticals register, then Open; Close stops it in reverse order.
+type Kernel struct {
+	cfg    Config
+	logger *slog.Logger
+	reg    *schemas.Registry
+	log    *eventlog.Log
+	runner *projections.Runner
+	api    *api
+
+	mu          sync.Mutex
+	state       int // stateNew, stateOpen, stateClosed
+	projDefs    []projections.Projection
+	reactorDefs []projections.Reactor
+	reactors    []*projections.ReactorHandle
+	tables      []schemas.Table
+	regErr      error // the first registration error; Open returns it
+
+	srv    *http.Server
+	ln     net.Listener
+	served chan error
+	// caughtUp is closed when the projections have folded the log as it
+	// was at Open (and stays open if Close comes first).
+	caughtUp   chan struct{}
+	isCaughtUp atomic.Bool
+	stopWait   context.CancelFunc
+}
+
+const (
+	stateNew = iota
+	stateOpen
+	stateClosed
+)
+
+// New returns a kernel for cfg with defaults filled in. It registers the
+// kernel's own event types; verticals register theirs before Open.
+func New(cfg Config) *Kernel {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.PublicBodyBytes <= 0 {
+		cfg.PublicBodyBytes = DefaultPublicBodyBytes
+	}
+	if cfg.PublicRate <= 0 {
+		cfg.PublicRate = DefaultPublicRate
+	}
+	if cfg.PublicBurst <= 0 {
+		cfg.PublicBurst = DefaultPublicBurst
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	k := &Kernel{cfg: cfg, logger: cfg.Logger, reg: schemas.NewRegistry(), caughtUp: make(chan struct{})}
+	for _, register := range []func(*schemas.Registry) error{
+		schemas.RegisterKernelTypes,
+		projections.RegisterKernelTypes,
+		projections.RegisterReactorKernelTypes,
+	} {
+		if err := register(k.reg); err != nil {
+			k.regErr = errors.Join(k.regErr, err)
+		}
+	}
+	k.log = eventlog.New(cfg.Dir)
+	k.log.URL = cfg.NATSURL
+	k.log.Listen = cfg.NATSListen
+	k.log.ListenWritable = cfg.NATSWritable
+	k.log.Durability = cfg.Durability
+	k.log.Logger = cfg.Logger
+	k.log.Validate = k.reg.Validate // every append, from any route
+	k.runner = projections.New(filepath.Join(cfg.Dir, "projections"), k.log)
+	k.runner.Logger = cfg.Logger
+	k.api = newAPI(k)
+	return k
+}
+
+// Config returns the configuration with its defaults filled in.
+func (k *Kernel) Config() Config { return k.cfg }
+
+// Logger is the kernel's logger, for verticals.
+func (k *Kernel) Logger() *slog.Logger { return k.logger }
+
+// Dir returns DIR/name, the place for a vertical's own files (created on
+// demand by the vertical).
+func (k *Kernel) Dir(name string) string { return filepath.Join(k.cfg.Dir, name) }
+
+// Log is the event log. Appends through it are validated against the
+// registered schemas.
+func (k *Kernel) Log() *eventlog.Log { return k.log }
+
+// Schemas is the event-type registry.
+func (k *Kernel) Schemas() *schemas.Registry { return k.reg }
+
+// Projections is the read-model runner.
+func (k *Kernel) Projections() *projections.Runner { return k.runner }
+
+// Catalog is every event schema and table registered so far: what
+// `fazt schema check` holds against the committed ledger.
+func (k *Kernel) Catalog() schemas.Catalog {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return schemas.Catalog{Events: k.reg, Tables: append([]schemas.Table(nil), k.tables...)}
+}
+
+// registering records err as a registration failure when the kernel is
+// past registration, and returns the error to give the caller.
+func (k *Kernel) registering(what string) error {
+	if k.state != stateNew {
+		return fmt.Errorf("%w: register %s before Open", eventlog.ErrInvalid, what)
+	}
+	return nil
+}
+
+func (k *Kernel) fail(err error) error {
+	if err != nil && k.regErr == nil {
+		k.regErr = err
+	}
+	return err
+}
+
+// RegisterEvent declares version v of an event type with its JSON
+// Schema. Versions start at 1 and each must be a compatible extension
+// of the one before (schemas.CheckCompatible).
+func (k *Kernel) RegisterEvent(typ string, v int, schema []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.registering("event type " + typ); err != nil {
+		return err
+	}
+	return k.fail(k.reg.Register(typ, v, schema))
+}
+
+// RegisterProjection declares a read model; Open opens it, back-filling
+// it from the log when it is new or its version changed.
+func (k *Kernel) RegisterProjection(p projections.Projection) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.registering("projection " + p.Name); err != nil {
+		return err
+	}
+	if err := k.runner.Register(p); err != nil {
+		return k.fail(err)
+	}
+	k.projDefs = append(k.projDefs, p)
+	for _, t := range p.Tables {
+		t.Name = p.Name + "." + t.Name // tables are per projection file
+		k.tables = append(k.tables, t)
+	}
+	return nil
+}
+
+// RegisterReactor declares a side-effect consumer; Open starts it once
+// the projections are open, Close stops it before them.
+func (k *Kernel) RegisterReactor(r projections.Reactor) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.registering("reactor " + r.Name); err != nil {
+		return err
+	}
+	for _, have := range k.reactorDefs {
+		if have.Name == r.Name {
+			return k.fail(fmt.Errorf("%w: reactor %s is registered twice", eventlog.ErrInvalid, r.Name))
+		}
+	}
+	if r.Logger == nil {
+		r.Logger = k.logger
+	}
+	k.reactorDefs = append(k.reactorDefs, r)
+	return nil
+}
+
+// Handle serves an admin route: the caller must send the API token.
+// pattern is a net/http ServeMux pattern with a method, such as
+// "GET /v1/analytics/{site}/stats"; admin routes live under /v1/.
+func (k *Kernel) Handle(pattern string, h http.Handler) error {
+	return k.handle(pattern, h, false)
+}
+
+// HandlePublic serves a route anyone may call, without the token: it is
+// rate limited per client address and its bodies are limited to
+// Config.PublicBodyBytes.
+func (k *Kernel) HandlePublic(pattern string, h http.Handler) error {
+	return k.handle(pattern, h, true)
+}
+
+func (k *Kernel) handle(pattern string, h http.Handler, public bool) (err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.registering("route " + pattern); err != nil {
+		return err
+	}
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok || method == "" || !strings.HasPrefix(path, "/") {
+		return k.fail(fmt.Errorf("%w: route %q: want \"METHOD /path\"", eventlog.ErrInvalid, pattern))
+	}
+	if !public && !strings.HasPrefix(path, "/v1/") {
+		return k.fail(fmt.Errorf("%w: route %q: admin routes live under /v1/", eventlog.ErrInvalid, pattern))
+	}
+	defer func() {
+		// ServeMux panics on a conflicting pattern.
+		if p := recover(); p != nil {
+			err = k.fail(fmt.Errorf("%w: route %q: %v", eventlog.ErrInvalid, pattern, p))
+		}
+	}()
+	k.api.route(pattern, h, public)
+	return nil
+}
+
+// Append appends events atomically (see eventlog.Log.Append), validated
+// against the registered schemas.
+func (k *Kernel) Append(ctx context.Context, events []eventlog.Event, expect ...eventlog.Expectation) (eventlog.Result, error) {
+	return k.log.Append(ctx, events, expect...)
+}
+
+// ReadStream reads one stream from a version (see eventlog.Log.ReadStream).
+func (k *Kernel) ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventlog.Event, error) {
+	return k.log.ReadStream(ctx, stream, from, limit)
+}
+
+// Query runs read-only SQL on a projection (see projections.Runner.Query).
+func (k *Kernel) Query(ctx context.Context, projection, query string, args []any, opts projections.QueryOptions) (projections.QueryResult, error) {
+	return k.runner.Query(ctx, projection, query, args, opts)
+}
+
+// Token returns the admin API token (after Open).
+func (k *Kernel) Token() string { return string(k.api.token) }
+
+// Addr returns the HTTP address clients can dial, such as
+// "127.0.0.1:8080" (after Open; empty with NoHTTP).
+func (k *Kernel) Addr() string {
+	if k.ln == nil {
+		return ""
+	}
+	return dialable(k.ln.Addr())
+}
+
+// Handler is the kernel's HTTP handler, for embedding it in another
+// server (with NoHTTP).
+func (k *Kernel) Handler() http.Handler { return k.api }
+
+// Ready reports whether the log is open and the projections have caught
+// up with the log as it was at Open: what /readyz answers.
+func (k *Kernel) Ready() bool { return k.api.open.Load() && k.isCaughtUp.Load() }
+
+// WaitReady blocks until Ready, ctx ends or the kernel closes.
+func (k *Kernel) WaitReady(ctx context.Context) error {
+	select {
+	case <-k.caughtUp:
+		if !k.Ready() {
+			return eventlog.ErrClosed
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Open starts the kernel in order: the HTTP listener (answering /healthz,
+// and 503 elsewhere), the log, the registered schemas, the projections,
+// the reactors; then the API serves. It returns once the API serves;
+// /readyz turns ready when the projections have caught up (WaitReady).
+// On failure everything opened is closed again.
+func (k *Kernel) Open(ctx context.Context) (err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.state != stateNew {
+		return fmt.Errorf("%w: a kernel opens once", eventlog.ErrInvalid)
+	}
+	k.state = stateOpen
+	if k.regErr != nil {
+		return fmt.Errorf("registration: %w", k.regErr)
+	}
+	if k.cfg.Dir == "" {
+		return fmt.Errorf("%w: Config.Dir is required", eventlog.ErrInvalid)
+	}
+	if err := os.MkdirAll(k.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	k.warnExposure()
+	if k.cfg.Token == "" {
+		tok, created, err := LoadOrCreateToken(k.cfg.Dir, k.logger)
+		if err != nil {
+			return err
+		}
+		if created {
+			k.logger.Info("created the API token", "file", filepath.Join(k.cfg.Dir, TokenFile))
+		}
+		k.cfg.Token = tok
+	}
+	k.api.token = []byte(k.cfg.Token)
+
+	var closers []func(context.Context) error
+	defer func() {
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			err = errors.Join(err, ctx.Err())
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.cfg.ShutdownTimeout)
+		defer cancel()
+		for i := len(closers) - 1; i >= 0; i-- {
+			err = errors.Join(err, closers[i](cctx))
+		}
+		k.state = stateClosed
+		close(k.caughtUp)
+	}()
+
+	if !k.cfg.NoHTTP {
+		ln, err := net.Listen("tcp", strings.TrimPrefix(k.cfg.Addr, "http://"))
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", k.cfg.Addr, err)
+		}
+		k.ln = ln
+		k.srv = &http.Server{
+			Handler:           k.api,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(k.logger.Handler(), slog.LevelWarn),
+		}
+		// Shutdown waits for handlers; live streams only end when told to.
+		k.srv.RegisterOnShutdown(k.api.stopStreams)
+		k.served = make(chan error, 1)
+		go func() { k.served <- k.srv.Serve(ln) }()
+		closers = append(closers, k.shutdownHTTP)
+	}
+
+	// The HTTP server answers /healthz (and 503 on /readyz) while the log
+	// opens, which can take a while on a big store.
+	if err := k.log.Open(ctx); err != nil {
+		return fmt.Errorf("open event log in %s: %w", k.cfg.Dir, err)
+	}
+	closers = append(closers, k.closeLog)
+	if err := k.reg.Load(ctx, k.log); err != nil {
+		return err
+	}
+	tail, err := k.log.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("read the log's tail: %w", err)
+	}
+	if err := k.runner.Open(ctx); err != nil {
+		closers = append(closers, k.closeRunner) // Close is safe after a failed Open
+		return fmt.Errorf("open projections: %w", err)
+	}
+	closers = append(closers, k.closeRunner)
+	for _, def := range k.reactorDefs {
+		h, err := projections.StartReactor(ctx, k.log, def)
+		if err != nil {
+			return fmt.Errorf("start reactor %s: %w", def.Name, err)
+		}
+		k.reactors = append(k.reactors, h)
+	}
+	closers = append(closers, k.stopReactors)
+
+	k.api.open.Store(true)
+	wctx, cancel := context.WithCancel(context.Background())
+	k.stopWait = cancel
+	go k.waitCaughtUp(wctx, tail)
+	k.logger.Info("kernel open", "data", k.cfg.Dir, "addr", k.Addr(), "durability", k.cfg.Durability.String(),
+		"projections", len(k.projDefs), "reactors", len(k.reactorDefs), "log_tail", tail)
+	return nil
+}
+
+// waitCaughtUp marks the kernel ready once every projection has folded
+// the log up to tail, logging which ones it waits for.
+func (k *Kernel) waitCaughtUp(ctx context.Context, tail uint64) {
+	defer close(k.caughtUp)
+	start := time.Now()
+	for _, p := range k.projDefs {
+		for {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := k.runner.WaitFor(wctx, p.Name, tail)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			st := k.runner.Status(p.Name)
+			k.logger.Warn("not ready: waiting for a projection to catch up", "projection", p.Name,
+				"state", st.State, "seq", st.Seq, "target", tail, "err", err)
+			if errors.Is(err, projections.ErrHalted) {
+				// Retry or Skip resumes it; check again in a while.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}
+	}
+	k.isCaughtUp.Store(true)
+	if len(k.projDefs) > 0 {
+		k.logger.Info("ready: projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// Serve blocks until ctx ends or the HTTP server fails, then closes the
+// kernel: the usual main loop of a program that embeds it.
+func (k *Kernel) Serve(ctx context.Context) error {
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-k.served: // nil channel with NoHTTP: never
+		serveErr = fmt.Errorf("http server: %w", serveErr)
+	}
+	return errors.Join(serveErr, k.Close(context.WithoutCancel(ctx)))
+}
+
+// Close stops the kernel in reverse order of Open: readiness, HTTP
+// (ending live streams), reactors, projections, the log.
+func (k *Kernel) Close(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.state != stateOpen {
+		k.state = stateClosed
+		return nil
+	}
+	k.state = stateClosed
+	k.logger.Info("kernel closing")
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.ShutdownTimeout)
+	defer cancel()
+	k.stopWait()
+	var err error
+	if k.srv != nil {
+		err = errors.Join(err, k.shutdownHTTP(ctx))
+	}
+	k.api.open.Store(false)
+	err = errors.Join(err, k.stopReactors(ctx))
+	// The projections read the log: close them first.
+	err = errors.Join(err, k.closeRunner(ctx), k.closeLog(ctx))
+	return err
+}
+
+func (k *Kernel) shutdownHTTP(ctx context.Context) error {
+	k.api.open.Store(false)
+	if err := k.srv.Shutdown(ctx); err != nil {
+		k.srv.Close()
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}
+
+func (k *Kernel) stopReactors(ctx context.Context) error {
+	var err error
+	for i := len(k.reactors) - 1; i >= 0; i-- {
+		if e := k.reactors[i].Stop(ctx); e != nil {
+			err = errors.Join(err, fmt.Errorf("stop reactor %s: %w", k.reactors[i].Name(), e))
+		}
+	}
+	k.reactors = nil
+	return err
+}
+
+func (k *Kernel) closeRunner(ctx context.Context) error {
+	if err := k.runner.Close(ctx); err != nil {
+		return fmt.Errorf("close projections: %w", err)
+	}
+	return nil
+}
+
+func (k *Kernel) closeLog(ctx context.Context) error {
+	if err := k.log.Close(ctx); err != nil {
+		return fmt.Errorf("close event log: %w", err)
+	}
+	return nil
+}
+
+// Reactors returns the running reactors (after Open).
+func (k *Kernel) Reactors() []*projections.ReactorHandle {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]*projections.ReactorHandle(nil), k.reactors...)
+}
+
+// warnExposure logs what a listener beyond loopback exposes.
+func (k *Kernel) warnExposure() {
+	c := k.cfg
+	if c.NATSListen != "" && !isLoopback(c.NATSListen) {
+		k.logger.Warn("the NATS listener has no authentication: anyone who reaches it can read and write the log", "nats_listen", c.NATSListen)
+	}
+	if !c.NoHTTP && !isLoopback(strings.TrimPrefix(c.Addr, "http://")) {
+		k.logger.Warn("serving HTTP without TLS beyond loopback: the API token travels in clear text; put a TLS proxy in front", "addr", c.Addr)
+	}
+}
+
+// isLoopback reports whether a host:port listens only on this machine.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// dialable turns a listener's address into one a client can connect to:
+// an unspecified address (0.0.0.0, ::) becomes the loopback one.
+func dialable(addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	ip := ta.IP
+	switch {
+	case ip == nil || ip.Equal(net.IPv4zero):
+		ip = net.IPv4(127, 0, 0, 1)
+	case ip.Equal(net.IPv6unspecified):
+		ip = net.IPv6loopback
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
+}

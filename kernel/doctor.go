@@ -69,7 +69,7 @@ func DiagnoseDir(dir string) []Check {
 	}
 	out = append(out, c)
 	if free, ok := freeBytes(dir); ok {
-		c := Check{Name: "disk space", Status: CheckOK, Detail: sizeString(int64(free)&^(1<<20-1)) + " free"}
+		c := Check{Name: "disk space", Status: CheckOK, Detail: fmt.Sprintf("%.1f GiB free", float64(free)/(1<<30))}
 		if free < lowDiskBytes {
 			c.Status, c.Fix = CheckWarn, "free space on the data directory's disk: the log only grows"
 		}

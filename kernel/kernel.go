@@ -318,15 +318,27 @@ func (k *Kernel) Addr() string {
 // server (with NoHTTP).
 func (k *Kernel) Handler() http.Handler { return k.api }
 
-// Ready reports whether the log is open and the projections have caught
-// up with the log as it was at Open: what /readyz answers.
-func (k *Kernel) Ready() bool { return k.api.open.Load() && k.isCaughtUp.Load() }
+// Ready reports whether the log is open, the projections have caught up
+// with the log as it was at Open and none is halted: what /readyz
+// answers.
+func (k *Kernel) Ready() bool {
+	if !k.api.open.Load() || !k.isCaughtUp.Load() {
+		return false
+	}
+	for _, st := range k.runner.Statuses() {
+		if st.Halted != nil {
+			return false
+		}
+	}
+	return true
+}
 
-// WaitReady blocks until Ready, ctx ends or the kernel closes.
+// WaitReady blocks until the projections have caught up with the log as
+// it was at Open, ctx ends or the kernel closes (ErrClosed).
 func (k *Kernel) WaitReady(ctx context.Context) error {
 	select {
 	case <-k.caughtUp:
-		if !k.Ready() {
+		if !k.isCaughtUp.Load() {
 			return eventlog.ErrClosed
 		}
 		return nil

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -124,11 +127,11 @@ func (a *app) projectionsCmd() *cobra.Command {
 		Long: `Projections are SQLite read models folded from the event log. "status"
 shows how far each is; "rebuild" builds one again from the log while the
 current file keeps serving; "retry" and "skip" resume one halted at an
-event.`,
+event; "build" builds one as of a past point into a separate file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.projectionsStatusCmd(), a.projectionsRebuildCmd(), a.projectionsRetryCmd(), a.projectionsSkipCmd())
+	cmd.AddCommand(a.projectionsStatusCmd(), a.projectionsRebuildCmd(), a.projectionsRetryCmd(), a.projectionsSkipCmd(), a.projectionsBuildCmd())
 	return cmd
 }
 
@@ -294,4 +297,90 @@ must be the one the projection is halted at, then resumes it.`,
 	cmd.Flags().Uint64Var(&seq, "seq", 0, "the sequence the projection is halted at (required)")
 	_ = cmd.MarkFlagRequired("seq")
 	return cmd
+}
+
+func (a *app) projectionsBuildCmd() *cobra.Command {
+	var (
+		sf        serverFlags
+		asOf, out string
+	)
+	cmd := &cobra.Command{
+		Use:   "build NAME --as-of SEQ|TIME --out FILE",
+		Short: "Build a projection as of a past point of the log into a new file",
+		Long: `Build folds the log from its start up to --as-of into a new SQLite file,
+the read model as it was then (time travel). --as-of is a sequence number
+or a time (RFC 3339, or a UTC date such as 2026-11-20, meaning its start);
+a time selects the last event stored at or before it. The server writes
+FILE, which must not exist, on its own machine; query it with sqlite3 or
+any SQLite tool. The serving projection is not touched.`,
+		Example: `  fazt projections build analytics --as-of 1500 --out ./analytics-1500.db
+  fazt projections build analytics --as-of 2026-11-20T12:00:00Z --out /tmp/noon.db`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.action(func(cmd *cobra.Command, args []string) error {
+			req, err := buildRequest(asOf, out)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			if _, err := os.Lstat(req.Out); err == nil {
+				return fmt.Errorf("%s exists: build writes a new file; remove it or choose another --out", req.Out)
+			}
+			c, err := a.connect(sf)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			fmt.Fprintf(a.stderr, "building %s as of %s into %s ...\n", args[0], asOf, req.Out)
+			// No request timeout: a build folds the whole log up to the point.
+			resp, err := c.do(cmd.Context(), http.MethodPost, "/v1/projections/"+url.PathEscape(args[0])+"/build", nil, req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var res struct {
+				Seq     uint64  `json:"seq"`
+				File    string  `json:"file"`
+				Seconds float64 `json:"seconds"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+				return fmt.Errorf("unreadable answer from the server: %w", err)
+			}
+			_, err = fmt.Fprintf(a.stdout, "built %s as of seq %d into %s in %.1fs\n", args[0], res.Seq, res.File, res.Seconds)
+			return err
+		}),
+	}
+	serverFlagsOn(cmd, &sf)
+	cmd.Flags().StringVar(&asOf, "as-of", "", "a log sequence number, or a time (RFC 3339 or YYYY-MM-DD, UTC) (required)")
+	cmd.Flags().StringVar(&out, "out", "", "the new SQLite file to write (required; must not exist)")
+	_ = cmd.MarkFlagRequired("as-of")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+// buildRequest parses build's flags into the request body.
+func buildRequest(asOf, out string) (kernel.BuildRequest, error) {
+	var req kernel.BuildRequest
+	if out == "" {
+		return req, fmt.Errorf("--out is required")
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return req, fmt.Errorf("--out %q: %v", out, err)
+	}
+	req.Out = abs
+	if seq, err := strconv.ParseUint(asOf, 10, 64); err == nil {
+		if seq == 0 {
+			return req, fmt.Errorf("--as-of 0: sequences start at 1")
+		}
+		req.AsOfSeq = seq
+		return req, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, asOf); err == nil {
+		req.AsOfTime = t.Format(time.RFC3339Nano)
+		return req, nil
+	}
+	if t, err := time.Parse(time.DateOnly, asOf); err == nil {
+		req.AsOfTime = t.Format(time.RFC3339Nano)
+		return req, nil
+	}
+	return req, fmt.Errorf("--as-of %q: want a sequence number (1500), an RFC 3339 time (2026-11-20T12:00:00Z) or a date (2026-11-20)", asOf)
 }

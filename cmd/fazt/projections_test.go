@@ -4,7 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,6 +17,7 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/projections/sqlitedb"
 	"github.com/fazt-sh/fazt/schemas"
 )
 
@@ -214,4 +219,81 @@ func TestProjectionsCLI(t *testing.T) {
 func jsonUint(n uint64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+func TestProjectionsBuildAsOf(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	d := []string{"--data-dir", s.dir}
+	var seqs []uint64
+	for _, stream := range []string{"orders.1", "orders.2", "orders.1"} {
+		res := s.appendJSON(t, `{"events":[{"stream":"`+stream+`","type":"orders.created","data":{}}]}`)
+		seqs = append(seqs, res.LastSeq)
+	}
+	out := t.TempDir()
+	// totals reads the built file the way a user would, with SQLite.
+	totals := func(path string) string {
+		t.Helper()
+		db, err := sqlitedb.Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var got []string
+		rows, err := db.Query(context.Background(), `SELECT stream, n FROM totals ORDER BY stream`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var stream string
+			var n int
+			if err := rows.Scan(&stream, &n); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%s=%d", stream, n))
+		}
+		return strings.Join(got, ",")
+	}
+
+	file := filepath.Join(out, "two.db")
+	stdout, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", jsonUint(seqs[1]), "--out", file}, d...)...)
+	if err != nil || !strings.HasPrefix(stdout, "built orders_total as of seq "+jsonUint(seqs[1])+" into "+file) {
+		t.Fatalf("build --as-of seq: %v %q", err, stdout)
+	}
+	if got := totals(file); got != "orders.1=1,orders.2=1" {
+		t.Fatalf("as of seq %d: %s", seqs[1], got)
+	}
+	// A date before the log began: empty tables. A time after it: everything.
+	file = filepath.Join(out, "before.db")
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "2000-01-01", "--out", file}, d...)...); err != nil {
+		t.Fatal(err)
+	}
+	if got := totals(file); got != "" {
+		t.Fatalf("as of 2000-01-01: %q; want no rows", got)
+	}
+	file = filepath.Join(out, "now.db")
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", time.Now().Add(time.Minute).UTC().Format(time.RFC3339), "--out", file}, d...)...); err != nil {
+		t.Fatal(err)
+	}
+	if got := totals(file); got != "orders.1=2,orders.2=1" {
+		t.Fatalf("as of now: %s", got)
+	}
+
+	// Mistakes.
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "1", "--out", file}, d...)...); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("build over an existing file: %v", err)
+	}
+	var u *usageError
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "yesterday", "--out", filepath.Join(out, "x.db")}, d...)...); !errors.As(err, &u) {
+		t.Fatalf("bad --as-of: %v; want a usage error", err)
+	}
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "nope", "--as-of", "1", "--out", filepath.Join(out, "y.db")}, d...)...); err == nil || !strings.Contains(err.Error(), "not_found") {
+		t.Fatalf("build of an unknown projection: %v", err)
+	}
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "99", "--out", filepath.Join(out, "z.db")}, d...)...); err == nil || !strings.Contains(err.Error(), "past the end") {
+		t.Fatalf("build past the log's end: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "z.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed build left its file: %v", err)
+	}
 }

@@ -1,0 +1,403 @@
+package kernel_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/schemas"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// newKernel returns an unopened kernel on a temp dir and a free port.
+func newKernel(t *testing.T, dir string, mod func(*kernel.Config)) *kernel.Kernel {
+	t.Helper()
+	cfg := kernel.Config{Dir: dir, Addr: "127.0.0.1:0", Logger: quiet}
+	if mod != nil {
+		mod(&cfg)
+	}
+	return kernel.New(cfg)
+}
+
+func open(t *testing.T, k *kernel.Kernel) {
+	t.Helper()
+	if err := k.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := k.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+}
+
+// call sends a request; token "" sends none.
+func call(t *testing.T, k *kernel.Kernel, method, path, token, body string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+k.Addr()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// counter is a projection counting events of type typ per stream; slow
+// makes each Apply take that long, to watch a catch-up.
+func counter(typ string, slow time.Duration, fail string) projections.Projection {
+	return projections.Projection{
+		Name: "counts", Version: 1,
+		Tables: []schemas.Table{{Name: "counts", Columns: []schemas.Column{
+			{Name: "stream", Type: "TEXT", PrimaryKey: true}, {Name: "n", Type: "INTEGER", NotNull: true}}}},
+		Filter: eventlog.Filter{Types: []string{typ}},
+		Apply: func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+			time.Sleep(slow)
+			if e.Stream == fail {
+				return fmt.Errorf("cannot count %s", e.Stream)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO counts VALUES (?, 1) ON CONFLICT (stream) DO UPDATE SET n = n + 1`, e.Stream)
+			return err
+		},
+	}
+}
+
+func TestReadyOnlyWhenProjectionsCaughtUp(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	// Fill the log with a kernel that has no projection.
+	k := newKernel(t, dir, nil)
+	if err := k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := 0; i < n; i += 100 {
+		var events []eventlog.Event
+		for j := 0; j < 100; j++ {
+			events = append(events, eventlog.Event{Stream: fmt.Sprintf("t.%d", j%7), Type: "t.hit", Data: []byte(`{}`)})
+		}
+		if _, err := k.Append(ctx, events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new projection must be back-filled: not ready until it is.
+	k = newKernel(t, dir, nil)
+	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
+	if err := k.RegisterProjection(counter("t.hit", 5*time.Millisecond, "")); err != nil {
+		t.Fatal(err)
+	}
+	open(t, k)
+	status, body, _ := call(t, k, "GET", "/readyz", "", "")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"catching_up"`) || !strings.Contains(body, "counts") {
+		t.Fatalf("readyz while catching up: %d %s", status, body)
+	}
+	// The admin API already answers, so progress can be watched.
+	if status, body, _ := call(t, k, "GET", "/v1/projections/counts", k.Token(), ""); status != http.StatusOK {
+		t.Fatalf("projection status while catching up: %d %s", status, body)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := k.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if status, body, _ := call(t, k, "GET", "/readyz", "", ""); status != http.StatusOK {
+		t.Fatalf("readyz after catching up: %d %s", status, body)
+	}
+	res, err := k.Query(ctx, "counts", "SELECT sum(n) FROM counts", nil, projections.QueryOptions{})
+	if err != nil || fmt.Sprint(res.Rows) != fmt.Sprint([][]any{{int64(n)}}) {
+		t.Fatalf("counted %v, %v; want %d", res.Rows, err, n)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.PublicRate, c.PublicBurst, c.PublicBodyBytes = 0.001, 3, 16 })
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			k.WriteError(w, r, err)
+			return
+		}
+		kernel.WriteJSON(w, http.StatusOK, map[string]string{"got": string(b)})
+	})
+	if err := k.HandlePublic("POST /hook", echo); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Handle("POST /v1/echo", echo); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ pattern, want string }{
+		{"POST /echo", "admin routes live under /v1/"},
+		{"/v1/x", "want \"METHOD /path\""},
+		{"POST /v1/echo", "conflicts"},
+	} {
+		err := k.Handle(bad.pattern, echo)
+		if !errors.Is(err, eventlog.ErrInvalid) || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("Handle(%q) = %v; want ErrInvalid saying %q", bad.pattern, err, bad.want)
+		}
+	}
+	// A bad registration fails Open: a vertical cannot half-register.
+	if err := k.Open(context.Background()); err == nil || !strings.Contains(err.Error(), "registration") {
+		t.Fatalf("Open after failed registrations: %v", err)
+	}
+
+	k = newKernel(t, t.TempDir(), func(c *kernel.Config) { c.PublicRate, c.PublicBurst, c.PublicBodyBytes = 0.001, 3, 16 })
+	k.HandlePublic("POST /hook", echo)
+	k.Handle("POST /v1/echo", echo)
+	open(t, k)
+	if err := k.Handle("POST /v1/late", echo); err == nil {
+		t.Fatal("Handle after Open worked; want an error")
+	}
+	if status, body, _ := call(t, k, "POST", "/v1/echo", "", "hi"); status != http.StatusUnauthorized {
+		t.Fatalf("admin route without the token: %d %s", status, body)
+	}
+	if status, body, _ := call(t, k, "POST", "/v1/echo", k.Token(), "hi"); status != http.StatusOK || !strings.Contains(body, `"got":"hi"`) {
+		t.Fatalf("admin route with the token: %d %s", status, body)
+	}
+	if status, body, _ := call(t, k, "POST", "/hook", "", strings.Repeat("x", 17)); status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "16 bytes") {
+		t.Fatalf("public body over the limit: %d %s", status, body)
+	}
+	// The burst of 3 is spent by the call above and two more; then 429.
+	for i := 0; i < 2; i++ {
+		if status, body, _ := call(t, k, "POST", "/hook", "", "ok"); status != http.StatusOK {
+			t.Fatalf("public call %d: %d %s", i, status, body)
+		}
+	}
+	status, body, h := call(t, k, "POST", "/hook", "", "ok")
+	if status != http.StatusTooManyRequests || h.Get("Retry-After") == "" || !strings.Contains(body, `"rate_limited"`) {
+		t.Fatalf("public call past the burst: %d %s %v", status, body, h)
+	}
+	// Admin routes are not rate limited.
+	if status, _, _ := call(t, k, "POST", "/v1/echo", k.Token(), "hi"); status != http.StatusOK {
+		t.Fatalf("admin route after the public limit: %d", status)
+	}
+}
+
+// seats is a decider state: who holds a seat.
+type seats struct{ taken map[string]string }
+
+func bookSeat(seat, who string) kernel.Decider[seats] {
+	return kernel.Decider[seats]{
+		Initial: seats{taken: map[string]string{}},
+		Evolve: func(s seats, e eventlog.Event) (seats, error) {
+			var d struct{ Seat, Who string }
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				return s, err
+			}
+			s.taken[d.Seat] = d.Who
+			return s, nil
+		},
+		Decide: func(s seats, _ uint64) ([]eventlog.Event, error) {
+			if len(s.taken) >= 10 {
+				return nil, kernel.Refusef("sold out")
+			}
+			if by, ok := s.taken[seat]; ok {
+				return nil, kernel.Refusef("seat %s is taken by %s", seat, by)
+			}
+			return []eventlog.Event{{Type: "show.booked", Data: []byte(fmt.Sprintf(`{"seat":%q,"who":%q}`, seat, who))}}, nil
+		},
+		Attempts: 100,
+	}
+}
+
+func TestDecide(t *testing.T) {
+	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.NoHTTP = true })
+	k.RegisterEvent("show.booked", 1, []byte(`{"type":"object"}`))
+	open(t, k)
+	ctx := context.Background()
+
+	// 30 buyers race for 10 seats of a show, two of them for the same
+	// seat: exactly 10 bookings land, the rest are refused for a reason.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	booked, refused := 0, map[string]int{}
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seat := fmt.Sprint(i)
+			if i == 1 {
+				seat = "0"
+			}
+			d, err := kernel.Decide(ctx, k, "show.1", bookSeat(seat, fmt.Sprint("buyer", i)))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				booked++
+				if len(d.Events) != 1 || d.Events[0].Seq == 0 || d.Events[0].Version != d.Version+1 {
+					t.Errorf("decision %+v", d)
+				}
+			case errors.Is(err, kernel.ErrRefused):
+				refused[strings.Fields(err.Error())[0]]++
+			default:
+				t.Errorf("buyer %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	events, err := k.ReadStream(ctx, "show.1", 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if booked != 10 || len(events) != 10 || refused["sold"]+refused["seat"] != 20 {
+		t.Fatalf("booked %d, %d events, refused %v", booked, len(events), refused)
+	}
+	taken := map[string]bool{}
+	for _, e := range events {
+		var d struct{ Seat string }
+		json.Unmarshal(e.Data, &d)
+		if taken[d.Seat] {
+			t.Fatalf("seat %s booked twice", d.Seat)
+		}
+		taken[d.Seat] = true
+	}
+
+	// Nothing to decide appends nothing; a bad decider is refused.
+	d, err := kernel.Decide(ctx, k, "show.2", kernel.Decider[int]{
+		Evolve: func(s int, _ eventlog.Event) (int, error) { return s + 1, nil },
+		Decide: func(int, uint64) ([]eventlog.Event, error) { return nil, nil },
+	})
+	if err != nil || d.Result.LastSeq != 0 || d.Version != 0 {
+		t.Fatalf("empty decision: %+v %v", d, err)
+	}
+	if _, err := kernel.Decide(ctx, k, "show.2", kernel.Decider[int]{}); !errors.Is(err, eventlog.ErrInvalid) {
+		t.Fatalf("decider without functions: %v", err)
+	}
+}
+
+// With a single attempt, rivals that lose the race get the conflict.
+func TestDecideGivesUp(t *testing.T) {
+	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.NoHTTP = true })
+	k.RegisterEvent("show.booked", 1, []byte(`{"type":"object"}`))
+	open(t, k)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var conflicts, ok int
+	var mu sync.Mutex
+	start := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := bookSeat(fmt.Sprint(i), "x")
+			d.Attempts = 1
+			<-start
+			_, err := kernel.Decide(ctx, k, "show.9", d)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, eventlog.ErrConflict):
+				conflicts++
+			default:
+				t.Errorf("%v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	events, _ := k.ReadStream(ctx, "show.9", 1, 100)
+	if ok < 1 || ok+conflicts != 8 || len(events) != ok {
+		t.Fatalf("%d ok, %d conflicts, %d events", ok, conflicts, len(events))
+	}
+}
+
+func TestDoctor(t *testing.T) {
+	k := newKernel(t, t.TempDir(), nil)
+	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
+	k.RegisterProjection(counter("t.hit", 0, "t.bad"))
+	open(t, k)
+	ctx := context.Background()
+	res, err := k.Append(ctx, []eventlog.Event{{Stream: "t.good", Type: "t.hit", Data: []byte(`{}`)}, {Stream: "t.bad", Type: "t.hit", Data: []byte(`{}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := k.Projections().WaitFor(wctx, "counts", res.LastSeq); !errors.Is(err, projections.ErrHalted) {
+		t.Fatalf("WaitFor: %v; want the projection halted", err)
+	}
+	status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token(), "")
+	if status != http.StatusOK {
+		t.Fatalf("doctor: %d %s", status, body)
+	}
+	var out struct{ Checks []kernel.Check }
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]kernel.Check{}
+	for _, c := range out.Checks {
+		got[c.Name] = c
+	}
+	// The test's temp dir is group-readable: a warning that says what to do.
+	if c := got["data directory"]; c.Status != kernel.CheckWarn || !strings.HasPrefix(c.Fix, "chmod 700 ") {
+		t.Errorf("check data directory: %+v; want a warning to chmod 700", c)
+	}
+	for _, name := range []string{"API token", "event stream FAZT_EVENTS", "SQLite"} {
+		if got[name].Status != kernel.CheckOK {
+			t.Errorf("check %q: %+v; want ok", name, got[name])
+		}
+	}
+	c := got["projection counts"]
+	if c.Status != kernel.CheckFail || !strings.Contains(c.Detail, "cannot count t.bad") ||
+		!strings.Contains(c.Fix, "fazt projections retry counts") || !strings.Contains(c.Fix, fmt.Sprintf("--seq %d", res.LastSeq)) {
+		t.Fatalf("halted projection check: %+v", c)
+	}
+	// A halted projection keeps the kernel unready, and says why.
+	if status, body, _ := call(t, k, "GET", "/readyz", "", ""); status != http.StatusServiceUnavailable || !strings.Contains(body, "halted") {
+		t.Fatalf("readyz with a halted projection: %d %s", status, body)
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	k := newKernel(t, t.TempDir(), nil)
+	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
+	ctx := context.Background()
+	if err := k.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addr := k.Addr()
+	if err := k.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Append(ctx, []eventlog.Event{{Stream: "t.1", Type: "t.hit", Data: []byte(`{}`)}}); !errors.Is(err, eventlog.ErrClosed) {
+		t.Fatalf("append after Close: %v", err)
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Fatal("HTTP still answers after Close")
+	}
+	if err := k.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := k.Open(ctx); err == nil {
+		t.Fatal("Open after Close worked")
+	}
+}

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -20,6 +21,8 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Bounds of reads: events per page by default and at most.
@@ -62,6 +65,8 @@ type api struct {
 	// public holds the patterns of public routes: no token, rate limited.
 	public  map[string]bool
 	limiter *limiter
+	metrics *prometheus.Registry
+	httpm   httpMetrics
 	// open is true while the log is open and the server not stopping.
 	open atomic.Bool
 	// streams is cancelled at shutdown to end live streams.
@@ -84,7 +89,9 @@ func newAPI(k *Kernel) *api {
 	a.mux.HandleFunc("POST /v1/schemas/{type}", a.registerSchema)
 	a.mux.HandleFunc("GET /v1/doctor", a.doctor)
 	a.registerProjectionRoutes()
-	a.mux.Handle("GET /metrics", a.metricsHandler())
+	a.httpm = newHTTPMetrics()
+	a.metrics = a.newMetricsRegistry()
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}))
 	return a
 }
 
@@ -97,8 +104,15 @@ func (a *api) route(pattern string, h http.Handler, public bool) {
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	start := time.Now()
 	_, pattern := a.mux.Handler(r)
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() { a.httpm.observe(pattern, cmp.Or(sw.status, http.StatusOK), time.Since(start)) }()
+	a.serve(sw, r, pattern)
+}
+
+func (a *api) serve(w http.ResponseWriter, r *http.Request, pattern string) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if a.public[pattern] {
 		a.servePublic(w, r)
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of Config's tunables.
@@ -173,6 +174,10 @@ func (k *Kernel) Schemas() *schemas.Registry { return k.reg }
 
 // Projections is the read-model runner.
 func (k *Kernel) Projections() *projections.Runner { return k.runner }
+
+// Metrics is the registry GET /metrics serves: verticals register their
+// own Prometheus collectors here (names prefixed fazt_<vertical>_).
+func (k *Kernel) Metrics() prometheus.Registerer { return k.api.metrics }
 
 // Catalog is every event schema and table registered so far: what
 // `fazt schema check` holds against the committed ledger.

@@ -3,11 +3,11 @@ package kernel
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Metrics use github.com/prometheus/client_golang, the reference client:
@@ -59,10 +59,59 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metricsHandler serves /metrics: the kernel's figures, the Go runtime's
-// and the process's.
-func (a *api) metricsHandler() http.Handler {
+// httpMetrics count and time requests by route pattern (a bounded set)
+// and status code.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics() httpMetrics {
+	return httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fazt_http_requests_total",
+			Help: "HTTP requests by route pattern and status code (route \"none\" when no route matched)."}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fazt_http_request_duration_seconds",
+			Help: "Time to answer HTTP requests, by route pattern; live streams count when they end.", Buckets: prometheus.DefBuckets}, []string{"route"}),
+	}
+}
+
+func (m httpMetrics) observe(route string, code int, d time.Duration) {
+	if route == "" {
+		route = "none"
+	}
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// statusWriter remembers the status of a response. Unwrap keeps
+// http.ResponseController (flushes, deadlines) working through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// newMetricsRegistry holds the kernel's figures, its HTTP metrics, the Go
+// runtime's and the process's; verticals add theirs through
+// Kernel.Metrics.
+func (a *api) newMetricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(kernelCollector{a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	reg.MustRegister(kernelCollector{a}, a.httpm.requests, a.httpm.duration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }

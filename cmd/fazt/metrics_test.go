@@ -24,6 +24,9 @@ func TestMetrics(t *testing.T) {
 		`fazt_projection_checkpoint_seq{projection="orders_total"} 1`,
 		`fazt_projection_lag{projection="orders_total"} 0`,
 		`fazt_projection_halted{projection="orders_total"} 0`,
+		`fazt_http_requests_total{code="200",route="POST /v1/events"} 1`,
+		`fazt_http_requests_total{code="401",route="GET /metrics"} 1`,
+		`fazt_http_request_duration_seconds_count{route="POST /v1/query"} 1`,
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
 	} {

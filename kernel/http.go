@@ -206,7 +206,7 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case st.Halted != nil:
 			halted = append(halted, fmt.Sprintf("%s (halted at seq %d: %s)", st.Name, st.Halted.Seq, st.Halted.Error))
-		case !caughtUp && st.Lag > 0:
+		case !caughtUp && (st.Lag > 0 || st.ServingVersion != st.Version):
 			behind = append(behind, fmt.Sprintf("%s (%s, seq %d of %d)", st.Name, st.State, st.Seq, st.Tail))
 		}
 	}

@@ -286,18 +286,28 @@ func (e *Event) message(dedupe bool) *nats.Msg {
 // into an event. It fails with ErrInvalid when the message is not a Fazt
 // event, which is how events written around the kernel are caught.
 func decode(subject string, h nats.Header, data []byte) (Event, error) {
-	var e Event
 	if s := h.Get(headerSubject); s != "" {
 		subject = s
 	}
-	if !strings.HasPrefix(subject, subjectPrefix) {
-		return e, &DecodeError{Subject: subject, Fields: []string{"subject"}}
-	}
-	e.Stream = subject[len(subjectPrefix):]
 	seq, err := strconv.ParseUint(h.Get(headerSequence), 10, 64)
 	if err != nil {
-		return e, &DecodeError{Subject: subject, Fields: []string{"sequence"}}
+		return Event{}, &DecodeError{Subject: subject, Fields: []string{"sequence"}}
 	}
+	stamp, err := time.Parse(time.RFC3339Nano, h.Get(headerStamp))
+	if err != nil {
+		stamp = time.Time{}
+	}
+	return decodeAt(subject, h, data, seq, stamp)
+}
+
+// decodeAt decodes a message whose sequence and stored time are known
+// (a zero time is a missing one).
+func decodeAt(subject string, h nats.Header, data []byte, seq uint64, stamp time.Time) (Event, error) {
+	var e Event
+	if !strings.HasPrefix(subject, subjectPrefix) {
+		return e, &DecodeError{Seq: seq, Subject: subject, Fields: []string{"subject"}}
+	}
+	e.Stream = subject[len(subjectPrefix):]
 	e.Seq = seq
 	e.ID = h.Get(headerID)
 	e.Type = h.Get(headerType)
@@ -311,6 +321,7 @@ func decode(subject string, h nats.Header, data []byte) (Event, error) {
 		bad = append(bad, "type")
 	}
 	e.Schema = 1
+	var err error
 	if v := h.Get(headerSchema); v != "" {
 		if e.Schema, err = strconv.Atoi(v); err != nil || e.Schema < 1 {
 			bad = append(bad, "schema")
@@ -319,7 +330,7 @@ func decode(subject string, h nats.Header, data []byte) (Event, error) {
 	if e.Version, err = strconv.ParseUint(h.Get(headerVersion), 10, 64); err != nil || e.Version < 1 {
 		bad = append(bad, "version")
 	}
-	if e.Time, err = time.Parse(time.RFC3339Nano, h.Get(headerStamp)); err != nil {
+	if e.Time = stamp; stamp.IsZero() {
 		bad = append(bad, "time")
 	}
 	if len(bad) > 0 {

@@ -87,24 +87,31 @@ func (l *Log) batch(ctx context.Context, req directRequest, fn func(*nats.Msg) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.RequestTimeout)
 	defer cancel()
+	if req.Batch == 0 {
+		req.Batch = readBatch
+	}
+	// A channel sized to the batch (its messages and the end marker):
+	// SubscribeSync would allocate a 64k-slot channel per read.
 	inbox := l.nc.NewRespInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
+	ch := make(chan *nats.Msg, req.Batch+2)
+	sub, err := l.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe()
-	_ = sub.SetPendingLimits(-1, -1)
 	body, _ := json.Marshal(req)
 	if err := l.nc.PublishRequest(l.directSubject(), inbox, body); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
 			if c := context.Cause(ctx); c != nil && !errors.Is(c, context.DeadlineExceeded) {
 				return c
 			}
-			return fmt.Errorf("%w: batched read: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: batched read: %v", ErrUnavailable, ctx.Err())
 		}
 		switch m.Header.Get("Status") {
 		case "":

@@ -25,7 +25,8 @@ type gen struct {
 	follow  bool // false: frozen, serving an old version while a rebuild runs
 	resume  chan struct{}
 	cancel  context.CancelFunc
-	ahead   *readAhead // owned by the loop
+	ahead   *readAhead       // owned by the loop
+	cursor  *eventlog.Cursor // owned by the loop: the catch-up read
 
 	// For Status while the generation is built from scratch.
 	reason   string
@@ -135,7 +136,7 @@ func (g *gen) step(ctx context.Context, upto uint64) (done bool, err error) {
 	}
 	events := page.Events
 	full := rerr == nil && len(events) >= r.BatchSize
-	if full && (upto == 0 || page.LastSeq < upto) {
+	if full && live && (upto == 0 || page.LastSeq < upto) {
 		g.readAhead(ctx, page.LastSeq, live, readFilter)
 	}
 	if live {
@@ -165,10 +166,30 @@ func (g *gen) step(ctx context.Context, upto uint64) (done bool, err error) {
 	return done, nil
 }
 
-// read returns the page after after, from the read started ahead if it
-// is the one wanted: catching up then reads the next batch while the
-// current one is applied.
+// read returns the page after after. Catching up, it reads through a
+// cursor (one ordered consumer streaming the log, far cheaper per event
+// than direct gets); live, it reads small pages with direct gets, from
+// the read started ahead if it is the one wanted.
 func (g *gen) read(ctx context.Context, after uint64, live bool, f eventlog.Filter) (eventlog.Page, error) {
+	log, size := g.pr.r.log, g.pr.r.BatchSize
+	if !live {
+		if g.cursor != nil && g.cursor.Pos() != after {
+			g.closeCursor()
+		}
+		if g.cursor == nil {
+			c, err := log.OpenCursor(ctx, after, f)
+			if err != nil {
+				return eventlog.Page{}, err
+			}
+			g.cursor = c
+		}
+		p, err := g.cursor.Next(ctx, size)
+		if err != nil {
+			g.closeCursor() // a retry starts afresh from the checkpoint
+		}
+		return p, err
+	}
+	g.closeCursor()
 	if p := g.ahead; p != nil {
 		g.ahead = nil
 		res := <-p.done
@@ -176,7 +197,14 @@ func (g *gen) read(ctx context.Context, after uint64, live bool, f eventlog.Filt
 			return res.page, res.err
 		}
 	}
-	return g.pr.r.log.Read(ctx, after, g.pr.r.BatchSize, f)
+	return log.Read(ctx, after, size, f)
+}
+
+func (g *gen) closeCursor() {
+	if g.cursor != nil {
+		g.cursor.Close()
+		g.cursor = nil
+	}
 }
 
 func (g *gen) readAhead(ctx context.Context, after uint64, live bool, f eventlog.Filter) {
@@ -188,8 +216,10 @@ func (g *gen) readAhead(ctx context.Context, after uint64, live bool, f eventlog
 	}()
 }
 
-// dropAhead waits for a read started ahead, so none outlives its loop.
+// dropAhead waits for a read started ahead, so none outlives its loop,
+// and closes the cursor.
 func (g *gen) dropAhead() {
+	g.closeCursor()
 	if g.ahead != nil {
 		<-g.ahead.done
 		g.ahead = nil

@@ -1,0 +1,121 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Cursor reads the log in order through one ordered JetStream consumer,
+// for catching up over many events: batched direct gets make the server
+// rewrite every message's headers, while a consumer streams them as
+// stored. A cursor holds an ephemeral consumer (in memory, removed when
+// closed or idle), so use Read for small reads and Cursor for long ones.
+// A Cursor is not safe for concurrent use.
+type Cursor struct {
+	l      *Log
+	f      Filter
+	cons   jetstream.Consumer
+	it     jetstream.MessagesContext
+	pos    uint64 // the last sequence delivered (or the start's after)
+	ended  bool   // nothing matched after pos when the consumer started
+	failed error  // a decode error ends the cursor at its message
+}
+
+// OpenCursor returns a cursor positioned after sequence after, reading
+// the events that pass f. Close it when done. Errors: ErrInvalid for a
+// bad filter, ErrUnavailable, ErrClosed.
+func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, error) {
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	s, closed := l.stream, l.closed
+	l.mu.Unlock()
+	if s == nil || closed {
+		return nil, ErrClosed
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   after + 1,
+	}
+	for _, c := range f.Categories {
+		cfg.FilterSubjects = append(cfg.FilterSubjects, subjectPrefix+c+".>")
+	}
+	cons, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open cursor: %v", ErrUnavailable, err)
+	}
+	c := &Cursor{l: l, f: f, cons: cons, pos: after}
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		c.ended = true
+		return c, nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * readBatch))
+	if err != nil {
+		return nil, fmt.Errorf("%w: open cursor: %v", ErrUnavailable, err)
+	}
+	c.it = it
+	return c, nil
+}
+
+// Pos is the last sequence the cursor has examined.
+func (c *Cursor) Pos() uint64 { return c.pos }
+
+// Next returns up to limit events after Pos, like Read: a page with
+// fewer than limit events means the cursor has reached the end of the
+// log as it was when the last message was delivered. Page.LastSeq is the
+// new Pos. A message that is not a valid event ends the page and the
+// cursor with a *DecodeError (ErrMalformed).
+func (c *Cursor) Next(ctx context.Context, limit int) (Page, error) {
+	p := Page{Events: []Event{}, LastSeq: c.pos}
+	if limit <= 0 {
+		return p, invalidf("limit %d: want a positive number", limit)
+	}
+	if c.failed != nil {
+		return p, c.failed
+	}
+	if c.ended {
+		return p, nil
+	}
+	for len(p.Events) < limit {
+		m, err := c.it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return p, ctx.Err()
+			}
+			return p, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return p, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
+		}
+		e, err := decodeAt(m.Subject(), m.Headers(), m.Data(), md.Sequence.Stream, md.Timestamp)
+		if err != nil {
+			var de *DecodeError
+			if errors.As(err, &de) {
+				de.Seq = md.Sequence.Stream
+			}
+			c.failed = err
+			return p, err
+		}
+		c.pos, p.LastSeq = e.Seq, e.Seq
+		if c.f.Match(&e) {
+			p.Events = append(p.Events, e)
+		}
+		if md.NumPending == 0 {
+			c.ended = true // until more is appended; a new cursor sees it
+			break
+		}
+	}
+	return p, nil
+}
+
+// Close removes the cursor's consumer.
+func (c *Cursor) Close() {
+	if c.it != nil {
+		c.it.Stop()
+	}
+}

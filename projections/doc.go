@@ -46,7 +46,7 @@
 //			if err := json.Unmarshal(e.Data, &d); err != nil {
 //				return err // halts the projection at e
 //			}
-//			_, err := tx.ExecContext(ctx, `INSERT INTO counts (path, n) VALUES (?, 1)
+//			_, err := projections.Exec(ctx, tx, `INSERT INTO counts (path, n) VALUES (?, 1)
 //				ON CONFLICT (path) DO UPDATE SET n = n + 1`, d.Path)
 //			return err
 //		},
@@ -67,6 +67,9 @@
 //     iteration order, no reading other projections or the network. A
 //     rebuild must give the same rows, and the runner may apply an event
 //     again after a failed batch.
+//   - Write with [Exec] (and read with [QueryRow]) rather than
+//     tx.ExecContext: they prepare each query once per batch, which
+//     makes catching up and rebuilding several times faster.
 //   - Apply writes only through tx and only its own tables; the
 //     authorizer refuses DDL outside [sqlitedb.Migrate], so tables are
 //     only ever declared in Tables (names starting with fazt_ are the

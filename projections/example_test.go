@@ -41,7 +41,7 @@ func ExampleRunner() {
 			if err := json.Unmarshal(e.Data, &d); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO counts (path, n) VALUES (?, 1)
+			_, err := projections.Exec(ctx, tx, `INSERT INTO counts (path, n) VALUES (?, 1)
 				ON CONFLICT (path) DO UPDATE SET n = n + 1`, d.Path)
 			return err
 		},

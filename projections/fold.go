@@ -136,7 +136,7 @@ func (g *gen) step(ctx context.Context, upto uint64) (done bool, err error) {
 	}
 	events := page.Events
 	full := rerr == nil && len(events) >= r.BatchSize
-	if full && live && (upto == 0 || page.LastSeq < upto) {
+	if full && (upto == 0 || page.LastSeq < upto) {
 		g.readAhead(ctx, page.LastSeq, live, readFilter)
 	}
 	if live {
@@ -166,30 +166,12 @@ func (g *gen) step(ctx context.Context, upto uint64) (done bool, err error) {
 	return done, nil
 }
 
-// read returns the page after after. Catching up, it reads through a
-// cursor (one ordered consumer streaming the log, far cheaper per event
-// than direct gets); live, it reads small pages with direct gets, from
-// the read started ahead if it is the one wanted.
+// read returns the page after after, from the read started ahead if it
+// is the one wanted: catching up then reads the next batch while the
+// current one is applied. Catching up, it reads through a cursor (one
+// ordered consumer streaming the log, far cheaper per event than direct
+// gets); live, it reads small pages with direct gets.
 func (g *gen) read(ctx context.Context, after uint64, live bool, f eventlog.Filter) (eventlog.Page, error) {
-	log, size := g.pr.r.log, g.pr.r.BatchSize
-	if !live {
-		if g.cursor != nil && g.cursor.Pos() != after {
-			g.closeCursor()
-		}
-		if g.cursor == nil {
-			c, err := log.OpenCursor(ctx, after, f)
-			if err != nil {
-				return eventlog.Page{}, err
-			}
-			g.cursor = c
-		}
-		p, err := g.cursor.Next(ctx, size)
-		if err != nil {
-			g.closeCursor() // a retry starts afresh from the checkpoint
-		}
-		return p, err
-	}
-	g.closeCursor()
 	if p := g.ahead; p != nil {
 		g.ahead = nil
 		res := <-p.done
@@ -197,7 +179,30 @@ func (g *gen) read(ctx context.Context, after uint64, live bool, f eventlog.Filt
 			return res.page, res.err
 		}
 	}
-	return log.Read(ctx, after, size, f)
+	return g.readNow(ctx, after, live, f)
+}
+
+func (g *gen) readNow(ctx context.Context, after uint64, live bool, f eventlog.Filter) (eventlog.Page, error) {
+	log, size := g.pr.r.log, g.pr.r.BatchSize
+	if live {
+		g.closeCursor()
+		return log.Read(ctx, after, size, f)
+	}
+	if g.cursor != nil && g.cursor.Pos() != after {
+		g.closeCursor()
+	}
+	if g.cursor == nil {
+		c, err := log.OpenCursor(ctx, after, f)
+		if err != nil {
+			return eventlog.Page{}, err
+		}
+		g.cursor = c
+	}
+	p, err := g.cursor.Next(ctx, size)
+	if err != nil {
+		g.closeCursor() // a retry starts afresh from the checkpoint
+	}
+	return p, err
 }
 
 func (g *gen) closeCursor() {
@@ -210,8 +215,9 @@ func (g *gen) closeCursor() {
 func (g *gen) readAhead(ctx context.Context, after uint64, live bool, f eventlog.Filter) {
 	p := &readAhead{after: after, live: live, done: make(chan readResult, 1)}
 	g.ahead = p
+	// The loop waits for this read before touching the cursor again.
 	go func() {
-		page, err := g.pr.r.log.Read(ctx, after, g.pr.r.BatchSize, f)
+		page, err := g.readNow(ctx, after, live, f)
 		p.done <- readResult{page, err}
 	}()
 }
@@ -219,11 +225,11 @@ func (g *gen) readAhead(ctx context.Context, after uint64, live bool, f eventlog
 // dropAhead waits for a read started ahead, so none outlives its loop,
 // and closes the cursor.
 func (g *gen) dropAhead() {
-	g.closeCursor()
 	if g.ahead != nil {
 		<-g.ahead.done
 		g.ahead = nil
 	}
+	g.closeCursor()
 }
 
 type readAhead struct {
@@ -353,8 +359,12 @@ func (g *gen) commit(ctx context.Context, events []eventlog.Event, next checkpoi
 		return -1, fmt.Errorf("projection %s: begin: %w", pr.p.Name, err)
 	}
 	defer tx.Rollback()
+	actx := ctx
+	if len(events) > 1 {
+		actx = context.WithValue(ctx, stmtsKey{}, &txStmts{tx: tx})
+	}
 	for i := range events {
-		if err := g.apply(ctx, tx, events[i]); err != nil {
+		if err := g.apply(actx, tx, events[i]); err != nil {
 			if ctx.Err() != nil {
 				return -1, ctx.Err()
 			}
@@ -440,6 +450,67 @@ func (g *gen) apply(ctx context.Context, tx *sql.Tx, e eventlog.Event) (err erro
 		}
 	}()
 	return g.pr.p.Apply(ctx, tx, e)
+}
+
+// txStmts are the statements prepared in one fold transaction, by SQL.
+type txStmts struct {
+	tx *sql.Tx
+	m  map[string]*sql.Stmt
+}
+
+type stmtsKey struct{}
+
+// maxTxStmts bounds the cache: SQL built per event (with literal values)
+// would otherwise grow it for nothing.
+const maxTxStmts = 64
+
+// stmt returns query prepared in tx, when ctx carries tx's cache.
+func stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	c, ok := ctx.Value(stmtsKey{}).(*txStmts)
+	if !ok || c.tx != tx {
+		return nil, nil
+	}
+	if st := c.m[query]; st != nil {
+		return st, nil
+	}
+	if len(c.m) >= maxTxStmts {
+		return nil, nil
+	}
+	st, err := tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, sqlitedb.WrapErr(query, err)
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+// Exec runs a statement in Apply's transaction, like tx.ExecContext, but
+// prepares each distinct query once per batch of events: SQLite
+// otherwise compiles the statement for every event, which is most of
+// the cost of a small insert while catching up or rebuilding. Pass
+// Apply's ctx and tx, and build queries with ? arguments rather than
+// literal values so that they repeat.
+func Exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := stmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return tx.ExecContext(ctx, query, args...)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// QueryRow runs a query in Apply's transaction with Exec's statement
+// cache, like tx.QueryRowContext.
+func QueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st, err := stmt(ctx, tx, query); err == nil && st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
 }
 
 func nullable(s string) any {

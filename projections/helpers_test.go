@@ -95,7 +95,7 @@ func counter(name string, f eventlog.Filter) projections.Projection {
 		Tables:  []schemas.Table{countersTable},
 		Filter:  f,
 		Apply: func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO counters (key, n) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1`, countKey(e))
+			_, err := projections.Exec(ctx, tx, `INSERT INTO counters (key, n) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1`, countKey(e))
 			return err
 		},
 	}

@@ -111,7 +111,7 @@ func applySite(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
 	}
 	// The first creation wins; the log refuses a second one, but a fold
 	// must not fail on what an admin appended around the route.
-	_, err = tx.ExecContext(ctx, `INSERT INTO sites (id, name, domains, created, seq) VALUES (?, ?, ?, ?, ?)
+	_, err = projections.Exec(ctx, tx, `INSERT INTO sites (id, name, domains, created, seq) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO NOTHING`, d.Site, d.Name, string(domains), e.Time.UTC().Format(time.RFC3339), e.Seq)
 	return err
 }
@@ -127,7 +127,7 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 	}
 	day := at.UTC().Format(time.DateOnly)
 
-	res, err := tx.ExecContext(ctx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
+	res, err := projections.Exec(ctx, tx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
 		ON CONFLICT DO NOTHING`, d.Site, day, d.Visitor)
 	if err != nil {
 		return err
@@ -136,7 +136,7 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO daily (site, day, views, visitors) VALUES (?, ?, 1, ?)
+	if _, err := projections.Exec(ctx, tx, `INSERT INTO daily (site, day, views, visitors) VALUES (?, ?, 1, ?)
 		ON CONFLICT (site, day) DO UPDATE SET views = views + 1, visitors = visitors + excluded.visitors`,
 		d.Site, day, newVisitor); err != nil {
 		return err
@@ -150,7 +150,7 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 		}
 	}
 	if release < 2 {
-		_, err = tx.ExecContext(ctx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor)
+		_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor)
 		return err
 	}
@@ -161,7 +161,7 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 			return err
 		}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor, utm_source)
+	_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor, utm_source)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor, source)
 	return err
 }
@@ -169,7 +169,7 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 // bump counts one view of a key (a path, referrer or source) on a day.
 // table and column are constants of this file, never input.
 func bump(ctx context.Context, tx *sql.Tx, table, column, site, day, key string) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (site, day, `+column+`, views) VALUES (?, ?, ?, 1)
+	_, err := projections.Exec(ctx, tx, `INSERT INTO `+table+` (site, day, `+column+`, views) VALUES (?, ?, ?, 1)
 		ON CONFLICT (site, day, `+column+`) DO UPDATE SET views = views + 1`, site, day, key)
 	return err
 }

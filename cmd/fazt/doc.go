@@ -1,7 +1,9 @@
-// Command fazt runs the Fazt event log and talks to it.
+// Command fazt runs the Fazt kernel and talks to it.
 //
 // Fazt is a personal cloud kernel: an append-only, event-sourced log on
-// embedded NATS JetStream (package eventlog), served over HTTP.
+// embedded NATS JetStream (package eventlog), SQLite read models built
+// from it (package projections), and the verticals compiled in (page
+// analytics), wired and served over HTTP by package kernel.
 //
 // Commands:
 //
@@ -24,17 +26,35 @@
 // in the data directory (--data-dir, env FAZT_DATA, default ./fazt-data).
 // Tail follows the log until interrupted.
 //
+//	fazt query --projection NAME SQL [--arg V]... [--min-seq N] [--json]
+//	fazt projections status|rebuild|retry|skip|build ...
+//	fazt schema check|lock|register|list|show ...
+//	fazt analytics top SITE | sites | add-site ID --domain HOST
+//	fazt demo [--views N] [--days N] [--sites a,b,c]
+//	fazt bench [--json] ...
+//	fazt doctor [--data DIR] [--json]
+//
+// Query runs read-only SQL over a projection; projections operates them
+// (build --as-of SEQ|TIME --out FILE builds one as of a past point); demo
+// loads a sample of page views into a running server; bench measures
+// the kernel against raw JetStream and SQLite; doctor checks a data
+// directory and its server and says what to fix. Each has --help.
+//
 //	fazt version [--json]
 //
 // Version prints the module version, VCS revision and Go version.
 //
-// HTTP API (every /v1 route needs "Authorization: Bearer <token>"):
+// HTTP API (every /v1 route needs "Authorization: Bearer <token>", except
+// the public routes verticals declare, such as the analytics collector):
 //
-//	GET  /healthz, /readyz                 liveness; readiness (503 while the log is closed)
+//	GET  /healthz, /readyz                 liveness; readiness (503 until the projections caught up)
 //	POST /v1/events                        append events atomically, with optional expectations
 //	GET  /v1/streams/{stream}?from=&limit= one stream's events
 //	GET  /v1/events?after=&limit=&type=&category=   the whole log, a page at a time
 //	GET  /v1/events/live?after=&type=&category=     Server-Sent Events, resumable with Last-Event-ID
+//
+// and the schema, query, projection, doctor, metrics and analytics
+// routes listed in the README.
 //
 // Errors are JSON: {"error":{"code":"...","message":"..."}}.
 //

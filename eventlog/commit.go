@@ -533,6 +533,11 @@ func (l *Log) finishLoop() {
 	for f := range l.flights {
 		batch := []*flight{f}
 		l.await(f)
+		// Stored is readable: wake readers now, so that they fold the
+		// events while the fsync runs rather than after it.
+		if anySucceeded(f.acks) {
+			l.wake()
+		}
 		// Flights queued behind this one are acknowledged moments later:
 		// wait for them too, so that one fsync covers them all.
 	fold:

@@ -45,6 +45,13 @@
 // SyncInterval. When connected to an external server (URL), durability is
 // that server's sync_interval setting.
 //
+// Reads see an event as soon as JetStream has stored it, which under
+// strict durability is while its fsync runs, just before the append is
+// acknowledged: so a projection can fold it in parallel with the disk
+// flush. A power loss in that moment loses an event nobody was told was
+// written; projections that folded it notice at start (their checkpoint
+// is ahead of the log) and rebuild.
+//
 // # Concurrency
 //
 // One commit loop publishes; it keeps a view of every stream's last

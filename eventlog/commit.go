@@ -98,6 +98,11 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	if err := l.resetView(ctx); err != nil {
 		return err
 	}
+	last, err := l.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	l.storedSeq.Store(last)
 	if err := l.loadRecent(ctx); err != nil {
 		return err
 	}
@@ -536,6 +541,7 @@ func (l *Log) finishLoop() {
 		// Stored is readable: wake readers now, so that they fold the
 		// events while the fsync runs rather than after it.
 		if anySucceeded(f.acks) {
+			l.noteStored(f.acks)
 			l.wake()
 		}
 		// Flights queued behind this one are acknowledged moments later:
@@ -660,6 +666,21 @@ func (l *Log) answer(f *flight) {
 	l.doneRnd = f.round
 	l.doneCond.Broadcast()
 	l.doneMu.Unlock()
+}
+
+// noteStored raises the newest stored sequence that WaitTail reports.
+func (l *Log) noteStored(acks []unitAck) {
+	for _, a := range acks {
+		if a.err != nil || a.duplicate {
+			continue
+		}
+		for {
+			cur := l.storedSeq.Load()
+			if a.seq <= cur || l.storedSeq.CompareAndSwap(cur, a.seq) {
+				break
+			}
+		}
+	}
 }
 
 func anySucceeded(acks []unitAck) bool {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -120,6 +121,8 @@ type Log struct {
 	// streams is then authoritative, and only messages that follow a
 	// write still in flight need a guard header.
 	soleWriter bool
+	// storedSeq is the newest sequence this log has seen stored.
+	storedSeq atomic.Uint64
 
 	commitState
 
@@ -302,6 +305,41 @@ func (l *Log) NewID() string {
 	l.idMu.Lock()
 	defer l.idMu.Unlock()
 	return ulid.MustNew(ulid.Now(), l.entropy).String()
+}
+
+// WaitTail blocks until the log holds a sequence greater than after, and
+// returns the newest it knows, or returns ctx's error. It is how a reader
+// that only needs to know the log grew learns it without reading every
+// event: as the sole writer the log knows every sequence it stores, and
+// otherwise it asks JetStream every PollInterval.
+func (l *Log) WaitTail(ctx context.Context, after uint64) (uint64, error) {
+	var tick <-chan time.Time
+	if !l.soleWriter {
+		t := time.NewTicker(l.PollInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		woken := l.stored()
+		if seq := l.storedSeq.Load(); seq > after {
+			return seq, nil
+		}
+		if !l.soleWriter {
+			seq, err := l.LastSeq(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if seq > after {
+				return seq, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-woken:
+		case <-tick:
+		}
+	}
 }
 
 // LastSeq returns the sequence of the newest event in the log (0 if empty).

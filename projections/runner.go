@@ -256,23 +256,19 @@ func (pr *proj) broadcast() {
 }
 
 // followTail keeps r.tail at the newest sequence in the log and wakes
-// the projections when it grows. It reads every event, but only one
-// goroutine does, whatever the number of projections.
+// the projections when it grows, without reading the events: each
+// projection reads what it needs.
 func (r *Runner) followTail(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := r.log.Subscribe(ctx, r.tailSeq(), eventlog.Filter{}, func(e eventlog.Event) error {
-			r.setTail(e.Seq)
-			return nil
-		})
-		var de *eventlog.DecodeError
+		seq, err := r.log.WaitTail(ctx, r.tailSeq())
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.As(err, &de):
-			r.setTail(de.Seq) // the projections decide what to do with it
-		default:
+		case err != nil:
 			r.Logger.Warn("projections cannot follow the log; retrying", "error", err, "retry_in", r.RetryInterval)
 			sleep(ctx, r.RetryInterval)
+		default:
+			r.setTail(seq)
 		}
 	}
 }

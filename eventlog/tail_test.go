@@ -1,0 +1,65 @@
+package eventlog_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/fazt-sh/fazt/eventlog"
+)
+
+func TestWaitTail(t *testing.T) {
+	for _, writable := range []bool{false, true} {
+		l := openLog(t, func(l *eventlog.Log) {
+			if writable { // other writers may exist: the log polls
+				l.Listen, l.ListenWritable, l.PollInterval = "127.0.0.1:0", true, 20*time.Millisecond
+			}
+		})
+		ctx := context.Background()
+		if _, err := l.Append(ctx, []eventlog.Event{ev("a.1", "a.x", nil), ev("a.2", "a.x", nil)}); err != nil {
+			t.Fatal(err)
+		}
+		if seq, err := l.WaitTail(ctx, 0); err != nil || seq != 2 {
+			t.Fatalf("writable=%v: WaitTail(0) = %d, %v; want 2", writable, seq, err)
+		}
+		// Blocks until the log grows.
+		got := make(chan uint64, 1)
+		go func() {
+			seq, _ := l.WaitTail(ctx, 2)
+			got <- seq
+		}()
+		select {
+		case seq := <-got:
+			t.Fatalf("writable=%v: WaitTail(2) returned %d before the log grew", writable, seq)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if writable {
+			// A write around the log is seen by polling.
+			nc, err := nats.Connect(l.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nc.Request("fazt.ev.a.3", []byte("{}"), 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			nc.Close()
+		} else if _, err := l.Append(ctx, []eventlog.Event{ev("a.3", "a.x", nil)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case seq := <-got:
+			if seq != 3 {
+				t.Fatalf("writable=%v: WaitTail(2) = %d; want 3", writable, seq)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("writable=%v: WaitTail(2) did not return after the log grew", writable)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		if _, err := l.WaitTail(cctx, 3); err != context.DeadlineExceeded {
+			t.Fatalf("writable=%v: WaitTail at the tail: %v; want the context's deadline", writable, err)
+		}
+		cancel()
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // How appends are committed.
@@ -852,19 +853,34 @@ func (l *Log) loadRecent(ctx context.Context) error {
 	if l.predicted == 0 {
 		return nil
 	}
-	start := time.Now().Add(-l.DuplicateWindow)
-	return l.scan(ctx, directRequest{StartTime: &start}, func(m *nats.Msg) (bool, error) {
-		if m.Header.Get(headerMsgID) == "" {
-			return true, nil
+	// A cursor streams the window: a burst of a million events just
+	// before a restart reads in about a second, not tens.
+	c, err := l.openCursor(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  ptr(time.Now().Add(-l.DuplicateWindow)),
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for {
+		m, md, err := c.next(ctx)
+		if err != nil || m == nil {
+			return err
 		}
-		e, err := decode(m.Subject, m.Header, m.Data)
+		h := m.Headers()
+		if h.Get(headerMsgID) == "" {
+			continue
+		}
+		e, err := decodeAt(m.Subject(), h, m.Data(), md.Sequence.Stream, md.Timestamp)
 		if err != nil {
-			return true, nil // not ours to judge here; readers report it
+			continue // not ours to judge here; readers report it
 		}
 		l.recent[e.ID] = recentID{pos: Position{ID: e.ID, Stream: e.Stream, Seq: e.Seq, Version: e.Version}, at: e.Time}
-		return true, nil
-	})
+	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // wake tells subscribers that new events are stored.
 func (l *Log) wake() {

@@ -2,7 +2,6 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,12 +30,6 @@ func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, 
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	s, closed := l.stream, l.closed
-	l.mu.Unlock()
-	if s == nil || closed {
-		return nil, ErrClosed
-	}
 	cfg := jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   after + 1,
@@ -44,11 +37,27 @@ func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, 
 	for _, c := range f.Categories {
 		cfg.FilterSubjects = append(cfg.FilterSubjects, subjectPrefix+c+".>")
 	}
+	c, err := l.openCursor(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.f, c.pos = f, after
+	return c, nil
+}
+
+// openCursor starts an ordered consumer with cfg.
+func (l *Log) openCursor(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (*Cursor, error) {
+	l.mu.Lock()
+	s, closed := l.stream, l.closed
+	l.mu.Unlock()
+	if s == nil || closed {
+		return nil, ErrClosed
+	}
 	cons, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open cursor: %v", ErrUnavailable, err)
 	}
-	c := &Cursor{l: l, f: f, cons: cons, pos: after}
+	c := &Cursor{l: l, cons: cons}
 	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
 		c.ended = true
 		return c, nil
@@ -59,6 +68,29 @@ func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, 
 	}
 	c.it = it
 	return c, nil
+}
+
+// next returns the next message, or nil at the end of the log as it was
+// when the last message was delivered.
+func (c *Cursor) next(ctx context.Context) (jetstream.Msg, *jetstream.MsgMetadata, error) {
+	if c.ended {
+		return nil, nil, nil
+	}
+	m, err := c.it.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
+	}
+	if md.NumPending == 0 {
+		c.ended = true // until more is appended; a new cursor sees it
+	}
+	return m, md, nil
 }
 
 // Pos is the last sequence the cursor has examined.
@@ -77,27 +109,13 @@ func (c *Cursor) Next(ctx context.Context, limit int) (Page, error) {
 	if c.failed != nil {
 		return p, c.failed
 	}
-	if c.ended {
-		return p, nil
-	}
 	for len(p.Events) < limit {
-		m, err := c.it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return p, ctx.Err()
-			}
-			return p, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return p, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
+		m, md, err := c.next(ctx)
+		if err != nil || m == nil {
+			return p, err
 		}
 		e, err := decodeAt(m.Subject(), m.Headers(), m.Data(), md.Sequence.Stream, md.Timestamp)
 		if err != nil {
-			var de *DecodeError
-			if errors.As(err, &de) {
-				de.Seq = md.Sequence.Stream
-			}
 			c.failed = err
 			return p, err
 		}
@@ -105,8 +123,7 @@ func (c *Cursor) Next(ctx context.Context, limit int) (Page, error) {
 		if c.f.Match(&e) {
 			p.Events = append(p.Events, e)
 		}
-		if md.NumPending == 0 {
-			c.ended = true // until more is appended; a new cursor sees it
+		if c.ended {
 			break
 		}
 	}

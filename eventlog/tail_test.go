@@ -63,3 +63,49 @@ func TestWaitTail(t *testing.T) {
 		cancel()
 	}
 }
+
+// Retries after a restart, within the dedupe window, return the original
+// positions: the log reloads the recent caller-chosen IDs at Open.
+func TestIdempotentAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	l := eventlog.New(dir)
+	if err := l.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	single := ev("o.1", "o.x", nil)
+	single.ID = l.NewID()
+	batch := []eventlog.Event{ev("o.2", "o.x", nil), ev("o.3", "o.x", nil)}
+	batch[0].ID, batch[1].ID = l.NewID(), l.NewID()
+	first, err := l.Append(ctx, []eventlog.Event{single}, eventlog.ExpectNew("o.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, []eventlog.Event{ev("o.9", "o.x", nil)}); err != nil { // an ID the log chose
+		t.Fatal(err)
+	}
+	second, err := l.Append(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	l = eventlog.New(dir)
+	if err := l.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	again, err := l.Append(ctx, []eventlog.Event{single}, eventlog.ExpectNew("o.1"))
+	if err != nil || !again.Duplicate || again.LastSeq != first.LastSeq {
+		t.Fatalf("single retry after restart: %+v %v; want the original %+v", again, err, first)
+	}
+	again, err = l.Append(ctx, batch)
+	if err != nil || !again.Duplicate || again.LastSeq != second.LastSeq || again.Events[0].Seq != second.Events[0].Seq {
+		t.Fatalf("batch retry after restart: %+v %v; want the original %+v", again, err, second)
+	}
+	if last, _ := l.LastSeq(ctx); last != 4 {
+		t.Fatalf("the log holds %d events; want 4, no copies", last)
+	}
+}

@@ -85,7 +85,7 @@ talk to it.`,
 		SilenceErrors: true, // main prints the error once
 		SilenceUsage:  true, // usage goes to stdout in cobra; a hint is enough
 	}
-	root.AddCommand(a.serveCmd(), a.doctorCmd(), a.analyticsCmd(), a.demoCmd(), a.eventsCmd(), a.schemaCmd(), a.queryCmd(), a.projectionsCmd(), a.versionCmd())
+	root.AddCommand(a.serveCmd(), a.doctorCmd(), a.analyticsCmd(), a.demoCmd(), a.eventsCmd(), a.schemaCmd(), a.queryCmd(), a.projectionsCmd(), a.benchCmd(), a.versionCmd())
 	return root
 }
 

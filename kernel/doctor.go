@@ -34,10 +34,6 @@ type Check struct {
 	Fix    string `json:"fix,omitempty"` // what to do, when not ok
 }
 
-// minSQLite is the oldest SQLite the kernel is tested with (RETURNING,
-// DROP-free ADD COLUMN and the authorizer codes it relies on).
-const minSQLite = "3.38.0"
-
 // lowDiskBytes warns when the data directory's file system has less free.
 const lowDiskBytes = 1 << 30
 
@@ -155,8 +151,8 @@ func checkSQLite(ctx context.Context) Check {
 		}
 	}()
 	c.Detail = "version " + db.SQLiteVersion
-	if versionLess(db.SQLiteVersion, minSQLite) {
-		c.Status, c.Fix = CheckFail, "rebuild fazt with a newer modernc.org/sqlite (SQLite "+minSQLite+" or later)"
+	if versionLess(db.SQLiteVersion, sqlitedb.MinSQLiteVersion) {
+		c.Status, c.Fix = CheckFail, "rebuild fazt with a newer modernc.org/sqlite (SQLite "+sqlitedb.MinSQLiteVersion+" or later)"
 		return c
 	}
 	c.Status = CheckOK

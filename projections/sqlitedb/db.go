@@ -36,7 +36,16 @@ type DB struct {
 	// Reader is a pool of read-only connections (mode=ro, query_only
 	// and an authorizer that refuses every write).
 	Reader *sql.DB
+
+	// ckpt is one connection that checkpoints the WAL in the background,
+	// so that no commit pays for the fsyncs of a checkpoint.
+	ckpt     *sql.DB
+	stopCkpt chan struct{}
+	ckptDone chan struct{}
 }
+
+// DefaultCheckpointInterval is how often the WAL is checkpointed.
+const DefaultCheckpointInterval = 250 * time.Millisecond
 
 // Option tunes Open.
 type Option func(*config)
@@ -44,10 +53,15 @@ type Option func(*config)
 type config struct {
 	readers     int
 	busyTimeout time.Duration
+	checkpoint  time.Duration
 }
 
 // WithReaders sets the reader pool size (default DefaultReaders).
 func WithReaders(n int) Option { return func(c *config) { c.readers = n } }
+
+// WithCheckpointInterval sets how often the WAL is checkpointed in the
+// background (default DefaultCheckpointInterval).
+func WithCheckpointInterval(d time.Duration) Option { return func(c *config) { c.checkpoint = d } }
 
 // WithBusyTimeout sets how long a connection waits for a lock (default
 // DefaultBusyTimeout).
@@ -57,7 +71,7 @@ func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busyTi
 // to WAL, and checks the SQLite version. It fails if the version is older
 // than MinSQLiteVersion or the file cannot use WAL.
 func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
-	cfg := config{readers: DefaultReaders, busyTimeout: DefaultBusyTimeout}
+	cfg := config{readers: DefaultReaders, busyTimeout: DefaultBusyTimeout, checkpoint: DefaultCheckpointInterval}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -90,7 +104,35 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlitedb: open %s: reader: %w", path, err)
 	}
+	// The writer never checkpoints (wal_autocheckpoint 0): a checkpoint
+	// fsyncs the database, which would stall the commit that triggers it.
+	if db.ckpt, err = openPool(checkpointDSN(path, cfg), policy{role: roleWriter}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlitedb: open %s: checkpointer: %w", path, err)
+	}
+	db.ckpt.SetMaxOpenConns(1)
+	db.ckpt.SetMaxIdleConns(1)
+	db.stopCkpt, db.ckptDone = make(chan struct{}), make(chan struct{})
+	go db.checkpoints(cfg.checkpoint)
 	return db, nil
+}
+
+// checkpoints copies the WAL into the database every interval, passively:
+// it never waits for the writer or readers, and the writer goes on
+// appending to the WAL meanwhile.
+func (db *DB) checkpoints(interval time.Duration) {
+	defer close(db.ckptDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stopCkpt:
+			return
+		case <-t.C:
+			// A failure (a busy lock) is retried at the next tick.
+			_, _ = db.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // start checks the version and the journal mode on the writer.
@@ -114,6 +156,14 @@ func (db *DB) start(ctx context.Context) error {
 // Close closes both pools.
 func (db *DB) Close() error {
 	var errs []error
+	if db.stopCkpt != nil {
+		close(db.stopCkpt)
+		<-db.ckptDone
+		db.stopCkpt = nil
+	}
+	if db.ckpt != nil {
+		errs = append(errs, db.ckpt.Close())
+	}
 	if db.Reader != nil {
 		errs = append(errs, db.Reader.Close())
 	}
@@ -148,7 +198,11 @@ func writerDSN(path string, cfg config) string {
 	// _txlock=immediate takes the write lock at BEGIN, so a transaction
 	// never fails halfway when upgrading a read lock.
 	return fileURI(path) + "?" + pragmas(cfg) +
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_txlock=immediate"
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+}
+
+func checkpointDSN(path string, cfg config) string {
+	return fileURI(path) + "?" + pragmas(cfg) + "&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)"
 }
 
 func readerDSN(path string, cfg config) string {

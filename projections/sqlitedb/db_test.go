@@ -3,10 +3,12 @@ package sqlitedb
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCheckVersion(t *testing.T) {
@@ -177,4 +179,45 @@ func TestReadersSeeCommittedWrites(t *testing.T) {
 	if err := db.Reader.QueryRowContext(ctx, "SELECT count(*) FROM pageviews").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("reader sees %d rows (%v), want 1", n, err)
 	}
+}
+
+// The writer never checkpoints; the background checkpointer copies the
+// WAL into the database file while the writer keeps committing.
+func TestBackgroundCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ckpt.db")
+	db, err := Open(ctx, path, WithCheckpointInterval(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var auto int
+	if err := db.Writer.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&auto); err != nil || auto != 0 {
+		t.Fatalf("writer wal_autocheckpoint = %d (%v); want 0", auto, err)
+	}
+	mustMigrate(t, db, pageviewsV1())
+	before := fileSize(t, path)
+	for i := 0; i < 300; i++ {
+		mustExec(t, db, InsertSQL(pageviewsV1()), fmt.Sprint("id", i), strings.Repeat("/p", 200), i)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for fileSize(t, path) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file stayed at %d bytes: nothing checkpointed the WAL", before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var n int
+	if err := db.Reader.QueryRowContext(ctx, "SELECT count(*) FROM pageviews").Scan(&n); err != nil || n != 300 {
+		t.Fatalf("reader sees %d rows (%v), want 300", n, err)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }

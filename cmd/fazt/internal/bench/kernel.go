@@ -45,7 +45,7 @@ func countProjection() projections.Projection {
 			if err != nil {
 				return err
 			}
-			_, err = tx.ExecContext(ctx, upsertSQL, k)
+			_, err = projections.Exec(ctx, tx, upsertSQL, k) // prepared once per batch
 			return err
 		},
 	}

@@ -1,6 +1,8 @@
 package eventlog
 
 import (
+	segjson "github.com/segmentio/encoding/json"
+
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -227,7 +229,9 @@ func (e *Event) validate(i int, now time.Time) error {
 	if len(e.Data) > MaxEventSize {
 		return invalidf("event %d: data is %d bytes; the limit is %d", i, len(e.Data), MaxEventSize)
 	}
-	if !json.Valid(e.Data) {
+	// segmentio's Valid gives encoding/json's answers (FuzzValidJSON
+	// holds it to that) about ten times faster on kilobyte payloads.
+	if !segjson.Valid(e.Data) {
 		return invalidf("event %d: data is not valid JSON", i)
 	}
 	if err := checkMeta(i, "correlation_id", e.Meta.CorrelationID); err != nil {

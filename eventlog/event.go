@@ -262,28 +262,34 @@ func subjectOf(stream string) string { return subjectPrefix + stream }
 // adds JetStream's Nats-Msg-Id, for IDs the caller chose (only those can
 // be retried).
 func (e *Event) message(dedupe bool) *nats.Msg {
-	m := nats.NewMsg(subjectOf(e.Stream))
-	h := m.Header
-	h.Set(headerID, e.ID)
+	// The keys are canonical already (TestHeaderKeysCanonical), so the
+	// map is filled directly: Header.Set canonicalises every key again,
+	// on the hot path of every append. The values share one array.
+	vals := make([]string, 0, 8)
+	val := func(v string) []string {
+		vals = append(vals, v)
+		return vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	h := make(nats.Header, 8)
+	h[headerID] = val(e.ID)
 	if dedupe {
-		h.Set(headerMsgID, e.ID)
+		h[headerMsgID] = val(e.ID)
 	}
-	h.Set(headerType, e.Type)
+	h[headerType] = val(e.Type)
 	if e.Schema > 1 {
-		h.Set(headerSchema, strconv.Itoa(e.Schema))
+		h[headerSchema] = val(strconv.Itoa(e.Schema))
 	}
-	h.Set(headerVersion, strconv.FormatUint(e.Version, 10))
+	h[headerVersion] = val(strconv.FormatUint(e.Version, 10))
 	if e.Meta.CorrelationID != "" {
-		h.Set(headerCorrelate, e.Meta.CorrelationID)
+		h[headerCorrelate] = val(e.Meta.CorrelationID)
 	}
 	if e.Meta.CausationID != "" {
-		h.Set(headerCausation, e.Meta.CausationID)
+		h[headerCausation] = val(e.Meta.CausationID)
 	}
 	if e.Meta.Actor != "" {
-		h.Set(headerActor, e.Meta.Actor)
+		h[headerActor] = val(e.Meta.Actor)
 	}
-	m.Data = e.Data
-	return m
+	return &nats.Msg{Subject: subjectOf(e.Stream), Header: h, Data: e.Data}
 }
 
 // decode turns a stored message (from a direct get or a republish) back

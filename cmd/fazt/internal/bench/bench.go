@@ -213,6 +213,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.Load += " at the start, " + l + " at the end"
 		}
 	}()
+	// A failed scenario does not cost the others: they still run, and
+	// the error is returned at the end with the rows measured.
+	var errs []error
 	for _, s := range AllScenarios {
 		if !slices.Contains(cfg.Scenarios, s) {
 			continue
@@ -220,10 +223,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rows, err := b.scenario(ctx, s)
 		rep.Results = append(rep.Results, rows...)
 		if err != nil {
-			return rep, fmt.Errorf("scenario %d (%s): %w", s, Titles[s], err)
+			errs = append(errs, fmt.Errorf("scenario %d (%s): %w", s, Titles[s], err))
+			b.prog.say("scenario %d failed: %v", s, err)
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
-	return rep, nil
+	return rep, errors.Join(errs...)
 }
 
 type bench struct {

@@ -555,6 +555,10 @@ func (l *Log) finishLoop() {
 					break fold
 				}
 				l.await(g)
+				if anySucceeded(g.acks) {
+					l.noteStored(g.acks)
+					l.wake()
+				}
 				batch = append(batch, g)
 			default:
 				break fold
@@ -661,6 +665,7 @@ func (l *Log) answer(f *flight) {
 		}
 	}
 	if stored {
+		l.noteStored(f.acks) // already done when stored; kept as the one sure place
 		l.wake()
 	}
 	l.doneMu.Lock()

@@ -2,6 +2,8 @@ package eventlog_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,5 +109,35 @@ func TestIdempotentAcrossRestart(t *testing.T) {
 	}
 	if last, _ := l.LastSeq(ctx); last != 4 {
 		t.Fatalf("the log holds %d events; want 4, no copies", last)
+	}
+}
+
+// After bursts of concurrent appends, whose groups the log folds into
+// one fsync, WaitTail knows the last sequence of every burst.
+func TestWaitTailAfterBursts(t *testing.T) {
+	l := openLog(t)
+	ctx := context.Background()
+	for round := 0; round < 20; round++ {
+		var wg sync.WaitGroup
+		for g := 0; g < 32; g++ {
+			wg.Go(func() {
+				for i := 0; i < 5; i++ {
+					if _, err := l.Append(ctx, []eventlog.Event{ev(fmt.Sprintf("b.%d", g), "b.x", nil)}); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		last, err := l.LastSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		seq, err := l.WaitTail(wctx, last-1)
+		cancel()
+		if err != nil || seq != last {
+			t.Fatalf("round %d: WaitTail(%d) = %d, %v; want %d at once", round, last-1, seq, err, last)
+		}
 	}
 }

@@ -79,9 +79,11 @@ func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "fazt",
 		Short: "Fazt: a personal cloud kernel on an event-sourced log",
-		Long: `Fazt keeps an append-only event log on embedded NATS JetStream and serves
-it over HTTP. Run "fazt serve" to start a server; the "events" commands
-talk to it.`,
+		Long: `Fazt is a personal cloud kernel: an append-only event log on embedded NATS
+JetStream, SQLite read models built from it, and the verticals compiled
+in (page analytics), served over HTTP. Run "fazt serve" to start a
+server; the other commands talk to it, and "fazt demo" fills it with a
+sample to explore.`,
 		SilenceErrors: true, // main prints the error once
 		SilenceUsage:  true, // usage goes to stdout in cobra; a hint is enough
 	}

@@ -50,11 +50,14 @@ func (a *app) serveCmd() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the event log and its HTTP API",
-		Long: `Serve opens the event log in the data directory and serves the HTTP API
-until interrupted. On first start it creates an API token in DIR/token
-and prints it once. While running, DIR/serve.json tells the other fazt
-commands where to find the server.`,
+		Short: "Run the kernel: the event log, the read models and the HTTP API",
+		Long: `Serve opens the kernel in the data directory, in order: the event log,
+the schemas, the read models (catching up with the log), the verticals'
+routes; and serves the HTTP API until interrupted, then stops in reverse
+order. /readyz turns ready once the read models have caught up. On first
+start it creates an API token in DIR/token and prints it once. While
+running, DIR/serve.json tells the other fazt commands where to find the
+server.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd, o)

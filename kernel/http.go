@@ -89,6 +89,7 @@ func newAPI(k *Kernel) *api {
 	a.mux.HandleFunc("POST /v1/schemas/{type}", a.registerSchema)
 	a.mux.HandleFunc("GET /v1/doctor", a.doctor)
 	a.registerProjectionRoutes()
+	a.registerReactorRoutes()
 	a.httpm = newHTTPMetrics()
 	a.metrics = a.newMetricsRegistry()
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}))

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -399,5 +400,80 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	if err := k.Open(ctx); err == nil {
 		t.Fatal("Open after Close worked")
+	}
+}
+
+// A reactor whose side effect fails parks the event, visibly; retrying
+// it over HTTP fails while the cause remains and works once it is fixed.
+func TestReactorsOverHTTP(t *testing.T) {
+	var broken atomic.Bool
+	broken.Store(true)
+	k := newKernel(t, t.TempDir(), nil)
+	k.RegisterEvent("mail.requested", 1, []byte(`{"type":"object"}`))
+	err := k.RegisterReactor(projections.Reactor{
+		Name:   "mailer",
+		Filter: eventlog.Filter{Types: []string{"mail.requested"}},
+		Handle: func(ctx context.Context, e eventlog.Event, key string) error {
+			if broken.Load() {
+				return errors.New("smtp: connection refused")
+			}
+			return nil
+		},
+		MaxAttempts: 2,
+		Backoff:     []time.Duration{10 * time.Millisecond},
+		FetchWait:   100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open(t, k)
+	res, err := k.Append(context.Background(), []eventlog.Event{{Stream: "mail.1", Type: "mail.requested", Data: []byte(`{}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := res.LastSeq
+	var st projections.ReactorStatus
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, body, _ := call(t, k, "GET", "/v1/reactors/mailer", k.Token(), "")
+		if status != http.StatusOK {
+			t.Fatalf("reactor status: %d %s", status, body)
+		}
+		json.Unmarshal([]byte(body), &st)
+		if len(st.Parked) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failing event was not parked: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p := st.Parked[0]; p.Seq != seq || p.Attempts != 2 || !strings.Contains(p.Error, "connection refused") {
+		t.Fatalf("parked: %+v", p)
+	}
+	if status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token(), ""); status != http.StatusOK ||
+		!strings.Contains(body, `"name":"reactor mailer","status":"warn"`) || !strings.Contains(body, fmt.Sprintf(`POST /v1/reactors/mailer/retry {\"seq\":%d}`, seq)) {
+		t.Fatalf("doctor with a parked event: %d %s", status, body)
+	}
+	if status, body, _ := call(t, k, "GET", "/v1/reactors", k.Token(), ""); status != http.StatusOK || !strings.Contains(body, `"name":"mailer"`) {
+		t.Fatalf("reactor list: %d %s", status, body)
+	}
+	body := fmt.Sprintf(`{"seq":%d}`, seq)
+	if status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), body); status != http.StatusServiceUnavailable || !strings.Contains(resp, "still parked") {
+		t.Fatalf("retry while broken: %d %s", status, resp)
+	}
+	broken.Store(false)
+	status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), body)
+	if status != http.StatusOK || !strings.Contains(resp, `"parked":[]`) {
+		t.Fatalf("retry once fixed: %d %s", status, resp)
+	}
+	if status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), body); status != http.StatusNotFound {
+		t.Fatalf("retry of an event no longer parked: %d %s", status, resp)
+	}
+	if status, _, _ := call(t, k, "GET", "/v1/reactors/nope", k.Token(), ""); status != http.StatusNotFound {
+		t.Fatalf("unknown reactor: %d", status)
+	}
+	if status, _, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), `{}`); status != http.StatusBadRequest {
+		t.Fatalf("retry without seq: %d", status)
 	}
 }

@@ -217,7 +217,7 @@ func checkReactor(ctx context.Context, h *projections.ReactorHandle) Check {
 		p := st.Parked[n-1]
 		c.Status = CheckWarn
 		c.Detail += fmt.Sprintf("; %d parked, the newest at seq %d after %d attempts: %s", n, p.Seq, p.Attempts, p.Error)
-		c.Fix = fmt.Sprintf("fix the cause, then retry each parked event: POST /v1/reactors/%s/retry {\"seq\":%d}", h.Name(), p.Seq)
+		c.Fix = fmt.Sprintf("fix the cause, then retry each parked event: `fazt reactors retry %s --seq %d` (POST /v1/reactors/%s/retry {\"seq\":%d})", h.Name(), p.Seq, h.Name(), p.Seq)
 	}
 	return c
 }

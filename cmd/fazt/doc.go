@@ -28,6 +28,7 @@
 //
 //	fazt query --projection NAME SQL [--arg V]... [--min-seq N] [--json]
 //	fazt projections status|rebuild|retry|skip|build ...
+//	fazt reactors status | retry NAME --seq N
 //	fazt schema check|lock|register|list|show ...
 //	fazt analytics top SITE | sites | add-site ID --domain HOST
 //	fazt demo [--views N] [--days N] [--sites a,b,c]

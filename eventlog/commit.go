@@ -539,12 +539,6 @@ func (l *Log) finishLoop() {
 	for f := range l.flights {
 		batch := []*flight{f}
 		l.await(f)
-		// Stored is readable: wake readers now, so that they fold the
-		// events while the fsync runs rather than after it.
-		if anySucceeded(f.acks) {
-			l.noteStored(f.acks)
-			l.wake()
-		}
 		// Flights queued behind this one are acknowledged moments later:
 		// wait for them too, so that one fsync covers them all.
 	fold:
@@ -555,10 +549,6 @@ func (l *Log) finishLoop() {
 					break fold
 				}
 				l.await(g)
-				if anySucceeded(g.acks) {
-					l.noteStored(g.acks)
-					l.wake()
-				}
 				batch = append(batch, g)
 			default:
 				break fold
@@ -582,7 +572,8 @@ func (l *Log) finishLoop() {
 	}
 }
 
-// await waits for a flight's acknowledgements, or its deadline.
+// await waits for a flight's acknowledgements, or its deadline, and tells
+// readers what was stored.
 func (l *Log) await(f *flight) {
 	timer := time.NewTimer(time.Until(f.deadline))
 	select {
@@ -598,6 +589,12 @@ func (l *Log) await(f *flight) {
 		}
 	}
 	l.flightMu.Unlock()
+	// Stored is readable: wake readers now, so that they fold the events
+	// while the fsync runs rather than after it.
+	if anySucceeded(f.acks) {
+		l.noteStored(f.acks)
+		l.wake()
+	}
 }
 
 // answer answers a finished flight's appends: results, duplicates,
@@ -605,7 +602,6 @@ func (l *Log) await(f *flight) {
 func (l *Log) answer(f *flight) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
 	defer cancel()
-	stored := false
 	for u, un := range f.units {
 		a := f.acks[u]
 		if a.err != nil || a.duplicate || a.seq != un.last {
@@ -617,7 +613,6 @@ func (l *Log) answer(f *flight) {
 		case a.err == nil && a.duplicate:
 			l.answerDuplicate(ctx, un.reqs[0])
 		case a.err == nil:
-			stored = true
 			seq := a.seq - uint64(len(un.msgs))
 			for _, r := range un.reqs {
 				res := Result{Events: make([]Position, len(r.events))}
@@ -663,10 +658,6 @@ func (l *Log) answer(f *flight) {
 				r.res <- appendResp{err: a.err}
 			}
 		}
-	}
-	if stored {
-		l.noteStored(f.acks) // already done when stored; kept as the one sure place
-		l.wake()
 	}
 	l.doneMu.Lock()
 	l.doneRnd = f.round

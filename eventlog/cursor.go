@@ -14,9 +14,7 @@ import (
 // closed or idle), so use Read for small reads and Cursor for long ones.
 // A Cursor is not safe for concurrent use.
 type Cursor struct {
-	l      *Log
 	f      Filter
-	cons   jetstream.Consumer
 	it     jetstream.MessagesContext
 	pos    uint64 // the last sequence delivered (or the start's after)
 	ended  bool   // nothing matched after pos when the consumer started
@@ -57,7 +55,7 @@ func (l *Log) openCursor(ctx context.Context, cfg jetstream.OrderedConsumerConfi
 	if err != nil {
 		return nil, fmt.Errorf("%w: open cursor: %v", ErrUnavailable, err)
 	}
-	c := &Cursor{l: l, cons: cons}
+	c := &Cursor{}
 	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
 		c.ended = true
 		return c, nil

@@ -87,10 +87,7 @@ func (l *Log) batch(ctx context.Context, req directRequest, fn func(*nats.Msg) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.RequestTimeout)
 	defer cancel()
-	if req.Batch == 0 {
-		req.Batch = readBatch
-	}
-	// A channel sized to the batch (its messages and the end marker):
+	// A channel for the batch (scan sets its size) and the end marker:
 	// SubscribeSync would allocate a 64k-slot channel per read.
 	inbox := l.nc.NewRespInbox()
 	ch := make(chan *nats.Msg, req.Batch+2)

@@ -224,15 +224,9 @@ func (a *api) skipProjection(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	var req struct {
-		Seq *uint64 `json:"seq"`
-	}
-	if err := decodeBody(w, r, &req); err != nil {
+	seq, err := seqBody(w, r, "the sequence the projection is halted at")
+	if err != nil {
 		a.fail(w, r, err)
-		return
-	}
-	if req.Seq == nil || *req.Seq == 0 {
-		a.fail(w, r, invalidf("request body: field \"seq\" is required: the sequence the projection is halted at"))
 		return
 	}
 	runner, _, err := a.projectionStatus(r)
@@ -241,7 +235,7 @@ func (a *api) skipProjection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	if err := runner.Skip(r.Context(), name, *req.Seq); err != nil {
+	if err := runner.Skip(r.Context(), name, seq); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -307,4 +301,19 @@ func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
 		File       string  `json:"file"`
 		Seconds    float64 `json:"seconds"`
 	}{name, seq, req.Out, time.Since(start).Seconds()})
+}
+
+// seqBody reads a body of the form {"seq": N}, N from 1; what says which
+// sequence the route wants, for the error.
+func seqBody(w http.ResponseWriter, r *http.Request, what string) (uint64, error) {
+	var req struct {
+		Seq *uint64 `json:"seq"`
+	}
+	if err := decodeBody(w, r, &req); err != nil {
+		return 0, err
+	}
+	if req.Seq == nil || *req.Seq == 0 {
+		return 0, invalidf("request body: field \"seq\" is required: %s", what)
+	}
+	return *req.Seq, nil
 }

@@ -35,7 +35,7 @@ func (a *api) listReactors(w http.ResponseWriter, r *http.Request) {
 	for _, h := range a.k.Reactors() {
 		st, err := h.Status(r.Context())
 		if err != nil {
-			a.fail(w, r, fmt.Errorf("%w: %v", eventlog.ErrUnavailable, err))
+			a.fail(w, r, statusErr(err))
 			return
 		}
 		out = append(out, st)
@@ -55,12 +55,7 @@ func (a *api) showReactor(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	st, err := h.Status(r.Context())
-	if err != nil {
-		a.fail(w, r, fmt.Errorf("%w: %v", eventlog.ErrUnavailable, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	a.reactorStatus(w, r, h)
 }
 
 // retryReactor runs a parked event's side effect again: 200 with the
@@ -71,15 +66,9 @@ func (a *api) retryReactor(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	var req struct {
-		Seq *uint64 `json:"seq"`
-	}
-	if err := decodeBody(w, r, &req); err != nil {
+	seq, err := seqBody(w, r, "the sequence of the parked event")
+	if err != nil {
 		a.fail(w, r, err)
-		return
-	}
-	if req.Seq == nil || *req.Seq == 0 {
-		a.fail(w, r, invalidf("request body: field \"seq\" is required: the sequence of the parked event"))
 		return
 	}
 	h, err := a.reactor(r)
@@ -87,17 +76,26 @@ func (a *api) retryReactor(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := h.RetryParked(r.Context(), *req.Seq); err != nil {
+	if err := h.RetryParked(r.Context(), seq); err != nil {
 		if !errors.Is(err, eventlog.ErrNotFound) {
 			err = &apiError{kind: eventlog.ErrUnavailable, msg: err.Error()}
 		}
 		a.fail(w, r, err)
 		return
 	}
+	a.reactorStatus(w, r, h)
+}
+
+// reactorStatus answers h's status.
+func (a *api) reactorStatus(w http.ResponseWriter, r *http.Request, h *projections.ReactorHandle) {
 	st, err := h.Status(r.Context())
 	if err != nil {
-		a.fail(w, r, fmt.Errorf("%w: %v", eventlog.ErrUnavailable, err))
+		a.fail(w, r, statusErr(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
 }
+
+// statusErr: a reactor's status comes from JetStream, so failing to read
+// it means the log is unavailable.
+func statusErr(err error) error { return fmt.Errorf("%w: %v", eventlog.ErrUnavailable, err) }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -119,8 +118,7 @@ referrers and campaign sources (utm_source).`,
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			return printStats(a.stdout, &st)
 		}),
@@ -306,8 +304,7 @@ func (a *app) analyticsSitesCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			if len(sites) == 0 {
 				_, err = fmt.Fprintln(a.stdout, "no sites yet: add one with `fazt analytics add-site ID --domain HOST`, or load samples with `fazt demo`")
@@ -356,8 +353,7 @@ prints; the domains are the hosts its pages are served from.`,
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			fmt.Fprintf(a.stdout, "created site %s (%s; %s) at seq %d\n", res.Site.ID, res.Site.Name, strings.Join(res.Site.Domains, ", "), res.Seq)
 			fmt.Fprintf(a.stdout, "add this to its pages:\n  %s\n", snippetTag(c.base, res.Site.ID))

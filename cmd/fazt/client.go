@@ -230,8 +230,7 @@ func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			if len(res.Events) != 1 {
 				return fmt.Errorf("the server answered %d positions for one event", len(res.Events))
@@ -286,8 +285,7 @@ func (a *app) readCmd(sf *serverFlags) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			for _, e := range res.Events {
@@ -409,4 +407,32 @@ func (a *app) tail(ctx context.Context, c *client, after uint64, types, categori
 
 func formatTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// printRaw prints a server's JSON answer as it came, for --json.
+func (a *app) printRaw(raw []byte) error {
+	_, err := fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
+	return err
+}
+
+// get fetches path from the server f finds and decodes the answer into
+// out; raw is the answer as it came, for --json.
+func (a *app) get(ctx context.Context, f serverFlags, path string, out any) (raw []byte, err error) {
+	return a.once(ctx, f, http.MethodGet, path, nil, out)
+}
+
+// post sends body to path on the server f finds, ignoring the answer.
+func (a *app) post(ctx context.Context, f serverFlags, path string, body any) error {
+	_, err := a.once(ctx, f, http.MethodPost, path, body, nil)
+	return err
+}
+
+// once is one call on a connection of its own.
+func (a *app) once(ctx context.Context, f serverFlags, method, path string, body, out any) ([]byte, error) {
+	c, err := a.connect(f)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	return c.call(ctx, method, path, nil, body, out)
 }

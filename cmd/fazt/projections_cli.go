@@ -65,8 +65,7 @@ consistent with. Each --arg binds the next ? in the SQL, as a string.`,
 				return fmt.Errorf("unreadable answer from the server: %w", err)
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, strings.Join(res.Columns, "\t"))
@@ -170,8 +169,7 @@ rebuild's progress when there is one.`,
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			if len(list) == 0 {
 				_, err = fmt.Fprintln(a.stdout, "no projections")
@@ -223,13 +221,7 @@ func statusNotes(st projections.Status) string {
 
 // projectionOp is a POST to /v1/projections/NAME/OP.
 func (a *app) projectionOp(cmd *cobra.Command, sf serverFlags, name, op string, body any) error {
-	c, err := a.connect(sf)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	_, err = c.call(cmd.Context(), http.MethodPost, "/v1/projections/"+url.PathEscape(name)+"/"+op, nil, body, nil)
-	return err
+	return a.post(cmd.Context(), sf, "/v1/projections/"+url.PathEscape(name)+"/"+op, body)
 }
 
 func (a *app) projectionsRebuildCmd() *cobra.Command {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"net/http"
 	"net/url"
 	"text/tabwriter"
 
@@ -37,21 +35,15 @@ func (a *app) reactorsStatusCmd() *cobra.Command {
 		Short: "Show each reactor's progress and its parked events",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.connect(sf)
-			if err != nil {
-				return err
-			}
-			defer c.close()
 			var res struct {
 				Reactors []projections.ReactorStatus `json:"reactors"`
 			}
-			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/reactors", nil, nil, &res)
+			raw, err := a.get(cmd.Context(), sf, "/v1/reactors", &res)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			if len(res.Reactors) == 0 {
 				_, err = fmt.Fprintln(a.stdout, "no reactors")
@@ -89,15 +81,10 @@ command fails.`,
 			if seq == 0 {
 				return usagef(cmd, "--seq must be the sequence of the parked event")
 			}
-			c, err := a.connect(sf)
-			if err != nil {
+			if err := a.post(cmd.Context(), sf, "/v1/reactors/"+url.PathEscape(args[0])+"/retry", map[string]uint64{"seq": seq}); err != nil {
 				return err
 			}
-			defer c.close()
-			if _, err := c.call(cmd.Context(), http.MethodPost, "/v1/reactors/"+url.PathEscape(args[0])+"/retry", nil, map[string]uint64{"seq": seq}, nil); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(a.stdout, "retried seq %d in %s: handled, no longer parked\n", seq, args[0])
+			_, err := fmt.Fprintf(a.stdout, "retried seq %d in %s: handled, no longer parked\n", seq, args[0])
 			return err
 		}),
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -177,21 +176,15 @@ func (a *app) schemaListCmd() *cobra.Command {
 		Short: "List the event types a running server knows",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.connect(sf)
-			if err != nil {
-				return err
-			}
-			defer c.close()
 			var out struct {
 				Types []kernel.SchemaInfo `json:"types"`
 			}
-			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/schemas", nil, nil, &out)
+			raw, err := a.get(cmd.Context(), sf, "/v1/schemas", &out)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-				return err
+				return a.printRaw(raw)
 			}
 			for _, t := range out.Types {
 				origin := "registered at run time"
@@ -215,17 +208,11 @@ func (a *app) schemaShowCmd() *cobra.Command {
 		Short: "Print every version of an event type's schema (JSON)",
 		Args:  cobra.ExactArgs(1),
 		RunE: a.action(func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect(sf)
+			raw, err := a.get(cmd.Context(), sf, "/v1/schemas/"+url.PathEscape(args[0]), nil)
 			if err != nil {
 				return err
 			}
-			defer c.close()
-			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/schemas/"+url.PathEscape(args[0]), nil, nil, nil)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
-			return err
+			return a.printRaw(raw)
 		}),
 	}
 	serverFlagsOn(cmd, &sf)

@@ -477,3 +477,19 @@ func TestReactorsOverHTTP(t *testing.T) {
 		t.Fatalf("retry without seq: %d", status)
 	}
 }
+
+func TestClientIP(t *testing.T) {
+	r, _ := http.NewRequest("POST", "/", nil)
+	r.RemoteAddr = "127.0.0.1:54321"
+	r.Header.Add("X-Forwarded-For", "10.0.0.1, 198.51.100.7")
+	if got := kernel.ClientIP(r, false); got != "127.0.0.1" {
+		t.Errorf("without trust: %s; want the peer", got)
+	}
+	if got := kernel.ClientIP(r, true); got != "198.51.100.7" {
+		t.Errorf("with trust: %s; want the nearest forwarded address", got)
+	}
+	r.RemoteAddr = "[2001:db8::1]:443"
+	if got := kernel.ClientIP(r, false); got != "2001:db8::1" {
+		t.Errorf("IPv6 peer: %s", got)
+	}
+}

@@ -56,26 +56,36 @@ func (l *limiter) allow(addr string) bool {
 	return c.lim.AllowN(now, 1)
 }
 
-// clientAddr is the address a public request is limited by: the peer's
-// IP, or with trustProxy the nearest address in X-Forwarded-For. IPv6
-// clients are grouped by /64, the block one subscriber usually has.
+// clientAddr is the address a public request is limited by: ClientIP,
+// with IPv6 clients grouped by /64, the block one subscriber usually has.
 func clientAddr(r *http.Request, trustProxy bool) string {
+	host := ClientIP(r, trustProxy)
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil {
+		return host
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String()
+}
+
+// ClientIP is a request's client address: the connection's peer, or
+// with trustProxy the nearest address in X-Forwarded-For (the one the
+// proxy in front appended). Use Kernel.ClientIP for the kernel's setting.
+func ClientIP(r *http.Request, trustProxy bool) string {
 	host := r.RemoteAddr
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	if trustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			parts := strings.Split(xff, ",")
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
 			host = strings.TrimSpace(parts[len(parts)-1])
 		}
 	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return host
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String()
 	}
-	if ip.To4() == nil {
-		return ip.Mask(net.CIDRMask(64, 128)).String()
-	}
-	return ip.String()
+	return host
 }
+
+// ClientIP is r's client address, honouring Config.TrustProxy.
+func (k *Kernel) ClientIP(r *http.Request) string { return ClientIP(r, k.cfg.TrustProxy) }

@@ -76,7 +76,7 @@ func (v *vertical) collect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pv.UAClass = uaClass(r.UserAgent())
-	pv.Visitor = visitorID(salt, pv.Site, clientIP(r, v.k.Config().TrustProxy), r.UserAgent())
+	pv.Visitor = visitorID(salt, pv.Site, v.k.ClientIP(r), r.UserAgent())
 	pv.At = now.Format(time.RFC3339Nano)
 	if v.release < 2 {
 		pv.UTMSource = "" // schema 1 has no such field

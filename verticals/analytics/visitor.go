@@ -8,11 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 )
@@ -138,24 +135,4 @@ func visitorID(salt []byte, site, ip, userAgent string) string {
 		h.Write(part)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
-}
-
-// clientIP is the visitor's address: the connection's peer, or with
-// trustProxy the nearest address in X-Forwarded-For (the one the proxy
-// on this machine appended), as the kernel's rate limiter takes it.
-func clientIP(r *http.Request, trustProxy bool) string {
-	host := r.RemoteAddr
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if trustProxy {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			parts := strings.Split(xff[len(xff)-1], ",")
-			host = strings.TrimSpace(parts[len(parts)-1])
-		}
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.String()
-	}
-	return host
 }

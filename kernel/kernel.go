@@ -466,16 +466,9 @@ func (k *Kernel) waitCaughtUp(ctx context.Context, tail uint64) {
 	for _, p := range k.projDefs {
 		for {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := k.runner.WaitFor(wctx, p.Name, tail)
 			// After a version bump the old file serves, frozen, until the
 			// new one is swapped in: not caught up at this version yet.
-			for err == nil && k.runner.Status(p.Name).ServingVersion != p.Version {
-				select {
-				case <-wctx.Done():
-					err = fmt.Errorf("rebuilding version %d: %w", p.Version, wctx.Err())
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
+			err := k.runner.WaitForVersion(wctx, p.Name, tail)
 			cancel()
 			if err == nil {
 				break

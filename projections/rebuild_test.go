@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -505,5 +506,47 @@ func streamsProjection() projections.Projection {
 			_, err := tx.ExecContext(ctx, `INSERT INTO keys VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1`, d.K, e.Category())
 			return err
 		},
+	}
+}
+
+// While a version bump rebuilds, the old file serves: WaitFor accepts it,
+// WaitForVersion waits for the new version's file.
+func TestWaitForVersion(t *testing.T) {
+	l := openLog(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	last := appendAll(t, l, hits("wv", 300, 10)...)
+	r := openRunner(t, l, runnerOpts{dir: dir}, counter("wv", eventlog.Filter{}))
+	if err := r.WaitFor(ctx, "wv", last); err != nil {
+		t.Fatal(err)
+	}
+	closeRunner(t, r)
+
+	release := make(chan struct{})
+	v2 := counter("wv", eventlog.Filter{})
+	v2.Version = 2
+	apply := v2.Apply
+	v2.Apply = func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+		<-release // the rebuild waits until the test lets it go
+		return apply(ctx, tx, e)
+	}
+	r = openRunner(t, l, runnerOpts{dir: dir}, v2)
+	if err := r.WaitFor(ctx, "wv", last); err != nil {
+		t.Fatalf("WaitFor on the frozen old file: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err := r.WaitForVersion(short, "wv", last)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitForVersion during the rebuild: %v; want it to wait", err)
+	}
+	close(release)
+	long, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.WaitForVersion(long, "wv", last); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Status("wv"); st.ServingVersion != 2 || st.Seq < last {
+		t.Fatalf("after WaitForVersion: %+v", st)
 	}
 }

@@ -333,7 +333,22 @@ func (r *Runner) Acquire(name string) (*sqlitedb.DB, func(), error) {
 // (pass an append's Result.LastSeq to read your own writes). Errors:
 // *HaltedError (ErrHalted) when the projection is halted at or before
 // seq, ErrNotFound, ErrClosed, or ctx's error.
+//
+// While a version bump rebuilds, the old version's file serves, frozen:
+// WaitFor is content with it when it already covers seq. Use
+// WaitForVersion when the reads need the registered version's tables.
 func (r *Runner) WaitFor(ctx context.Context, name string, seq uint64) error {
+	return r.waitFor(ctx, name, seq, false)
+}
+
+// WaitForVersion is WaitFor, and also waits until the serving file is
+// the registered version's: after a version bump, until the rebuild has
+// been swapped in.
+func (r *Runner) WaitForVersion(ctx context.Context, name string, seq uint64) error {
+	return r.waitFor(ctx, name, seq, true)
+}
+
+func (r *Runner) waitFor(ctx context.Context, name string, seq uint64, current bool) error {
 	pr, err := r.lookup(name)
 	if err != nil {
 		return err
@@ -343,20 +358,22 @@ func (r *Runner) WaitFor(ctx context.Context, name string, seq uint64) error {
 		g, wake := pr.cur, pr.changed
 		var cp uint64
 		var halt *Halt
+		stale := false
 		if g != nil {
 			cp = g.cp.Seq
 			halt = g.halt
 			if !g.follow && pr.next != nil {
 				halt = pr.next.halt // a frozen file waits for its rebuild
 			}
+			stale = current && g.version != pr.p.Version
 		}
 		pr.mu.Unlock()
 		switch {
 		case g == nil:
 			return fmt.Errorf("projection %s: %w", name, ErrClosed)
-		case cp >= seq:
+		case cp >= seq && !stale:
 			return nil
-		case halt != nil && halt.Seq <= seq:
+		case halt != nil && (halt.Seq <= seq || stale):
 			return &HaltedError{Projection: name, Halt: *halt}
 		}
 		select {

@@ -251,19 +251,9 @@ func (v *vertical) waitProjection(ctx context.Context) error {
 	runner := v.k.Projections()
 	wctx, cancel := context.WithTimeout(ctx, v.cfg.MaxWait)
 	defer cancel()
-	// After a version bump the old file serves, frozen, until the new one
-	// has caught up, and WaitFor is content with it; this release's
-	// queries need its own tables.
-	for runner.Status(projectionName).ServingVersion != v.release && err == nil {
-		select {
-		case <-wctx.Done():
-			err = wctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	if err == nil {
-		err = runner.WaitFor(wctx, projectionName, tail)
-	}
+	// This release's queries need its own tables, not a frozen older
+	// version's file serving while a version bump rebuilds.
+	err = runner.WaitForVersion(wctx, projectionName, tail)
 	if err != nil && ctx.Err() == nil && (errors.Is(err, projections.ErrHalted) || errors.Is(err, context.DeadlineExceeded)) {
 		st := runner.Status(projectionName)
 		err = fmt.Errorf("%w: the analytics projection is behind (%s, version %d at seq %d; want version %d at seq %d): %w",

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -39,6 +40,8 @@ import (
 // commitState is the commit loop's and the finisher's state.
 type commitState struct {
 	// Owned by the commit loop.
+	backlog   []*appendReq // appends gathered but not yet launched, in arrival order
+	arrivals  uint64
 	view      map[string]head // each stream's last event, counting groups in flight
 	predicted uint64          // sequence of the last message published
 	round     uint64
@@ -153,9 +156,8 @@ func (l *Log) waitIdle() {
 func (l *Log) commitLoop() {
 	defer l.wg.Done()
 	defer close(l.flights)
-	var carry *appendReq
 	for {
-		group := l.gather(&carry)
+		group := l.gather()
 		if group == nil {
 			l.shutRetries()
 			l.drain()
@@ -167,50 +169,54 @@ func (l *Log) commitLoop() {
 	}
 }
 
-// gather waits for appends and takes every one already queued, up to
-// MaxBatch events, retries first. It returns nil when the log closes.
-func (l *Log) gather(carry **appendReq) []*appendReq {
-	group := l.takeRetries()
+// gather takes the appends held back earlier, then every one queued, up
+// to MaxBatch events. It returns nil when the log closes, and an empty
+// group when retries are waiting (launch takes them).
+func (l *Log) gather() []*appendReq {
+	queue := l.backlog
+	l.backlog = nil
+	var group []*appendReq
 	n := 0
-	ids := map[string]bool{}
+	var ids map[string]bool // caller-chosen IDs in the group
 	add := func(r *appendReq) bool {
-		if len(group) > 0 && (n+len(r.events) > l.MaxBatch || hasAny(ids, r.events)) {
-			*carry = r // two appends with one ID go in turn
-			return false
+		if len(group) > 0 && (n+len(r.events) > l.MaxBatch || r.ownIDs && hasAny(ids, r.events)) {
+			return false // two appends with one ID go in turn
 		}
-		for _, e := range r.events {
-			ids[e.ID] = true
+		if r.ownIDs {
+			if ids == nil {
+				ids = map[string]bool{}
+			}
+			for _, e := range r.events {
+				ids[e.ID] = true
+			}
 		}
 		group = append(group, r)
 		n += len(r.events)
 		return true
 	}
-	for _, r := range group {
-		n += len(r.events)
-		for _, e := range r.events {
-			ids[e.ID] = true
+	for i, r := range queue {
+		if !add(r) {
+			l.backlog = queue[i:]
+			return group
 		}
 	}
 	if len(group) == 0 {
-		if *carry != nil {
-			r := *carry
-			*carry = nil
-			add(r)
-		} else {
-			select {
-			case r := <-l.reqs:
-				add(r)
-			case <-l.kick:
-				return l.gather(carry)
-			case <-l.done:
-				return nil
-			}
-		}
-	}
-	for n < l.MaxBatch && *carry == nil {
 		select {
 		case r := <-l.reqs:
+			l.arrived(r)
+			add(r)
+		case <-l.kick:
+			return []*appendReq{}
+		case <-l.done:
+			return nil
+		}
+	}
+	for n < l.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			l.arrived(r)
 			if !add(r) {
+				l.backlog = append(l.backlog, r)
 				return group
 			}
 		default:
@@ -218,6 +224,14 @@ func (l *Log) gather(carry **appendReq) []*appendReq {
 		}
 	}
 	return group
+}
+
+// arrived numbers an append in the order the loop received it: appends
+// retried after a failed write go back in that order, so that one
+// caller's appends land in the order they were made.
+func (l *Log) arrived(r *appendReq) {
+	l.arrivals++
+	r.order = l.arrivals
 }
 
 func hasAny(ids map[string]bool, events []Event) bool {
@@ -286,11 +300,12 @@ type flight struct {
 	deadline  time.Time
 }
 
-// unit is what JetStream acknowledges once: one event, or one atomic batch.
+// unit is what JetStream stores as one: one event, or one atomic batch.
 type unit struct {
-	reqs []*appendReq
-	msgs []*nats.Msg
-	last uint64 // the sequence predicted for the last message
+	reqs  []*appendReq
+	msgs  []*nats.Msg
+	last  uint64 // the sequence predicted for the last message
+	asked bool   // JetStream is asked to acknowledge it
 }
 
 // unitAck is JetStream's answer for one unit.
@@ -300,7 +315,14 @@ type unitAck struct {
 	err       error
 }
 
-var errNoAck = errors.New("no acknowledgement")
+// An unanswered unit's acknowledgement is errNoAck until JetStream
+// answers, and errUnasked when JetStream was not asked to answer: the
+// finisher then settles it from the chain (settle).
+var (
+	errNoAck     = errors.New("no acknowledgement")
+	errUnasked   = errors.New("not acknowledged on its own")
+	errNotStored = errors.New("not stored: a write before it in the chain failed")
+)
 
 // launch checks and publishes a group. It returns the flight to finish,
 // or nil when every append was answered without writing.
@@ -309,19 +331,22 @@ func (l *Log) launch(group []*appendReq) *flight {
 	defer cancel()
 	l.pruneRecent()
 
-	// The order of these two reads matters: the finisher marks the view
-	// stale before it completes a round.
-	if !l.soleWriter {
+	if !l.soleWriter || l.stale.Load() || len(l.view) > maxView {
 		// Other writers may move any stream at any time, so predictions
 		// are worthless: one group in flight, guarded by what the log
-		// confirmed.
+		// confirmed. A failed write (stale) waits for every group in
+		// flight, which fail after it and queue their retries.
 		l.waitIdle()
 	}
-	l.doneMu.Lock()
-	done := l.doneRnd
-	l.doneMu.Unlock()
+	if retries := l.takeRetries(); len(retries) > 0 {
+		// A failure is always marked stale before its retries are queued,
+		// so after the wait above every retry of a failure is here.
+		all := slices.Concat(retries, group, l.backlog)
+		slices.SortStableFunc(all, func(a, b *appendReq) int { return cmp.Compare(a.order, b.order) })
+		l.backlog = all
+		return nil
+	}
 	if l.stale.Load() || len(l.view) > maxView {
-		l.waitIdle()
 		l.Logger.Debug("rebuilding the commit view from the log", "stale", l.stale.Load(), "streams", len(l.view))
 		if err := l.resetView(ctx); err != nil {
 			for _, r := range group {
@@ -330,7 +355,6 @@ func (l *Log) launch(group []*appendReq) *flight {
 			return nil
 		}
 		l.stale.Store(false)
-		done = l.round
 	}
 
 	// Check expectations against the view and assign versions.
@@ -399,35 +423,44 @@ func (l *Log) launch(group []*appendReq) *flight {
 		}
 	}
 	l.round++
-	inFlight := done < l.round-1
+	var guarded map[string]bool // streams already written in the unit
+	if !l.soleWriter {
+		guarded = map[string]bool{}
+	}
 	for u := range units {
-		guarded := map[string]bool{} // streams already written in this unit
 		for _, r := range units[u].reqs {
 			for i := range r.events {
 				e := &r.events[i]
 				m := e.message(r.ownIDs)
 				switch {
-				case l.soleWriter && len(units[u].msgs) == 0 && (u > 0 || inFlight):
+				case l.soleWriter && len(units[u].msgs) == 0:
 					// Nothing but this log writes events, so it knows every
 					// sequence in advance: a unit that expects the log's
 					// last sequence is refused if any write before it
 					// failed, and so can never skip or reuse a version.
 					// JetStream checks this in O(1). (In a batch only the
 					// first message may carry it.)
-					m.Header.Set(headerExpLastSeq, strconv.FormatUint(l.predicted, 10))
+					m.Header[headerExpLastSeq] = []string{strconv.FormatUint(l.predicted, 10)}
 				case !l.soleWriter && !guarded[e.Stream]:
 					// Guard each stream with the position the log confirmed
 					// (nothing is in flight): if another writer moved it,
 					// the unit is refused and retried on a fresh view.
-					m.Header.Set(headerExpLastSub, strconv.FormatUint(l.view[e.Stream].seq, 10))
+					m.Header[headerExpLastSub] = []string{strconv.FormatUint(l.view[e.Stream].seq, 10)}
+					guarded[e.Stream] = true
 				}
-				guarded[e.Stream] = true
+				if l.mangle != nil {
+					l.mangle(m)
+				}
 				l.predicted++
 				l.view[e.Stream] = head{seq: l.predicted, version: e.Version}
 				units[u].msgs = append(units[u].msgs, m)
 			}
 		}
 		units[u].last = l.predicted
+		// The chain makes one acknowledgement, the last unit's, vouch for
+		// the whole flight (settle). A retried append is asked on its
+		// own, so that a write JetStream refuses gets its own reason.
+		units[u].asked = u == len(units)-1 || !l.soleWriter || slices.ContainsFunc(units[u].reqs, func(r *appendReq) bool { return r.tries > 0 })
 	}
 	return l.publish(units)
 }
@@ -466,16 +499,21 @@ func (l *Log) publish(units []unit) *flight {
 		deadline: time.Now().Add(l.RequestTimeout),
 	}
 	for u := range f.acks {
-		f.acks[u].err = errNoAck
+		f.acks[u].err = errUnasked
+		if units[u].asked {
+			f.acks[u].err = errNoAck
+			f.remaining++
+		}
 	}
-	f.remaining = len(units)
 	l.flightMu.Lock()
 	l.inflight[f.round] = f
 	l.flightMu.Unlock()
 	for u, un := range units {
 		msgs := un.msgs
 		last := msgs[len(msgs)-1]
-		last.Reply = f.prefix + strconv.Itoa(u)
+		if un.asked {
+			last.Reply = f.prefix + strconv.Itoa(u)
+		}
 		if len(msgs) > 1 {
 			var b [12]byte
 			_, _ = rand.Read(b[:])
@@ -497,9 +535,11 @@ func (l *Log) publish(units []unit) *flight {
 		if err != nil {
 			l.flightMu.Lock()
 			for v := u; v < len(units); v++ {
+				if units[v].asked {
+					f.remaining--
+				}
 				f.acks[v].err = fmt.Errorf("%w: publish: %v", ErrUnavailable, err)
 			}
-			f.remaining -= len(units) - u
 			if f.remaining == 0 {
 				close(f.complete)
 			}
@@ -589,11 +629,68 @@ func (l *Log) await(f *flight) {
 		}
 	}
 	l.flightMu.Unlock()
+	l.settle(f)
 	// Stored is readable: wake readers now, so that they fold the events
 	// while the fsync runs rather than after it.
 	if anySucceeded(f.acks) {
 		l.noteStored(f.acks)
 		l.wake()
+	}
+}
+
+// settle fills in the acknowledgements of the units JetStream was not
+// asked to acknowledge. Every unit of the sole writer expects the log's
+// last sequence to be the one predicted, so what landed is a prefix of
+// what was published, at the predicted sequences. When the last unit
+// landed where predicted, so did every unit before it. Otherwise the
+// log's last sequence says which units landed; the others are retried
+// when JetStream has answered for the whole flight, and reported as
+// unknown when it has not.
+func (l *Log) settle(f *flight) {
+	n := len(f.units)
+	unasked := 0
+	for u := range f.acks {
+		if f.acks[u].err == errUnasked {
+			unasked++
+		}
+	}
+	if unasked == 0 {
+		return
+	}
+	if a := f.acks[n-1]; a.err == nil && !a.duplicate && a.seq == f.units[n-1].last {
+		for u := range f.acks {
+			if f.acks[u].err == errUnasked {
+				f.acks[u] = unitAck{seq: f.units[u].last}
+			}
+		}
+		return
+	}
+	// JetStream answered for every unit it was asked about, so it has
+	// processed the whole flight, in order; after a timeout it may still
+	// be storing it.
+	answered := true
+	for u := range f.acks {
+		if f.units[u].asked && errors.Is(f.acks[u].err, ErrUnavailable) {
+			answered = false
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
+	last, err := l.LastSeq(ctx)
+	cancel()
+	for u := range f.acks {
+		if f.acks[u].err != errUnasked {
+			continue
+		}
+		switch {
+		case err != nil:
+			f.acks[u].err = fmt.Errorf("%w: the append may or may not have landed, retry it with the same IDs: %v", ErrUnavailable, err)
+		case f.units[u].last <= last:
+			f.acks[u] = unitAck{seq: f.units[u].last}
+		case answered:
+			f.acks[u].err = errNotStored
+		default:
+			f.acks[u].err = fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+		}
 	}
 }
 
@@ -626,6 +723,16 @@ func (l *Log) answer(f *flight) {
 				}
 				r.res <- appendResp{res: res}
 			}
+		case errors.Is(a.err, errNotStored):
+			// The write was refused because one before it was: try it
+			// again, with its own acknowledgement.
+			for _, r := range un.reqs {
+				if r.tries++; r.tries > maxTries {
+					r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times after other writes failed", ErrUnavailable, maxTries)}
+					continue
+				}
+				l.retry(r)
+			}
 		case len(un.reqs) > 1:
 			// A shared batch was refused: retrying each append on its own
 			// finds the one that caused it.
@@ -647,7 +754,9 @@ func (l *Log) answer(f *flight) {
 					r.res <- appendResp{err: fmt.Errorf("%w: streams keep moving under concurrent writers (%d tries): %v", ErrUnavailable, maxTries, a.err)}
 					continue
 				}
-				if r.tries == 1 {
+				if r.tries == 1 || l.soleWriter {
+					// For the sole writer this is only the chain: a write
+					// before it failed. Retried at once, it keeps its place.
 					l.retry(r)
 					continue
 				}

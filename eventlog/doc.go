@@ -59,10 +59,14 @@
 // embedded server only the log's own connection may publish events (Conn
 // and the listener are read-only unless ListenWritable), so the log is the
 // sole writer and knows every sequence in advance: it pipelines several
-// groups, and each unit after the first in flight carries
+// groups, and every unit (an event, or an atomic batch) carries
 // Nats-Expected-Last-Sequence. If any write fails, every later one in
 // flight is refused by JetStream too, the view is rebuilt from the log and
-// the refused appends are retried: no version is ever skipped or reused.
+// the refused appends are retried, in the order they were made: no
+// version is ever skipped or reused. The chain also means that JetStream
+// acknowledges only the last unit of a group: if it landed where
+// predicted, so did every unit before it; if not, the log's last sequence
+// says which did.
 // When other writers may exist (URL, a writable listener, replicas), the
 // log keeps one group in flight, written as one unit guarded per stream
 // with Nats-Expected-Last-Subject-Sequence against the positions the log

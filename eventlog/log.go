@@ -118,9 +118,12 @@ type Log struct {
 
 	// soleWriter is true when no other process can write the stream (an
 	// embedded server without a listener): the commit loop's view of the
-	// streams is then authoritative, and only messages that follow a
-	// write still in flight need a guard header.
+	// streams is then authoritative, and every unit it writes is chained
+	// to the one before by a guard header.
 	soleWriter bool
+	// mangle, set only by tests, alters a message before it is published:
+	// the way to make JetStream refuse one write in the middle of a flight.
+	mangle func(*nats.Msg)
 	// storedSeq is the newest sequence this log has seen stored.
 	storedSeq atomic.Uint64
 
@@ -378,6 +381,7 @@ type appendReq struct {
 	ownIDs  bool     // the caller chose the IDs, so this may be a retry
 	res     chan appendResp
 	tries   int
+	order   uint64 // when the commit loop received it
 }
 
 // resChans recycles the one-answer channels of appends.
@@ -430,7 +434,10 @@ func (p *Pending) Wait() (Result, error) {
 // that one caller can keep many appends in flight (bulk loads, imports);
 // Wait on the result, in any order. Errors found before queueing (bad
 // input, a closed log, ctx) are returned at once; the others by Wait.
-// Appends queued by one caller are committed in the order queued.
+// Appends queued by one caller are committed in the order queued, also
+// when some are retried after a failed write; only when other writers
+// overtake an append twice (see "Concurrency") does it wait a random
+// moment, and appends queued after it may land first.
 func (l *Log) AppendAsync(ctx context.Context, events []Event, expect ...Expectation) (*Pending, error) {
 	req, clientIDs, err := l.prepare(events, expect)
 	if err != nil {

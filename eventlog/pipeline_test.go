@@ -2,12 +2,14 @@ package eventlog
 
 import (
 	"context"
-
+	"errors"
 	"fmt"
-	"github.com/nats-io/nats.go"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Writes from another process (here: a client of a writable listener,
@@ -112,5 +114,165 @@ func TestGuardsHoldAgainstForeignWrites(t *testing.T) {
 	}
 	if want := 32*60 + 32*6; len(acks) != want {
 		t.Fatalf("%d acknowledged events, want %d", len(acks), want)
+	}
+}
+
+// JetStream refuses one write in the middle of a pipelined flight (here
+// a message made to expect another stream). Only the last unit of a
+// flight is acknowledged, so the log has to work out which writes landed:
+// the refused append fails with JetStream's reason, every other append
+// lands once, and every stream counts its versions without a gap.
+func TestRefusedWriteInsideAFlight(t *testing.T) {
+	for _, d := range []Durability{Strict, Relaxed} {
+		t.Run(d.String(), func(t *testing.T) {
+			l := New(t.TempDir())
+			l.Durability = d
+			l.mangle = func(m *nats.Msg) {
+				if m.Header.Get(headerType) == "t.refused" {
+					m.Header["Nats-Expected-Stream"] = []string{"elsewhere"}
+				}
+			}
+			if err := l.Open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+
+			const n = 6000
+			pending := make([]*Pending, n)
+			for i := range pending {
+				typ := "t.n"
+				if i%211 == 7 {
+					typ = "t.refused"
+				}
+				p, err := l.AppendAsync(ctx, []Event{{Stream: fmt.Sprintf("s.%d", i%13), Type: typ, Data: []byte(`{}`)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pending[i] = p
+			}
+			var acks []Position
+			refused := 0
+			for i, p := range pending {
+				res, err := p.Wait()
+				if i%211 == 7 {
+					var je *jsError
+					if !errors.As(err, &je) || !strings.Contains(err.Error(), "expected stream") {
+						t.Fatalf("append %d: %v, want JetStream's refusal", i, err)
+					}
+					refused++
+					continue
+				}
+				if err != nil {
+					t.Fatalf("append %d: %v", i, err)
+				}
+				acks = append(acks, res.Events...)
+			}
+			checkLog(t, l, acks, n-refused)
+		})
+	}
+}
+
+// An append retried with the same ID while the first is still in flight
+// is deduplicated by JetStream, which breaks the chain of the writes
+// after it; the retry still gets the original position, and nothing is
+// lost or written twice.
+func TestDuplicateInsideAFlight(t *testing.T) {
+	l := New(t.TempDir())
+	l.Durability = Relaxed
+	if err := l.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	const n = 6000
+	ids := make([]string, n)
+	pending := make([]*Pending, 0, n+n/50)
+	for i := range n {
+		ids[i] = l.NewID()
+		p, err := l.AppendAsync(ctx, []Event{{ID: ids[i], Stream: fmt.Sprintf("s.%d", i%13), Type: "t.n", Data: []byte(`{}`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, p)
+		if i%50 == 49 {
+			j := i - 3 // most likely still in flight
+			p, err := l.AppendAsync(ctx, []Event{{ID: ids[j], Stream: fmt.Sprintf("s.%d", j%13), Type: "t.n", Data: []byte(`{}`)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending = append(pending, p)
+		}
+	}
+	byID := map[string]Position{}
+	dupOf := map[string]bool{}
+	var acks []Position
+	for k, p := range pending {
+		res, err := p.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos := res.Events[0]
+		if prev, seen := byID[pos.ID]; seen {
+			if prev != pos || !res.Duplicate {
+				t.Fatalf("pending %d: retry of %s answered %+v (duplicate %v), first %+v (duplicate %v)", k, pos.ID, pos, res.Duplicate, prev, dupOf[pos.ID])
+			}
+			if dupOf[pos.ID] {
+				t.Fatalf("the first append of %s was answered as a duplicate", pos.ID)
+			}
+			continue
+		}
+		byID[pos.ID] = pos
+		dupOf[pos.ID] = res.Duplicate
+		acks = append(acks, pos)
+	}
+	checkLog(t, l, acks, n)
+}
+
+// checkLog reads the whole log: it must hold exactly want events, each
+// stream's versions must count from 1 without a gap, and every
+// acknowledged position must be in it. acks are in the order the appends
+// were made, which is the order they must have landed in.
+func checkLog(t *testing.T, l *Log, acks []Position, want int) {
+	t.Helper()
+	for i := 1; i < len(acks); i++ {
+		if acks[i].Seq <= acks[i-1].Seq {
+			t.Fatalf("append %d landed at seq %d, before the one made before it (seq %d)", i, acks[i].Seq, acks[i-1].Seq)
+		}
+	}
+	ctx := context.Background()
+	got := map[uint64]Event{}
+	versions := map[string]uint64{}
+	var after uint64
+	for {
+		p, err := l.Read(ctx, after, 1000, Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Events {
+			if e.Seq != after+1 {
+				t.Fatalf("seq %d after %d", e.Seq, after)
+			}
+			after = e.Seq
+			got[e.Seq] = e
+			if e.Version != versions[e.Stream]+1 {
+				t.Fatalf("%s: version %d after %d at seq %d", e.Stream, e.Version, versions[e.Stream], e.Seq)
+			}
+			versions[e.Stream] = e.Version
+		}
+		if len(p.Events) == 0 {
+			break
+		}
+	}
+	if len(got) != want || len(acks) != want {
+		t.Fatalf("log holds %d events, %d acknowledged, want %d", len(got), len(acks), want)
+	}
+	for _, a := range acks {
+		if e, ok := got[a.Seq]; !ok || e.ID != a.ID || e.Version != a.Version || e.Stream != a.Stream {
+			t.Fatalf("acknowledged %+v, log has %+v", a, e)
+		}
 	}
 }

@@ -187,7 +187,9 @@ func (l *Log) gather() []*appendReq {
 				ids = map[string]bool{}
 			}
 			for _, e := range r.events {
-				ids[e.ID] = true
+				if e.ID != "" {
+					ids[e.ID] = true
+				}
 			}
 		}
 		group = append(group, r)
@@ -236,7 +238,7 @@ func (l *Log) arrived(r *appendReq) {
 
 func hasAny(ids map[string]bool, events []Event) bool {
 	for _, e := range events {
-		if ids[e.ID] {
+		if e.ID != "" && ids[e.ID] {
 			return true
 		}
 	}
@@ -431,6 +433,9 @@ func (l *Log) launch(group []*appendReq) *flight {
 		for _, r := range units[u].reqs {
 			for i := range r.events {
 				e := &r.events[i]
+				if e.ID == "" {
+					e.ID = l.NewID()
+				}
 				m := e.message(r.ownIDs)
 				switch {
 				case l.soleWriter && len(units[u].msgs) == 0:

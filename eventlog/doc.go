@@ -84,7 +84,8 @@
 // minute before the time in the ULID. IDs may not carry a time more than a
 // minute in the future, which is what makes that scan complete. IDs the
 // log makes itself cannot be retried (the caller never saw them), so they
-// skip all of this.
+// skip all of this. The log makes them as it writes, so they follow the
+// log's order.
 //
 // # Live subscriptions
 //

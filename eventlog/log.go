@@ -126,6 +126,9 @@ type Log struct {
 	mangle func(*nats.Msg)
 	// storedSeq is the newest sequence this log has seen stored.
 	storedSeq atomic.Uint64
+	// The server's payload limit, read at most once a second: asking the
+	// connection takes its lock, which the commit loop holds to publish.
+	payloadMax, payloadAt atomic.Int64
 
 	commitState
 
@@ -503,17 +506,15 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 			}
 		}
 		total += len(e.Data)
-		if e.ID == "" {
-			e.ID = l.NewID()
-		} else {
-			clientIDs = true
-		}
+		// Events without an ID get theirs from the commit loop, which
+		// makes them in log order and without contention.
+		clientIDs = clientIDs || e.ID != ""
 		e.Time, e.Seq, e.Version = time.Time{}, 0, 0
 		if seen == nil {
 			req.streams = []string{e.Stream}
 			continue
 		}
-		if seen[e.ID] {
+		if e.ID != "" && seen[e.ID] {
 			return nil, false, invalidf("event %d: id %s appears twice in this append", i, e.ID)
 		}
 		seen[e.ID] = true
@@ -525,7 +526,7 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 	if total > MaxAppendBytes {
 		return nil, false, invalidf("append carries %d bytes of data; the limit is %d", total, MaxAppendBytes)
 	}
-	if max := l.nc.MaxPayload(); max > 0 {
+	if max := l.maxPayload(now); max > 0 {
 		for i := range req.events {
 			if int64(len(req.events[i].Data))+1024 > max {
 				return nil, false, invalidf("event %d: data is %d bytes; the NATS server allows %d per message", i, len(req.events[i].Data), max-1024)
@@ -560,6 +561,9 @@ func (l *Log) findExisting(ctx context.Context, events []Event) (Result, bool, e
 	horizon := time.Now().Add(-l.DuplicateWindow + maxFutureIDSkew)
 	var old []int
 	for i, e := range events {
+		if e.ID == "" {
+			continue
+		}
 		if id, _ := ulid.ParseStrict(e.ID); ulid.Time(id.Time()).Before(horizon) {
 			old = append(old, i)
 		}
@@ -580,6 +584,18 @@ func (l *Log) findExisting(ctx context.Context, events []Event) (Result, bool, e
 	return resultOf(events, pos), true, nil
 }
 
+// maxPayload is the largest message the server accepts, as of at most a
+// second ago (a reconnect may reach a server with another limit).
+func (l *Log) maxPayload(now time.Time) int64 {
+	if at := l.payloadAt.Load(); now.UnixNano()-at < int64(time.Second) {
+		return l.payloadMax.Load()
+	}
+	max := l.nc.MaxPayload()
+	l.payloadMax.Store(max)
+	l.payloadAt.Store(now.UnixNano())
+	return max
+}
+
 func resultOf(events []Event, pos map[string]Position) Result {
 	res := Result{Events: make([]Position, len(events)), Duplicate: true}
 	for i, e := range events {
@@ -595,6 +611,9 @@ func (l *Log) lookup(ctx context.Context, events []Event) (map[string]Position, 
 	byStream := map[string]map[string]bool{}
 	since := map[string]time.Time{}
 	for _, e := range events {
+		if e.ID == "" {
+			continue // given by the log, so new
+		}
 		if byStream[e.Stream] == nil {
 			byStream[e.Stream] = map[string]bool{}
 		}

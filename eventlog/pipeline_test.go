@@ -235,7 +235,8 @@ func TestDuplicateInsideAFlight(t *testing.T) {
 // checkLog reads the whole log: it must hold exactly want events, each
 // stream's versions must count from 1 without a gap, and every
 // acknowledged position must be in it. acks are in the order the appends
-// were made, which is the order they must have landed in.
+// were made, which is the order they must have landed in; IDs made by
+// the log (or by NewID in that order) follow the log's order.
 func checkLog(t *testing.T, l *Log, acks []Position, want int) {
 	t.Helper()
 	for i := 1; i < len(acks); i++ {
@@ -255,6 +256,9 @@ func checkLog(t *testing.T, l *Log, acks []Position, want int) {
 		for _, e := range p.Events {
 			if e.Seq != after+1 {
 				t.Fatalf("seq %d after %d", e.Seq, after)
+			}
+			if prev, ok := got[e.Seq-1]; ok && e.ID <= prev.ID {
+				t.Fatalf("id %s at seq %d does not follow id %s", e.ID, e.Seq, prev.ID)
 			}
 			after = e.Seq
 			got[e.Seq] = e

@@ -179,7 +179,7 @@ func (l *Log) gather() []*appendReq {
 	n := 0
 	var ids map[string]bool // caller-chosen IDs in the group
 	add := func(r *appendReq) bool {
-		if len(group) > 0 && (n+len(r.events) > l.MaxBatch || r.ownIDs && hasAny(ids, r.events)) {
+		if len(group) > 0 && (r.alone || group[0].alone || n+len(r.events) > l.MaxBatch || r.ownIDs && hasAny(ids, r.events)) {
 			return false // two appends with one ID go in turn
 		}
 		if r.ownIDs {
@@ -742,6 +742,11 @@ func (l *Log) answer(f *flight) {
 			// A shared batch was refused: retrying each append on its own
 			// finds the one that caused it.
 			for _, r := range un.reqs {
+				if r.tries++; r.tries > maxTries {
+					r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times: %v", ErrUnavailable, maxTries, a.err)}
+					continue
+				}
+				r.alone = true
 				l.retry(r)
 			}
 		default:

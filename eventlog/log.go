@@ -385,6 +385,7 @@ type appendReq struct {
 	res     chan appendResp
 	tries   int
 	order   uint64 // when the commit loop received it
+	alone   bool   // a batch it shared was refused: it goes in a group of its own
 }
 
 // resChans recycles the one-answer channels of appends.

@@ -1,9 +1,11 @@
 package eventlog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -169,7 +171,7 @@ func TestRefusedWriteInsideAFlight(t *testing.T) {
 				}
 				acks = append(acks, res.Events...)
 			}
-			checkLog(t, l, acks, n-refused)
+			checkLog(t, l, acks, n-refused, true)
 		})
 	}
 }
@@ -229,15 +231,16 @@ func TestDuplicateInsideAFlight(t *testing.T) {
 		dupOf[pos.ID] = res.Duplicate
 		acks = append(acks, pos)
 	}
-	checkLog(t, l, acks, n)
+	checkLog(t, l, acks, n, true)
 }
 
 // checkLog reads the whole log: it must hold exactly want events, each
 // stream's versions must count from 1 without a gap, and every
 // acknowledged position must be in it. acks are in the order the appends
-// were made, which is the order they must have landed in; IDs made by
-// the log (or by NewID in that order) follow the log's order.
-func checkLog(t *testing.T, l *Log, acks []Position, want int) {
+// were made, which is the order they must have landed in. With
+// idsInOrder, the IDs (made by the log, or by NewID in the order of the
+// appends) must follow the log's order.
+func checkLog(t *testing.T, l *Log, acks []Position, want int, idsInOrder bool) {
 	t.Helper()
 	for i := 1; i < len(acks); i++ {
 		if acks[i].Seq <= acks[i-1].Seq {
@@ -257,7 +260,7 @@ func checkLog(t *testing.T, l *Log, acks []Position, want int) {
 			if e.Seq != after+1 {
 				t.Fatalf("seq %d after %d", e.Seq, after)
 			}
-			if prev, ok := got[e.Seq-1]; ok && e.ID <= prev.ID {
+			if prev, ok := got[e.Seq-1]; ok && idsInOrder && e.ID <= prev.ID {
 				t.Fatalf("id %s at seq %d does not follow id %s", e.ID, e.Seq, prev.ID)
 			}
 			after = e.Seq
@@ -279,4 +282,124 @@ func checkLog(t *testing.T, l *Log, acks []Position, want int) {
 			t.Fatalf("acknowledged %+v, log has %+v", a, e)
 		}
 	}
+}
+
+// Many callers mix what the commit loop handles differently: single
+// events, multi-stream atomic appends, caller-chosen IDs retried while
+// in flight, expectations that may conflict, and writes JetStream
+// refuses. Whatever the interleaving, every answer must match the log:
+// successes are there exactly once, refusals and conflicts are not, and
+// versions count without a gap.
+func TestMixedLoadKeepsTheLogExact(t *testing.T) {
+	l := New(t.TempDir())
+	l.mangle = func(m *nats.Msg) {
+		if m.Header.Get(headerType) == "t.refused" {
+			m.Header["Nats-Expected-Stream"] = []string{"elsewhere"}
+		}
+	}
+	if err := l.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	var mu sync.Mutex
+	landed := map[string]Position{} // by ID
+	versions := map[string]uint64{} // the highest version answered, by stream
+	var refusedIDs []string
+	conflicts := 0
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				s := fmt.Sprintf("m.%d", (w*7+i)%11)
+				var evs []Event
+				var expect []Expectation
+				retry := false
+				switch i % 5 {
+				case 0: // a single event, ID by the log
+					evs = []Event{{Stream: s, Type: "t.n"}}
+				case 1: // atomic across two streams
+					evs = []Event{{Stream: s, Type: "t.n"}, {Stream: "m.pair", Type: "t.n"}}
+				case 2: // caller-chosen ID, retried at once
+					evs = []Event{{ID: l.NewID(), Stream: s, Type: "t.n"}}
+					retry = true
+				case 3: // an expectation from the last answer seen: may conflict
+					mu.Lock()
+					v := versions[s]
+					mu.Unlock()
+					evs = []Event{{Stream: s, Type: "t.n"}}
+					expect = []Expectation{ExpectVersion(s, v)}
+				case 4: // refused by JetStream, now and then
+					typ := "t.n"
+					if i%25 == 4 {
+						typ = "t.refused"
+					}
+					evs = []Event{{ID: l.NewID(), Stream: s, Type: typ}}
+				}
+				first, err := l.AppendAsync(ctx, evs, expect...)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var again *Pending
+				if retry {
+					if again, err = l.AppendAsync(ctx, evs, expect...); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				res, err := first.Wait()
+				mu.Lock()
+				switch {
+				case evs[0].Type == "t.refused":
+					if !strings.Contains(fmt.Sprint(err), "expected stream") {
+						t.Errorf("refused write answered %v", err)
+					}
+					refusedIDs = append(refusedIDs, evs[0].ID)
+				case errors.Is(err, ErrConflict) && expect != nil:
+					conflicts++
+				case err != nil:
+					t.Errorf("append %v: %v", evs, err)
+				default:
+					for _, p := range res.Events {
+						if prev, dup := landed[p.ID]; dup && prev != p {
+							t.Errorf("%s answered at %+v and at %+v", p.ID, prev, p)
+						}
+						landed[p.ID] = p
+						versions[p.Stream] = max(versions[p.Stream], p.Version)
+					}
+				}
+				mu.Unlock()
+				if again != nil {
+					res2, err := again.Wait()
+					if err != nil || len(res2.Events) != 1 || len(res.Events) != 1 || res2.Events[0] != res.Events[0] {
+						t.Errorf("retry of %s: %+v, %v; first %+v", evs[0].ID, res2.Events, err, res.Events)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	var acks []Position
+	for _, p := range landed {
+		acks = append(acks, p)
+	}
+	slices.SortFunc(acks, func(a, b Position) int { return cmp.Compare(a.Seq, b.Seq) })
+	checkLog(t, l, acks, len(acks), false)
+	for _, id := range refusedIDs {
+		if _, ok := landed[id]; ok {
+			t.Fatalf("refused %s landed", id)
+		}
+	}
+	if len(refusedIDs) != 16*4 {
+		t.Fatalf("%d refusals, want %d", len(refusedIDs), 16*4)
+	}
+	t.Logf("%d events landed, %d conflicts, %d refused", len(acks), conflicts, len(refusedIDs))
 }

@@ -291,7 +291,17 @@ func checkLog(t *testing.T, l *Log, acks []Position, want int, idsInOrder bool) 
 // successes are there exactly once, refusals and conflicts are not, and
 // versions count without a gap.
 func TestMixedLoadKeepsTheLogExact(t *testing.T) {
+	t.Run("sole writer", func(t *testing.T) { mixedLoad(t, false) })
+	// With a writable listener other writers may exist: one group in
+	// flight, every group one unit.
+	t.Run("shared", func(t *testing.T) { mixedLoad(t, true) })
+}
+
+func mixedLoad(t *testing.T, shared bool) {
 	l := New(t.TempDir())
+	if shared {
+		l.Listen, l.ListenWritable = "127.0.0.1:0", true
+	}
 	l.mangle = func(m *nats.Msg) {
 		if m.Header.Get(headerType) == "t.refused" {
 			m.Header["Nats-Expected-Stream"] = []string{"elsewhere"}
@@ -301,6 +311,9 @@ func TestMixedLoadKeepsTheLogExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close(context.Background())
+	if l.soleWriter == shared {
+		t.Fatalf("sole writer %v with a writable listener %v", l.soleWriter, shared)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

@@ -28,9 +28,10 @@ import (
 // a group, checks expectations against its view of every stream, assigns
 // versions and publishes the group without waiting: single events as
 // plain publishes, and a group holding any multi-event append as one
-// atomic batch. A finisher collects the acknowledgements of each group in
-// order, makes every group it has collected durable with one fsync
-// (strict) and answers the callers. While the finisher waits, the loop
+// atomic batch. The sole writer asks JetStream to acknowledge only a
+// group's last unit (settle says why that is enough). A finisher collects
+// the acknowledgements of each group in order, makes every group it has
+// collected durable with one fsync (strict) and answers the callers. While the finisher waits, the loop
 // publishes the next groups (up to flightDepth), so the disk and the CPU
 // overlap. The package doc ("Concurrency") says how the writes in flight
 // are guarded; any failure marks the view stale, and the loop then waits

@@ -31,9 +31,9 @@ import (
 // atomic batch. The sole writer asks JetStream to acknowledge only a
 // group's last unit (settle says why that is enough). A finisher collects
 // the acknowledgements of each group in order, makes every group it has
-// collected durable with one fsync (strict) and answers the callers. While the finisher waits, the loop
-// publishes the next groups (up to flightDepth), so the disk and the CPU
-// overlap. The package doc ("Concurrency") says how the writes in flight
+// collected durable with one fsync (strict) and answers the callers.
+// While the finisher waits, the loop publishes the next groups (up to
+// flightDepth), so the disk and the CPU overlap. The package doc ("Concurrency") says how the writes in flight
 // are guarded; any failure marks the view stale, and the loop then waits
 // for the groups in flight, rebuilds the view from the log, and retries
 // what was refused.
@@ -181,7 +181,9 @@ func (l *Log) gather() []*appendReq {
 	var ids map[string]bool // caller-chosen IDs in the group
 	add := func(r *appendReq) bool {
 		if len(group) > 0 && (r.alone || group[0].alone || n+len(r.events) > l.MaxBatch || r.ownIDs && hasAny(ids, r.events)) {
-			return false // two appends with one ID go in turn
+			// The group is full, or r must go alone, or two appends
+			// with one ID go in turn.
+			return false
 		}
 		if r.ownIDs {
 			if ids == nil {

@@ -166,6 +166,13 @@ func (l *Log) commitLoop() {
 		}
 		if f := l.launch(group); f != nil {
 			l.flights <- f
+			if f.batch {
+				// JetStream stages an atomic batch in a store of its own,
+				// which costs milliseconds whatever its size: let the
+				// appends that arrive meanwhile gather into one next
+				// group rather than into several small batches.
+				l.waitIdle()
+			}
 		}
 	}
 }
@@ -297,6 +304,7 @@ func (l *Log) shutRetries() {
 // flight is one published group, waiting for its acknowledgements.
 type flight struct {
 	round     uint64
+	batch     bool // a unit is an atomic batch
 	prefix    string
 	units     []unit
 	acks      []unitAck
@@ -507,6 +515,7 @@ func (l *Log) publish(units []unit) *flight {
 		deadline: time.Now().Add(l.RequestTimeout),
 	}
 	for u := range f.acks {
+		f.batch = f.batch || len(units[u].msgs) > 1
 		f.acks[u].err = errUnasked
 		if units[u].asked {
 			f.acks[u].err = errNoAck

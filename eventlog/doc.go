@@ -40,9 +40,10 @@
 // costs one flush per event, and its atomic batch stages every batch in a
 // new store, which costs many flushes per batch; see BenchmarkAppendStrict.)
 // An append of several events needs that atomic batch all the same, so it
-// costs several milliseconds (4.5 ms against 0.4 ms for one event on a
-// disk with 0.3 ms fsyncs, in either durability); concurrent appends
-// share one batch, so the cost is paid once per group.
+// costs several milliseconds (about 4.5 ms against 0.4 ms for one event on
+// a disk with 0.3 ms fsyncs, in either durability). Concurrent appends
+// share one batch, and while a batch is in flight the next group waits
+// for it to grow (see BenchmarkAppendAtomic).
 // Relaxed: an append is acknowledged once written to the operating system
 // and fsynced every SyncInterval (default 1s); a crash of the process loses
 // nothing, a power loss or a kernel crash can lose the appends of the last

@@ -70,6 +70,32 @@ type commitState struct {
 	ackSub    *nats.Subscription
 	ackPrefix string
 	syncer    *blockSyncer
+
+	stats struct {
+		appends, events, groups, batches, fsyncs, retries, rebuilds atomic.Uint64
+	}
+}
+
+// Stats counts what the log's commit loop has done since Open. They say
+// how well group commit works (Events per Fsync) and how often writes
+// were refused and retried.
+type Stats struct {
+	Appends      uint64 // appends written (not duplicates or refusals)
+	Events       uint64 // events those appends wrote
+	Groups       uint64 // groups published: a group is gathered, versioned and published at once
+	Batches      uint64 // groups published as one JetStream atomic batch
+	Fsyncs       uint64 // fsyncs of the stream by the log (strict durability)
+	Retries      uint64 // appends published again after a write was refused
+	ViewRebuilds uint64 // times the commit loop read its view of the streams from the log again
+}
+
+// Stats returns the commit loop's counters.
+func (l *Log) Stats() Stats {
+	s := &l.stats
+	return Stats{
+		Appends: s.appends.Load(), Events: s.events.Load(), Groups: s.groups.Load(), Batches: s.batches.Load(),
+		Fsyncs: s.fsyncs.Load(), Retries: s.retries.Load(), ViewRebuilds: s.rebuilds.Load(),
+	}
 }
 
 // recentID is where a caller-chosen ID was stored, and when.
@@ -167,6 +193,7 @@ func (l *Log) commitLoop() {
 		if f := l.launch(group); f != nil {
 			l.flights <- f
 			if f.batch {
+				l.stats.batches.Add(1)
 				// JetStream stages an atomic batch in a store of its own,
 				// which costs milliseconds whatever its size: let the
 				// appends that arrive meanwhile gather into one next
@@ -268,6 +295,7 @@ func (l *Log) drain() {
 }
 
 func (l *Log) retry(r *appendReq) {
+	l.stats.retries.Add(1)
 	l.retryMu.Lock()
 	if l.retryShut {
 		l.retryMu.Unlock()
@@ -368,6 +396,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 			return nil
 		}
 		l.stale.Store(false)
+		l.stats.rebuilds.Add(1)
 	}
 
 	// Check expectations against the view and assign versions.
@@ -514,6 +543,7 @@ func (l *Log) publish(units []unit) *flight {
 		complete: make(chan struct{}),
 		deadline: time.Now().Add(l.RequestTimeout),
 	}
+	l.stats.groups.Add(1)
 	for u := range f.acks {
 		f.batch = f.batch || len(units[u].msgs) > 1
 		f.acks[u].err = errUnasked
@@ -612,6 +642,7 @@ func (l *Log) finishLoop() {
 			}
 		}
 		if l.syncer != nil && slices.ContainsFunc(batch, func(f *flight) bool { return anySucceeded(f.acks) }) {
+			l.stats.fsyncs.Add(1)
 			if err := l.syncer.sync(); err != nil {
 				l.Logger.Error("fsync of the event log failed: appends are answered with ErrUnavailable; check the disk", "dir", l.syncer.dir, "err", err)
 				for _, f := range batch {
@@ -738,6 +769,8 @@ func (l *Log) answer(f *flight) {
 				if r.ownIDs {
 					l.remember(res.Events)
 				}
+				l.stats.appends.Add(1)
+				l.stats.events.Add(uint64(len(r.events)))
 				r.res <- appendResp{res: res}
 			}
 		case errors.Is(a.err, errNotStored):

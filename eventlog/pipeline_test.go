@@ -172,6 +172,20 @@ func TestRefusedWriteInsideAFlight(t *testing.T) {
 				acks = append(acks, res.Events...)
 			}
 			checkLog(t, l, acks, n-refused, true)
+
+			st := l.Stats()
+			if st.Appends != uint64(n-refused) || st.Events != uint64(n-refused) {
+				t.Errorf("stats count %d appends of %d events, want %d", st.Appends, st.Events, n-refused)
+			}
+			if st.Groups == 0 || st.Groups >= st.Appends || st.Batches != 0 {
+				t.Errorf("stats: %d groups (%d batches) for %d appends", st.Groups, st.Batches, st.Appends)
+			}
+			if st.Retries == 0 || st.ViewRebuilds == 0 {
+				t.Errorf("stats: %d retries, %d view rebuilds after %d refused writes", st.Retries, st.ViewRebuilds, refused)
+			}
+			if d == Strict && (st.Fsyncs == 0 || st.Fsyncs > st.Groups) || d == Relaxed && st.Fsyncs != 0 {
+				t.Errorf("stats: %d fsyncs for %d groups under %v durability", st.Fsyncs, st.Groups, d)
+			}
 		})
 	}
 }
@@ -413,6 +427,9 @@ func mixedLoad(t *testing.T, shared bool) {
 	}
 	if len(refusedIDs) != 16*4 {
 		t.Fatalf("%d refusals, want %d", len(refusedIDs), 16*4)
+	}
+	if st := l.Stats(); st.Events != uint64(len(acks)) || st.Batches == 0 {
+		t.Fatalf("stats count %d events in %d batches; %d landed, among them atomic pairs", st.Events, st.Batches, len(acks))
 	}
 	t.Logf("%d events landed, %d conflicts, %d refused", len(acks), conflicts, len(refusedIDs))
 }

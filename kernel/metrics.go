@@ -21,6 +21,15 @@ var (
 	descHalted      = prometheus.NewDesc("fazt_projection_halted", "1 when the projection is halted at a failing event.", []string{"projection"}, nil)
 	descRebuildDone = prometheus.NewDesc("fazt_projection_rebuild_done_seq", "Sequences a rebuild in progress has folded (0 when none runs).", []string{"projection"}, nil)
 	descRebuildRate = prometheus.NewDesc("fazt_projection_rebuild_rate", "Sequences per second of a rebuild in progress.", []string{"projection"}, nil)
+
+	// The log's commit loop, since the process started.
+	descAppends  = prometheus.NewDesc("fazt_log_appends_total", "Appends written to the log (not duplicates or refusals).", nil, nil)
+	descEvents   = prometheus.NewDesc("fazt_log_events_appended_total", "Events those appends wrote.", nil, nil)
+	descGroups   = prometheus.NewDesc("fazt_log_groups_total", "Group commits published; events per group is how well appends share them.", nil, nil)
+	descBatches  = prometheus.NewDesc("fazt_log_batches_total", "Groups published as one JetStream atomic batch (they hold multi-event appends).", nil, nil)
+	descFsyncs   = prometheus.NewDesc("fazt_log_fsyncs_total", "Fsyncs of the event stream by the log (strict durability).", nil, nil)
+	descRetries  = prometheus.NewDesc("fazt_log_retries_total", "Appends published again after a write was refused.", nil, nil)
+	descRebuilds = prometheus.NewDesc("fazt_log_view_rebuilds_total", "Times the commit loop re-read its view of the streams after a refused write.", nil, nil)
 )
 
 // kernelCollector reads the log and the projections at scrape time, so the
@@ -28,7 +37,8 @@ var (
 type kernelCollector struct{ a *api }
 
 func (c kernelCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLogSeq, descCheckpoint, descLag, descHalted, descRebuildDone, descRebuildRate} {
+	for _, d := range []*prometheus.Desc{descLogSeq, descCheckpoint, descLag, descHalted, descRebuildDone, descRebuildRate,
+		descAppends, descEvents, descGroups, descBatches, descFsyncs, descRetries, descRebuilds} {
 		ch <- d
 	}
 }
@@ -41,6 +51,14 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	if seq, err := c.a.log.LastSeq(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(descLogSeq, prometheus.GaugeValue, float64(seq))
+	}
+	st := c.a.log.Stats()
+	for _, m := range []struct {
+		d *prometheus.Desc
+		v uint64
+	}{{descAppends, st.Appends}, {descEvents, st.Events}, {descGroups, st.Groups}, {descBatches, st.Batches},
+		{descFsyncs, st.Fsyncs}, {descRetries, st.Retries}, {descRebuilds, st.ViewRebuilds}} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
 	}
 	for _, s := range c.a.k.runner.Statuses() {
 		ch <- prometheus.MustNewConstMetric(descCheckpoint, prometheus.CounterValue, float64(s.Seq), s.Name)

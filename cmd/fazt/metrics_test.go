@@ -21,6 +21,11 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		"fazt_log_last_seq 1",
+		"fazt_log_appends_total 1",
+		"fazt_log_events_appended_total 1",
+		"fazt_log_groups_total 1",
+		"fazt_log_fsyncs_total 1",
+		"fazt_log_retries_total 0",
 		`fazt_projection_checkpoint_seq{projection="orders_total"} 1`,
 		`fazt_projection_lag{projection="orders_total"} 0`,
 		`fazt_projection_halted{projection="orders_total"} 0`,

@@ -81,6 +81,9 @@ func TestBenchJSON(t *testing.T) {
 		if row.PeakRSS <= 0 && rep.RSS != "unavailable on this system" {
 			t.Errorf("%s: peak RSS %d", what, row.PeakRSS)
 		}
+		if row.Scenario == 2 && !strings.Contains(row.Note, " events per fsync, ") {
+			t.Errorf("%s: note %q does not say how many events shared an fsync", what, row.Note)
+		}
 	}
 	// Scenario 1 has a row per size, 2 per caller count, 4 has the
 	// maximum and three paced rates.

@@ -106,12 +106,19 @@ func (b *bench) appendStrict(ctx context.Context, dir string) ([]Row, error) {
 		if callers == 1 {
 			name = fmt.Sprintf("1 caller, %s", sizeName(len(data)))
 		}
+		before := l.Stats()
 		raws, kernels, err := b.alternate(name, rawRound, kernelRound)
 		if err != nil {
 			return rows, err
 		}
 		row := rateRow(name, "ev/s", "JetStream publish, fsync per message", raws, kernels)
 		row.Latency = "append to acknowledgement"
+		// Group commit at work: how many events shared each fsync.
+		if st := l.Stats(); st.Fsyncs > before.Fsyncs {
+			row.Note = fmt.Sprintf("%.1f events per fsync, %.1f per group (kernel rounds)",
+				float64(st.Events-before.Events)/float64(st.Fsyncs-before.Fsyncs),
+				float64(st.Events-before.Events)/float64(st.Groups-before.Groups))
+		}
 		switch callers {
 		case 64:
 			row.atLeast(4)

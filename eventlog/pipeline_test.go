@@ -433,3 +433,53 @@ func mixedLoad(t *testing.T, shared bool) {
 	}
 	t.Logf("%d events landed, %d conflicts, %d refused", len(acks), conflicts, len(refusedIDs))
 }
+
+// settle decides from the log's last sequence what became of the units
+// JetStream was not asked about: landed, refused (retry), or unknown
+// when JetStream never answered for the flight.
+func TestSettle(t *testing.T) {
+	l := New(t.TempDir())
+	l.Durability = Relaxed
+	if err := l.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	for i := 0; i < 5; i++ {
+		if _, err := l.Append(context.Background(), []Event{{Stream: "s.1", Type: "t.n"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Units predicted at sequences 4 to 7; the log ends at 5.
+	flightWith := func(last unitAck) *flight {
+		f := &flight{units: []unit{{last: 4}, {last: 5}, {last: 6}, {last: 7, asked: true}}}
+		f.acks = []unitAck{{err: errUnasked}, {err: errUnasked}, {err: errUnasked}, last}
+		return f
+	}
+	refused := &jsError{code: errCodeWrongLastSeq, desc: "wrong last sequence"}
+	timedOut := fmt.Errorf("%w: no acknowledgement", ErrUnavailable)
+	for _, c := range []struct {
+		name  string
+		last  unitAck
+		third func(error) bool // what the unit at 6 must become; those at 4 and 5 landed
+	}{
+		{"the last landed where predicted", unitAck{seq: 7}, func(err error) bool { return err == nil }},
+		{"the last was refused", unitAck{err: refused}, func(err error) bool { return err == errNotStored }},
+		{"no answer", unitAck{err: timedOut}, func(err error) bool {
+			return errors.Is(err, ErrUnavailable) && strings.Contains(err.Error(), "may or may not")
+		}},
+	} {
+		f := flightWith(c.last)
+		l.settle(f)
+		for u := 0; u < 2; u++ {
+			if f.acks[u].err != nil || f.acks[u].seq != f.units[u].last {
+				t.Errorf("%s: unit at %d settled as %+v, want landed", c.name, f.units[u].last, f.acks[u])
+			}
+		}
+		if !c.third(f.acks[2].err) {
+			t.Errorf("%s: unit at 6 settled as %+v", c.name, f.acks[2])
+		}
+		if f.acks[3] != c.last {
+			t.Errorf("%s: the asked unit's answer changed to %+v", c.name, f.acks[3])
+		}
+	}
+}

@@ -42,6 +42,7 @@ import (
 type commitState struct {
 	// Owned by the commit loop.
 	backlog   []*appendReq // appends gathered but not yet launched, in arrival order
+	free      []*msgBuf    // buffers of messages published, to reuse
 	arrivals  uint64
 	view      map[string]head // each stream's last event, counting groups in flight
 	predicted uint64          // sequence of the last message published
@@ -344,7 +345,9 @@ type flight struct {
 // unit is what JetStream stores as one: one event, or one atomic batch.
 type unit struct {
 	reqs  []*appendReq
-	msgs  []*nats.Msg
+	msgs  []*nats.Msg // until published; their buffers are reused after
+	bufs  []*msgBuf
+	n     int    // messages
 	last  uint64 // the sequence predicted for the last message
 	asked bool   // JetStream is asked to acknowledge it
 }
@@ -476,7 +479,9 @@ func (l *Log) launch(group []*appendReq) *flight {
 				if e.ID == "" {
 					e.ID = l.NewID()
 				}
-				m := e.message(r.ownIDs)
+				b := l.msgBuf()
+				m := e.message(r.ownIDs, b)
+				units[u].bufs = append(units[u].bufs, b)
 				switch {
 				case l.soleWriter && len(units[u].msgs) == 0:
 					// Nothing but this log writes events, so it knows every
@@ -502,6 +507,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 			}
 		}
 		units[u].last = l.predicted
+		units[u].n = len(units[u].msgs)
 		// The chain makes one acknowledgement, the last unit's, vouch for
 		// the whole flight (settle). A retried append is asked on its
 		// own, so that a write JetStream refuses gets its own reason.
@@ -545,7 +551,7 @@ func (l *Log) publish(units []unit) *flight {
 	}
 	l.stats.groups.Add(1)
 	for u := range f.acks {
-		f.batch = f.batch || len(units[u].msgs) > 1
+		f.batch = f.batch || units[u].n > 1
 		f.acks[u].err = errUnasked
 		if units[u].asked {
 			f.acks[u].err = errNoAck
@@ -594,7 +600,21 @@ func (l *Log) publish(units []unit) *flight {
 			break
 		}
 	}
+	for u := range units {
+		l.free = append(l.free, units[u].bufs...)
+		units[u].msgs, units[u].bufs = nil, nil
+	}
 	return f
+}
+
+// msgBuf returns a message buffer for the commit loop to fill.
+func (l *Log) msgBuf() *msgBuf {
+	if n := len(l.free); n > 0 {
+		b := l.free[n-1]
+		l.free = l.free[:n-1]
+		return b
+	}
+	return newMsgBuf()
 }
 
 // onAck files an acknowledgement with its flight.
@@ -615,7 +635,7 @@ func (l *Log) onAck(m *nats.Msg) {
 	if f == nil || u < 0 || u >= len(f.units) || f.acks[u].err != errNoAck {
 		return // late, after the flight timed out
 	}
-	f.acks[u] = parseAck(m.Data, len(f.units[u].msgs))
+	f.acks[u] = parseAck(m.Data, f.units[u].n)
 	if f.remaining--; f.remaining == 0 {
 		close(f.complete)
 	}
@@ -758,7 +778,7 @@ func (l *Log) answer(f *flight) {
 		case a.err == nil && a.duplicate:
 			l.answerDuplicate(ctx, un.reqs[0])
 		case a.err == nil:
-			seq := a.seq - uint64(len(un.msgs))
+			seq := a.seq - uint64(un.n)
 			for _, r := range un.reqs {
 				res := Result{Events: make([]Position, len(r.events))}
 				for i, e := range r.events {

@@ -261,16 +261,20 @@ func subjectOf(stream string) string { return subjectPrefix + stream }
 // message encodes the event as the NATS message that is stored. dedupe
 // adds JetStream's Nats-Msg-Id, for IDs the caller chose (only those can
 // be retried).
-func (e *Event) message(dedupe bool) *nats.Msg {
+func (e *Event) message(dedupe bool, b *msgBuf) *nats.Msg {
+	if b == nil {
+		b = newMsgBuf()
+	}
 	// The keys are canonical already (TestHeaderKeysCanonical), so the
 	// map is filled directly: Header.Set canonicalises every key again,
 	// on the hot path of every append. The values share one array.
-	vals := make([]string, 0, 8)
+	clear(b.h)
+	b.vals = b.vals[:0]
 	val := func(v string) []string {
-		vals = append(vals, v)
-		return vals[len(vals)-1 : len(vals) : len(vals)]
+		b.vals = append(b.vals, v)
+		return b.vals[len(b.vals)-1 : len(b.vals) : len(b.vals)]
 	}
-	h := make(nats.Header, 8)
+	h := b.h
 	h[headerID] = val(e.ID)
 	if dedupe {
 		h[headerMsgID] = val(e.ID)
@@ -289,7 +293,22 @@ func (e *Event) message(dedupe bool) *nats.Msg {
 	if e.Meta.Actor != "" {
 		h[headerActor] = val(e.Meta.Actor)
 	}
-	return &nats.Msg{Subject: subjectOf(e.Stream), Header: h, Data: e.Data}
+	b.msg = nats.Msg{Subject: subjectOf(e.Stream), Header: h, Data: e.Data}
+	return &b.msg
+}
+
+// msgBuf holds a message and its headers. The commit loop reuses them
+// once the message is published: the connection has copied its bytes by
+// then, and a message and its header map are most of what an append
+// allocates.
+type msgBuf struct {
+	msg  nats.Msg
+	h    nats.Header
+	vals []string
+}
+
+func newMsgBuf() *msgBuf {
+	return &msgBuf{h: make(nats.Header, 8), vals: make([]string, 0, 8)}
 }
 
 // decode turns a stored message (from a direct get or a republish) back

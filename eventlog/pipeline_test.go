@@ -49,7 +49,7 @@ func TestGuardsHoldAgainstForeignWrites(t *testing.T) {
 			case <-time.After(2 * time.Millisecond):
 			}
 			e := Event{ID: l.NewID(), Stream: "foreign.1", Type: "t.foreign", Schema: 1, Version: uint64(n + 1), Data: []byte(`{}`)}
-			if _, err := foreign.RequestMsg(e.message(false), 5*time.Second); err != nil {
+			if _, err := foreign.RequestMsg(e.message(false, nil), 5*time.Second); err != nil {
 				t.Errorf("foreign write: %v", err)
 				return
 			}

@@ -32,7 +32,7 @@ func TestHeaderKeysCanonical(t *testing.T) {
 	}
 	e := Event{ID: "01J0000000000000000000000A", Stream: "a.1", Type: "a.x", Schema: 2, Version: 3,
 		Meta: Metadata{CorrelationID: "c", CausationID: "d", Actor: "e"}}
-	m := e.message(true)
+	m := e.message(true, nil)
 	for k, want := range map[string]string{headerID: e.ID, headerMsgID: e.ID, headerType: "a.x", headerSchema: "2", headerVersion: "3",
 		headerCorrelate: "c", headerCausation: "d", headerActor: "e"} {
 		if got := m.Header.Values(k); len(got) != 1 || got[0] != want {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // How appends are committed.
@@ -135,9 +134,13 @@ func (l *Log) startCommitter(ctx context.Context) error {
 		return err
 	}
 	l.storedSeq.Store(last)
-	if err := l.loadRecent(ctx); err != nil {
-		return err
-	}
+	// The IDs callers chose in the last DuplicateWindow are not read back
+	// from the log: JetStream rebuilt its own dedupe table for the window
+	// when the stream started, so a retry after a restart is still
+	// written once (JetStream calls it a duplicate, and the log looks up
+	// the original). Reading them here would make a start after a burst
+	// re-read the burst (1.2-1.9 s per 200k events).
+	l.recent = make(map[string]recentID)
 	if l.srv != nil && l.Durability == Strict {
 		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.srv.GlobalAccount().Name, "streams", l.StreamName, "msgs")
 		var err error
@@ -973,7 +976,9 @@ func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise err
 	case len(pos) < len(r.events):
 		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(r.events))}
 	default:
-		r.res <- appendResp{res: resultOf(r.events, pos)}
+		res := resultOf(r.events, pos)
+		l.remember(res.Events) // the next retry is answered at once
+		r.res <- appendResp{res: res}
 	}
 }
 
@@ -1024,40 +1029,6 @@ func (l *Log) pruneRecent() {
 		}
 	}
 	l.recentMu.Unlock()
-}
-
-// loadRecent fills the recent set from the last DuplicateWindow of the
-// log, so that retries across a restart are recognised.
-func (l *Log) loadRecent(ctx context.Context) error {
-	l.recent = make(map[string]recentID)
-	if l.predicted == 0 {
-		return nil
-	}
-	// A cursor streams the window: a burst of a million events just
-	// before a restart reads in about a second, not tens.
-	c, err := l.openCursor(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-		OptStartTime:  ptr(time.Now().Add(-l.DuplicateWindow)),
-	})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	for {
-		m, md, err := c.next(ctx)
-		if err != nil || m == nil {
-			return err
-		}
-		h := m.Headers()
-		if h.Get(headerMsgID) == "" {
-			continue
-		}
-		e, err := decodeAt(m.Subject(), h, m.Data(), md.Sequence.Stream, md.Timestamp)
-		if err != nil {
-			continue // not ours to judge here; readers report it
-		}
-		l.recent[e.ID] = recentID{pos: Position{ID: e.ID, Stream: e.Stream, Seq: e.Seq, Version: e.Version}, at: e.Time}
-	}
 }
 
 func ptr[T any](v T) *T { return &v }

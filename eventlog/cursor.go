@@ -46,7 +46,7 @@ func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, 
 // openCursor starts an ordered consumer with cfg.
 func (l *Log) openCursor(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (*Cursor, error) {
 	l.mu.Lock()
-	s, closed := l.stream, l.closed
+	s, closed := l.rstream, l.closed
 	l.mu.Unlock()
 	if s == nil || closed {
 		return nil, ErrClosed

@@ -82,11 +82,14 @@
 //
 // An event's ID (a ULID) is its dedupe key. Retrying an append with the
 // same IDs returns the original positions (Result.Duplicate is true) and
-// writes nothing, however late the retry. IDs the caller chose are
-// remembered for DuplicateWindow (default 2 minutes, reloaded from the log
-// at start) and carry Nats-Msg-Id so that JetStream deduplicates them too;
-// for an ID older than the window the log scans the event's stream from a
-// minute before the time in the ULID. IDs may not carry a time more than a
+// writes nothing, however late the retry. IDs the caller chose carry
+// Nats-Msg-Id, so JetStream deduplicates them within DuplicateWindow
+// (default 2 minutes; JetStream rebuilds that table when it starts), and
+// the log remembers them for as long, to answer a retry without writing;
+// a retry JetStream reports as a duplicate is answered with the original
+// positions, looked up in the event's stream. For an ID older than the
+// window the log scans the event's stream from a minute before the time
+// in the ULID. IDs may not carry a time more than a
 // minute in the future, which is what makes that scan complete. IDs the
 // log makes itself cannot be retried (the caller never saw them), so they
 // skip all of this. The log makes them as it writes, so they follow the

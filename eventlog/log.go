@@ -104,14 +104,18 @@ type Log struct {
 	// append with ErrInvalid; nothing is written.
 	Validate func(e *Event) error
 
-	srv    *server.Server
-	nc     *nats.Conn // the only connection that publishes events
-	rc     *nats.Conn // read-only, for Conn()
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	reqs   chan *appendReq
-	done   chan struct{}
-	wg     sync.WaitGroup
+	srv *server.Server
+	// nc publishes events and receives their acknowledgements; everything
+	// the log reads goes through rc (read-only, also Conn()), so that a
+	// long read, a rebuild say, does not queue ahead of acknowledgements
+	// on one connection. With URL they are one connection.
+	nc, rc  *nats.Conn
+	js      jetstream.JetStream
+	stream  jetstream.Stream // on nc
+	rstream jetstream.Stream // on rc
+	reqs    chan *appendReq
+	done    chan struct{}
+	wg      sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
@@ -190,6 +194,17 @@ func (l *Log) Open(ctx context.Context) error {
 		l.closeConn()
 		return err
 	}
+	l.rstream = l.stream
+	if l.rc != l.nc {
+		rjs, err := jetstream.New(l.rc)
+		if err == nil {
+			l.rstream, err = rjs.Stream(ctx, l.StreamName)
+		}
+		if err != nil {
+			l.closeConn()
+			return fmt.Errorf("event stream %s, read-only: %w", l.StreamName, err)
+		}
+	}
 	if err := l.startCommitter(ctx); err != nil {
 		l.closeConn()
 		return err
@@ -236,7 +251,7 @@ func (l *Log) ensureStream(ctx context.Context) error {
 // for health checks. Errors: ErrClosed before Open or after Close.
 func (l *Log) StreamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 	l.mu.Lock()
-	s := l.stream
+	s := l.rstream
 	closed := l.closed
 	l.mu.Unlock()
 	if s == nil || closed {
@@ -350,7 +365,7 @@ func (l *Log) WaitTail(ctx context.Context, after uint64) (uint64, error) {
 
 // LastSeq returns the sequence of the newest event in the log (0 if empty).
 func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
-	info, err := l.stream.Info(ctx)
+	info, err := l.rstream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("%w: stream info: %v", ErrUnavailable, err)
 	}

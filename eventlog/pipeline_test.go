@@ -483,3 +483,69 @@ func TestSettle(t *testing.T) {
 		}
 	}
 }
+
+// After a restart the log does not re-read the caller-chosen IDs of the
+// dedupe window: retries, here all at once and pipelined, single events
+// and atomic pairs, are caught by JetStream's own dedupe table and
+// answered with the original positions, and nothing is written twice.
+func TestRetriesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	l := New(dir)
+	if err := l.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var firsts []Result
+	var appends [][]Event
+	for i := 0; i < 40; i++ {
+		evs := []Event{{ID: l.NewID(), Stream: fmt.Sprintf("r.%d", i%3), Type: "t.n"}}
+		if i%4 == 0 {
+			evs = append(evs, Event{ID: l.NewID(), Stream: "r.pair", Type: "t.n"})
+		}
+		res, err := l.Append(ctx, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		firsts, appends = append(firsts, res), append(appends, evs)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	l = New(dir)
+	if err := l.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	// Every retry at once, pipelined.
+	pending := make([]*Pending, len(appends))
+	for i, evs := range appends {
+		p, err := l.AppendAsync(ctx, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending[i] = p
+	}
+	for i, p := range pending {
+		res, err := p.Wait()
+		if err != nil || !res.Duplicate || !slices.Equal(res.Events, firsts[i].Events) {
+			t.Fatalf("retry %d after the restart: %+v, %v; want the original %+v", i, res, err, firsts[i])
+		}
+	}
+	if last, _ := l.LastSeq(ctx); last != 50 {
+		t.Fatalf("the log holds %d events; want 50, no copies", last)
+	}
+
+	// Answered once, a retry is remembered, and answered again without
+	// JetStream.
+	l.recentMu.Lock()
+	_, remembered := l.recent[appends[5][0].ID]
+	l.recentMu.Unlock()
+	if !remembered {
+		t.Fatal("a retry answered as a duplicate is not remembered")
+	}
+	res, err := l.Append(ctx, appends[5])
+	if err != nil || !res.Duplicate || !slices.Equal(res.Events, firsts[5].Events) {
+		t.Fatalf("second retry: %+v, %v; want the original %+v", res, err, firsts[5])
+	}
+}

@@ -31,7 +31,7 @@ func (l *Log) directGet(ctx context.Context, req directRequest) (*nats.Msg, erro
 	body, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(ctx, l.RequestTimeout)
 	defer cancel()
-	m, err := l.nc.RequestWithContext(ctx, l.directSubject(), body)
+	m, err := l.rc.RequestWithContext(ctx, l.directSubject(), body)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, ctx.Err()
@@ -89,15 +89,15 @@ func (l *Log) batch(ctx context.Context, req directRequest, fn func(*nats.Msg) e
 	defer cancel()
 	// A channel for the batch (scan sets its size) and the end marker:
 	// SubscribeSync would allocate a 64k-slot channel per read.
-	inbox := l.nc.NewRespInbox()
+	inbox := l.rc.NewRespInbox()
 	ch := make(chan *nats.Msg, req.Batch+2)
-	sub, err := l.nc.ChanSubscribe(inbox, ch)
+	sub, err := l.rc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe()
 	body, _ := json.Marshal(req)
-	if err := l.nc.PublishRequest(l.directSubject(), inbox, body); err != nil {
+	if err := l.rc.PublishRequest(l.directSubject(), inbox, body); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	for {

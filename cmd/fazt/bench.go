@@ -54,9 +54,9 @@ Scenarios:
      at 1,000 events/s and at 50% and 80% of the maximum
   5  read-only queries on a projection vs SELECTs on SQLite
   6  start-up with --events events projected, and restart after SIGKILL,
-     vs a bare JetStream server recovering the same store; the log
-     re-reads its last two minutes at start, here every event, unless
-     --settle waits them out first
+     vs a bare JetStream server recovering the same store; JetStream
+     re-reads its last two minutes at start (both sides), here every
+     event, unless --settle waits them out first
 
 The defaults (200k events at start-up, 50k folded) take about a minute
 on 2 cores. The table goes to stdout (--json for one JSON
@@ -109,7 +109,7 @@ document), progress to stderr. Every file is removed at the end unless
 	f.StringVar(&o.callers, "callers", "1,16,64,256", "concurrent appenders of scenario 2")
 	f.StringVar(&o.events, "events", "200k", "events in the log at start-up (scenario 6): a count, or with k/M (1M takes minutes: --scenarios 6 --events 1M)")
 	f.StringVar(&o.rebuildEvents, "rebuild-events", "50k", "events folded by scenario 3 (scenario 5 reads up to 20k of them)")
-	f.BoolVar(&o.settle, "settle", false, "scenario 6: wait until the events are older than the log's 2-minute dedupe window, which it re-reads at start (adds up to 2 minutes)")
+	f.BoolVar(&o.settle, "settle", false, "scenario 6: wait until the events are older than the 2-minute dedupe window, which JetStream re-reads at start (adds up to 2 minutes)")
 	f.StringVar(&o.dir, "dir", "", "make the temporary directory here, on the disk to measure (default: the system's temporary directory)")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory and say where it is")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON document instead of the table")

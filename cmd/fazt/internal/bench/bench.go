@@ -36,9 +36,9 @@ type Config struct {
 	Events int
 	// Settle makes scenario 6 wait, before it starts the kernel, until
 	// the events are older than the log's dedupe window (two minutes),
-	// which the log re-reads at Open: the start of a server whose last
-	// burst of appends is long past. Without it every event is in the
-	// window, the worst case.
+	// which JetStream re-reads when the stream starts (kernel and raw
+	// alike): the start of a server whose last burst of appends is long
+	// past. Without it every event is in the window, the worst case.
 	Settle bool
 	// RebuildEvents is the size of the log folded by scenario 3 (and,
 	// up to 20,000, read by scenario 5).

@@ -135,11 +135,11 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	}
 	l.storedSeq.Store(last)
 	// The IDs callers chose in the last DuplicateWindow are not read back
-	// from the log: JetStream rebuilt its own dedupe table for the window
-	// when the stream started, so a retry after a restart is still
-	// written once (JetStream calls it a duplicate, and the log looks up
-	// the original). Reading them here would make a start after a burst
-	// re-read the burst (1.2-1.9 s per 200k events).
+	// from the log, which would make a start after a burst re-read the
+	// burst (1.2-1.9 s per 200k events): a retry of an ID made before
+	// Open is looked up in its stream when it comes (findExisting), and
+	// JetStream's own dedupe table, rebuilt when the stream started,
+	// backs that up.
 	l.recent = make(map[string]recentID)
 	if l.srv != nil && l.Durability == Strict {
 		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.srv.GlobalAccount().Name, "streams", l.StreamName, "msgs")

@@ -85,11 +85,12 @@
 // writes nothing, however late the retry. IDs the caller chose carry
 // Nats-Msg-Id, so JetStream deduplicates them within DuplicateWindow
 // (default 2 minutes; JetStream rebuilds that table when it starts), and
-// the log remembers them for as long, to answer a retry without writing;
-// a retry JetStream reports as a duplicate is answered with the original
-// positions, looked up in the event's stream. For an ID older than the
-// window the log scans the event's stream from a minute before the time
-// in the ULID. IDs may not carry a time more than a
+// the log remembers them for as long, to answer a retry without writing.
+// For an ID the log cannot know (older than the window, or made before
+// this Log opened, a retry across a restart) it scans the event's stream
+// from a minute before the time in the ULID, before sending anything; a
+// retry JetStream reports as a duplicate all the same is answered with
+// the original positions too. IDs may not carry a time more than a
 // minute in the future, which is what makes that scan complete. IDs the
 // log makes itself cannot be retried (the caller never saw them), so they
 // skip all of this. The log makes them as it writes, so they follow the

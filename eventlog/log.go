@@ -128,6 +128,9 @@ type Log struct {
 	// mangle, set only by tests, alters a message before it is published:
 	// the way to make JetStream refuse one write in the middle of a flight.
 	mangle func(*nats.Msg)
+	// openedAt is when Open ran: caller-chosen IDs made before it may
+	// have been written by an earlier process, unknown to recent.
+	openedAt time.Time
 	// storedSeq is the newest sequence this log has seen stored.
 	storedSeq atomic.Uint64
 	// The server's payload limit, read at most once a second: asking the
@@ -167,6 +170,7 @@ func (l *Log) Open(ctx context.Context) error {
 		return invalidf("MaxBatch %d: want 1..1000", l.MaxBatch)
 	}
 	l.entropy = ulid.Monotonic(rand.Reader, 0)
+	l.openedAt = time.Now()
 	var err error
 	if l.URL == "" {
 		writerPass, readerPass := rand.Text(), rand.Text()
@@ -463,8 +467,9 @@ func (l *Log) AppendAsync(ctx context.Context, events []Event, expect ...Expecta
 		return nil, err
 	}
 	req.ownIDs = clientIDs
-	// Retries from beyond JetStream's dedupe window are found by scanning
-	// their stream; younger ones are caught by JetStream itself.
+	// Retries the commit loop cannot recognise (from beyond the dedupe
+	// window, or from before a restart) are found by scanning their
+	// stream; the others it answers from the IDs it remembers.
 	if clientIDs {
 		if res, found, err := l.findExisting(ctx, req.events); err != nil {
 			return nil, err
@@ -570,21 +575,39 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 	return req, clientIDs, nil
 }
 
-// findExisting looks for events whose IDs are too old for JetStream's
-// dedupe window. It returns found=true when every event of the append is
-// already in the log, with the original positions.
+// findExisting looks up, before anything is sent, the events whose IDs
+// may already be in the log where the commit loop cannot tell: IDs too
+// old for JetStream's dedupe window, and IDs made before this log opened
+// that it has not seen (retries across a restart). A retry sent to
+// JetStream would be reported as a duplicate all the same, but only after
+// breaking the chain of the writes in flight behind it; a burst of such
+// retries would be retried over and over. It returns found=true when
+// every event of the append is already in the log, with the original
+// positions.
 func (l *Log) findExisting(ctx context.Context, events []Event) (Result, bool, error) {
 	horizon := time.Now().Add(-l.DuplicateWindow + maxFutureIDSkew)
-	var old []int
-	for i, e := range events {
+	look := false
+	for _, e := range events {
 		if e.ID == "" {
 			continue
 		}
-		if id, _ := ulid.ParseStrict(e.ID); ulid.Time(id.Time()).Before(horizon) {
-			old = append(old, i)
+		id, _ := ulid.ParseStrict(e.ID)
+		t := ulid.Time(id.Time())
+		if t.Before(horizon) {
+			look = true
+			break
+		}
+		if t.Before(l.openedAt) {
+			l.recentMu.Lock()
+			_, known := l.recent[e.ID]
+			l.recentMu.Unlock()
+			if !known {
+				look = true
+				break
+			}
 		}
 	}
-	if len(old) == 0 {
+	if !look {
 		return Result{}, false, nil
 	}
 	pos, err := l.lookup(ctx, events)
@@ -597,7 +620,9 @@ func (l *Log) findExisting(ctx context.Context, events []Event) (Result, bool, e
 	case len(pos) < len(events):
 		return Result{}, false, invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(events))
 	}
-	return resultOf(events, pos), true, nil
+	res := resultOf(events, pos)
+	l.remember(res.Events) // the next retry is answered at once
+	return res, true, nil
 }
 
 // maxPayload is the largest message the server accepts, as of at most a

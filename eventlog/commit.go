@@ -40,8 +40,9 @@ import (
 // commitState is the commit loop's and the finisher's state.
 type commitState struct {
 	// Owned by the commit loop.
-	backlog   []*appendReq // appends gathered but not yet launched, in arrival order
-	free      []*msgBuf    // buffers of messages published, to reuse
+	backlog   []*appendReq      // appends gathered but not yet launched, in arrival order
+	free      []*msgBuf         // buffers of messages published, to reuse
+	flying    map[string]uint64 // caller-chosen IDs published, by round
 	arrivals  uint64
 	view      map[string]head // each stream's last event, counting groups in flight
 	predicted uint64          // sequence of the last message published
@@ -141,6 +142,7 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	// JetStream's own dedupe table, rebuilt when the stream started,
 	// backs that up.
 	l.recent = make(map[string]recentID)
+	l.flying = map[string]uint64{}
 	if l.srv != nil && l.Durability == Strict {
 		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.srv.GlobalAccount().Name, "streams", l.StreamName, "msgs")
 		var err error
@@ -378,6 +380,12 @@ func (l *Log) launch(group []*appendReq) *flight {
 	defer cancel()
 	l.pruneRecent()
 
+	if l.copiesInFlight(group) {
+		// An append retried while its original is still in flight waits
+		// for the original's answer: sent, JetStream would drop it as a
+		// duplicate and break the chain of every write behind it.
+		l.waitIdle()
+	}
 	if !l.soleWriter || l.stale.Load() || len(l.view) > maxView {
 		// Other writers may move any stream at any time, so predictions
 		// are worthless: one group in flight, guarded by what the log
@@ -481,6 +489,8 @@ func (l *Log) launch(group []*appendReq) *flight {
 				e := &r.events[i]
 				if e.ID == "" {
 					e.ID = l.NewID()
+				} else if r.ownIDs {
+					l.flying[e.ID] = l.round
 				}
 				b := l.msgBuf()
 				m := e.message(r.ownIDs, b)
@@ -517,6 +527,28 @@ func (l *Log) launch(group []*appendReq) *flight {
 		units[u].asked = u == len(units)-1 || !l.soleWriter || slices.ContainsFunc(units[u].reqs, func(r *appendReq) bool { return r.tries > 0 })
 	}
 	return l.publish(units)
+}
+
+// copiesInFlight reports whether an append of group carries a
+// caller-chosen ID published in a group not yet answered.
+func (l *Log) copiesInFlight(group []*appendReq) bool {
+	if len(l.flying) == 0 {
+		return false
+	}
+	l.doneMu.Lock()
+	done := l.doneRnd
+	l.doneMu.Unlock()
+	for _, r := range group {
+		if !r.ownIDs {
+			continue
+		}
+		for _, e := range r.events {
+			if round, ok := l.flying[e.ID]; ok && round > done {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // viewOf returns a stream's last event as the loop sees it, reading it
@@ -1022,6 +1054,14 @@ func (l *Log) pruneRecent() {
 		return
 	}
 	l.lastPrune = now
+	l.doneMu.Lock()
+	done := l.doneRnd
+	l.doneMu.Unlock()
+	for id, round := range l.flying {
+		if round <= done {
+			delete(l.flying, id)
+		}
+	}
 	l.recentMu.Lock()
 	for id, r := range l.recent {
 		if now.Sub(r.at) > l.DuplicateWindow {

@@ -350,11 +350,10 @@ type flight struct {
 // unit is what JetStream stores as one: one event, or one atomic batch.
 type unit struct {
 	reqs  []*appendReq
-	msgs  []*nats.Msg // until published; their buffers are reused after
-	bufs  []*msgBuf
-	n     int    // messages
-	last  uint64 // the sequence predicted for the last message
-	asked bool   // JetStream is asked to acknowledge it
+	msgs  []*msgBuf // until published: the buffers are reused after
+	n     int       // messages
+	last  uint64    // the sequence predicted for the last message
+	asked bool      // JetStream is asked to acknowledge it
 }
 
 // unitAck is JetStream's answer for one unit.
@@ -494,7 +493,6 @@ func (l *Log) launch(group []*appendReq) *flight {
 				}
 				b := l.msgBuf()
 				m := e.message(r.ownIDs, b)
-				units[u].bufs = append(units[u].bufs, b)
 				switch {
 				case l.soleWriter && len(units[u].msgs) == 0:
 					// Nothing but this log writes events, so it knows every
@@ -516,7 +514,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 				}
 				l.predicted++
 				l.view[e.Stream] = head{seq: l.predicted, version: e.Version}
-				units[u].msgs = append(units[u].msgs, m)
+				units[u].msgs = append(units[u].msgs, b)
 			}
 		}
 		units[u].last = l.predicted
@@ -598,7 +596,7 @@ func (l *Log) publish(units []unit) *flight {
 	l.flightMu.Unlock()
 	for u, un := range units {
 		msgs := un.msgs
-		last := msgs[len(msgs)-1]
+		last := &msgs[len(msgs)-1].msg
 		if un.asked {
 			last.Reply = f.prefix + strconv.Itoa(u)
 		}
@@ -606,17 +604,17 @@ func (l *Log) publish(units []unit) *flight {
 			var b [12]byte
 			_, _ = rand.Read(b[:])
 			batchID := hex.EncodeToString(b[:])
-			for i, m := range msgs {
-				m.Header.Set("Nats-Batch-Id", batchID)
-				m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+			for i, b := range msgs {
+				b.h.Set("Nats-Batch-Id", batchID)
+				b.h.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 			}
 			last.Header.Set("Nats-Batch-Commit", "1")
 		}
 		var err error
-		for _, m := range msgs {
+		for _, b := range msgs {
 			// Staged batch messages go without a reply: the commit's
 			// answer covers the whole batch.
-			if err = l.nc.PublishMsg(m); err != nil {
+			if err = l.nc.PublishMsg(&b.msg); err != nil {
 				break
 			}
 		}
@@ -636,8 +634,8 @@ func (l *Log) publish(units []unit) *flight {
 		}
 	}
 	for u := range units {
-		l.free = append(l.free, units[u].bufs...)
-		units[u].msgs, units[u].bufs = nil, nil
+		l.free = append(l.free, units[u].msgs...)
+		units[u].msgs = nil
 	}
 	return f
 }
@@ -832,22 +830,18 @@ func (l *Log) answer(f *flight) {
 			// The write was refused because one before it was: try it
 			// again, with its own acknowledgement.
 			for _, r := range un.reqs {
-				if r.tries++; r.tries > maxTries {
-					r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times after other writes failed", ErrUnavailable, maxTries)}
-					continue
+				if l.mayRetry(r, a.err) {
+					l.retry(r)
 				}
-				l.retry(r)
 			}
 		case len(un.reqs) > 1:
 			// A shared batch was refused: retrying each append on its own
 			// finds the one that caused it.
 			for _, r := range un.reqs {
-				if r.tries++; r.tries > maxTries {
-					r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times: %v", ErrUnavailable, maxTries, a.err)}
-					continue
+				if l.mayRetry(r, a.err) {
+					r.alone = true
+					l.retry(r)
 				}
-				r.alone = true
-				l.retry(r)
 			}
 		default:
 			r := un.reqs[0]
@@ -860,8 +854,7 @@ func (l *Log) answer(f *flight) {
 			case errCodeBatchDuplicate, errCodeDupConflict:
 				l.answerDuplicate(ctx, r)
 			case errCodeWrongLastSeq, errCodeWrongLastSeqConst:
-				if r.tries++; r.tries > maxTries {
-					r.res <- appendResp{err: fmt.Errorf("%w: streams keep moving under concurrent writers (%d tries): %v", ErrUnavailable, maxTries, a.err)}
+				if !l.mayRetry(r, a.err) {
 					continue
 				}
 				if r.tries == 1 || l.soleWriter {
@@ -882,6 +875,16 @@ func (l *Log) answer(f *flight) {
 	l.doneRnd = f.round
 	l.doneCond.Broadcast()
 	l.doneMu.Unlock()
+}
+
+// mayRetry counts a try of r after a refused write and reports whether
+// r may be retried; past maxTries it answers r with ErrUnavailable.
+func (l *Log) mayRetry(r *appendReq, refused error) bool {
+	if r.tries++; r.tries <= maxTries {
+		return true
+	}
+	r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times, the last: %v", ErrUnavailable, maxTries, refused)}
+	return false
 }
 
 // noteStored raises the newest stored sequence that WaitTail reports.
@@ -1046,8 +1049,8 @@ func (l *Log) answerRecent(r *appendReq) bool {
 	return true
 }
 
-// pruneRecent forgets IDs older than the dedupe window, at most every
-// few seconds.
+// pruneRecent forgets IDs older than the dedupe window, and published
+// IDs whose groups are answered, at most every few seconds.
 func (l *Log) pruneRecent() {
 	now := time.Now()
 	if now.Sub(l.lastPrune) < 5*time.Second {

@@ -119,6 +119,14 @@ func TestGuardsHoldAgainstForeignWrites(t *testing.T) {
 	}
 }
 
+// refuseMarked makes JetStream refuse the events of type "t.refused":
+// they expect another stream.
+func refuseMarked(m *nats.Msg) {
+	if m.Header.Get(headerType) == "t.refused" {
+		m.Header["Nats-Expected-Stream"] = []string{"elsewhere"}
+	}
+}
+
 // JetStream refuses one write in the middle of a pipelined flight (here
 // a message made to expect another stream). Only the last unit of a
 // flight is acknowledged, so the log has to work out which writes landed:
@@ -129,11 +137,7 @@ func TestRefusedWriteInsideAFlight(t *testing.T) {
 		t.Run(d.String(), func(t *testing.T) {
 			l := New(t.TempDir())
 			l.Durability = d
-			l.mangle = func(m *nats.Msg) {
-				if m.Header.Get(headerType) == "t.refused" {
-					m.Header["Nats-Expected-Stream"] = []string{"elsewhere"}
-				}
-			}
+			l.mangle = refuseMarked
 			if err := l.Open(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -319,11 +323,7 @@ func mixedLoad(t *testing.T, shared bool) {
 	if shared {
 		l.Listen, l.ListenWritable = "127.0.0.1:0", true
 	}
-	l.mangle = func(m *nats.Msg) {
-		if m.Header.Get(headerType) == "t.refused" {
-			m.Header["Nats-Expected-Stream"] = []string{"elsewhere"}
-		}
-	}
+	l.mangle = refuseMarked
 	if err := l.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -29,10 +29,10 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/verticals/analytics"
 )
 
 const (
-	pageviewType    = "analytics.pageview_recorded"
 	pageviewSchema  = 2 // v2 carries utm_source
 	demoBatch       = eventlog.MaxAppendEvents
 	demoInFlight    = 4         // appends in flight: enough to share fsyncs, few enough to stay fair
@@ -238,16 +238,11 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// demoView is the data of an analytics.pageview_recorded v2 event.
+// demoView is a view to import: the event's data (version 2), and its
+// time for sorting.
 type demoView struct {
-	Site      string `json:"site"`
-	Path      string `json:"path"`
-	Referrer  string `json:"referrer"`
-	UAClass   string `json:"ua_class"`
-	Visitor   string `json:"visitor"`
-	At        string `json:"at"`
-	UTMSource string `json:"utm_source,omitempty"`
-	at        time.Time
+	analytics.PageviewRecorded
+	at time.Time
 }
 
 // importViews appends the views in batches, a few in flight, with
@@ -325,7 +320,7 @@ func appendViews(ctx context.Context, c *client, views []demoView, ids *lockedEn
 		if err != nil {
 			return 0, err
 		}
-		req.Events[i] = kernel.AppendEvent{ID: ids.id(), Stream: analyticsPrefix + views[i].Site, Type: pageviewType, Schema: pageviewSchema, Data: data}
+		req.Events[i] = kernel.AppendEvent{ID: ids.id(), Stream: analyticsPrefix + views[i].Site, Type: analytics.TypePageviewRecorded, Schema: pageviewSchema, Data: data}
 	}
 	var err error
 	for attempt := range demoRetries {
@@ -644,7 +639,7 @@ func siteViews(r *mrand.Rand, sp demoSpec, n, days int, firstDay, now time.Time,
 		x := r.Float64() * cum
 		s := slots[sort.Search(len(slots), func(j int) bool { return slots[j].cum > x })]
 		at := s.start.Add(time.Duration(r.Int64N(int64(s.len))))
-		v := demoView{Site: sp.id, at: at, At: at.Format(time.RFC3339)}
+		v := demoView{PageviewRecorded: analytics.PageviewRecorded{Site: sp.id, At: at.Format(time.RFC3339)}, at: at}
 
 		if s.spike > 0 && r.Float64() < s.spike {
 			v.Path = spikePath

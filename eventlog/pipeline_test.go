@@ -19,13 +19,10 @@ import (
 // feet; appends are refused, retried against a fresh view, and every
 // stream still counts its versions without a gap.
 func TestGuardsHoldAgainstForeignWrites(t *testing.T) {
-	l := New(t.TempDir())
-	l.Durability = Relaxed
-	l.Listen, l.ListenWritable = "127.0.0.1:0", true
-	if err := l.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
+	l := openTest(t, func(l *Log) {
+		l.Durability = Relaxed
+		l.Listen, l.ListenWritable = "127.0.0.1:0", true
+	})
 	if l.soleWriter {
 		t.Fatal("a writable listener makes other writers possible")
 	}
@@ -119,6 +116,19 @@ func TestGuardsHoldAgainstForeignWrites(t *testing.T) {
 	}
 }
 
+// openTest opens a log in a temporary directory, set up by configure,
+// and closes it when the test ends.
+func openTest(t *testing.T, configure func(*Log)) *Log {
+	t.Helper()
+	l := New(t.TempDir())
+	configure(l)
+	if err := l.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return l
+}
+
 // refuseMarked makes JetStream refuse the events of type "t.refused":
 // they expect another stream.
 func refuseMarked(m *nats.Msg) {
@@ -135,13 +145,7 @@ func refuseMarked(m *nats.Msg) {
 func TestRefusedWriteInsideAFlight(t *testing.T) {
 	for _, d := range []Durability{Strict, Relaxed} {
 		t.Run(d.String(), func(t *testing.T) {
-			l := New(t.TempDir())
-			l.Durability = d
-			l.mangle = refuseMarked
-			if err := l.Open(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close(context.Background())
+			l := openTest(t, func(l *Log) { l.Durability, l.mangle = d, refuseMarked })
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 
@@ -199,12 +203,7 @@ func TestRefusedWriteInsideAFlight(t *testing.T) {
 // duplicate and break the chain of the writes behind it); it gets the
 // original position, and nothing is lost, written twice or retried.
 func TestDuplicateInsideAFlight(t *testing.T) {
-	l := New(t.TempDir())
-	l.Durability = Relaxed
-	if err := l.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
+	l := openTest(t, func(l *Log) { l.Durability = Relaxed })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -319,15 +318,12 @@ func TestMixedLoadKeepsTheLogExact(t *testing.T) {
 }
 
 func mixedLoad(t *testing.T, shared bool) {
-	l := New(t.TempDir())
-	if shared {
-		l.Listen, l.ListenWritable = "127.0.0.1:0", true
-	}
-	l.mangle = refuseMarked
-	if err := l.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
+	l := openTest(t, func(l *Log) {
+		if shared {
+			l.Listen, l.ListenWritable = "127.0.0.1:0", true
+		}
+		l.mangle = refuseMarked
+	})
 	if l.soleWriter == shared {
 		t.Fatalf("sole writer %v with a writable listener %v", l.soleWriter, shared)
 	}
@@ -441,12 +437,7 @@ func mixedLoad(t *testing.T, shared bool) {
 // JetStream was not asked about: landed, refused (retry), or unknown
 // when JetStream never answered for the flight.
 func TestSettle(t *testing.T) {
-	l := New(t.TempDir())
-	l.Durability = Relaxed
-	if err := l.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
+	l := openTest(t, func(l *Log) { l.Durability = Relaxed })
 	for i := 0; i < 5; i++ {
 		if _, err := l.Append(context.Background(), []Event{{Stream: "s.1", Type: "t.n"}}); err != nil {
 			t.Fatal(err)

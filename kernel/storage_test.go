@@ -172,4 +172,3 @@ func TestDiskReserveOverHTTP(t *testing.T) {
 		t.Fatalf("append after space was freed: %d %s", status, msg)
 	}
 }
-

@@ -3,6 +3,7 @@ package eventlog
 import (
 	"cmp"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -75,12 +76,16 @@ type space struct {
 	broken      string    // JetStream is off or the stream stopped writing
 }
 
-// storeDir is the directory the embedded server keeps its files in.
+// storeDir is the directory the embedded server keeps its files in
+// (also once it is shut down).
 func (l *Log) storeDir() string {
 	if l.srv == nil {
 		return ""
 	}
-	return l.srv.JetStreamConfig().StoreDir
+	if cfg := l.srv.JetStreamConfig(); cfg != nil {
+		return cfg.StoreDir
+	}
+	return filepath.Join(l.Dir, server.JetStreamStoreDir)
 }
 
 // checkSpace refuses an append of size bytes when the free space is

@@ -144,7 +144,7 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	l.recent = make(map[string]recentID)
 	l.flying = map[string]uint64{}
 	if l.srv != nil && l.Durability == Strict {
-		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.srv.GlobalAccount().Name, "streams", l.StreamName, "msgs")
+		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.accountName(), "streams", l.StreamName, "msgs")
 		var err error
 		if l.syncer, err = newBlockSyncer(dir); err != nil {
 			return err
@@ -930,6 +930,10 @@ const (
 	errCodeWrongLastSeqConst = 10164
 	errCodeBatchDuplicate    = 10201
 	errCodeDupConflict       = 10158
+	// Lack of storage: the server's limit, the storage tier's, the account's.
+	errCodeInsufficientResources = 10023
+	errCodeStorageExceeded       = 10047
+	errCodeAccountExceeded       = 10002
 )
 
 // jsError is an error answered by JetStream.
@@ -938,7 +942,18 @@ type jsError struct {
 	desc string
 }
 
-func (e *jsError) Error() string { return fmt.Sprintf("jetstream: %s (error %d)", e.desc, e.code) }
+func (e *jsError) Error() string {
+	if e.Is(ErrInsufficientStorage) {
+		return fmt.Sprintf("the event log's storage is full: JetStream refused the write (%s, error %d); free disk space or raise --store-limit, then retry", e.desc, e.code)
+	}
+	return fmt.Sprintf("jetstream: %s (error %d)", e.desc, e.code)
+}
+
+// Is makes the refusals for lack of storage errors.Is(err,
+// ErrInsufficientStorage): JetStream refuses such a write whole.
+func (e *jsError) Is(target error) bool {
+	return target == ErrInsufficientStorage && (e.code == errCodeInsufficientResources || e.code == errCodeStorageExceeded || e.code == errCodeAccountExceeded)
+}
 
 func parseAck(data []byte, n int) unitAck {
 	if a, ok := parseAckFast(data, n); ok {

@@ -103,6 +103,28 @@
 // it is woken by this process's appends, and polls every PollInterval when
 // other writers may exist.
 //
+// # Storage
+//
+// The log only grows, so it must meet a full disk gracefully. With the
+// embedded server, an append is refused before anything is sent, with
+// ErrInsufficientStorage (a *StorageError that names the disk or the
+// limit), when the free space of Dir's file system is below DiskReserve
+// (DefaultDiskReserve, 64 MiB: room for the read models to catch up) or
+// when the log would grow past MaxStore (0: no limit). Free space is
+// measured at most every 100 ms and what was appended since is counted,
+// so the reserve holds at full speed. Appends are taken again as soon as
+// space returns; nothing needs a restart. Storage reports the figures.
+//
+// The log enforces both limits itself and gives JetStream none: JetStream
+// checks its own limit message by message and was seen storing one event
+// of a three-event atomic batch that reached it. Should the disk fill
+// all the same (another process writing to it), JetStream stops writing
+// the stream, for good in its own eyes; appends are then answered
+// ErrUnavailable (they may or may not have landed), and once there is
+// room above the reserve again the log restarts JetStream, which
+// recovers the stream from its files. An external server (URL) enforces
+// its own limits; its refusals are ErrInsufficientStorage too.
+//
 // # Wire form
 //
 // This is the stored form of an event. It is permanent: every version of

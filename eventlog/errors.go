@@ -25,6 +25,12 @@ var (
 	// time; the outcome of an append is unknown and retrying it with the
 	// same event IDs is safe.
 	ErrUnavailable = errors.New("event log unavailable")
+	// ErrInsufficientStorage: the append was refused, and nothing of it
+	// written, because the log's storage is full: the disk is down to its
+	// reserve (Log.DiskReserve) or JetStream's storage limit
+	// (Log.MaxStore) is reached. Appends work again once space returns;
+	// the error says which limit was hit. The error is a *StorageError.
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
 
 // ConflictError reports a failed expectation.

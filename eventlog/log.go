@@ -79,6 +79,16 @@ type Log struct {
 	// log then guards every write against them, at some cost. By default
 	// the listener is read-only.
 	ListenWritable bool
+	// MaxStore caps the embedded server's JetStream storage, in bytes;
+	// 0 (the default) means no cap but the disk and DiskReserve. Appends
+	// past it fail with ErrInsufficientStorage.
+	MaxStore int64
+	// DiskReserve is the free space, in bytes, that appends leave on the
+	// file system of Dir (DefaultDiskReserve); below it they fail with
+	// ErrInsufficientStorage and nothing is written, and they work again
+	// as soon as space is freed. Negative: no reserve. Only for the
+	// embedded server.
+	DiskReserve int64
 	// Durability of acknowledged appends; Strict by default.
 	Durability Durability
 	// SyncInterval is how often a Relaxed log fsyncs.
@@ -142,6 +152,8 @@ type Log struct {
 	entropy *ulid.MonotonicEntropy
 	idMu    sync.Mutex
 
+	space space
+
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced when new events are stored
 }
@@ -159,6 +171,7 @@ func New(dir string) *Log {
 		MaxBatch:        DefaultMaxBatch,
 		RequestTimeout:  DefaultRequestTimeout,
 		PollInterval:    DefaultPollInterval,
+		DiskReserve:     DefaultDiskReserve,
 		Logger:          slog.New(slog.DiscardHandler),
 	}
 }
@@ -174,7 +187,7 @@ func (l *Log) Open(ctx context.Context) error {
 	var err error
 	if l.URL == "" {
 		writerPass, readerPass := rand.Text(), rand.Text()
-		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, writerPass, readerPass); err != nil {
+		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, l.storeLimit(), writerPass, readerPass); err != nil {
 			return err
 		}
 		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, writerPass))
@@ -212,6 +225,10 @@ func (l *Log) Open(ctx context.Context) error {
 	if err := l.startCommitter(ctx); err != nil {
 		l.closeConn()
 		return err
+	}
+	if l.srv != nil {
+		l.wg.Add(1)
+		go l.watchStorage()
 	}
 	return nil
 }
@@ -405,6 +422,7 @@ type appendReq struct {
 	tries   int
 	order   uint64 // when the commit loop received it
 	alone   bool   // a batch it shared was refused: it goes in a group of its own
+	bytes   int    // of data, for the storage checks
 }
 
 // resChans recycles the one-answer channels of appends.
@@ -422,7 +440,9 @@ type appendResp struct {
 // late the retry comes.
 //
 // Errors: ErrInvalid (bad names, types, IDs, sizes, JSON, expectations),
-// *ConflictError (ErrConflict) when an expectation fails, ErrUnavailable
+// *ConflictError (ErrConflict) when an expectation fails,
+// ErrInsufficientStorage when the log's storage is full (nothing was
+// written; retry once space is freed), ErrUnavailable
 // when JetStream cannot be reached (the outcome is unknown; retry with the
 // same IDs), ErrClosed, or the context's error.
 func (l *Log) Append(ctx context.Context, events []Event, expect ...Expectation) (Result, error) {
@@ -467,6 +487,9 @@ func (l *Log) AppendAsync(ctx context.Context, events []Event, expect ...Expecta
 		return nil, err
 	}
 	req.ownIDs = clientIDs
+	if err := l.checkSpace(time.Now(), req.bytes); err != nil {
+		return nil, err
+	}
 	// Retries the commit loop cannot recognise (from beyond the dedupe
 	// window, or from before a restart) are found by scanning their
 	// stream; the others it answers from the IDs it remembers.
@@ -544,6 +567,7 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 			req.streams = append(req.streams, e.Stream)
 		}
 	}
+	req.bytes = total
 	if total > MaxAppendBytes {
 		return nil, false, invalidf("append carries %d bytes of data; the limit is %d", total, MaxAppendBytes)
 	}

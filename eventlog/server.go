@@ -13,7 +13,7 @@ import (
 // startEmbedded starts a NATS server with JetStream file storage under
 // dir, the way NATS's own tests embed it. It listens on the network only
 // when listen is set ("127.0.0.1:4222").
-func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval time.Duration, writerPass, readerPass string) (*server.Server, error) {
+func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval time.Duration, maxStore int64, writerPass, readerPass string) (*server.Server, error) {
 	// Two users: the log's own connection, the only one that may publish
 	// events, and a reader for everything else in the process (consumers,
 	// inspection). A listener's clients are the reader too unless the
@@ -32,6 +32,9 @@ func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval
 		NoSigs:     true,
 		MaxPayload: 4 << 20,
 		DontListen: listen == "",
+		// A deliberate limit: left at 0, JetStream would cap itself at 75%
+		// of the space free at start and never look again.
+		JetStreamMaxStore: maxStore,
 	}
 	// Strict logs fsync each group of appends themselves (see blockSyncer),
 	// so the server never fsyncs per message.

@@ -86,7 +86,7 @@ func DiagnoseDir(dir string) []Check {
 // is not ok says what to fix.
 func (k *Kernel) Doctor(ctx context.Context) []Check {
 	out := DiagnoseDir(k.cfg.Dir)
-	out = append(out, k.checkStream(ctx), checkSQLite(ctx))
+	out = append(out, k.checkStream(ctx), k.checkStorage(), checkSQLite(ctx))
 	for _, st := range k.runner.Statuses() {
 		out = append(out, checkProjection(st))
 	}

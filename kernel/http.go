@@ -80,6 +80,7 @@ func newAPI(k *Kernel) *api {
 	a.streams, a.stopStreams = context.WithCancel(context.Background())
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.HandleFunc("GET /readyz/writes", a.readyzWrites)
 	a.mux.HandleFunc("POST /v1/events", a.appendEvents)
 	a.mux.HandleFunc("GET /v1/events", a.readEvents)
 	a.mux.HandleFunc("GET /v1/events/live", a.liveEvents)
@@ -480,6 +481,8 @@ func errorStatus(err error) (status int, code, message string) {
 		return http.StatusUnprocessableEntity, "edd_violation", err.Error()
 	case errors.Is(err, eventlog.ErrConflict):
 		return http.StatusConflict, "conflict", err.Error()
+	case errors.Is(err, eventlog.ErrInsufficientStorage):
+		return http.StatusInsufficientStorage, "insufficient_storage", err.Error()
 	case errors.Is(err, eventlog.ErrUnavailable), errors.Is(err, eventlog.ErrClosed),
 		errors.Is(err, projections.ErrHalted), errors.Is(err, projections.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

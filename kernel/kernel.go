@@ -54,6 +54,13 @@ type Config struct {
 	NATSURL      string
 	NATSListen   string
 	NATSWritable bool
+	// StoreLimit caps the log's storage in bytes (0: no cap but the
+	// disk); DiskReserve is the free space appends leave on the data
+	// directory's disk (0: eventlog.DefaultDiskReserve; negative: none).
+	// Appends past either fail with HTTP 507 (insufficient_storage) and
+	// resume by themselves once there is room. See eventlog.Log.
+	StoreLimit  int64
+	DiskReserve int64
 	// Logger receives the kernel's logs (slog.Default() when nil).
 	Logger *slog.Logger
 	// MaxBodyBytes bounds admin request bodies; PublicBodyBytes those of
@@ -147,6 +154,10 @@ func New(cfg Config) *Kernel {
 	k.log.Listen = cfg.NATSListen
 	k.log.ListenWritable = cfg.NATSWritable
 	k.log.Durability = cfg.Durability
+	k.log.MaxStore = cfg.StoreLimit
+	if cfg.DiskReserve != 0 {
+		k.log.DiskReserve = cfg.DiskReserve
+	}
 	k.log.Logger = cfg.Logger
 	k.log.Validate = k.reg.Validate // every append, from any route
 	k.runner = projections.New(filepath.Join(cfg.Dir, "projections"), k.log)

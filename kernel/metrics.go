@@ -129,7 +129,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Kernel.Metrics.
 func (a *api) newMetricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(kernelCollector{a}, a.httpm.requests, a.httpm.duration,
+	reg.MustRegister(kernelCollector{a}, storageCollector{a}, a.httpm.requests, a.httpm.duration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -36,6 +37,8 @@ type serveOptions struct {
 	natsURL    string
 	durability string
 	logFormat  string
+	storeLimit string
+	reserve    string
 }
 
 // serveState is DIR/serve.json: how clients on this machine find a
@@ -71,6 +74,8 @@ server.`,
 	f.StringVar(&o.natsURL, "nats-url", "", "use an existing NATS server instead of the embedded one")
 	f.StringVar(&o.durability, "durability", "strict", "strict (fsync before acknowledging) or relaxed (fsync every second)")
 	f.StringVar(&o.logFormat, "log-format", "text", "server log format on stderr: text or json")
+	f.StringVar(&o.storeLimit, "store-limit", "0", "most disk the log may use, e.g. 20GiB; 0: no limit but the disk and --disk-reserve (appends past it get 507 insufficient_storage)")
+	f.StringVar(&o.reserve, "disk-reserve", humanize.IBytes(eventlog.DefaultDiskReserve), "free space appends leave on the data directory's disk, for the read models and SQLite; 0: none. Appends below it get 507 and resume once space is freed")
 	return cmd
 }
 
@@ -83,6 +88,20 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	durability, err := eventlog.ParseDurability(o.durability)
 	if err != nil {
 		return usagef(cmd, "--durability: %v", err)
+	}
+	storeLimit, err := parseBytes(o.storeLimit)
+	if err != nil {
+		return usagef(cmd, "--store-limit: %v", err)
+	}
+	reserve, err := parseBytes(o.reserve)
+	if err != nil {
+		return usagef(cmd, "--disk-reserve: %v", err)
+	}
+	if reserve == 0 {
+		reserve = -1 // none
+	}
+	if o.natsURL != "" && (cmd.Flags().Changed("store-limit") || cmd.Flags().Changed("disk-reserve")) {
+		logger.Warn("--store-limit and --disk-reserve have no effect with --nats-url: storage is the NATS server's configuration")
 	}
 	if o.natsWrite && o.natsListen == "" {
 		return usagef(cmd, "--nats-writable needs --nats-listen")
@@ -117,6 +136,8 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 		NATSURL:      o.natsURL,
 		NATSListen:   o.natsListen,
 		NATSWritable: o.natsWrite,
+		StoreLimit:   storeLimit,
+		DiskReserve:  reserve,
 		Logger:       logger,
 	})
 	if err != nil {
@@ -143,6 +164,18 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 		fmt.Fprintf(a.stdout, "NATS listening on %s\n", st.NATS)
 	}
 	return k.Serve(ctx)
+}
+
+// parseBytes reads a size such as 64MiB, 20GB or 1048576 (go-humanize).
+func parseBytes(s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size (like 512MiB or 20GB)", s)
+	}
+	if n > 1<<62 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return int64(n), nil
 }
 
 func newLogger(format string, w io.Writer) (*slog.Logger, error) {

@@ -484,3 +484,50 @@ func TestListenerConsumers(t *testing.T) {
 		t.Fatalf("after a delete: %d %s", code, desc)
 	}
 }
+
+// Another fazt process can read the log through a read-only listener:
+// it opens on the stream as it is (the listener refuses the update Open
+// would make), reads with direct gets and with a cursor, and cannot
+// append.
+func TestLogReadsThroughAReadOnlyListener(t *testing.T) {
+	ll := openListenerLog(t, false)
+	ctx := context.Background()
+	other := openLog(t, func(l *eventlog.Log) { l.URL = ll.l.ClientURL() })
+	p, err := other.Read(ctx, 0, 10, eventlog.Filter{})
+	if err != nil || len(p.Events) != 3 || p.Events[2].Stream != "probe.3" {
+		t.Fatalf("read: %+v %v", p, err)
+	}
+	c, err := other.OpenCursor(ctx, 1, eventlog.Filter{Categories: []string{"probe"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = c.Next(ctx, 10)
+	c.Close()
+	if err != nil || len(p.Events) != 2 || p.Events[0].Seq != 2 || p.LastSeq != 3 {
+		t.Fatalf("cursor: %+v %v", p, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := other.Append(actx, []eventlog.Event{ev("probe.4", "probe.seen", nil)}); err == nil {
+		t.Fatal("appended through a read-only listener")
+	}
+	// The cursor's consumer idles out in JetStream: it is the bounded kind.
+	js, _ := jetstream.New(ll.l.Conn())
+	s, _ := js.Stream(ctx, eventlog.DefaultStreamName)
+	for n := range s.ConsumerNames(ctx).Name() {
+		if n == "reactor_probe" {
+			continue
+		}
+		info, err := js.Consumer(ctx, eventlog.DefaultStreamName, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := info.CachedInfo().Config; cfg.AckPolicy != jetstream.AckNonePolicy || !cfg.MemoryStorage || cfg.InactiveThreshold <= 0 || cfg.InactiveThreshold > time.Hour {
+			t.Errorf("the cursor's consumer %s: %+v", n, cfg)
+		}
+		if err := js.DeleteConsumer(ctx, eventlog.DefaultStreamName, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ll.checkIntact(t, "another process", 3)
+}

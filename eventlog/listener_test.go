@@ -30,8 +30,15 @@ func natsCLI(t *testing.T) string {
 	if p, err := exec.LookPath("nats"); err == nil {
 		return p
 	}
+	dirs := []string{os.Getenv("GOBIN")}
+	for _, gopath := range filepath.SplitList(os.Getenv("GOPATH")) {
+		dirs = append(dirs, filepath.Join(gopath, "bin"))
+	}
 	if home, err := os.UserHomeDir(); err == nil {
-		if p := filepath.Join(home, "go", "bin", "nats"); fileExists(p) {
+		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+	}
+	for _, d := range dirs {
+		if p := filepath.Join(d, "nats"); d != "" && fileExists(p) {
 			return p
 		}
 	}

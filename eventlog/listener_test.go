@@ -412,7 +412,7 @@ func TestListenerConsumers(t *testing.T) {
 	}
 
 	// The legacy ephemeral form: the guard names it; the client pulls it.
-	code, desc, name := api("$JS.API.CONSUMER.CREATE."+stream, `{"stream_name":"`+stream+`","config":{"deliver_policy":"all","ack_policy":"explicit"}}`)
+	code, desc, name := api("$JS.API.CONSUMER.CREATE."+stream, `{"stream_name":"`+stream+`","config":{"deliver_policy":"all","ack_policy":"explicit","max_waiting":1000000}}`)
 	if code != 200 || name == "" {
 		t.Fatalf("legacy ephemeral: %d %s", code, desc)
 	}
@@ -434,7 +434,8 @@ func TestListenerConsumers(t *testing.T) {
 		}
 	}
 	info, err := ll.l.Conn().Request("$JS.API.CONSUMER.INFO."+stream+"."+name, nil, 5*time.Second)
-	if err != nil || !strings.Contains(string(info.Data), `"ack_policy":"none"`) || !strings.Contains(string(info.Data), `"mem_storage":true`) {
+	if err != nil || !strings.Contains(string(info.Data), `"ack_policy":"none"`) || !strings.Contains(string(info.Data), `"mem_storage":true`) ||
+		!strings.Contains(string(info.Data), `"max_waiting":512`) || !strings.Contains(string(info.Data), `"max_expires":60000000000`) {
 		t.Fatalf("the guard's consumer: %s %v", info.Data, err)
 	}
 	if code, desc, _ := api("$JS.API.CONSUMER.DELETE."+stream+"."+name, ""); code != 200 {
@@ -444,6 +445,7 @@ func TestListenerConsumers(t *testing.T) {
 	for _, tc := range []struct{ name, subject, body string }{
 		{"push into the log", "$JS.API.CONSUMER.CREATE." + stream + ".loop", `{"stream_name":"` + stream + `","config":{"name":"loop","deliver_subject":"fazt.ev.loop.1","inactive_threshold":60000000000}}`},
 		{"durable", "$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".dur", `{"stream_name":"` + stream + `","config":{"durable_name":"dur","ack_policy":"explicit"}}`},
+		{"durable by its subject", "$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".dur2", `{"stream_name":"` + stream + `","config":{"ack_policy":"explicit"}}`},
 		{"idle for ever", "$JS.API.CONSUMER.CREATE." + stream + ".idle", `{"stream_name":"` + stream + `","config":{"name":"idle","inactive_threshold":36000000000000}}`},
 		{"a reactor's name", "$JS.API.CONSUMER.CREATE." + stream + ".reactor_x", `{"stream_name":"` + stream + `","config":{"name":"reactor_x","inactive_threshold":60000000000}}`},
 		{"the kernel's name", "$JS.API.CONSUMER.CREATE." + stream + ".reactor_probe", `{"stream_name":"` + stream + `","config":{"durable_name":"reactor_probe","ack_policy":"explicit","ack_wait":3600000000000,"inactive_threshold":60000000000}}`},

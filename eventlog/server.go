@@ -123,6 +123,12 @@ const (
 	maxListenerIdle      = time.Hour
 	maxListenerPull      = time.Minute
 	maxListenerRequest   = 64 << 10 // bytes of a consumer create request
+	maxListenerWaiting   = 512      // pending pulls of a consumer (JetStream's default)
+	// NATS keeps a route back to the client for each request that crosses
+	// into the kernel's account until its answer, or, for answers that are
+	// streams of messages (pulls, batched gets), until they have been
+	// quiet this long: longer than any pull may wait.
+	listenerResponseWindow = maxListenerPull + 10*time.Second
 	// A server cannot drop an import, so each name a client ever gave a
 	// consumer keeps its pull import (about a kilobyte) until fazt stops:
 	// at most this many names, made at most listenerCreateRate a second.
@@ -141,6 +147,7 @@ type listener struct {
 	guardPass string
 	timeout   time.Duration
 	creates   *rate.Limiter
+	exports   []string // the kernel's account's exports to the clients'
 
 	srv     *server.Server
 	nc      *nats.Conn          // the guard's connection, in the kernel's account
@@ -181,6 +188,7 @@ func newListener(opts *server.Options, stream string, writable bool) (*listener,
 		if err := kernel.AddServiceExportWithResponse(e.subject, e.rt, to); err != nil {
 			return nil, fmt.Errorf("export %s: %w", e.subject, err)
 		}
+		ln.exports = append(ln.exports, e.subject)
 	}
 	imports := map[string]string{ // local subject: the kernel's
 		direct:        direct,
@@ -227,6 +235,11 @@ func (ln *listener) start(srv *server.Server) error {
 		return fmt.Errorf("jetstream for the kernel's account: %w", err)
 	}
 	ln.srv = srv
+	for _, e := range ln.exports {
+		if err := srv.GlobalAccount().SetServiceExportResponseThreshold(e, listenerResponseWindow); err != nil {
+			return fmt.Errorf("export %s: %w", e, err)
+		}
+	}
 	// The guard's connection ends with the server.
 	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("fazt-guard"), nats.NoReconnect(), nats.UserInfo(guardUser, ln.guardPass))
 	if err != nil {
@@ -260,9 +273,9 @@ func (ln *listener) handle(m *nats.Msg) {
 		if len(t) >= 4 {
 			name = t[3]
 		}
-		ln.create(m, api, name)
+		ln.create(m, api, name, false)
 	case len(t) == 5 && t[0] == "CONSUMER" && t[1] == "DURABLE" && t[2] == "CREATE" && t[3] == s:
-		ln.create(m, api, t[4])
+		ln.create(m, api, t[4], true)
 	case len(t) == 4 && t[0] == "CONSUMER" && (t[1] == "INFO" || t[1] == "DELETE") && t[2] == s:
 		if _, ok := ln.granted[t[3]]; !ok {
 			ln.refuse(m, fmt.Sprintf("consumer %s was not made through fazt's NATS listener: a listener client uses only the consumers it made", t[3]))
@@ -306,7 +319,7 @@ func (ln *listener) answer(m *nats.Msg, code int, why string) {
 // JetStream once idle (at most maxListenerIdle), that acknowledges
 // nothing (so the client needs no $JS.ACK, which could reach the
 // kernel's consumers), under a name no consumer has.
-func (ln *listener) create(m *nats.Msg, api, name string) {
+func (ln *listener) create(m *nats.Msg, api, name string, durable bool) {
 	if len(m.Data) > maxListenerRequest {
 		ln.refuse(m, fmt.Sprintf("consumer create request of %d bytes: at most %d", len(m.Data), maxListenerRequest))
 		return
@@ -350,7 +363,7 @@ func (ln *listener) create(m *nats.Msg, api, name string) {
 	case c.Direct || c.Sourcing:
 		ln.refuse(m, "direct and sourcing consumers are the server's own")
 		return
-	case c.Durable != "" && c.InactiveThreshold == 0:
+	case (durable || c.Durable != "") && c.InactiveThreshold == 0:
 		ln.refuse(m, fmt.Sprintf("durable consumers are not available through fazt's NATS listener: set an inactive threshold of at most %v", maxListenerIdle))
 		return
 	case c.InactiveThreshold < 0 || c.InactiveThreshold > maxListenerIdle:
@@ -362,6 +375,9 @@ func (ln *listener) create(m *nats.Msg, api, name string) {
 	c.MemoryStorage = true
 	if c.MaxRequestExpires <= 0 || c.MaxRequestExpires > maxListenerPull {
 		c.MaxRequestExpires = maxListenerPull
+	}
+	if c.MaxWaiting <= 0 || c.MaxWaiting > maxListenerWaiting {
+		c.MaxWaiting = maxListenerWaiting // pending pulls, kept in memory
 	}
 	req.Action = server.ActionCreate
 	body, err := json.Marshal(&req)

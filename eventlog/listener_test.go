@@ -441,6 +441,19 @@ func TestListenerConsumers(t *testing.T) {
 	if code, desc, _ := api("$JS.API.CONSUMER.DELETE."+stream+"."+name, ""); code != 200 {
 		t.Fatalf("delete: %d %s", code, desc)
 	}
+	// The other forms of create, within the bounds: each made and deleted.
+	for _, tc := range []struct{ subject, body, name string }{
+		{"$JS.API.CONSUMER.CREATE." + stream, `{"stream_name":"` + stream + `","config":{"durable_name":"legacy","inactive_threshold":60000000000}}`, "legacy"},
+		{"$JS.API.CONSUMER.CREATE." + stream + ".filtered.fazt.ev.probe.>", `{"stream_name":"` + stream + `","config":{"name":"filtered","filter_subject":"fazt.ev.probe.>"}}`, "filtered"},
+		{"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".dur", `{"stream_name":"` + stream + `","config":{"durable_name":"dur","inactive_threshold":60000000000}}`, "dur"},
+	} {
+		if code, desc, name := api(tc.subject, tc.body); code != 200 || name != tc.name {
+			t.Fatalf("%s: %d %s %q", tc.subject, code, desc, name)
+		}
+		if code, desc, _ := api("$JS.API.CONSUMER.DELETE."+stream+"."+tc.name, ""); code != 200 {
+			t.Fatalf("delete %s: %d %s", tc.name, code, desc)
+		}
+	}
 
 	for _, tc := range []struct{ name, subject, body string }{
 		{"push into the log", "$JS.API.CONSUMER.CREATE." + stream + ".loop", `{"stream_name":"` + stream + `","config":{"name":"loop","deliver_subject":"fazt.ev.loop.1","inactive_threshold":60000000000}}`},

@@ -169,38 +169,33 @@ func newListener(opts *server.Options, stream string, writable bool) (*listener,
 	clients := server.NewAccount(listenerAccount)
 	to := []*server.Account{clients}
 	direct := jsAPI + "DIRECT.GET." + stream
-	exports := []struct {
-		subject string
-		rt      server.ServiceRespType
-	}{
-		{direct, server.Streamed}, // a batched get answers several messages
-		{direct + ".>", server.Streamed},
-		{jsAPI + "CONSUMER.MSG.NEXT." + stream + ".*", server.Streamed},
-		{guardSubjects + ">", server.Singleton},
+	streamed := map[string]bool{ // the kernel's exports: answered by a stream of messages?
+		direct:        true, // a batched get answers several messages
+		direct + ".>": true,
+		jsAPI + "CONSUMER.MSG.NEXT." + stream + ".*": true,
+		guardSubjects + ">":                          false,
 	}
-	if writable {
-		exports = append(exports, struct {
-			subject string
-			rt      server.ServiceRespType
-		}{subjectPrefix + ">", server.Singleton})
-	}
-	for _, e := range exports {
-		if err := kernel.AddServiceExportWithResponse(e.subject, e.rt, to); err != nil {
-			return nil, fmt.Errorf("export %s: %w", e.subject, err)
-		}
-		ln.exports = append(ln.exports, e.subject)
-	}
-	imports := map[string]string{ // local subject: the kernel's
+	imports := map[string]string{ // a subject of the clients': the kernel's
 		direct:        direct,
 		direct + ".>": direct + ".>",
 		// Importing $JS.API.INFO also keeps the server from giving the
 		// account its own JetStream API, which would answer too.
-		jsAPI + "INFO":      guardSubjects + "INFO",
-		jsAPI + "STREAM.>":  guardSubjects + "STREAM.>",
-		subjectPrefix + ">": subjectPrefix + ">",
+		jsAPI + "INFO":     guardSubjects + "INFO",
+		jsAPI + "STREAM.>": guardSubjects + "STREAM.>",
 	}
-	if !writable {
-		delete(imports, subjectPrefix+">")
+	if writable {
+		streamed[subjectPrefix+">"] = false
+		imports[subjectPrefix+">"] = subjectPrefix + ">"
+	}
+	for subject, many := range streamed {
+		rt := server.Singleton
+		if many {
+			rt = server.Streamed
+		}
+		if err := kernel.AddServiceExportWithResponse(subject, rt, to); err != nil {
+			return nil, fmt.Errorf("export %s: %w", subject, err)
+		}
+		ln.exports = append(ln.exports, subject)
 	}
 	for _, verb := range []string{"CREATE", "DURABLE", "INFO", "DELETE"} {
 		imports[jsAPI+"CONSUMER."+verb+".>"] = guardSubjects + "CONSUMER." + verb + ".>"
@@ -217,7 +212,14 @@ func newListener(opts *server.Options, stream string, writable bool) (*listener,
 	opts.Users = append(opts.Users,
 		&server.User{Username: listenerUser, Password: rand.Text(), Account: clients},
 		&server.User{Username: guardUser, Password: ln.guardPass, Account: kernel, Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{jsAPI + ">", "_R_.>"}},
+			// What the guard may pass on, and answers to clients: even a
+			// bug in it could not touch the stream.
+			Publish: &server.SubjectPermission{Allow: []string{
+				jsAPI + "STREAM.INFO." + stream, jsAPI + "STREAM.MSG.GET." + stream, jsAPI + "STREAM.NAMES", jsAPI + "STREAM.LIST",
+				jsAPI + "CONSUMER.CREATE." + stream + ".>", jsAPI + "CONSUMER.DURABLE.CREATE." + stream + ".*",
+				jsAPI + "CONSUMER.INFO." + stream + ".*", jsAPI + "CONSUMER.DELETE." + stream + ".*",
+				"_R_.>",
+			}},
 			Subscribe: &server.SubjectPermission{Allow: []string{guardSubjects + ">", "_INBOX.>"}},
 		}},
 	)
@@ -273,9 +275,9 @@ func (ln *listener) handle(m *nats.Msg) {
 		if len(t) >= 4 {
 			name = t[3]
 		}
-		ln.create(m, api, name, false)
+		ln.create(m, name, false)
 	case len(t) == 5 && t[0] == "CONSUMER" && t[1] == "DURABLE" && t[2] == "CREATE" && t[3] == s:
-		ln.create(m, api, t[4], true)
+		ln.create(m, t[4], true)
 	case len(t) == 4 && t[0] == "CONSUMER" && (t[1] == "INFO" || t[1] == "DELETE") && t[2] == s:
 		if _, ok := ln.granted[t[3]]; !ok {
 			ln.refuse(m, fmt.Sprintf("consumer %s was not made through fazt's NATS listener: a listener client uses only the consumers it made", t[3]))
@@ -319,7 +321,7 @@ func (ln *listener) answer(m *nats.Msg, code int, why string) {
 // JetStream once idle (at most maxListenerIdle), that acknowledges
 // nothing (so the client needs no $JS.ACK, which could reach the
 // kernel's consumers), under a name no consumer has.
-func (ln *listener) create(m *nats.Msg, api, name string, durable bool) {
+func (ln *listener) create(m *nats.Msg, name string, durable bool) {
 	if len(m.Data) > maxListenerRequest {
 		ln.refuse(m, fmt.Sprintf("consumer create request of %d bytes: at most %d", len(m.Data), maxListenerRequest))
 		return
@@ -345,7 +347,12 @@ func (ln *listener) create(m *nats.Msg, api, name string, durable bool) {
 	if name == "" { // the legacy ephemeral form: the guard names it
 		name = strings.ToLower(rand.Text())
 		c.Name = name
-		api = jsAPI + "CONSUMER.CREATE." + ln.stream + "." + name
+	}
+	// Always the form with the name in the subject (a filter there is
+	// only a repeat of the request's).
+	api := jsAPI + "CONSUMER.CREATE." + ln.stream + "." + name
+	if durable {
+		api = jsAPI + "CONSUMER.DURABLE.CREATE." + ln.stream + "." + name
 	}
 	for _, p := range kernelConsumerPrefixes {
 		if strings.HasPrefix(name, p) {

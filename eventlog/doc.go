@@ -164,10 +164,14 @@
 // restoring streams (and so key-value and object stores), deleting
 // messages, consumers that never go idle, push consumers, the kernel's
 // consumers, acknowledgements ($JS.ACK), listing consumers,
-// account requests, and publishing to fazt.ev.>. A client may exhaust
-// only what is bounded: each consumer name keeps a small import until
-// the process stops, so after 20,000 names (made at most 20 a second)
-// the listener refuses new consumers until fazt restarts.
+// account requests, and publishing to fazt.ev.>. What a client can
+// spend is bounded: each consumer name keeps a small import (about a
+// kilobyte) until the process stops, so after 20,000 names (made at most
+// 20 a second) the listener refuses new consumers until fazt restarts;
+// and NATS keeps a route back for each request crossing accounts until
+// it is answered, or for at most 70 seconds after the last message of
+// a pull or batched get, so a client flooding requests costs memory in
+// proportion to its rate, as with any NATS service import.
 //
 // ListenWritable (--nats-writable) adds one right: publishing to
 // fazt.ev.>, which the stream stores and acknowledges. The log then

@@ -158,11 +158,48 @@
 // reported by readers as a *DecodeError (ErrMalformed) at its sequence,
 // never skipped silently.
 //
-// The standard nats CLI can inspect the log when the server listens
-// (Listen, or fazt serve --nats-listen 127.0.0.1:4222); the listener is
-// read-only unless ListenWritable (--nats-writable):
+// # The NATS listener
+//
+// The standard nats CLI can inspect the log when the embedded server
+// listens (Listen, or fazt serve --nats-listen 127.0.0.1:4222):
 //
 //	nats stream info FAZT_EVENTS
-//	nats stream view FAZT_EVENTS
+//	nats stream ls
 //	nats stream get FAZT_EVENTS 1
+//	nats stream view FAZT_EVENTS --id 1
+//
+// The listener has no authentication, so it gives its clients reading and
+// nothing else. They live in a NATS account of their own, without
+// JetStream, which reaches the kernel's account (where the stream and the
+// log's own connections are) only through imports of chosen subjects:
+// direct gets of the event stream, and the JetStream API requests a
+// reading tool makes, which an in-process guard answers. It passes on
+// stream info, stream names and lists and message gets of the event
+// stream, and lets a client create consumers on it within bounds: pull
+// consumers only (a push consumer could deliver into fazt.ev.>), kept in
+// memory, acknowledging nothing, removed by JetStream after at most an
+// hour idle, at most 64 open at a time, under a name no consumer has and
+// not beginning with reactor_ (the kernel's reactors). Clients may pull,
+// inspect and delete only consumers made through the listener.
+// Everything else is refused, most with a 403 that says why, the rest
+// with no responders: creating, editing, sealing, purging, deleting or
+// restoring streams (and so key-value and object stores), deleting
+// messages, consumers that never go idle, push consumers, the kernel's
+// consumers, acknowledgements ($JS.ACK), listing consumers,
+// account requests, and publishing to fazt.ev.>. What a client can
+// spend is bounded: each consumer name keeps a small import (about a
+// kilobyte) until the process stops, so after 20,000 names (made at most
+// 20 a second) the listener refuses new consumers until fazt restarts;
+// and NATS keeps a route back for each request crossing accounts until
+// it is answered, or for at most 70 seconds after the last message of
+// a pull or batched get, so a client flooding requests costs memory in
+// proportion to its rate, as with any NATS service import.
+//
+// ListenWritable (--nats-writable) adds one right: publishing to
+// fazt.ev.>, which the stream stores and acknowledges. The log then
+// guards every append against such writes (see Concurrency), and
+// readers report a message without the envelope's headers as malformed.
+// A writable listener still refuses every administrative verb. Another
+// fazt process can use the log through it (URL): it finds the stream as
+// it is, since the listener does not let it update the configuration.
 package eventlog

@@ -187,7 +187,7 @@ func (l *Log) Open(ctx context.Context) error {
 	var err error
 	if l.URL == "" {
 		writerPass, readerPass := rand.Text(), rand.Text()
-		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, l.storeLimit(), writerPass, readerPass); err != nil {
+		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, l.storeLimit(), l.StreamName, writerPass, readerPass); err != nil {
 			return err
 		}
 		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, writerPass))
@@ -257,6 +257,12 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 func (l *Log) ensureStream(ctx context.Context) error {
 	cfg := l.streamConfig()
 	s, err := l.js.CreateOrUpdateStream(ctx, cfg)
+	var refused *jetstream.APIError
+	if l.URL != "" && errors.As(err, &refused) && refused.Code == 403 {
+		// Another fazt's NATS listener lets no client administer its
+		// stream: use the stream as it is, if it is immutable.
+		s, err = l.js.Stream(ctx, cfg.Name)
+	}
 	if err != nil {
 		return fmt.Errorf("event stream %s: %w", cfg.Name, err)
 	}

@@ -227,7 +227,13 @@ func (l *Log) reenableJetStream(now time.Time) {
 		}
 	}
 	cfg := &server.JetStreamConfig{StoreDir: l.Dir, MaxStore: l.storeLimit(), SyncInterval: l.syncInterval(), Strict: true}
-	if err := l.srv.EnableJetStream(cfg); err != nil {
+	err := l.srv.EnableJetStream(cfg)
+	// With a listener's account configured, the server does not turn
+	// JetStream on in the kernel's (global) account by itself.
+	if acc := l.srv.GlobalAccount(); err == nil && !acc.JetStreamEnabled() {
+		err = acc.EnableJetStream(nil, nil)
+	}
+	if err != nil {
 		l.Logger.Error("JetStream could not be restarted; appends keep failing until it is (or fazt is restarted)", "err", err)
 		return
 	}

@@ -142,8 +142,15 @@ func TestDiskReserveRefusesAndRecovers(t *testing.T) {
 // the log turns JetStream back on by itself, every acknowledged event is
 // there, and appends work again.
 func TestJetStreamBackAfterTheDiskFilled(t *testing.T) {
+	for _, listen := range []string{"", "127.0.0.1:0"} {
+		t.Run("listen="+listen, func(t *testing.T) { jetStreamBack(t, listen) })
+	}
+}
+
+func jetStreamBack(t *testing.T, listen string) {
 	dir := smallDisk(t, 48<<20)
 	l := eventlog.New(dir)
+	l.Listen = listen
 	l.DiskReserve = -1
 	l.RequestTimeout = time.Second
 	ctx := context.Background()

@@ -76,7 +76,7 @@ func (a *api) registerSchema(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	typ := r.PathValue("type")
-	v, err := a.reg.RegisterAtRuntime(r.Context(), a.log, typ, body)
+	v, err := a.reg.RegisterAtRuntime(r.Context(), a.k.schemaW, typ, body)
 	if err != nil {
 		a.fail(w, r, err)
 		return

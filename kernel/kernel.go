@@ -83,6 +83,10 @@ type Kernel struct {
 	log    *eventlog.Log
 	runner *projections.Runner
 	api    *api
+	// The writers of the kernel's reserved categories: only the code
+	// paths that check their records first (schema registration, skips,
+	// parked events) append there.
+	schemaW, reactorW *eventlog.Writer
 
 	mu          sync.Mutex
 	state       int // stateNew, stateOpen, stateClosed
@@ -151,6 +155,13 @@ func New(cfg Config) *Kernel {
 	k.log.Validate = k.reg.Validate // every append, from any route
 	k.runner = projections.New(filepath.Join(cfg.Dir, "projections"), k.log)
 	k.runner.Logger = cfg.Logger
+	var err error
+	if k.schemaW, err = k.log.Reserve(schemas.Category); err == nil {
+		if k.runner.Writer, err = k.log.Reserve(projections.Category); err == nil {
+			k.reactorW, err = k.log.Reserve(projections.ReactorCategory)
+		}
+	}
+	k.regErr = errors.Join(k.regErr, err)
 	k.api = newAPI(k)
 	return k
 }
@@ -441,6 +452,7 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	}
 	closers = append(closers, k.closeRunner)
 	for _, def := range k.reactorDefs {
+		def.Writer = k.reactorW
 		h, err := projections.StartReactor(ctx, k.log, def)
 		if err != nil {
 			return fmt.Errorf("start reactor %s: %w", def.Name, err)

@@ -32,6 +32,12 @@ type Projection struct {
 	// the event and the tables, so a rebuild gives the same rows. An
 	// error halts the projection at that event.
 	Apply func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error
+	// Critical makes a node's readiness depend on the projection: while
+	// it catches up at start or is halted, the kernel's /readyz answers
+	// 503, which takes the node out of a load balancer. Leave it false
+	// for a read model the node can serve without (analytics, say): its
+	// halts show in Status, doctor and metrics, and readiness ignores it.
+	Critical bool
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -135,10 +141,12 @@ type Status struct {
 	Name string `json:"name"`
 	// Version is the registered version; ServingVersion that of the file
 	// queries read, which differs while a version bump rebuilds.
-	Version        int    `json:"version"`
-	ServingVersion int    `json:"serving_version"`
-	File           string `json:"file"`
-	State          string `json:"state"`
+	Version        int `json:"version"`
+	ServingVersion int `json:"serving_version"`
+	// Critical: the node's readiness depends on it (Projection.Critical).
+	Critical bool   `json:"critical"`
+	File     string `json:"file"`
+	State    string `json:"state"`
 	// Seq is the serving file's checkpoint: the last log sequence it has
 	// folded. Tail is the newest sequence the runner has seen in the log.
 	Seq  uint64 `json:"seq"`

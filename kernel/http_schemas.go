@@ -20,10 +20,10 @@ type SchemaInfo struct {
 	Type   string `json:"type"`
 	Latest int    `json:"latest"`
 	InCode bool   `json:"in_code"` // declared by the binary, not at run time
-	// Status is "ok", or "skipped" when records in the log that
-	// register the type were skipped at start (listed in Skipped): the
-	// versions they meant are not known.
-	Status   string                        `json:"status"`
+	// Status is "skipped" when records in the log that register the
+	// type were skipped at start (listed in Skipped): the versions they
+	// meant are not known. Empty when all is well.
+	Status   string                        `json:"status,omitempty"`
 	Versions []SchemaVersion               `json:"versions,omitempty"`
 	Skipped  []schemas.SkippedRegistration `json:"skipped,omitempty"`
 }
@@ -76,7 +76,7 @@ func (a *api) showSchema(w http.ResponseWriter, r *http.Request) {
 // schemaInfo describes typ, with every version's schema when versions.
 func (a *api) schemaInfo(typ string, skipped []schemas.SkippedRegistration, versions bool) SchemaInfo {
 	latest, _ := a.reg.Latest(typ)
-	info := SchemaInfo{Type: typ, Latest: latest, InCode: a.reg.InCode(typ), Status: "ok", Skipped: skipped}
+	info := SchemaInfo{Type: typ, Latest: latest, InCode: a.reg.InCode(typ), Skipped: skipped}
 	if len(skipped) > 0 {
 		info.Status = "skipped"
 	}

@@ -406,7 +406,9 @@ func (k *Kernel) WaitReady(ctx context.Context) error {
 // Open starts the kernel in order: the HTTP listener (answering /healthz,
 // and 503 elsewhere), the log, the registered schemas, the projections,
 // the reactors; then the API serves. It returns once the API serves;
-// /readyz turns ready when the projections have caught up (WaitReady).
+// /readyz turns ready when the critical projections have caught up
+// (Readiness). Nothing the log holds makes it fail: records of the
+// kernel's categories it cannot apply are skipped and reported.
 // On failure everything opened is closed again.
 func (k *Kernel) Open(ctx context.Context) (err error) {
 	k.mu.Lock()

@@ -66,7 +66,8 @@ const maxSkipError = 4096
 // no version can apply. Calling Skip again for a recorded decision
 // appends nothing. Errors: ErrNotFound, ErrConflict (not halted at seq),
 // and the log's append errors (ErrInvalid when the log validates events
-// and TypeEventSkipped is not registered: see RegisterKernelTypes).
+// and TypeEventSkipped is not registered: see RegisterKernelTypes; or
+// when the log reserves Category and Writer is not its writer).
 func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 	pr, err := r.lookup(name)
 	if err != nil {

@@ -54,6 +54,17 @@ func TestSchemaBounds(t *testing.T) {
 		{"long pattern", `{"type":"object","properties":{"a":{"type":"string","pattern":"` + strings.Repeat("a", MaxSchemaPatternLen+1) + `"}}}`, "MaxSchemaPatternLen"},
 		{"pattern repeating", `{"type":"object","properties":{"a":{"type":"string","pattern":"^a{1000}b{1000}c{1000}$"}}}`, "MaxSchemaPatternInsts"},
 		{"pattern property repeating", `{"type":"object","patternProperties":{"^x{1000}y{1000}z{1000}$":{}}}`, "MaxSchemaPatternInsts"},
+		// Recursion that reaches the next level of the data twice.
+		{"recursion through both branches of anyOf", `{"type":"object","properties":{"x":{"anyOf":[{"$ref":"#"},{"$ref":"#","title":"t"}]}}}`,
+			"two paths to the same data at every level (at #/properties/x)"},
+		{"recursion through two alternatives", `{"type":"object","oneOf":[{"properties":{"kind":{"const":"a"},"child":{"$ref":"#"}}},{"properties":{"kind":{"const":"b"},"child":{"$ref":"#"}}}]}`,
+			"evaluate about 2^n subschemas"},
+		{"recursion through a definition applied twice", `{"type":"object","properties":{"x":{"$ref":"#/$defs/a"}},"$defs":{"a":{"properties":{"y":{"$ref":"#/$defs/b"}}},"b":{"allOf":[{"$ref":"#/$defs/a"},{"$ref":"#/$defs/a"}]}}}`,
+			"two paths to the same data"},
+		{"recursion through a property and a pattern", `{"type":"object","properties":{"x":{"$ref":"#/$defs/a"}},"$defs":{"a":{"properties":{"y":{"$ref":"#/$defs/a"}},"patternProperties":{"^y":{"$ref":"#/$defs/a"}}}}}`,
+			"two paths to the same data"},
+		{"a reference loop", `{"type":"object","properties":{"x":{"$ref":"#/$defs/a"}},"$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}}}`,
+			"without a step into the data: validating it would never end"},
 	}
 	for _, tc := range refused {
 		t.Run("refused/"+tc.name, func(t *testing.T) {
@@ -73,6 +84,9 @@ func TestSchemaBounds(t *testing.T) {
 		{"references doubling a little", boundsDoubling(10)},
 		{"a definition shared by many properties", `{"type":"object","$defs":{"s":{"type":"string","maxLength":9}},"properties":{"p":{"$ref":"#/$defs/s"},"q":{"$ref":"#/$defs/s"},"r":{"$ref":"#/$defs/s"}}}`},
 		{"recursive", `{"type":"object","properties":{"name":{"type":"string"},"children":{"type":"array","items":{"$ref":"#"}}}}`},
+		{"recursive, two properties", `{"type":"object","properties":{"left":{"$ref":"#"},"right":{"$ref":"#"}}}`},
+		{"recursive, any JSON value", `{"type":"object","properties":{"v":{"$ref":"#/$defs/v"}},"$defs":{"v":{"anyOf":[{"type":"string"},{"type":"array","items":{"$ref":"#/$defs/v"}},{"type":"object","additionalProperties":{"$ref":"#/$defs/v"}}]}}}`},
+		{"recursive, a list", `{"type":"object","properties":{"next":{"anyOf":[{"type":"null"},{"$ref":"#"}]}}}`},
 		{"pattern as long as allowed", `{"type":"object","properties":{"a":{"type":"string","pattern":"` + strings.Repeat("a", MaxSchemaPatternLen) + `"}}}`},
 	}
 	for _, tc := range accepted {
@@ -86,7 +100,7 @@ func TestSchemaBounds(t *testing.T) {
 			}
 		})
 	}
-	// The recursive schema still validates its data, however deep.
+	// A recursive schema still validates its data, however deep.
 	r := NewRegistry()
 	if err := r.Register("tree.made", 1, []byte(accepted[4].schema)); err != nil {
 		t.Fatal(err)

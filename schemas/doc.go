@@ -43,8 +43,15 @@
 // (1,000), regular expressions of at most MaxSchemaPatternLen bytes and
 // MaxSchemaPatternInsts compiled instructions; and, once compiled,
 // MaxSchemaExpansion (10,000 subschemas when every "$ref" is followed,
-// a reference back to an enclosing schema counting once). Over a limit,
-// the schema is refused with eventlog.ErrInvalid naming the limit.
+// a reference back to an enclosing schema counting once). A recursive
+// schema (a tree of comments, any JSON value) is accepted when each
+// level of the data reaches the next along one path only; one that
+// applies itself twice to the same data at every level (both branches
+// of an "anyOf" referring back, say) would make validation exponential
+// in the data's depth, and is refused, as is a reference loop that never
+// steps into the data (MaxSchemaRecursion bounds the recursive part the
+// check looks at). Over a limit, the schema is refused with
+// eventlog.ErrInvalid naming the limit.
 //
 // # Registration at run time
 //

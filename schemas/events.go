@@ -443,6 +443,9 @@ func eventParse(typ, name string, schema []byte) (any, *jsonschema.Schema, error
 	if n := eventExpansion(compiled, MaxSchemaExpansion); n > MaxSchemaExpansion {
 		return nil, nil, eventInvalidf("event type %q: %s expands to more than %d subschemas when its references are followed (MaxSchemaExpansion): validating one event would visit them all; refer to shared definitions fewer times", typ, name, MaxSchemaExpansion)
 	}
+	if why := eventRecursion(compiled); why != "" {
+		return nil, nil, eventInvalidf("event type %q: %s %s", typ, name, why)
+	}
 	return doc, compiled, nil
 }
 

@@ -141,12 +141,10 @@ type Status struct {
 	Name string `json:"name"`
 	// Version is the registered version; ServingVersion that of the file
 	// queries read, which differs while a version bump rebuilds.
-	Version        int `json:"version"`
-	ServingVersion int `json:"serving_version"`
-	// Critical: the node's readiness depends on it (Projection.Critical).
-	Critical bool   `json:"critical"`
-	File     string `json:"file"`
-	State    string `json:"state"`
+	Version        int    `json:"version"`
+	ServingVersion int    `json:"serving_version"`
+	File           string `json:"file"`
+	State          string `json:"state"`
 	// Seq is the serving file's checkpoint: the last log sequence it has
 	// folded. Tail is the newest sequence the runner has seen in the log.
 	Seq  uint64 `json:"seq"`
@@ -160,6 +158,8 @@ type Status struct {
 	// Error is the last transient problem (log unavailable, disk), retried
 	// every RetryInterval; empty once it works again.
 	Error string `json:"error,omitempty"`
+	// Critical: the node's readiness depends on it (Projection.Critical).
+	Critical bool `json:"critical"`
 }
 
 // Progress of a rebuild.

@@ -111,7 +111,6 @@ const (
 	// reactorSubjectPrefix is the subject prefix of every event, from the
 	// log's permanent wire form (see eventlog's package documentation).
 	reactorSubjectPrefix = "fazt.ev."
-	reactorReadBatch     = 1000
 )
 
 // DefaultReactorBackoff returns the default delays between attempts: 1s,

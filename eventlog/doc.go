@@ -96,6 +96,18 @@
 // skip all of this. The log makes them as it writes, so they follow the
 // log's order.
 //
+// # Reserved categories
+//
+// A program can reserve categories for its own records ([Log.Reserve]):
+// ordinary appends may then neither write a stream of such a category
+// nor use an event type whose first token is one (ErrInvalid, naming the
+// category), and only the [Writer] that Reserve returned appends there,
+// through the same commit path. The kernel reserves "schemas",
+// "projections" and "reactors", whose records decide what a start does.
+// Messages published around the log (a writable listener, another client
+// of an external server) are not covered: readers of these categories
+// must still check what they read.
+//
 // # Live subscriptions
 //
 // Subscribe reads with batched direct gets from its own position, so it

@@ -156,6 +156,8 @@ type Log struct {
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced when new events are stored
+
+	reserved reservations // categories only a Writer appends to (reserve.go)
 }
 
 // New returns a Log that keeps its files in dir, with every tunable at
@@ -488,7 +490,12 @@ func (p *Pending) Wait() (Result, error) {
 // overtake an append twice (see "Concurrency") does it wait a random
 // moment, and appends queued after it may land first.
 func (l *Log) AppendAsync(ctx context.Context, events []Event, expect ...Expectation) (*Pending, error) {
-	req, clientIDs, err := l.prepare(events, expect)
+	return l.appendAsync(ctx, nil, events, expect)
+}
+
+// appendAsync is AppendAsync by w (nil: an ordinary append).
+func (l *Log) appendAsync(ctx context.Context, w *Writer, events []Event, expect []Expectation) (*Pending, error) {
+	req, clientIDs, err := l.prepare(events, expect, w)
 	if err != nil {
 		return nil, err
 	}
@@ -522,8 +529,9 @@ func (l *Log) AppendAsync(ctx context.Context, events []Event, expect ...Expecta
 	return &Pending{req: req}, nil
 }
 
-// prepare validates an append and builds its request.
-func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, error) {
+// prepare validates an append by w (nil: an ordinary one) and builds
+// its request.
+func (l *Log) prepare(events []Event, expect []Expectation, w *Writer) (*appendReq, bool, error) {
 	if len(events) == 0 {
 		return nil, false, invalidf("append has no events")
 	}
@@ -545,6 +553,9 @@ func (l *Log) prepare(events []Event, expect []Expectation) (*appendReq, bool, e
 	for i := range req.events {
 		e := &req.events[i]
 		if err := e.validate(i, now); err != nil {
+			return nil, false, err
+		}
+		if err := l.checkReserved(i, e, w); err != nil {
 			return nil, false, err
 		}
 		if l.Validate != nil {

@@ -10,9 +10,32 @@
 // NATS JetStream, or an existing server), the schemas registered at run
 // time, the projections (SQLite read models, back-filled from the log),
 // the reactors; then the API serves. /readyz turns 200 once the
-// projections have caught up with the log as it was at Open; until then
-// the admin API already answers, so rebuild progress can be watched.
-// Close stops everything in reverse order.
+// critical projections (projections.Projection.Critical) have caught up
+// with the log as it was at Open; until then the admin API already
+// answers, so rebuild progress can be watched. Close stops everything
+// in reverse order.
+//
+// Readiness covers the log and the critical projections only: a halted
+// critical projection makes /readyz answer 503 with the reason, which
+// takes the node out of a load balancer; a halted projection that is not
+// critical (analytics) leaves it ready and shows in GET
+// /v1/projections, doctor, /metrics and /readyz's "degraded" list.
+// WaitReady waits for every projection, critical or not.
+//
+// # The kernel's own records
+//
+// The kernel keeps records of its own in the log: run-time schema
+// registrations ("schemas"), skip decisions ("projections") and parked
+// events ("reactors"). New reserves these categories
+// (eventlog.Log.Reserve), so only the kernel's code paths write there,
+// each after its own checks: an append through POST /v1/events, the CLI
+// or the SDK into such a stream, or with such an event type, is refused
+// with 400. Nothing read from the log stops a start: a record there that
+// the kernel cannot apply (written before the reservation, or published
+// around the kernel) is logged, skipped, and reported by doctor, GET
+// /v1/schemas (a type's "status": "skipped"), /metrics
+// (fazt_schema_registrations_skipped, fazt_reactor_records_unreadable)
+// and the reactor's status.
 //
 // # Usage
 //

@@ -86,7 +86,7 @@ func DiagnoseDir(dir string) []Check {
 // is not ok says what to fix.
 func (k *Kernel) Doctor(ctx context.Context) []Check {
 	out := DiagnoseDir(k.cfg.Dir)
-	out = append(out, k.checkStream(ctx), k.checkStorage(), checkSQLite(ctx))
+	out = append(out, k.checkStream(ctx), k.checkStorage(), k.checkSchemas(), checkSQLite(ctx))
 	for _, st := range k.runner.Statuses() {
 		out = append(out, checkProjection(st))
 	}
@@ -136,6 +136,35 @@ func (k *Kernel) checkStream(ctx context.Context) Check {
 	c.Fix = "restore the stream's configuration (nats stream edit " + cfg.Name + "): the log must be immutable and unlimited"
 	return c
 }
+
+// checkSchemas reports the registrations in the log that the kernel
+// skipped at start (schemas.Registry.Skipped).
+func (k *Kernel) checkSchemas() Check {
+	c := Check{Name: "schema registrations", Status: CheckOK, Detail: fmt.Sprintf("%d event types", len(k.reg.Types()))}
+	skipped := k.reg.Skipped()
+	if len(skipped) == 0 {
+		return c
+	}
+	c.Status = CheckWarn
+	var each []string
+	for i, sk := range skipped {
+		if i == maxDoctorItems {
+			each = append(each, fmt.Sprintf("and %d more", len(skipped)-i))
+			break
+		}
+		what := "stream " + sk.Stream
+		if sk.Type != "" {
+			what = fmt.Sprintf("%s version %d", sk.Type, sk.Version)
+		}
+		each = append(each, fmt.Sprintf("seq %d (%s): %s", sk.Seq, what, sk.Error))
+	}
+	c.Detail += fmt.Sprintf("; %d records in the log were skipped at start and are not applied: %s", len(skipped), strings.Join(each, "; "))
+	c.Fix = "these records were written around the kernel and stay in the log; events of the versions they meant are refused. Register the schema you want with `fazt schema register TYPE --file SCHEMA`: it becomes the type's next version"
+	return c
+}
+
+// maxDoctorItems bounds the items one check lists.
+const maxDoctorItems = 5
 
 func checkSQLite(ctx context.Context) Check {
 	c := Check{Name: "SQLite"}
@@ -198,6 +227,11 @@ func checkProjection(st projections.Status) Check {
 			what = "event " + h.EventID + " (" + h.Type + ")"
 		}
 		c.Detail += fmt.Sprintf("; halted at seq %d, %s: %s", h.Seq, what, h.Error)
+		if st.Critical {
+			c.Detail += "; critical: the node is not ready until it runs again"
+		} else {
+			c.Detail += "; not critical: the node stays ready, without this read model"
+		}
 		c.Fix = fmt.Sprintf("fix the cause and run `fazt projections retry %s`, or skip the event with `fazt projections skip %s --seq %d` (recorded in the log)", st.Name, st.Name, h.Seq)
 	}
 	return c
@@ -218,6 +252,13 @@ func checkReactor(ctx context.Context, h *projections.ReactorHandle) Check {
 		c.Status = CheckWarn
 		c.Detail += fmt.Sprintf("; %d parked, the newest at seq %d after %d attempts: %s", n, p.Seq, p.Attempts, p.Error)
 		c.Fix = fmt.Sprintf("fix the cause, then retry each parked event: `fazt reactors retry %s --seq %d` (POST /v1/reactors/%s/retry {\"seq\":%d})", h.Name(), p.Seq, h.Name(), p.Seq)
+	}
+	if n := len(st.Unreadable); n > 0 {
+		c.Status = CheckWarn
+		c.Detail += fmt.Sprintf("; %d records of its parked events cannot be read and were passed over (seq %d...)", n, st.Unreadable[0])
+		if c.Fix == "" {
+			c.Fix = "those records were written around the kernel; nothing to do unless an event you expected to be parked is missing: check `fazt reactors status`"
+		}
 	}
 	return c
 }

@@ -194,34 +194,15 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz is 200 once the log is open, the projections have caught up
-// with the log as it was at start, and none is halted; otherwise 503
+// readyz is 200 when the node is ready (Kernel.Readiness), otherwise 503
 // with what is missing.
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
-	if !a.open.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "the event log is not open: the server is starting or stopping"})
-		return
+	rd := a.k.Readiness()
+	code := http.StatusOK
+	if !rd.Ready {
+		code = http.StatusServiceUnavailable
 	}
-	caughtUp := a.k.isCaughtUp.Load()
-	var behind, halted []string
-	for _, st := range a.k.runner.Statuses() {
-		switch {
-		case st.Halted != nil:
-			halted = append(halted, fmt.Sprintf("%s (halted at seq %d: %s)", st.Name, st.Halted.Seq, st.Halted.Error))
-		case !caughtUp && (st.Lag > 0 || st.ServingVersion != st.Version):
-			behind = append(behind, fmt.Sprintf("%s (%s, seq %d of %d)", st.Name, st.State, st.Seq, st.Tail))
-		}
-	}
-	switch {
-	case len(halted) > 0:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "halted",
-			"reason": "a projection is halted at an event: see fazt doctor", "projections": halted})
-	case !caughtUp:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "catching_up",
-			"reason": "projections are catching up with the log", "projections": behind})
-	default:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	}
+	writeJSON(w, code, rd)
 }
 
 // AppendRequest is the body of POST /v1/events. Its own event type keeps

@@ -4,19 +4,28 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/schemas"
 )
 
-// MaxSchemaBytes bounds a JSON Schema registered over HTTP.
-const MaxSchemaBytes = 1 << 20
+// MaxSchemaBytes bounds a JSON Schema registered over HTTP: the
+// registry's own limit (schemas.MaxSchemaBytes).
+const MaxSchemaBytes = schemas.MaxSchemaBytes
 
 // SchemaInfo describes one registered event type.
 type SchemaInfo struct {
-	Type     string          `json:"type"`
-	Latest   int             `json:"latest"`
-	InCode   bool            `json:"in_code"` // declared by the binary, not at run time
-	Versions []SchemaVersion `json:"versions,omitempty"`
+	Type   string `json:"type"`
+	Latest int    `json:"latest"`
+	InCode bool   `json:"in_code"` // declared by the binary, not at run time
+	// Status is "skipped" when records in the log that register the
+	// type were skipped at start (listed in Skipped): the versions they
+	// meant are not known. Empty when all is well.
+	Status   string                        `json:"status,omitempty"`
+	Versions []SchemaVersion               `json:"versions,omitempty"`
+	Skipped  []schemas.SkippedRegistration `json:"skipped,omitempty"`
 }
 
 // SchemaVersion is one version of a SchemaInfo.
@@ -32,10 +41,20 @@ func (a *api) listSchemas(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Types []SchemaInfo `json:"types"`
-	}{Types: []SchemaInfo{}}
-	for _, t := range a.reg.Types() {
-		latest, _ := a.reg.Latest(t)
-		out.Types = append(out.Types, SchemaInfo{Type: t, Latest: latest, InCode: a.reg.InCode(t)})
+		// Skipped lists every record of the log's schemas category that
+		// was skipped at start, also those naming no type.
+		Skipped []schemas.SkippedRegistration `json:"skipped,omitempty"`
+	}{Types: []SchemaInfo{}, Skipped: a.reg.Skipped()}
+	byType := skippedByType(out.Skipped)
+	types := a.reg.Types()
+	for t := range byType {
+		if _, ok := a.reg.Latest(t); !ok {
+			types = append(types, t) // only skipped records name it
+		}
+	}
+	slices.Sort(types)
+	for _, t := range types {
+		out.Types = append(out.Types, a.schemaInfo(t, byType[t], false))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -46,17 +65,38 @@ func (a *api) showSchema(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	typ := r.PathValue("type")
-	latest, ok := a.reg.Latest(typ)
-	if !ok {
+	skipped := skippedByType(a.reg.Skipped())[typ]
+	if _, ok := a.reg.Latest(typ); !ok && len(skipped) == 0 {
 		a.fail(w, r, &apiError{kind: eventlog.ErrNotFound, msg: "event type " + typ + " is not registered"})
 		return
 	}
-	info := SchemaInfo{Type: typ, Latest: latest, InCode: a.reg.InCode(typ)}
-	for v := 1; v <= latest; v++ {
+	writeJSON(w, http.StatusOK, a.schemaInfo(typ, skipped, true))
+}
+
+// schemaInfo describes typ, with every version's schema when versions.
+func (a *api) schemaInfo(typ string, skipped []schemas.SkippedRegistration, versions bool) SchemaInfo {
+	latest, _ := a.reg.Latest(typ)
+	info := SchemaInfo{Type: typ, Latest: latest, InCode: a.reg.InCode(typ), Skipped: skipped}
+	if len(skipped) > 0 {
+		info.Status = "skipped"
+	}
+	for v := 1; versions && v <= latest; v++ {
 		s, _ := a.reg.Schema(typ, v)
 		info.Versions = append(info.Versions, SchemaVersion{Version: v, Schema: s})
 	}
-	writeJSON(w, http.StatusOK, info)
+	return info
+}
+
+// skippedByType groups skipped records by the type their stream is for.
+func skippedByType(all []schemas.SkippedRegistration) map[string][]schemas.SkippedRegistration {
+	out := map[string][]schemas.SkippedRegistration{}
+	for _, sk := range all {
+		typ := strings.TrimPrefix(sk.Stream, schemas.Category+".")
+		if eventlog.ValidateType(typ) == nil {
+			out[typ] = append(out[typ], sk)
+		}
+	}
+	return out
 }
 
 // registerSchema registers the body, a JSON Schema, as the next version
@@ -76,7 +116,7 @@ func (a *api) registerSchema(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	typ := r.PathValue("type")
-	v, err := a.reg.RegisterAtRuntime(r.Context(), a.log, typ, body)
+	v, err := a.reg.RegisterAtRuntime(r.Context(), a.k.schemaW, typ, body)
 	if err != nil {
 		a.fail(w, r, err)
 		return

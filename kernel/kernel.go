@@ -90,6 +90,10 @@ type Kernel struct {
 	log    *eventlog.Log
 	runner *projections.Runner
 	api    *api
+	// The writers of the kernel's reserved categories: only the code
+	// paths that check their records first (schema registration, skips,
+	// parked events) append there.
+	schemaW, reactorW *eventlog.Writer
 
 	mu          sync.Mutex
 	state       int // stateNew, stateOpen, stateClosed
@@ -103,10 +107,12 @@ type Kernel struct {
 	ln     net.Listener
 	served chan error
 	// caughtUp is closed when the projections have folded the log as it
-	// was at Open (and stays open if Close comes first).
-	caughtUp   chan struct{}
-	isCaughtUp atomic.Bool
-	stopWait   context.CancelFunc
+	// was at Open (and stays open if Close comes first); criticalCaughtUp
+	// is true once the critical ones have, which is what readiness needs.
+	caughtUp         chan struct{}
+	isCaughtUp       atomic.Bool
+	criticalCaughtUp atomic.Bool
+	stopWait         context.CancelFunc
 }
 
 const (
@@ -162,6 +168,13 @@ func New(cfg Config) *Kernel {
 	k.log.Validate = k.reg.Validate // every append, from any route
 	k.runner = projections.New(filepath.Join(cfg.Dir, "projections"), k.log)
 	k.runner.Logger = cfg.Logger
+	var err error
+	if k.schemaW, err = k.log.Reserve(schemas.Category); err == nil {
+		if k.runner.Writer, err = k.log.Reserve(projections.Category); err == nil {
+			k.reactorW, err = k.log.Reserve(projections.ReactorCategory)
+		}
+	}
+	k.regErr = errors.Join(k.regErr, err)
 	k.api = newAPI(k)
 	return k
 }
@@ -334,23 +347,61 @@ func (k *Kernel) Addr() string {
 // server (with NoHTTP).
 func (k *Kernel) Handler() http.Handler { return k.api }
 
-// Ready reports whether the log is open, the projections have caught up
-// with the log as it was at Open and none is halted: what /readyz
-// answers.
-func (k *Kernel) Ready() bool {
-	if !k.api.open.Load() || !k.isCaughtUp.Load() {
-		return false
-	}
-	for _, st := range k.runner.Statuses() {
-		if st.Halted != nil {
-			return false
-		}
-	}
-	return true
+// Readiness is what /readyz answers: whether the node should get
+// traffic. It covers the log and the critical projections
+// (projections.Projection.Critical): they must have caught up with the
+// log as it was at Open and not be halted. A halted projection that is
+// not critical leaves the node ready; Degraded names it (and doctor,
+// the projection status and metrics show it).
+type Readiness struct {
+	Ready bool `json:"-"`
+	// Status is "ok", "unavailable" (the log is not open), "catching_up"
+	// or "halted".
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Projections names the critical projections that keep the node
+	// unready, and why.
+	Projections []string `json:"projections,omitempty"`
+	// Degraded names the projections that are halted but not critical.
+	Degraded []string `json:"degraded,omitempty"`
 }
 
-// WaitReady blocks until the projections have caught up with the log as
-// it was at Open, ctx ends or the kernel closes (ErrClosed).
+// Readiness reports whether the node is ready, and what it waits for.
+func (k *Kernel) Readiness() Readiness {
+	if !k.api.open.Load() {
+		return Readiness{Status: "unavailable", Reason: "the event log is not open: the server is starting or stopping"}
+	}
+	caughtUp := k.criticalCaughtUp.Load()
+	var rd Readiness
+	var halted, behind []string
+	for _, st := range k.runner.Statuses() {
+		switch {
+		case st.Halted != nil && st.Critical:
+			halted = append(halted, fmt.Sprintf("%s (halted at seq %d: %s)", st.Name, st.Halted.Seq, st.Halted.Error))
+		case st.Halted != nil:
+			rd.Degraded = append(rd.Degraded, fmt.Sprintf("%s (halted at seq %d, not critical: see fazt doctor)", st.Name, st.Halted.Seq))
+		case st.Critical && !caughtUp && (st.Lag > 0 || st.ServingVersion != st.Version):
+			behind = append(behind, fmt.Sprintf("%s (%s, seq %d of %d)", st.Name, st.State, st.Seq, st.Tail))
+		}
+	}
+	switch {
+	case len(halted) > 0:
+		rd.Status, rd.Reason, rd.Projections = "halted", "a critical projection is halted at an event: see fazt doctor", halted
+	case !caughtUp:
+		rd.Status, rd.Reason, rd.Projections = "catching_up", "critical projections are catching up with the log", behind
+	default:
+		rd.Ready, rd.Status = true, "ok"
+	}
+	return rd
+}
+
+// Ready reports whether /readyz answers 200 (see Readiness).
+func (k *Kernel) Ready() bool { return k.Readiness().Ready }
+
+// WaitReady blocks until every projection, critical or not, has caught
+// up with the log as it was at Open (more than readiness needs, which is
+// the critical ones), ctx ends or the kernel closes (ErrClosed). A
+// halted projection keeps it waiting until Retry or Skip.
 func (k *Kernel) WaitReady(ctx context.Context) error {
 	select {
 	case <-k.caughtUp:
@@ -366,7 +417,9 @@ func (k *Kernel) WaitReady(ctx context.Context) error {
 // Open starts the kernel in order: the HTTP listener (answering /healthz,
 // and 503 elsewhere), the log, the registered schemas, the projections,
 // the reactors; then the API serves. It returns once the API serves;
-// /readyz turns ready when the projections have caught up (WaitReady).
+// /readyz turns ready when the critical projections have caught up
+// (Readiness). Nothing the log holds makes it fail: records of the
+// kernel's categories it cannot apply are skipped and reported.
 // On failure everything opened is closed again.
 func (k *Kernel) Open(ctx context.Context) (err error) {
 	k.mu.Lock()
@@ -442,6 +495,12 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	if err := k.reg.Load(ctx, k.log); err != nil {
 		return err
 	}
+	// What the log holds never stops a start: a registration the kernel
+	// refuses today is reported and skipped.
+	for _, sk := range k.reg.Skipped() {
+		k.logger.Warn("schema registration in the log skipped: it is not applied", "seq", sk.Seq, "stream", sk.Stream,
+			"type", sk.Type, "version", sk.Version, "error", sk.Error, "fix", "register the type's schema again (fazt schema register); see fazt doctor")
+	}
 	tail, err := k.log.LastSeq(ctx)
 	if err != nil {
 		return fmt.Errorf("read the log's tail: %w", err)
@@ -452,6 +511,7 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	}
 	closers = append(closers, k.closeRunner)
 	for _, def := range k.reactorDefs {
+		def.Writer = k.reactorW
 		h, err := projections.StartReactor(ctx, k.log, def)
 		if err != nil {
 			return fmt.Errorf("start reactor %s: %w", def.Name, err)
@@ -469,12 +529,40 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	return nil
 }
 
-// waitCaughtUp marks the kernel ready once every projection has folded
-// the log up to tail, logging which ones it waits for.
+// waitCaughtUp marks the kernel ready once every critical projection
+// has folded the log up to tail, then caught up (WaitReady) once the
+// others have too, logging which ones it waits for.
 func (k *Kernel) waitCaughtUp(ctx context.Context, tail uint64) {
 	defer close(k.caughtUp)
 	start := time.Now()
+	var critical, others []projections.Projection
 	for _, p := range k.projDefs {
+		if p.Critical {
+			critical = append(critical, p)
+		} else {
+			others = append(others, p)
+		}
+	}
+	if !k.waitProjections(ctx, critical, tail) {
+		return
+	}
+	k.criticalCaughtUp.Store(true)
+	if len(critical) > 0 {
+		k.logger.Info("ready: critical projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
+	}
+	if !k.waitProjections(ctx, others, tail) {
+		return
+	}
+	k.isCaughtUp.Store(true)
+	if len(others) > 0 {
+		k.logger.Info("projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// waitProjections waits until each of ps has folded the log up to tail
+// at its registered version; false when ctx ended first.
+func (k *Kernel) waitProjections(ctx context.Context, ps []projections.Projection, tail uint64) bool {
+	for _, p := range ps {
 		for {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			// After a version bump the old file serves, frozen, until the
@@ -485,25 +573,22 @@ func (k *Kernel) waitCaughtUp(ctx context.Context, tail uint64) {
 				break
 			}
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			st := k.runner.Status(p.Name)
-			k.logger.Warn("not ready: waiting for a projection to catch up", "projection", p.Name,
+			k.logger.Warn("waiting for a projection to catch up", "projection", p.Name, "critical", p.Critical,
 				"state", st.State, "seq", st.Seq, "target", tail, "err", err)
 			if errors.Is(err, projections.ErrHalted) {
 				// Retry or Skip resumes it; check again in a while.
 				select {
 				case <-ctx.Done():
-					return
+					return false
 				case <-time.After(5 * time.Second):
 				}
 			}
 		}
 	}
-	k.isCaughtUp.Store(true)
-	if len(k.projDefs) > 0 {
-		k.logger.Info("ready: projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
-	}
+	return true
 }
 
 // Serve blocks until ctx ends or the HTTP server fails, then closes the
@@ -588,7 +673,7 @@ func (k *Kernel) Reactors() []*projections.ReactorHandle {
 func (k *Kernel) warnExposure() {
 	c := k.cfg
 	if c.NATSListen != "" && !isLoopback(c.NATSListen) {
-		k.logger.Warn("the NATS listener has no authentication: anyone who reaches it can read and write the log", "nats_listen", c.NATSListen)
+		k.logger.Warn("the NATS listener has no authentication: anyone who reaches it can read the log (and write events into it with --nats-writable)", "nats_listen", c.NATSListen)
 	}
 	if !c.NoHTTP && !isLoopback(strings.TrimPrefix(c.Addr, "http://")) {
 		k.logger.Warn("serving HTTP without TLS beyond loopback: the API token travels in clear text; put a TLS proxy in front", "addr", c.Addr)

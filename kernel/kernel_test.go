@@ -108,10 +108,13 @@ func TestReadyOnlyWhenProjectionsCaughtUp(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A new projection must be back-filled: not ready until it is.
+	// A new critical projection must be back-filled: not ready until it
+	// is.
 	k = newKernel(t, dir, nil)
 	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
-	if err := k.RegisterProjection(counter("t.hit", 5*time.Millisecond, "")); err != nil {
+	p := counter("t.hit", 5*time.Millisecond, "")
+	p.Critical = true
+	if err := k.RegisterProjection(p); err != nil {
 		t.Fatal(err)
 	}
 	open(t, k)
@@ -372,9 +375,13 @@ func TestDoctor(t *testing.T) {
 		!strings.Contains(c.Fix, "fazt projections retry counts") || !strings.Contains(c.Fix, fmt.Sprintf("--seq %d", res.LastSeq)) {
 		t.Fatalf("halted projection check: %+v", c)
 	}
-	// A halted projection keeps the kernel unready, and says why.
-	if status, body, _ := call(t, k, "GET", "/readyz", "", ""); status != http.StatusServiceUnavailable || !strings.Contains(body, "halted") {
-		t.Fatalf("readyz with a halted projection: %d %s", status, body)
+	// The projection is not critical: the node stays ready, and says
+	// what it runs without (TestReadinessCritical has the critical case).
+	if !strings.Contains(c.Detail, "not critical: the node stays ready") {
+		t.Fatalf("halted projection check: %+v", c)
+	}
+	if status, body, _ := call(t, k, "GET", "/readyz", "", ""); status != http.StatusOK || !strings.Contains(body, `"degraded":["counts (halted at seq`) {
+		t.Fatalf("readyz with a halted projection that is not critical: %d %s", status, body)
 	}
 }
 

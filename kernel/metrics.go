@@ -21,6 +21,12 @@ var (
 	descHalted      = prometheus.NewDesc("fazt_projection_halted", "1 when the projection is halted at a failing event.", []string{"projection"}, nil)
 	descRebuildDone = prometheus.NewDesc("fazt_projection_rebuild_done_seq", "Sequences a rebuild in progress has folded (0 when none runs).", []string{"projection"}, nil)
 	descRebuildRate = prometheus.NewDesc("fazt_projection_rebuild_rate", "Sequences per second of a rebuild in progress.", []string{"projection"}, nil)
+	descCritical    = prometheus.NewDesc("fazt_projection_critical", "1 when the node's readiness depends on the projection.", []string{"projection"}, nil)
+	descReady       = prometheus.NewDesc("fazt_ready", "1 when /readyz answers 200: the log is open and the critical projections have caught up and run.", nil, nil)
+
+	// Records in the kernel's own categories that start-up passed over.
+	descSchemaSkipped     = prometheus.NewDesc("fazt_schema_registrations_skipped", "Records in the log's schemas category that the registry did not apply at start (see fazt doctor).", nil, nil)
+	descReactorUnreadable = prometheus.NewDesc("fazt_reactor_records_unreadable", "Records of a reactor's parked events that could not be read and were passed over.", []string{"reactor"}, nil)
 
 	// The log's commit loop, since the process started.
 	descAppends  = prometheus.NewDesc("fazt_log_appends_total", "Appends written to the log (not duplicates or refusals).", nil, nil)
@@ -38,6 +44,7 @@ type kernelCollector struct{ a *api }
 
 func (c kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLogSeq, descCheckpoint, descLag, descHalted, descRebuildDone, descRebuildRate,
+		descCritical, descReady, descSchemaSkipped, descReactorUnreadable,
 		descAppends, descEvents, descGroups, descBatches, descFsyncs, descRetries, descRebuilds} {
 		ch <- d
 	}
@@ -74,7 +81,20 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descRebuildDone, prometheus.GaugeValue, done, s.Name)
 		ch <- prometheus.MustNewConstMetric(descRebuildRate, prometheus.GaugeValue, rate, s.Name)
+		ch <- prometheus.MustNewConstMetric(descCritical, prometheus.GaugeValue, boolGauge(s.Critical), s.Name)
 	}
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, boolGauge(c.a.k.Ready()))
+	ch <- prometheus.MustNewConstMetric(descSchemaSkipped, prometheus.GaugeValue, float64(len(c.a.reg.Skipped())))
+	for _, h := range c.a.k.Reactors() {
+		ch <- prometheus.MustNewConstMetric(descReactorUnreadable, prometheus.GaugeValue, float64(len(h.Unreadable())), h.Name())
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // httpMetrics count and time requests by route pattern (a bounded set)

@@ -143,6 +143,23 @@
 // messages, which no version can apply. Register the event's schema with
 // [RegisterKernelTypes] when the log validates events.
 //
+// The decisions live in the category [Category] ("projections"), which
+// the kernel reserves ([eventlog.Log.Reserve]): an ordinary append there
+// is refused, so no one can make a projection pass over an event by
+// writing a decision of their own. Give the reservation's writer to
+// [Runner.Writer]; reactors' parked records work the same way
+// ([ReactorCategory], Reactor.Writer). Records in these categories that
+// cannot be read (published around the kernel) are passed over and
+// logged, never an obstacle to a start.
+//
+// # Critical projections
+//
+// [Projection.Critical] says the node is useless without the read model:
+// the kernel's readiness (/readyz) waits for it to catch up at start and
+// fails while it is halted. A projection that is not critical (the
+// default; analytics, say) halts alone: its halt shows in Status, doctor
+// and metrics, and the node stays in its load balancer.
+//
 // Transient errors (the log unavailable, a full disk) do not halt: the
 // projection retries every RetryInterval, and Status.Error says what is
 // wrong meanwhile.

@@ -32,6 +32,12 @@ type Projection struct {
 	// the event and the tables, so a rebuild gives the same rows. An
 	// error halts the projection at that event.
 	Apply func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error
+	// Critical makes a node's readiness depend on the projection: while
+	// it catches up at start or is halted, the kernel's /readyz answers
+	// 503, which takes the node out of a load balancer. Leave it false
+	// for a read model the node can serve without (analytics, say): its
+	// halts show in Status, doctor and metrics, and readiness ignores it.
+	Critical bool
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -152,6 +158,8 @@ type Status struct {
 	// Error is the last transient problem (log unavailable, disk), retried
 	// every RetryInterval; empty once it works again.
 	Error string `json:"error,omitempty"`
+	// Critical: the node's readiness depends on it (Projection.Critical).
+	Critical bool `json:"critical"`
 }
 
 // Progress of a rebuild.

@@ -111,7 +111,6 @@ const (
 	// reactorSubjectPrefix is the subject prefix of every event, from the
 	// log's permanent wire form (see eventlog's package documentation).
 	reactorSubjectPrefix = "fazt.ev."
-	reactorReadBatch     = 1000
 )
 
 // DefaultReactorBackoff returns the default delays between attempts: 1s,
@@ -158,13 +157,22 @@ type Reactor struct {
 	// Logger receives retries, parkings and errors; the log's Logger when
 	// nil.
 	Logger *slog.Logger
+	// Writer appends the parked records when the log reserves
+	// ReactorCategory (the kernel sets it); nil: the log's ordinary
+	// Append.
+	Writer *eventlog.Writer
 }
 
 // ReactorConsumerName is the JetStream durable consumer of a reactor.
 func ReactorConsumerName(name string) string { return "reactor_" + name }
 
+// ReactorCategory is the log category of the parked records. The kernel
+// reserves it (eventlog.Log.Reserve): only a reactor's own code records
+// that it parked or unparked an event.
+const ReactorCategory = "reactors"
+
 // ReactorStream is the event stream holding a reactor's parked records.
-func ReactorStream(name string) string { return "reactors." + name }
+func ReactorStream(name string) string { return ReactorCategory + "." + name }
 
 // Parked is an event a reactor gave up on.
 type Parked struct {
@@ -188,6 +196,10 @@ type ReactorStatus struct {
 	Delivered uint64 `json:"delivered"`
 	// Parked lists the parked events by sequence.
 	Parked []Parked `json:"parked"`
+	// Unreadable lists the sequences of records in the reactor's stream
+	// that are not valid records (written around the kernel); they were
+	// passed over.
+	Unreadable []uint64 `json:"unreadable,omitempty"`
 }
 
 // ReactorHandle is a running reactor. Its methods are safe for concurrent
@@ -207,9 +219,10 @@ type ReactorHandle struct {
 
 	callMu sync.Mutex // one Handle call at a time
 
-	parkMu  sync.Mutex
-	parked  map[uint64]Parked
-	parkVer uint64 // version of the parked stream applied so far
+	parkMu     sync.Mutex
+	parked     map[uint64]Parked
+	parkSeq    uint64   // log sequence up to which the parked records are applied
+	unreadable []uint64 // sequences of records in its stream that could not be read
 }
 
 // reactorParkRecord is the data of TypeEventParked and TypeEventUnparked.
@@ -478,10 +491,11 @@ func (h *ReactorHandle) Status(ctx context.Context) (ReactorStatus, error) {
 		return ReactorStatus{}, fmt.Errorf("reactor %s: consumer info: %w", h.r.Name, err)
 	}
 	return ReactorStatus{
-		Name:      h.r.Name,
-		Pending:   info.NumPending + uint64(info.NumAckPending),
-		Delivered: info.AckFloor.Stream,
-		Parked:    h.parkedList(),
+		Name:       h.r.Name,
+		Pending:    info.NumPending + uint64(info.NumAckPending),
+		Delivered:  info.AckFloor.Stream,
+		Parked:     h.parkedList(),
+		Unreadable: h.Unreadable(),
 	}, nil
 }
 
@@ -705,7 +719,11 @@ func (h *ReactorHandle) appendPark(ctx context.Context, typ string, rec reactorP
 	if err != nil {
 		return err
 	}
-	if _, err := h.log.Append(ctx, []eventlog.Event{{Stream: h.stream, Type: typ, Data: data}}); err != nil {
+	appendRec := h.log.Append
+	if h.r.Writer != nil {
+		appendRec = h.r.Writer.Append
+	}
+	if _, err := appendRec(ctx, []eventlog.Event{{Stream: h.stream, Type: typ, Data: data}}); err != nil {
 		return err
 	}
 	if err := h.refreshParked(ctx); err != nil {
@@ -718,32 +736,35 @@ func (h *ReactorHandle) appendPark(ctx context.Context, typ string, rec reactorP
 }
 
 // refreshParked applies the records appended to the reactor's stream
-// since the last refresh (by any node).
+// since the last refresh (by any node). A record it cannot read is
+// logged, listed in Status and passed over: nothing in the log may stop
+// a reactor from starting.
 func (h *ReactorHandle) refreshParked(ctx context.Context) error {
 	h.parkMu.Lock()
 	defer h.parkMu.Unlock()
-	for {
-		evs, err := h.log.ReadStream(ctx, h.stream, h.parkVer+1, reactorReadBatch)
-		if errors.Is(err, eventlog.ErrNotFound) {
-			return nil // nothing parked, ever
-		}
-		if err != nil {
-			return err
-		}
-		for _, e := range evs {
-			if e.Type == TypeEventParked || e.Type == TypeEventUnparked {
-				var rec reactorParkRecord
-				if err := json.Unmarshal(e.Data, &rec); err != nil {
-					return fmt.Errorf("%s at seq %d: %w", e.Type, e.Seq, err)
-				}
-				h.applyPark(e.Type, rec, e.Time)
-			}
-			h.parkVer = e.Version
-		}
-		if len(evs) < reactorReadBatch {
-			return nil
+	unreadable := func(seq uint64, err error) {
+		if !slices.Contains(h.unreadable, seq) {
+			h.unreadable = append(h.unreadable, seq)
+			h.logger.Warn("a record of the reactor's parked events cannot be read; passed over", "stream", h.stream, "seq", seq, "err", err)
 		}
 	}
+	last, err := readRecords(ctx, h.log, ReactorCategory, h.parkSeq, func(e eventlog.Event) bool {
+		if e.Stream == h.stream && (e.Type == TypeEventParked || e.Type == TypeEventUnparked) {
+			var rec reactorParkRecord
+			if err := json.Unmarshal(e.Data, &rec); err != nil {
+				unreadable(e.Seq, err)
+			} else {
+				h.applyPark(e.Type, rec, e.Time)
+			}
+		}
+		return true
+	}, func(de *eventlog.DecodeError) {
+		if strings.TrimPrefix(de.Subject, reactorSubjectPrefix) == h.stream {
+			unreadable(de.Seq, de)
+		}
+	})
+	h.parkSeq = max(h.parkSeq, last)
+	return err
 }
 
 // applyPark applies one record; parkMu is held.
@@ -761,6 +782,14 @@ func (h *ReactorHandle) isParked(seq uint64) bool {
 	defer h.parkMu.Unlock()
 	_, ok := h.parked[seq]
 	return ok
+}
+
+// Unreadable returns the sequences of the records in the reactor's
+// stream that could not be read, as of the last refresh.
+func (h *ReactorHandle) Unreadable() []uint64 {
+	h.parkMu.Lock()
+	defer h.parkMu.Unlock()
+	return slices.Clone(h.unreadable)
 }
 
 func (h *ReactorHandle) parkedList() []Parked {

@@ -45,6 +45,9 @@ type Runner struct {
 	Readers int
 	// Logger receives rebuilds, halts, skips and transient errors.
 	Logger *slog.Logger
+	// Writer appends skip decisions when the log reserves Category (see
+	// skip.go); nil: the log's ordinary Append.
+	Writer *eventlog.Writer
 
 	log *eventlog.Log
 
@@ -439,7 +442,7 @@ func (r *Runner) Statuses() []Status {
 func (pr *proj) status(tail uint64) Status {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	s := Status{Name: pr.p.Name, Version: pr.p.Version, Tail: tail, State: StateClosed}
+	s := Status{Name: pr.p.Name, Version: pr.p.Version, Critical: pr.p.Critical, Tail: tail, State: StateClosed}
 	g := pr.cur
 	if g == nil {
 		return s

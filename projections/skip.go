@@ -33,8 +33,15 @@ func RegisterKernelTypes(reg *schemas.Registry) error {
 	return reg.Register(TypeEventSkipped, 1, []byte(eventSkippedSchema))
 }
 
+// Category is the log category of the skip decisions. The kernel
+// reserves it (eventlog.Log.Reserve) and gives the writer to the Runner
+// (Runner.Writer): only Skip, which checks the projection is halted at
+// that very event, records a decision; an ordinary append could
+// otherwise make a projection pass over any event.
+const Category = "projections"
+
 // SkipStream is the stream holding a projection's skip decisions.
-func SkipStream(projection string) string { return "projections." + projection }
+func SkipStream(projection string) string { return Category + "." + projection }
 
 // skipRecord is the data of a TypeEventSkipped event.
 type skipRecord struct {
@@ -59,7 +66,8 @@ const maxSkipError = 4096
 // no version can apply. Calling Skip again for a recorded decision
 // appends nothing. Errors: ErrNotFound, ErrConflict (not halted at seq),
 // and the log's append errors (ErrInvalid when the log validates events
-// and TypeEventSkipped is not registered: see RegisterKernelTypes).
+// and TypeEventSkipped is not registered: see RegisterKernelTypes; or
+// when the log reserves Category and Writer is not its writer).
 func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 	pr, err := r.lookup(name)
 	if err != nil {
@@ -97,7 +105,11 @@ func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 			msg = msg[:maxSkipError]
 		}
 		data, _ := json.Marshal(skipRecord{Projection: name, Seq: seq, EventID: halt.EventID, EventType: halt.Type, Error: msg, Version: version})
-		res, err := r.log.Append(ctx, []eventlog.Event{{Stream: SkipStream(name), Type: TypeEventSkipped, Data: data}})
+		appendSkip := r.log.Append
+		if r.Writer != nil {
+			appendSkip = r.Writer.Append
+		}
+		res, err := appendSkip(ctx, []eventlog.Event{{Stream: SkipStream(name), Type: TypeEventSkipped, Data: data}})
 		if err != nil {
 			return fmt.Errorf("projection %s: record the skip of seq %d: %w", name, seq, err)
 		}
@@ -108,29 +120,54 @@ func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 }
 
 // findSkip looks in the log for a decision to skip the event at seq in
-// name at version; it returns the record's sequence.
+// name at version; it returns the record's sequence. Records it cannot
+// read are passed over: they decide nothing.
 func (r *Runner) findSkip(ctx context.Context, name string, seq uint64, id string, version int) (uint64, bool, error) {
+	var found uint64
+	stream := SkipStream(name)
+	_, err := readRecords(ctx, r.log, Category, 0, func(e eventlog.Event) bool {
+		var rec skipRecord
+		if e.Stream != stream || e.Type != TypeEventSkipped || json.Unmarshal(e.Data, &rec) != nil {
+			return true
+		}
+		if rec.Projection == name && rec.Seq == seq && rec.EventID == id && (id == "" || rec.Version == version) {
+			found = e.Seq
+			return false
+		}
+		return true
+	}, func(de *eventlog.DecodeError) {
+		r.Logger.Warn("a message among the skip decisions is not an event; passed over", "projection", name, "seq", de.Seq, "error", de)
+	})
+	return found, found != 0, err
+}
+
+// readRecords reads the events of category after the sequence after, in
+// order, calling fn until it returns false, and returns the last sequence
+// examined. A message that is not an event is passed to bad and read
+// past: records the kernel keeps in its own categories are looked up at
+// start and when deciding what to do, which nothing written around the
+// kernel may block.
+func readRecords(ctx context.Context, log *eventlog.Log, category string, after uint64, fn func(eventlog.Event) bool, bad func(*eventlog.DecodeError)) (uint64, error) {
 	const page = 1000
-	for from := uint64(1); ; {
-		evs, err := r.log.ReadStream(ctx, SkipStream(name), from, page)
-		if errors.Is(err, eventlog.ErrNotFound) {
-			return 0, false, nil
-		}
-		if err != nil {
-			return 0, false, err
-		}
-		for _, e := range evs {
-			var rec skipRecord
-			if e.Type != TypeEventSkipped || json.Unmarshal(e.Data, &rec) != nil {
-				continue
-			}
-			if rec.Projection == name && rec.Seq == seq && rec.EventID == id && (id == "" || rec.Version == version) {
-				return e.Seq, true, nil
+	for {
+		p, err := log.Read(ctx, after, page, eventlog.Filter{Categories: []string{category}})
+		for _, e := range p.Events {
+			after = e.Seq
+			if !fn(e) {
+				return after, nil
 			}
 		}
-		if len(evs) < page {
-			return 0, false, nil
+		var de *eventlog.DecodeError
+		switch {
+		case errors.As(err, &de) && de.Seq > after:
+			bad(de)
+			after = de.Seq
+			continue
+		case err != nil:
+			return after, err
 		}
-		from = evs[len(evs)-1].Version + 1
+		if len(p.Events) < page {
+			return max(after, p.LastSeq), nil
+		}
 	}
 }

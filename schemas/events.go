@@ -36,6 +36,10 @@ type Registry struct {
 	mu    sync.RWMutex
 	types map[string][]*eventSchema // versions[i] is version i+1
 	code  map[string]bool           // types the binary registers itself
+	// streams is the version of each registration stream seen
+	// (runtime.go): RegisterAtRuntime expects it.
+	streams map[string]uint64
+	skipped []SkippedRegistration // what Load could not apply
 }
 
 // eventSchema is one registered version.
@@ -50,7 +54,7 @@ type eventSchema struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{types: map[string][]*eventSchema{}, code: map[string]bool{}}
+	return &Registry{types: map[string][]*eventSchema{}, code: map[string]bool{}, streams: map[string]uint64{}}
 }
 
 // Register adds version of typ. Versions of a type are registered in
@@ -407,9 +411,15 @@ func eventNumberOK(s string) bool {
 // event schema obeys, whatever its version. name says which schema it is
 // in messages ("schema version 2", "old schema").
 func eventParse(typ, name string, schema []byte) (any, *jsonschema.Schema, error) {
+	if len(schema) > MaxSchemaBytes {
+		return nil, nil, eventInvalidf("event type %q: %s is %d bytes; the limit is %d (MaxSchemaBytes)", typ, name, len(schema), MaxSchemaBytes)
+	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
 	if err != nil {
 		return nil, nil, eventInvalidf("event type %q: %s is not valid JSON: %v", typ, name, err)
+	}
+	if err := eventShape(typ, name, doc); err != nil {
+		return nil, nil, err
 	}
 	if ptr, num := eventBigNumber(doc, ""); ptr != "" {
 		return nil, nil, eventInvalidf("event type %q: %s: %s: number %.40s %s", typ, name, ptr, num, eventNumberRule)
@@ -430,6 +440,12 @@ func eventParse(typ, name string, schema []byte) (any, *jsonschema.Schema, error
 	if err != nil {
 		return nil, nil, err
 	}
+	if n := eventExpansion(compiled, MaxSchemaExpansion); n > MaxSchemaExpansion {
+		return nil, nil, eventInvalidf("event type %q: %s expands to more than %d subschemas when its references are followed (MaxSchemaExpansion): validating one event would visit them all; refer to shared definitions fewer times", typ, name, MaxSchemaExpansion)
+	}
+	if why := eventRecursion(compiled); why != "" {
+		return nil, nil, eventInvalidf("event type %q: %s %s", typ, name, why)
+	}
 	return doc, compiled, nil
 }
 
@@ -443,6 +459,7 @@ func eventCompileDoc(typ, name string, doc any) (*jsonschema.Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.UseLoader(eventNoLoader{})
+	c.UseRegexpEngine(eventRegexp)
 	url := "https://events.fazt.invalid/" + typ + ".json"
 	if err := c.AddResource(url, doc); err != nil {
 		return nil, eventInvalidf("event type %q: %s: %s", typ, name, eventOneLine(err.Error()))

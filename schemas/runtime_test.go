@@ -31,6 +31,24 @@ func runtimeLog(tb testing.TB, dir string, tune ...func(*eventlog.Log)) *eventlo
 	return l
 }
 
+// writers holds the writer of the "schemas" category of each log.
+var writers sync.Map // *eventlog.Log → *eventlog.Writer
+
+// schemasWriter reserves the "schemas" category of l, once, as the
+// kernel does, and returns its writer.
+func schemasWriter(tb testing.TB, l *eventlog.Log) *eventlog.Writer {
+	tb.Helper()
+	if w, ok := writers.Load(l); ok {
+		return w.(*eventlog.Writer)
+	}
+	w, err := l.Reserve(Category)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	writers.Store(l, w)
+	return w
+}
+
 // kernelRegistry returns a registry with the kernel's own types.
 func kernelRegistry(tb testing.TB) *Registry {
 	tb.Helper()
@@ -130,7 +148,7 @@ func TestRegisterAtRuntime(t *testing.T) {
 	l := runtimeLog(t, "", func(l *eventlog.Log) { l.Validate = r.Validate })
 
 	for i, s := range []string{ordersV1, ordersV2} {
-		v, err := r.RegisterAtRuntime(ctx, l, "orders.placed", []byte(s))
+		v, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "orders.placed", []byte(s))
 		if err != nil || v != i+1 {
 			t.Fatalf("register version %d: got %d, %v", i+1, v, err)
 		}
@@ -174,7 +192,7 @@ func TestRegisterAtRuntime(t *testing.T) {
 
 	// An incompatible v3 (v1 again: drops coupon and an enum value).
 	seq := runtimeSeq(t, l)
-	v, err := r.RegisterAtRuntime(ctx, l, "orders.placed", []byte(ordersV1))
+	v, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "orders.placed", []byte(ordersV1))
 	if !errors.Is(err, ErrIncompatible) || !errors.Is(err, ErrEDDViolation) || v != 0 {
 		t.Fatalf("incompatible: %d %v", v, err)
 	}
@@ -198,7 +216,7 @@ func TestRegisterAtRuntime(t *testing.T) {
 
 	// A second type, with characters encoding/json escapes by default: the
 	// registry holds the bytes the log holds.
-	if v, err := r.RegisterAtRuntime(ctx, l, "users.signed_up", []byte(usersV1)); err != nil || v != 1 {
+	if v, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "users.signed_up", []byte(usersV1)); err != nil || v != 1 {
 		t.Fatalf("users: %d %v", v, err)
 	}
 	evs = runtimeRegistrations(t, l, "users.signed_up")
@@ -237,7 +255,7 @@ func TestRegisterAtRuntimeRefuses(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := r.RegisterAtRuntime(ctx, l, tc.typ, []byte(tc.schema))
+			v, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), tc.typ, []byte(tc.schema))
 			if !errors.Is(err, tc.want) || v != 0 {
 				t.Fatalf("got %d, %v; want %v", v, err, tc.want)
 			}
@@ -260,7 +278,7 @@ func TestRegisterAtRuntimeRefuses(t *testing.T) {
 	// registration event itself, and nothing is applied.
 	bare := NewRegistry()
 	l2 := runtimeLog(t, "", func(l *eventlog.Log) { l.Validate = bare.Validate })
-	if _, err := bare.RegisterAtRuntime(ctx, l2, "orders.placed", []byte(ordersV1)); !errors.Is(err, eventlog.ErrInvalid) {
+	if _, err := bare.RegisterAtRuntime(ctx, schemasWriter(t, l2), "orders.placed", []byte(ordersV1)); !errors.Is(err, eventlog.ErrInvalid) {
 		t.Fatalf("unvalidated registration: %v", err)
 	}
 	if _, ok := bare.Latest("orders.placed"); ok || runtimeSeq(t, l2) != 0 {
@@ -286,9 +304,15 @@ func TestRegistryLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Events of other types in the "schemas" category can only come from
+	// the kernel's writer: Load reports them and passes over them.
 	other := func(stream, typ string) {
 		t.Helper()
-		if _, err := l.Append(ctx, []eventlog.Event{{Stream: stream, Type: typ}}); err != nil {
+		app := l.Append
+		if eventlog.Category(stream) == Category {
+			app = schemasWriter(t, l).Append
+		}
+		if _, err := app(ctx, []eventlog.Event{{Stream: stream, Type: typ}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -299,7 +323,7 @@ func TestRegistryLoad(t *testing.T) {
 		{"orders.placed", ordersV2},
 	}
 	for i, s := range steps {
-		if _, err := r.RegisterAtRuntime(ctx, l, s.typ, []byte(s.schema)); err != nil {
+		if _, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), s.typ, []byte(s.schema)); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
 		other("schemas.notes", "schemas.noted")
@@ -325,6 +349,9 @@ func TestRegistryLoad(t *testing.T) {
 	r2 := rebuilt(l)
 	runtimeSame(t, r, r2)
 	runtimeValidates(t, r, r2)
+	if sk := r2.Skipped(); len(sk) != len(steps) || sk[0].Stream != "schemas.notes" || !strings.Contains(sk[0].Error, "is not schemas.registered") {
+		t.Fatalf("skipped %+v; want the %d other events of the category", sk, len(steps))
+	}
 	if n, _ := r2.Latest("orders.placed"); n != 2 || r2.inCode("orders.placed") || r2.inCode("users.signed_up") {
 		t.Fatalf("rebuilt: orders.placed at %d", n)
 	}
@@ -333,8 +360,11 @@ func TestRegistryLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	runtimeSame(t, r, r2)
+	if sk := r2.Skipped(); len(sk) != len(steps) {
+		t.Fatalf("a second Load reports %d skipped records, want the same %d", len(sk), len(steps))
+	}
 	// A rebuilt registry continues where the log is.
-	if v, err := r2.RegisterAtRuntime(ctx, l, "users.signed_up", []byte(`{"type":"object","description":"a <new> user & friends","properties":{"email":{"type":"string","pattern":"^[^<>]+$"},"note":{"type":"string"},"name":{"type":"string"}},"required":["email"]}`)); err != nil || v != 2 {
+	if v, err := r2.RegisterAtRuntime(ctx, schemasWriter(t, l), "users.signed_up", []byte(`{"type":"object","description":"a <new> user & friends","properties":{"email":{"type":"string","pattern":"^[^<>]+$"},"note":{"type":"string"},"name":{"type":"string"}},"required":["email"]}`)); err != nil || v != 2 {
 		t.Fatalf("register after load: %d %v", v, err)
 	}
 
@@ -349,7 +379,7 @@ func TestRegistryLoad(t *testing.T) {
 	if n, _ := r3.Latest("users.signed_up"); n != 2 {
 		t.Fatalf("reopened: users.signed_up at %d", n)
 	}
-	if v, err := r3.RegisterAtRuntime(ctx, l2, "orders.placed", []byte(ordersV2)); err != nil || v != 3 {
+	if v, err := r3.RegisterAtRuntime(ctx, schemasWriter(t, l2), "orders.placed", []byte(ordersV2)); err != nil || v != 3 {
 		t.Fatalf("register after reopen: %d %v", v, err)
 	}
 	if evs := runtimeRegistrations(t, l2, "orders.placed"); len(evs) != 3 || evs[2].Version != 3 {
@@ -395,6 +425,9 @@ func TestRegistryLoadManyPages(t *testing.T) {
 	if got := len(r.Types()); got != n {
 		t.Fatalf("loaded %d types, want %d", got, n)
 	}
+	if got := len(r.Skipped()); got != (n+6)/7 {
+		t.Fatalf("skipped %d records, want the %d noise events", got, (n+6)/7)
+	}
 	last := fmt.Sprintf("t%04d.happened", n-1)
 	if err := r.Validate(&eventlog.Event{Type: last, Data: json.RawMessage(fmt.Sprintf(`{"i":%d}`, n-1))}); err != nil {
 		t.Fatal(err)
@@ -404,19 +437,28 @@ func TestRegistryLoadManyPages(t *testing.T) {
 	}
 }
 
-// Registrations that Load cannot apply stop it with an error naming
-// their position; ones written around RegisterAtRuntime are the cases.
-func TestRegistryLoadBadRegistration(t *testing.T) {
+// Registrations that Load cannot apply, written around RegisterAtRuntime
+// (before the category was reserved), are skipped and reported with
+// their position, and the type stays at its last good version: nothing
+// in the log can stop a start. The next registration continues after
+// them.
+func TestRegistryLoadSkipsBadRegistrations(t *testing.T) {
 	ctx := context.Background()
+	deep := `{"type":"object","properties":{"a":` + strings.Repeat(`{"type":"object","properties":{"a":`, 100) + `{}` + strings.Repeat(`}}`, 100) + `}}`
 	bad := []struct {
-		name string
-		data []string
-		says string
+		name   string
+		data   []string
+		latest int    // a.b's version after Load
+		seq    uint64 // of the skipped record
+		says   string
 	}{
-		{"data not a registration", []string{`[1]`}, "schema registration at seq 1"},
-		{"schema does not compile", []string{`{"type":"a.b","version":1,"schema":{"type":"object","properties":{"x":{"type":"strin"}}}}`}, "schema registration at seq 1 (a.b version 1)"},
-		{"version skipped", []string{`{"type":"a.b","version":2,"schema":{"type":"object"}}`}, "schema registration at seq 1 (a.b version 2)"},
-		{"incompatible", []string{`{"type":"a.b","version":1,"schema":{"type":"object","properties":{"x":{"type":"string"}}}}`, `{"type":"a.b","version":2,"schema":{"type":"object"}}`}, "schema registration at seq 2 (a.b version 2)"},
+		{"data not a registration", []string{`[1]`}, 0, 1, "not a schema registration"},
+		{"schema does not compile", []string{`{"type":"a.b","version":1,"schema":{"type":"object","properties":{"x":{"type":"strin"}}}}`}, 0, 1, "not a valid JSON Schema"},
+		{"version skipped", []string{`{"type":"a.b","version":2,"schema":{"type":"object"}}`}, 0, 1, "out of order"},
+		{"incompatible", []string{`{"type":"a.b","version":1,"schema":{"type":"object","properties":{"x":{"type":"string"}}}}`, `{"type":"a.b","version":2,"schema":{"type":"object"}}`}, 1, 2, "not a compatible extension"},
+		{"over a limit", []string{`{"type":"a.b","version":1,"schema":` + deep + `}`}, 0, 1, "MaxSchemaDepth"},
+		{"another type's stream", []string{`{"type":"c.d","version":1,"schema":{"type":"object"}}`}, 0, 1, "belongs to another type"},
+		{"duplicate version", []string{`{"type":"a.b","version":1,"schema":{"type":"object"}}`, `{"type":"a.b","version":1,"schema":{"type":"object","title":"x"}}`}, 1, 2, "registered already"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -426,10 +468,33 @@ func TestRegistryLoadBadRegistration(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := NewRegistry().Load(ctx, l)
-			if err == nil || !strings.Contains(err.Error(), tc.says) {
-				t.Fatalf("error %v does not say %q", err, tc.says)
+			r := NewRegistry()
+			if err := r.Load(ctx, l); err != nil {
+				t.Fatalf("load: %v", err)
 			}
+			sk := r.Skipped()
+			if len(sk) != 1 || sk[0].Seq != tc.seq || sk[0].Stream != "schemas.a.b" || !strings.Contains(sk[0].Error, tc.says) {
+				t.Fatalf("skipped %+v; want seq %d saying %q", sk, tc.seq, tc.says)
+			}
+			if n, _ := r.Latest("a.b"); n != tc.latest {
+				t.Fatalf("a.b at version %d, want %d", n, tc.latest)
+			}
+			// The next registration gets the next schema version, at the
+			// stream's next version.
+			next := `{"type":"object","properties":{"y":{"type":"string"}}}`
+			if tc.name == "incompatible" {
+				next = `{"type":"object","properties":{"x":{"type":"string"},"y":{"type":"string"}}}`
+			}
+			v, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "a.b", []byte(next))
+			if err != nil || v != tc.latest+1 {
+				t.Fatalf("register after a skipped record: %d %v; want version %d", v, err, tc.latest+1)
+			}
+			// A fresh registry reads the same.
+			r2 := NewRegistry()
+			if err := r2.Load(ctx, l); err != nil || len(r2.Skipped()) != 1 {
+				t.Fatalf("load again: %v, skipped %+v", err, r2.Skipped())
+			}
+			runtimeSame(t, r, r2)
 		})
 	}
 }
@@ -441,7 +506,7 @@ func TestRegistryLoadSkipsKnownVersions(t *testing.T) {
 	l := runtimeLog(t, "")
 	r := NewRegistry()
 	for _, s := range []string{ordersV1, ordersV2} {
-		if _, err := r.RegisterAtRuntime(ctx, l, "orders.placed", []byte(s)); err != nil {
+		if _, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "orders.placed", []byte(s)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -468,7 +533,7 @@ func TestRegistryLoadSkipsKnownVersions(t *testing.T) {
 	}
 	runtimeValidates(t, r, one)
 	// Still the binary's type: not changeable at run time.
-	if _, err := one.RegisterAtRuntime(ctx, l, "orders.placed", []byte(ordersV2)); !errors.Is(err, eventlog.ErrInvalid) {
+	if _, err := one.RegisterAtRuntime(ctx, schemasWriter(t, l), "orders.placed", []byte(ordersV2)); !errors.Is(err, eventlog.ErrInvalid) {
 		t.Fatalf("run-time change of a type in code: %v", err)
 	}
 	if len(runtimeRegistrations(t, l, "orders.placed")) != 2 {
@@ -482,6 +547,7 @@ func TestRegistryLoadSkipsKnownVersions(t *testing.T) {
 func TestRegisterAtRuntimeRace(t *testing.T) {
 	ctx := context.Background()
 	l := runtimeLog(t, "")
+	schemasWriter(t, l) // before the goroutines use it
 	regs := []*Registry{NewRegistry(), NewRegistry()}
 	schema := func(who int) []byte {
 		return []byte(fmt.Sprintf(`{"type":"object","properties":{"by%d":{"type":"string"}}}`, who))
@@ -498,7 +564,7 @@ func TestRegisterAtRuntimeRace(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				versions[j], errs[j] = r.RegisterAtRuntime(ctx, l, typ, schema(j))
+				versions[j], errs[j] = r.RegisterAtRuntime(ctx, schemasWriter(t, l), typ, schema(j))
 			}()
 		}
 		close(start)
@@ -553,7 +619,7 @@ func TestRegisterAtRuntimeRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[j] = r.RegisterAtRuntime(ctx, l, typ, v2)
+			_, errs[j] = r.RegisterAtRuntime(ctx, schemasWriter(t, l), typ, v2)
 		}()
 	}
 	wg.Wait()
@@ -570,6 +636,7 @@ func TestRegisterAtRuntimeRace(t *testing.T) {
 func TestRegisterAtRuntimeConcurrentOneRegistry(t *testing.T) {
 	ctx := context.Background()
 	l := runtimeLog(t, "")
+	schemasWriter(t, l) // before the goroutines use it
 	r := NewRegistry()
 	const n = 8
 	var wg sync.WaitGroup
@@ -592,7 +659,7 @@ func TestRegisterAtRuntimeConcurrentOneRegistry(t *testing.T) {
 				}
 				props[fmt.Sprintf("p%d", i)] = map[string]any{"type": "string"}
 				s, _ := json.Marshal(map[string]any{"type": "object", "properties": props})
-				v, err := r.RegisterAtRuntime(ctx, l, "busy.thing", s)
+				v, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "busy.thing", s)
 				if errors.Is(err, eventlog.ErrConflict) || errors.Is(err, ErrIncompatible) ||
 					errors.Is(err, eventlog.ErrInvalid) && strings.Contains(err.Error(), "already registered") {
 					continue // someone registered first: retry against the new state
@@ -624,4 +691,7 @@ func TestRegisterAtRuntimeConcurrentOneRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	runtimeSame(t, r, r2)
+	if sk := r2.Skipped(); len(sk) != 0 {
+		t.Fatalf("skipped %+v", sk)
+	}
 }

@@ -48,7 +48,7 @@
 // HTTP API (every /v1 route needs "Authorization: Bearer <token>", except
 // the public routes verticals declare, such as the analytics collector):
 //
-//	GET  /healthz, /readyz                 liveness; readiness (503 until the projections caught up)
+//	GET  /healthz, /readyz                 liveness; readiness (503 until the critical projections caught up, or while one is halted)
 //	POST /v1/events                        append events atomically, with optional expectations
 //	GET  /v1/streams/{stream}?from=&limit= one stream's events
 //	GET  /v1/events?after=&limit=&type=&category=   the whole log, a page at a time

@@ -57,10 +57,10 @@ func (a *app) serveCmd() *cobra.Command {
 		Long: `Serve opens the kernel in the data directory, in order: the event log,
 the schemas, the read models (catching up with the log), the verticals'
 routes; and serves the HTTP API until interrupted, then stops in reverse
-order. /readyz turns ready once the read models have caught up. On first
-start it creates an API token in DIR/token and prints it once. While
-running, DIR/serve.json tells the other fazt commands where to find the
-server.`,
+order. /readyz turns ready once the critical read models have caught
+up. On first start it creates an API token in DIR/token and prints it
+once. While running, DIR/serve.json tells the other fazt commands where
+to find the server.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd, o)

@@ -14,11 +14,11 @@ import (
 // closed or idle), so use Read for small reads and Cursor for long ones.
 // A Cursor is not safe for concurrent use.
 type Cursor struct {
-	f      Filter
-	it     jetstream.MessagesContext
-	pos    uint64 // the last sequence delivered (or the start's after)
-	ended  bool   // nothing matched after pos when the consumer started
-	l      *Log
+	f     Filter
+	it    jetstream.MessagesContext
+	pos   uint64 // the last sequence delivered (or the start's after)
+	ended bool   // nothing matched after pos when the consumer started
+	l     *Log
 }
 
 // OpenCursor returns a cursor positioned after sequence after, reading

@@ -90,6 +90,9 @@ func (r *Registry) Load(ctx context.Context, log *eventlog.Log) error {
 			return fmt.Errorf("load schema registrations: %w", err)
 		}
 		for _, e := range p.Events {
+			if e.Malformed != nil {
+				continue // not a registration; the log reports it
+			}
 			var reg registration
 			if err := json.Unmarshal(e.Data, &reg); err != nil {
 				return fmt.Errorf("schema registration at seq %d: %w", e.Seq, err)

@@ -383,15 +383,23 @@ func encodeEntry(e *eventlog.Event) []byte {
 }
 
 // liveEvents streams events as Server-Sent Events: first those after the
-// given position, then new ones as they are appended.
+// given position (after=now: the log's last sequence), then new ones as
+// they are appended. A message that is not a valid event is sent as an
+// event of type "malformed".
 func (a *api) liveEvents(w http.ResponseWriter, r *http.Request) {
 	q, err := parseQuery(r, "after", "type", "category")
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	after, err := afterParam(q)
-	if err != nil {
+	var after uint64
+	if q.Get("after") == "now" && len(q["after"]) == 1 {
+		// Follow from the log's end, like tail -f.
+		if after, err = a.log.LastSeq(r.Context()); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	} else if after, err = afterParam(q); err != nil {
 		a.fail(w, r, err)
 		return
 	}

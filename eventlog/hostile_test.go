@@ -370,7 +370,7 @@ func TestReusedIDIsAConflict(t *testing.T) {
 	// Past the dedupe window, the lookup in the event's stream.
 	l = openLog2(t, dir, func(l *eventlog.Log) { l.DuplicateWindow = 100 * time.Millisecond })
 	time.Sleep(200 * time.Millisecond) // the only way to leave a time window
-	delete(variants, "another stream")  // past the window, IDs are looked up in their own stream
+	delete(variants, "another stream") // past the window, IDs are looked up in their own stream
 	check("past the window", l)
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -468,7 +469,8 @@ func decodeAt(subject string, h nats.Header, data []byte, seq uint64, stamp time
 	var version uint64
 	if v, ok := one(h, headerVersion); !ok {
 		bad = append(bad, "version")
-	} else if n, err := strconv.ParseUint(v, 10, 64); err != nil || n < 1 {
+	} else if n, err := strconv.ParseUint(v, 10, 64); err != nil || n < 1 || n == math.MaxUint64 {
+		// No version can follow the largest: it would wrap to 0.
 		bad = append(bad, "version")
 	} else {
 		version = n

@@ -66,7 +66,9 @@ func TestCLIShowsMalformedAndGoesOn(t *testing.T) {
 	go func() {
 		done <- run(ctx, append([]string{"events", "tail", "--after", "0"}, d...), noEnv, strings.NewReader(""), &all, io.Discard)
 	}()
-	waitFor(t, "tail --after 0 to print the history", func() bool { return strings.Contains(all.String(), strconv.FormatUint(two.LastSeq, 10)+"  orders.1  2") })
+	waitFor(t, "tail --after 0 to print the history", func() bool {
+		return strings.Contains(all.String(), strconv.FormatUint(two.LastSeq, 10)+"  orders.1  2")
+	})
 	// A tail from now has no way to say it is connected but to print
 	// something: append until it does.
 	waitFor(t, "tail to follow new events", func() bool {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	mathrand "math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -88,27 +89,39 @@ type Stats struct {
 	Fsyncs       uint64 // fsyncs of the stream by the log (strict durability)
 	Retries      uint64 // appends published again after a write was refused
 	ViewRebuilds uint64 // times the commit loop read its view of the streams from the log again
+	// Malformed counts the messages that are not valid events (written
+	// around the kernel: bad envelope, data that is not JSON, a version
+	// out of sequence) that readers and the commit loop came across,
+	// each once; LastMalformed shows the newest.
+	Malformed uint64
 }
 
 // Stats returns the commit loop's counters.
 func (l *Log) Stats() Stats {
 	s := &l.stats
-	return Stats{
+	st := Stats{
 		Appends: s.appends.Load(), Events: s.events.Load(), Groups: s.groups.Load(), Batches: s.batches.Load(),
 		Fsyncs: s.fsyncs.Load(), Retries: s.retries.Load(), ViewRebuilds: s.rebuilds.Load(),
 	}
+	l.seen.mu.Lock()
+	st.Malformed = l.seen.count
+	l.seen.mu.Unlock()
+	return st
 }
 
-// recentID is where a caller-chosen ID was stored, and when.
+// recentID is where a caller-chosen ID was stored, and when, with what
+// a retry must match: the type and a fingerprint of the data.
 type recentID struct {
 	pos Position
 	at  time.Time
+	typ string
+	sum uint64
 }
 
-// head is the last event of a stream.
+// head is where a stream ends.
 type head struct {
-	seq     uint64
-	version uint64
+	seq     uint64 // the last message on its subject (valid or not)
+	version uint64 // its last valid event's version
 }
 
 const maxView = 100_000 // streams remembered before the view is rebuilt
@@ -443,7 +456,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 		case errors.As(err, &conflict) && r.ownIDs:
 			// A retry of an append that landed moved its own stream:
 			// answer with the original positions, not a conflict.
-			l.answerDuplicateOr(ctx, r, err)
+			l.answerDuplicateOr(ctx, r, err, false)
 			continue
 		case err != nil:
 			r.res <- appendResp{err: err}
@@ -555,21 +568,93 @@ func (l *Log) viewOf(ctx context.Context, stream string) (head, error) {
 	if h, ok := l.view[stream]; ok {
 		return h, nil
 	}
-	m, err := l.directGet(ctx, directRequest{LastFor: subjectOf(stream)})
-	if errors.Is(err, ErrNotFound) {
-		l.view[stream] = head{}
-		return head{}, nil
-	}
+	h, err := l.streamHead(ctx, stream)
 	if err != nil {
 		return head{}, err
 	}
-	e, err := decode(m.Subject, m.Header, m.Data)
-	if err != nil {
-		return head{}, fmt.Errorf("stream %s: its last message cannot be read: %w", stream, err)
-	}
-	h := head{seq: e.Seq, version: e.Version}
 	l.view[stream] = h
 	return h, nil
+}
+
+// maxHeadWalk bounds how many messages streamHead reads back from the end
+// of a stream.
+const maxHeadWalk = 1000
+
+// streamHead reads a stream's head from the log: the version of its last
+// valid event, and the sequence of the last message on its subject (what
+// JetStream compares Nats-Expected-Last-Subject-Sequence with).
+//
+// Messages written around the kernel do not count: one that is not a
+// valid event, and one whose Fazt-Version does not follow the valid event
+// before it (a version that goes back or jumps). So it reads back from
+// the end, past malformed messages, until two events in a row have
+// consecutive versions: the older one is taken as valid, and the events
+// after it are checked forward from it, as ReadStream checks them.
+func (l *Log) streamHead(ctx context.Context, stream string) (head, error) {
+	subj := subjectOf(stream)
+	var h head
+	var chain []Event // well-formed events, newest first
+	var anchor Event  // the event taken as valid; zero: the stream's start
+	upTo := uint64(0) // read the last message at or before it; 0: the end
+walk:
+	for steps := 0; ; steps++ {
+		if steps == maxHeadWalk {
+			return head{}, fmt.Errorf("%w: stream %s: its last %d messages are not events in sequence (written around the kernel), so the next version cannot be known; read them with GET /v1/streams/%s",
+				ErrMalformed, stream, maxHeadWalk, stream)
+		}
+		m, err := l.lastOn(ctx, subj, upTo)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			break walk
+		case err != nil:
+			return head{}, err
+		}
+		e := decode(m)
+		if h.seq == 0 {
+			h.seq = e.Seq
+		}
+		if e.Malformed != nil {
+			l.noteMalformed(&e)
+		} else {
+			if n := len(chain); n > 0 && chain[n-1].Version == e.Version+1 {
+				anchor = e
+				break walk
+			}
+			chain = append(chain, e)
+		}
+		if upTo = e.Seq - 1; upTo == 0 {
+			break
+		}
+	}
+	h.version = anchor.Version
+	for i := len(chain) - 1; i >= 0; i-- {
+		if e := chain[i]; e.Version == h.version+1 {
+			h.version = e.Version
+		} else {
+			e.Malformed = &Malformed{Subject: subj, Fields: []string{"version"},
+				Reason: fmt.Sprintf("version %d is out of sequence: the stream's event before it is at version %d", e.Version, h.version)}
+			l.noteMalformed(&e)
+		}
+	}
+	return h, nil
+}
+
+// lastOn returns the last message on subj at or before sequence upTo (0:
+// the end of the log). ErrNotFound when there is none.
+func (l *Log) lastOn(ctx context.Context, subj string, upTo uint64) (*nats.Msg, error) {
+	if upTo == 0 {
+		return l.directGet(ctx, directRequest{LastFor: subj})
+	}
+	var last *nats.Msg
+	var more bool
+	err := l.batch(ctx, directRequest{MultiLast: []string{subj}, UpToSeq: upTo, Batch: 1}, func(m *nats.Msg) error {
+		last = m
+		return nil
+	}, &more)
+	if err == nil && last == nil {
+		err = ErrNotFound
+	}
+	return last, err
 }
 
 // publish sends every unit back to back without waiting.
@@ -820,7 +905,7 @@ func (l *Log) answer(f *flight) {
 				}
 				res.LastSeq = seq
 				if r.ownIDs {
-					l.remember(res.Events)
+					l.remember(r.events, res.Events)
 				}
 				l.stats.appends.Add(1)
 				l.stats.events.Add(uint64(len(r.events)))
@@ -1009,15 +1094,18 @@ func jsonUint(data []byte, key string) (uint64, bool) {
 }
 
 // answerDuplicate answers an append whose events JetStream reported as
-// already stored, with their original positions.
+// already stored (by Nats-Msg-Id, within its dedupe window, wherever the
+// ID was used), with their original positions, or with an
+// *IDConflictError when the ID holds another event.
 func (l *Log) answerDuplicate(ctx context.Context, r *appendReq) {
-	l.answerDuplicateOr(ctx, r, nil)
+	l.answerDuplicateOr(ctx, r, nil, true)
 }
 
 // answerDuplicateOr answers with the original positions when every event
-// of r is already in the log, and with otherwise when none is.
-func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise error) {
-	pos, err := l.lookup(ctx, r.events)
+// of r is already in the log, and with otherwise when none is. global
+// looks for the IDs in the whole log, not only in their streams.
+func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise error, global bool) {
+	pos, err := l.lookup(ctx, r.events, global)
 	switch {
 	case err != nil:
 		r.res <- appendResp{err: err}
@@ -1027,35 +1115,58 @@ func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise err
 		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(r.events))}
 	default:
 		res := resultOf(r.events, pos)
-		l.remember(res.Events) // the next retry is answered at once
+		l.remember(r.events, res.Events) // the next retry is answered at once
 		r.res <- appendResp{res: res}
 	}
 }
 
-// remember records caller-chosen IDs that were just stored.
-func (l *Log) remember(ps []Position) {
+// dataSeed keys the fingerprints of recent events' data.
+var dataSeed = maphash.MakeSeed()
+
+// remember records caller-chosen IDs that were just stored, with what a
+// retry must match.
+func (l *Log) remember(events []Event, ps []Position) {
 	now := time.Now()
 	l.recentMu.Lock()
-	for _, p := range ps {
-		l.recent[p.ID] = recentID{pos: p, at: now}
+	for i, p := range ps {
+		e := &events[i]
+		if e.ID == "" {
+			continue
+		}
+		l.recent[p.ID] = recentID{pos: p, at: now, typ: e.Type, sum: maphash.Bytes(dataSeed, e.Data)}
 	}
 	l.recentMu.Unlock()
 }
 
 // answerRecent answers r from the IDs stored within the dedupe window,
-// when they are there. It reports whether it answered.
+// when they are there: with the original positions for a retry, with an
+// *IDConflictError when an ID holds another event. It reports whether
+// it answered.
 func (l *Log) answerRecent(r *appendReq) bool {
 	l.recentMu.Lock()
 	pos := make(map[string]Position)
-	for _, e := range r.events {
-		if p, ok := l.recent[e.ID]; ok {
-			pos[e.ID] = p.pos
+	var conflict error
+	for i := range r.events {
+		e := &r.events[i]
+		p, ok := l.recent[e.ID]
+		if !ok {
+			continue
 		}
+		stored := Event{ID: e.ID, Stream: p.pos.Stream, Type: p.typ, Seq: p.pos.Seq, Data: e.Data}
+		if p.sum != maphash.Bytes(dataSeed, e.Data) {
+			stored.Data = nil // differs
+		}
+		if err := sameEvent(e, &stored); err != nil && conflict == nil {
+			conflict = err
+		}
+		pos[e.ID] = p.pos
 	}
 	l.recentMu.Unlock()
 	switch {
 	case len(pos) == 0:
 		return false
+	case conflict != nil:
+		r.res <- appendResp{err: conflict}
 	case len(pos) < len(r.events):
 		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(r.events))}
 	default:

@@ -14,11 +14,11 @@ import (
 // closed or idle), so use Read for small reads and Cursor for long ones.
 // A Cursor is not safe for concurrent use.
 type Cursor struct {
-	f      Filter
-	it     jetstream.MessagesContext
-	pos    uint64 // the last sequence delivered (or the start's after)
-	ended  bool   // nothing matched after pos when the consumer started
-	failed error  // a decode error ends the cursor at its message
+	f     Filter
+	it    jetstream.MessagesContext
+	pos   uint64 // the last sequence delivered (or the start's after)
+	ended bool   // nothing matched after pos when the consumer started
+	l     *Log
 }
 
 // OpenCursor returns a cursor positioned after sequence after, reading
@@ -26,6 +26,9 @@ type Cursor struct {
 // bad filter, ErrUnavailable, ErrClosed.
 func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, error) {
 	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkAfter(after); err != nil {
 		return nil, err
 	}
 	cfg := jetstream.OrderedConsumerConfig{
@@ -39,7 +42,7 @@ func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, 
 	if err != nil {
 		return nil, err
 	}
-	c.f, c.pos = f, after
+	c.f, c.pos, c.l = f, after, l
 	return c, nil
 }
 
@@ -94,28 +97,26 @@ func (c *Cursor) next(ctx context.Context) (jetstream.Msg, *jetstream.MsgMetadat
 // Pos is the last sequence the cursor has examined.
 func (c *Cursor) Pos() uint64 { return c.pos }
 
-// Next returns up to limit events after Pos, like Read: a page with
-// fewer than limit events means the cursor has reached the end of the
+// Next returns up to limit entries after Pos, like Read: a page with
+// fewer than limit entries means the cursor has reached the end of the
 // log as it was when the last message was delivered. Page.LastSeq is the
-// new Pos. A message that is not a valid event ends the page and the
-// cursor with a *DecodeError (ErrMalformed).
+// new Pos. A message that is not a valid event is an entry with
+// Malformed set; the cursor goes on past it.
 func (c *Cursor) Next(ctx context.Context, limit int) (Page, error) {
 	p := Page{Events: []Event{}, LastSeq: c.pos}
 	if limit <= 0 {
 		return p, invalidf("limit %d: want a positive number", limit)
-	}
-	if c.failed != nil {
-		return p, c.failed
 	}
 	for len(p.Events) < limit {
 		m, md, err := c.next(ctx)
 		if err != nil || m == nil {
 			return p, err
 		}
-		e, err := decodeAt(m.Subject(), m.Headers(), m.Data(), md.Sequence.Stream, md.Timestamp)
-		if err != nil {
-			c.failed = err
-			return p, err
+		// The sequence, subject and time are JetStream's delivery
+		// metadata: headers stored in the message are data.
+		e := decodeAt(m.Subject(), m.Headers(), m.Data(), md.Sequence.Stream, md.Timestamp, false)
+		if e.Malformed != nil && c.l != nil {
+			c.l.noteMalformed(&e)
 		}
 		c.pos, p.LastSeq = e.Seq, e.Seq
 		if c.f.Match(&e) {

@@ -72,9 +72,9 @@ func TestCursorMatchesRead(t *testing.T) {
 	}
 }
 
-// A message written around the kernel ends the cursor there, as it ends
-// Read.
-func TestCursorStopsAtMalformed(t *testing.T) {
+// A message written around the kernel is an entry with Malformed set at
+// its sequence; the cursor goes on past it.
+func TestCursorPagesPastMalformed(t *testing.T) {
 	l := openLog(t, func(l *eventlog.Log) { l.Listen, l.ListenWritable = "127.0.0.1:0", true })
 	ctx := context.Background()
 	if _, err := l.Append(ctx, []eventlog.Event{ev("a.1", "a.x", nil), ev("a.2", "a.x", nil)}); err != nil {
@@ -97,11 +97,15 @@ func TestCursorStopsAtMalformed(t *testing.T) {
 	}
 	defer c.Close()
 	p, err := c.Next(ctx, 10)
-	var de *eventlog.DecodeError
-	if !errors.As(err, &de) || de.Seq != 3 || len(p.Events) != 2 || p.LastSeq != 2 {
+	if err != nil || len(p.Events) != 4 || p.LastSeq != 4 {
 		t.Fatalf("cursor over a malformed message: %+v %v", p, err)
 	}
-	if _, err := c.Next(ctx, 10); !errors.Is(err, eventlog.ErrMalformed) {
-		t.Fatalf("cursor after the malformed message: %v", err)
+	m := p.Events[2]
+	var de *eventlog.DecodeError
+	if m.Seq != 3 || m.Malformed == nil || string(m.Malformed.Data) != "not an event" || !errors.As(m.Err(), &de) || de.Seq != 3 {
+		t.Fatalf("malformed entry: %+v %v", m, m.Err())
+	}
+	if p.Events[3].Seq != 4 || p.Events[3].Malformed != nil || p.Events[3].Err() != nil {
+		t.Fatalf("event after it: %+v", p.Events[3])
 	}
 }

@@ -29,6 +29,8 @@
 //	evs, err := l.ReadStream(ctx, "orders.42", 1, 100)      // from version 1
 //	page, err := l.Read(ctx, 0, 100, eventlog.Filter{Categories: []string{"orders"}})
 //	err = l.Subscribe(ctx, 0, eventlog.Filter{}, func(e eventlog.Event) error { ... })
+//	// Entries read from the log may be malformed (written around the
+//	// kernel): check e.Malformed, or e.Err(), before using one.
 //
 // # Durability
 //
@@ -80,9 +82,17 @@
 //
 // # Idempotency
 //
-// An event's ID (a ULID) is its dedupe key. Retrying an append with the
-// same IDs returns the original positions (Result.Duplicate is true) and
-// writes nothing, however late the retry. IDs the caller chose carry
+// An event's ID (a ULID) is its dedupe key, and names one event. Retrying
+// an append with the same events (same IDs, streams, types and data, byte
+// for byte) returns the original positions (Result.Duplicate is true) and
+// writes nothing, however late the retry. The same ID with another
+// stream, type or data is not a retry: the append is refused with an
+// *IDConflictError (ErrConflict) that names the original's sequence and
+// stream. The rule is the same on every path: the IDs the log remembers,
+// a copy sent while its original is in flight, JetStream's own dedupe
+// answer, and the lookup after a restart or past the window. Past the
+// window the lookup reads only the event's own stream, so an ID reused in
+// another stream that long after is not found. IDs the caller chose carry
 // Nats-Msg-Id, so JetStream deduplicates them within DuplicateWindow
 // (default 2 minutes; JetStream rebuilds that table when it starts), and
 // the log remembers them for as long, to answer a retry without writing.
@@ -137,6 +147,19 @@
 // recovers the stream from its files. An external server (URL) enforces
 // its own limits; its refusals are ErrInsufficientStorage too.
 //
+// # Messages written around the kernel
+//
+// With other writers (a writable listener, URL) anything can land on
+// "fazt.ev.>". Nothing read from the log blocks a reader: Read, Cursor and
+// Subscribe return a message that is not a valid event as an entry with
+// Event.Malformed set (its sequence, stream, JetStream's time, the reason,
+// and its raw headers and data, bounded), and go on past it; Event.Err
+// turns it into a *DecodeError (ErrMalformed) for consumers that must stop
+// there (projections halt at it until it is skipped). ReadStream returns
+// a stream's history, its events only; ReadStreamEntries shows the
+// malformed entries among them. Stats.Malformed and LastMalformed count
+// and show what readers came across.
+//
 // # Wire form
 //
 // This is the stored form of an event. It is permanent: every version of
@@ -163,12 +186,39 @@
 //     direct gets).
 //   - Global sequence: JetStream's stream sequence.
 //
+// Sequence, subject and time always come from JetStream: in a direct get
+// the last value of Nats-Sequence, Nats-Subject and Nats-Time-Stamp (the
+// server appends its own after any stored in the message), in a consumer
+// the delivery metadata. Headers of those names stored inside a message
+// (a republished copy, say) are data, never metadata.
+//
+// A message is a valid event when its subject names a valid stream,
+// Fazt-Id, Fazt-Type and Fazt-Version appear exactly once and are well
+// formed, Fazt-Schema and the metadata headers at most once, and its body
+// is JSON. Its version must follow the stream's: one more than the last
+// valid event's before it (1 for the first). Only valid events count: the
+// next version the log gives a stream is one more than its last valid
+// event's, whatever malformed messages or out-of-sequence versions were
+// written after it. ReadStream checks versions over the stream it reads;
+// the commit loop reads back from the end of a stream until two events in
+// a row have consecutive versions and checks forward from there (at most
+// 1000 messages back). The check is local: a run of forged versions that
+// are consecutive among themselves is taken for the stream's next events
+// by the commit loop, which is one more reason the listener is read-only
+// unless ListenWritable. Read, Cursor and Subscribe check each envelope
+// on its own, not versions (that needs the stream's history).
+//
 // An append of several events, alone or grouped with others, is written as
 // one JetStream atomic batch (Nats-Batch-Id, Nats-Batch-Sequence,
 // Nats-Batch-Commit), so a reader never sees part of one. A message on
-// "fazt.ev.>" without these headers (one published around the kernel) is
-// reported by readers as a *DecodeError (ErrMalformed) at its sequence,
-// never skipped silently.
+// "fazt.ev.>" that is not a valid event (one published around the kernel)
+// is reported by readers as a malformed entry at its sequence, never
+// skipped silently and never the end of the log.
+//
+// Appends refuse data that is not valid UTF-8 (with the offset of the
+// first bad byte), and metadata that a NATS header would not give back
+// byte for byte: control characters (line breaks included), a leading or
+// trailing space, invalid UTF-8, more than MaxMetaLen bytes.
 //
 // # The NATS listener
 //

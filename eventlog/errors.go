@@ -8,8 +8,9 @@ import (
 // The error vocabulary of the log. Callers test with errors.Is; the
 // concrete types below carry the details.
 var (
-	// ErrConflict: an expectation on a stream's version did not hold.
-	// The error is a *ConflictError with the actual version.
+	// ErrConflict: an expectation on a stream's version did not hold (a
+	// *ConflictError with the actual version), or an event ID is already
+	// in the log for another event (an *IDConflictError).
 	ErrConflict = errors.New("conflict")
 	// ErrInvalid: the input is malformed (bad name, type, ID, size, JSON).
 	ErrInvalid = errors.New("invalid")
@@ -56,3 +57,20 @@ type invalidError struct{ msg string }
 
 func (e *invalidError) Error() string        { return e.msg }
 func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
+// IDConflictError reports an event whose ID is already in the log for
+// another event: another stream, type or data. A retry must resend the
+// same event; a new event needs a new ID.
+type IDConflictError struct {
+	ID     string
+	Seq    uint64 // where the original is
+	Stream string // the original's stream
+	What   string // how it differs, e.g. "in another stream"
+}
+
+func (e *IDConflictError) Error() string {
+	return fmt.Sprintf("event ID %s is already in the log at seq %d in stream %s, %s: a retry must send the same event (stream, type and data); give a new event a new ID", e.ID, e.Seq, e.Stream, e.What)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *IDConflictError) Is(target error) bool { return target == ErrConflict }

@@ -5,9 +5,12 @@ import (
 
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/oklog/ulid/v2"
@@ -43,16 +46,54 @@ const (
 // On Append the caller sets Stream, Type, Data and optionally ID, Schema
 // and Meta; the log sets Seq, Version and Time (when it stored the event).
 // Events read back have every field set.
+//
+// A reader also returns the messages of the log that are not valid events
+// (written around the kernel) as entries with Malformed set: only Seq,
+// Stream and Time are then meaningful, and Malformed says what is wrong
+// and holds the raw message. Check Malformed (or Err) before using an
+// event read from the log.
 type Event struct {
-	ID      string          `json:"id"`                // ULID; the log makes one when empty. Also the dedupe key.
+	ID      string          `json:"id,omitempty"`      // ULID; the log makes one when empty. Also the dedupe key.
 	Stream  string          `json:"stream"`            // entity key: "category.id", e.g. "analytics.app42"
-	Type    string          `json:"type"`              // e.g. "analytics.pageview_recorded"
-	Schema  int             `json:"schema"`            // schema version of Data; 0 means 1
+	Type    string          `json:"type,omitempty"`    // e.g. "analytics.pageview_recorded"
+	Schema  int             `json:"schema,omitempty"`  // schema version of Data; 0 means 1
 	Time    time.Time       `json:"time"`              // when the log accepted it (UTC)
-	Data    json.RawMessage `json:"data"`              // a JSON value
+	Data    json.RawMessage `json:"data,omitempty"`    // a JSON value
 	Meta    Metadata        `json:"meta,omitzero"`     // tracing and authorship
 	Seq     uint64          `json:"seq,omitempty"`     // global position in the log, from 1, gap-free
 	Version uint64          `json:"version,omitempty"` // position within its stream, from 1, gap-free
+	// Malformed is set on an entry that is not a valid event; nil on events.
+	Malformed *Malformed `json:"malformed,omitempty"`
+}
+
+// Malformed describes a message in the log that is not a valid event,
+// for example one published into NATS around the kernel. Readers return
+// it in place of the event, at its sequence, so that clients can show it
+// and go on; projections halt at it until it is skipped.
+type Malformed struct {
+	Subject string `json:"subject"` // the message's NATS subject
+	Reason  string `json:"reason"`  // what is wrong, for people
+	// Fields are the envelope fields that are missing or bad ("id",
+	// "type", "version", "data", ...), for programs.
+	Fields []string `json:"fields,omitempty"`
+	// Headers and Data are the message as stored, each cut at
+	// MaxMalformedBytes (Truncated says so). Data is base64 in JSON.
+	Headers   map[string][]string `json:"headers,omitempty"`
+	Data      []byte              `json:"data_base64,omitempty"`
+	Truncated bool                `json:"truncated,omitempty"`
+}
+
+// MaxMalformedBytes bounds the raw headers and the raw data that a
+// malformed entry carries, each.
+const MaxMalformedBytes = 4096
+
+// Err returns a *DecodeError (ErrMalformed) when e is a malformed entry,
+// nil when it is an event.
+func (e *Event) Err() error {
+	if e.Malformed == nil {
+		return nil
+	}
+	return &DecodeError{Seq: e.Seq, Subject: e.Malformed.Subject, Fields: e.Malformed.Fields, Reason: e.Malformed.Reason}
 }
 
 // Metadata travels with an event but is not part of its data.
@@ -234,6 +275,11 @@ func (e *Event) validate(i int, now time.Time) error {
 	if !segjson.Valid(e.Data) {
 		return invalidf("event %d: data is not valid JSON", i)
 	}
+	// JSON decoders repair invalid UTF-8 (so a schema would validate a
+	// repaired copy) while the log would store the raw bytes.
+	if at := invalidUTF8(e.Data); at >= 0 {
+		return invalidf("event %d: data is not valid UTF-8 at byte %d", i, at)
+	}
 	if err := checkMeta(i, "correlation_id", e.Meta.CorrelationID); err != nil {
 		return err
 	}
@@ -246,14 +292,42 @@ func (e *Event) validate(i int, now time.Time) error {
 	return nil
 }
 
+// checkMeta refuses a metadata value that would not come back byte for
+// byte from the NATS header that stores it: headers are lines (no line
+// breaks or other control characters), their values are trimmed (no
+// leading or trailing space), and JSON shows only valid UTF-8.
 func checkMeta(i int, name, v string) error {
 	if len(v) > MaxMetaLen {
 		return invalidf("event %d: meta.%s is %d bytes; the limit is %d", i, name, len(v), MaxMetaLen)
 	}
-	if strings.ContainsAny(v, "\r\n") {
-		return invalidf("event %d: meta.%s must not contain line breaks", i, name)
+	if at := invalidUTF8([]byte(v)); at >= 0 {
+		return invalidf("event %d: meta.%s is not valid UTF-8 at byte %d", i, name, at)
+	}
+	for j := 0; j < len(v); j++ {
+		if c := v[j]; c < 0x20 || c == 0x7f {
+			return invalidf("event %d: meta.%s has the control character %q at byte %d; metadata is one line of text", i, name, c, j)
+		}
+	}
+	if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
+		return invalidf("event %d: meta.%s begins or ends with a space, which a NATS header would not keep; trim it", i, name)
 	}
 	return nil
+}
+
+// invalidUTF8 returns the offset of the first byte of b that is not
+// valid UTF-8, or -1.
+func invalidUTF8(b []byte) int {
+	if utf8.Valid(b) {
+		return -1
+	}
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
 
 func subjectOf(stream string) string { return subjectPrefix + stream }
@@ -311,74 +385,177 @@ func newMsgBuf() *msgBuf {
 	return &msgBuf{h: make(nats.Header, 8), vals: make([]string, 0, 8)}
 }
 
-// decode turns a stored message (from a direct get or a republish) back
-// into an event. It fails with ErrInvalid when the message is not a Fazt
-// event, which is how events written around the kernel are caught.
-func decode(subject string, h nats.Header, data []byte) (Event, error) {
-	if s := h.Get(headerSubject); s != "" {
-		subject = s
+// The headers JetStream adds to every message of a direct get. A
+// publisher may store headers of the same names in its message: the
+// server appends its own after them, so only the last value of each is
+// JetStream's (the rest are data, never metadata).
+var directHeaders = []string{"Nats-Stream", headerSubject, headerSequence, headerStamp, "Nats-Num-Pending", "Nats-Last-Sequence"}
+
+// lastValue returns the last value of a header, "" when it has none.
+func lastValue(h nats.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[len(v)-1]
 	}
-	seq, err := strconv.ParseUint(h.Get(headerSequence), 10, 64)
-	if err != nil {
-		return Event{}, &DecodeError{Subject: subject, Fields: []string{"sequence"}}
+	return ""
+}
+
+// directSeq is the stream sequence of a message from a direct get, 0
+// when it has none (a status message, not a stored one).
+func directSeq(m *nats.Msg) uint64 {
+	seq, _ := strconv.ParseUint(lastValue(m.Header, headerSequence), 10, 64)
+	return seq
+}
+
+// decode turns a message from a direct get into an entry: an event, or a
+// malformed entry when the message is not a valid event. Its sequence,
+// subject and time are JetStream's (the last values of the headers the
+// server adds), whatever the message stored.
+func decode(m *nats.Msg) Event {
+	stamp, _ := time.Parse(time.RFC3339Nano, lastValue(m.Header, headerStamp))
+	return decodeAt(lastValue(m.Header, headerSubject), m.Header, m.Data, directSeq(m), stamp, true)
+}
+
+// one returns the value of a header that must appear exactly once.
+func one(h nats.Header, key string) (string, bool) {
+	v := h[key]
+	if len(v) != 1 {
+		return "", false
 	}
-	stamp, err := time.Parse(time.RFC3339Nano, h.Get(headerStamp))
-	if err != nil {
-		stamp = time.Time{}
+	return v[0], true
+}
+
+// optional returns the value of a header that may appear at most once.
+func optional(h nats.Header, key string) (string, bool) {
+	v := h[key]
+	switch len(v) {
+	case 0:
+		return "", true
+	case 1:
+		return v[0], true
 	}
-	return decodeAt(subject, h, data, seq, stamp)
+	return "", false
 }
 
 // decodeAt decodes a message whose sequence and stored time are known
-// (a zero time is a missing one).
-func decodeAt(subject string, h nats.Header, data []byte, seq uint64, stamp time.Time) (Event, error) {
-	var e Event
-	if !strings.HasPrefix(subject, subjectPrefix) {
-		return e, &DecodeError{Seq: seq, Subject: subject, Fields: []string{"subject"}}
-	}
-	e.Stream = subject[len(subjectPrefix):]
-	e.Seq = seq
-	e.ID = h.Get(headerID)
-	e.Type = h.Get(headerType)
-	e.Data = json.RawMessage(data)
-	e.Meta = Metadata{CorrelationID: h.Get(headerCorrelate), CausationID: h.Get(headerCausation), Actor: h.Get(headerActor)}
+// (a zero time is a missing one). direct says the headers came from a
+// direct get, with JetStream's own appended.
+func decodeAt(subject string, h nats.Header, data []byte, seq uint64, stamp time.Time, direct bool) Event {
+	e := Event{Seq: seq, Time: stamp}
 	var bad []string
-	if _, err := ulid.ParseStrict(e.ID); err != nil {
+	stream, ok := strings.CutPrefix(subject, subjectPrefix)
+	if ok {
+		e.Stream = stream
+	}
+	if !ok || ValidateStream(stream) != nil {
+		bad = append(bad, "subject")
+	}
+	var id, typ string
+	if id, ok = one(h, headerID); !ok || !validULID(id) {
 		bad = append(bad, "id")
 	}
-	if ValidateType(e.Type) != nil {
+	if typ, ok = one(h, headerType); !ok || ValidateType(typ) != nil {
 		bad = append(bad, "type")
 	}
-	e.Schema = 1
-	var err error
-	if v := h.Get(headerSchema); v != "" {
-		if e.Schema, err = strconv.Atoi(v); err != nil || e.Schema < 1 {
+	schema := 1
+	if v, ok := optional(h, headerSchema); !ok {
+		bad = append(bad, "schema")
+	} else if v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 {
 			bad = append(bad, "schema")
+		} else {
+			schema = n
 		}
 	}
-	if e.Version, err = strconv.ParseUint(h.Get(headerVersion), 10, 64); err != nil || e.Version < 1 {
+	var version uint64
+	if v, ok := one(h, headerVersion); !ok {
 		bad = append(bad, "version")
+	} else if n, err := strconv.ParseUint(v, 10, 64); err != nil || n < 1 || n == math.MaxUint64 {
+		// No version can follow the largest: it would wrap to 0.
+		bad = append(bad, "version")
+	} else {
+		version = n
 	}
-	if e.Time = stamp; stamp.IsZero() {
+	corr, ok1 := optional(h, headerCorrelate)
+	caus, ok2 := optional(h, headerCausation)
+	actor, ok3 := optional(h, headerActor)
+	if !ok1 || !ok2 || !ok3 {
+		bad = append(bad, "meta")
+	}
+	if stamp.IsZero() {
 		bad = append(bad, "time")
 	}
-	if len(bad) > 0 {
-		return e, &DecodeError{Seq: seq, Subject: subject, Fields: bad}
+	// The log stores only JSON; anything else was written around it.
+	if !segjson.Valid(data) {
+		bad = append(bad, "data")
 	}
-	return e, nil
+	if len(bad) > 0 {
+		e.Malformed = malformedOf(subject, h, data, direct, bad, "bad or missing "+strings.Join(bad, ", "))
+		return e
+	}
+	e.ID, e.Type, e.Schema, e.Version = id, typ, schema, version
+	e.Data = json.RawMessage(data)
+	e.Meta = Metadata{CorrelationID: corr, CausationID: caus, Actor: actor}
+	return e
+}
+
+func validULID(s string) bool {
+	_, err := ulid.ParseStrict(s)
+	return err == nil
+}
+
+// malformedOf describes a message that is not a valid event, with its
+// headers as stored (without those a direct get adds) and its data, each
+// cut at MaxMalformedBytes.
+func malformedOf(subject string, h nats.Header, data []byte, direct bool, fields []string, reason string) *Malformed {
+	m := &Malformed{Subject: subject, Reason: reason, Fields: fields}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	size := 0
+	for _, k := range keys {
+		vs := h[k]
+		if direct && slices.Contains(directHeaders, k) {
+			vs = vs[:len(vs)-1] // JetStream's, not the message's
+		}
+		for _, v := range vs {
+			if size += len(k) + len(v) + 4; size > MaxMalformedBytes {
+				m.Truncated = true
+				break
+			}
+			if m.Headers == nil {
+				m.Headers = map[string][]string{}
+			}
+			m.Headers[k] = append(m.Headers[k], v)
+		}
+	}
+	if len(data) > MaxMalformedBytes {
+		data, m.Truncated = data[:MaxMalformedBytes], true
+	}
+	if len(data) > 0 {
+		m.Data = slices.Clone(data)
+	}
+	return m
 }
 
 // DecodeError reports a message in the log that is not a well-formed
 // event, for example one published straight into NATS around the kernel.
-// Readers return it with the position so that consumers can halt there.
+// Event.Err returns it for a malformed entry, so that consumers that must
+// not go past one (projections) can halt there.
 type DecodeError struct {
 	Seq     uint64
 	Subject string
 	Fields  []string // the envelope fields that are missing or malformed
+	Reason  string   // what is wrong
 }
 
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("message %d on %q is not a valid event: bad or missing %s", e.Seq, e.Subject, strings.Join(e.Fields, ", "))
+	reason := e.Reason
+	if reason == "" {
+		reason = "bad or missing " + strings.Join(e.Fields, ", ")
+	}
+	return fmt.Sprintf("message %d on %q is not a valid event: %s", e.Seq, e.Subject, reason)
 }
 
 // Is makes errors.Is(err, ErrMalformed) true.

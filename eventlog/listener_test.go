@@ -327,10 +327,13 @@ func TestWritableListenerPublishesButAdministersNothing(t *testing.T) {
 		t.Fatalf("the published event: %+v %v", evs, err)
 	}
 	waitSeq(t, ll.l, 5)
-	_, err = ll.l.Read(ctx, 4, 10, eventlog.Filter{})
+	page, err := ll.l.Read(ctx, 4, 10, eventlog.Filter{})
+	if err != nil || len(page.Events) != 1 || page.Events[0].Malformed == nil || page.Events[0].Seq != 5 {
+		t.Fatalf("the message without headers reads as %+v %v", page.Events, err)
+	}
 	var de *eventlog.DecodeError
-	if !errors.As(err, &de) || de.Seq != 5 {
-		t.Fatalf("the message without headers reads as %v", err)
+	if err := page.Events[0].Err(); !errors.As(err, &de) || de.Seq != 5 {
+		t.Fatalf("its error: %v", err)
 	}
 	ll.checkIntact(t, "two publishes", 5)
 	for _, v := range refusedVerbs(ll) {

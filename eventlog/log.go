@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -157,7 +158,8 @@ type Log struct {
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced when new events are stored
 
-	reserved reservations // categories only a Writer appends to (reserve.go)
+	reserved reservations  // categories only a Writer appends to (reserve.go)
+	seen     malformedSeen // malformed messages readers came across
 }
 
 // New returns a Log that keeps its files in dir, with every tunable at
@@ -651,7 +653,7 @@ func (l *Log) findExisting(ctx context.Context, events []Event) (Result, bool, e
 	if !look {
 		return Result{}, false, nil
 	}
-	pos, err := l.lookup(ctx, events)
+	pos, err := l.lookup(ctx, events, false)
 	if err != nil {
 		return Result{}, false, err
 	}
@@ -662,7 +664,7 @@ func (l *Log) findExisting(ctx context.Context, events []Event) (Result, bool, e
 		return Result{}, false, invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(events))
 	}
 	res := resultOf(events, pos)
-	l.remember(res.Events) // the next retry is answered at once
+	l.remember(events, res.Events) // the next retry is answered at once
 	return res, true, nil
 }
 
@@ -687,45 +689,92 @@ func resultOf(events []Event, pos map[string]Position) Result {
 	return res
 }
 
-// lookup finds events by ID in their streams, scanning each stream from a
-// little before the ID's time. It returns the positions of those found.
-func (l *Log) lookup(ctx context.Context, events []Event) (map[string]Position, error) {
-	byStream := map[string]map[string]bool{}
+// lookup finds events by ID, scanning from a little before the ID's
+// time: each event's own stream, or, when global, the whole log (within
+// JetStream's dedupe window, where an ID may be anywhere). It returns the
+// positions of those found, and an *IDConflictError when an ID is in the
+// log with another stream, type or data: that is not a retry.
+func (l *Log) lookup(ctx context.Context, events []Event, global bool) (map[string]Position, error) {
+	want := map[string]*Event{}
+	byScope := map[string]map[string]bool{} // subject filter -> IDs
 	since := map[string]time.Time{}
-	for _, e := range events {
+	for i := range events {
+		e := &events[i]
 		if e.ID == "" {
 			continue // given by the log, so new
 		}
-		if byStream[e.Stream] == nil {
-			byStream[e.Stream] = map[string]bool{}
+		want[e.ID] = e
+		scope := subjectOf(e.Stream)
+		if global {
+			scope = subjectPrefix + ">"
 		}
-		byStream[e.Stream][e.ID] = true
+		if byScope[scope] == nil {
+			byScope[scope] = map[string]bool{}
+		}
+		byScope[scope][e.ID] = true
 		id, _ := ulid.ParseStrict(e.ID)
 		t := ulid.Time(id.Time()).Add(-maxFutureIDSkew)
-		if s, ok := since[e.Stream]; !ok || t.Before(s) {
-			since[e.Stream] = t
+		if global {
+			// JetStream remembers IDs for DuplicateWindow: the original
+			// was stored within it, whatever time its ID carries.
+			t = later(t, time.Now().Add(-l.DuplicateWindow-maxFutureIDSkew))
+		}
+		if s, ok := since[scope]; !ok || t.Before(s) {
+			since[scope] = t
 		}
 	}
 	found := map[string]Position{}
-	for stream, ids := range byStream {
-		start := since[stream]
-		req := directRequest{NextFor: subjectOf(stream), StartTime: &start}
+	for scope, ids := range byScope {
+		start := since[scope]
+		req := directRequest{NextFor: scope, StartTime: &start}
+		var conflict error
 		err := l.scan(ctx, req, func(m *nats.Msg) (bool, error) {
-			id := m.Header.Get(headerID)
+			id, _ := one(m.Header, headerID)
 			if !ids[id] {
 				return true, nil
 			}
-			e, err := decode(m.Subject, m.Header, m.Data)
-			if err != nil {
-				return false, err
+			stored := decode(m)
+			if stored.Malformed != nil {
+				l.noteMalformed(&stored)
+				return true, nil // not an event: it holds no ID
 			}
-			found[id] = Position{ID: id, Stream: stream, Seq: e.Seq, Version: e.Version}
+			if conflict = sameEvent(want[id], &stored); conflict != nil {
+				return false, nil
+			}
+			found[id] = Position{ID: id, Stream: stored.Stream, Seq: stored.Seq, Version: stored.Version}
 			delete(ids, id)
 			return len(ids) > 0, nil
 		})
+		if err == nil {
+			err = conflict
+		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	return found, nil
+}
+
+// sameEvent checks that stored, the event in the log with e's ID, is e
+// retried: the same stream, type and data (byte for byte).
+func sameEvent(e, stored *Event) error {
+	var what string
+	switch {
+	case stored.Stream != e.Stream:
+		what = "in another stream"
+	case stored.Type != e.Type:
+		what = fmt.Sprintf("with another type (%s)", stored.Type)
+	case !bytes.Equal(stored.Data, e.Data):
+		what = "with other data"
+	default:
+		return nil
+	}
+	return &IDConflictError{ID: e.ID, Seq: stored.Seq, Stream: stored.Stream, What: what}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

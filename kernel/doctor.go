@@ -86,7 +86,7 @@ func DiagnoseDir(dir string) []Check {
 // is not ok says what to fix.
 func (k *Kernel) Doctor(ctx context.Context) []Check {
 	out := DiagnoseDir(k.cfg.Dir)
-	out = append(out, k.checkStream(ctx), k.checkStorage(), k.checkSchemas(), checkSQLite(ctx))
+	out = append(out, k.checkStream(ctx), k.checkStorage(), k.checkSchemas(), k.checkMalformed(), checkSQLite(ctx))
 	for _, st := range k.runner.Statuses() {
 		out = append(out, checkProjection(st))
 	}
@@ -165,6 +165,22 @@ func (k *Kernel) checkSchemas() Check {
 
 // maxDoctorItems bounds the items one check lists.
 const maxDoctorItems = 5
+
+// checkMalformed reports the messages written around the kernel that
+// readers have come across since start.
+func (k *Kernel) checkMalformed() Check {
+	c := Check{Name: "messages written around the kernel", Status: CheckOK, Detail: "none seen since start"}
+	last, ok := k.log.LastMalformed()
+	if !ok {
+		return c
+	}
+	c.Status = CheckWarn
+	c.Detail = fmt.Sprintf("%d seen since start that are not valid events; the last at seq %d on %s: %s",
+		k.log.Stats().Malformed, last.Seq, last.Malformed.Subject, last.Malformed.Reason)
+	c.Fix = "readers show them as malformed entries and go past them (GET /v1/events?after=" + strconv.FormatUint(last.Seq-1, 10) +
+		"&limit=1); find who writes into NATS around the kernel, and skip them in any halted projection"
+	return c
+}
 
 func checkSQLite(ctx context.Context) Check {
 	c := Check{Name: "SQLite"}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -277,18 +278,18 @@ func (a *api) readStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stream := r.PathValue("stream")
-	events, err := a.log.ReadStream(r.Context(), stream, from, limit)
+	page, err := a.log.ReadStreamEntries(r.Context(), stream, from, limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if events == nil {
-		events = []eventlog.Event{}
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Stream string           `json:"stream"`
-		Events []eventlog.Event `json:"events"`
-	}{stream, events})
+	events, cut := boundEntries(page.Events)
+	a.writeBody(w, r, struct {
+		Stream    string            `json:"stream"`
+		Events    []json.RawMessage `json:"events"`
+		Omitted   int               `json:"malformed_omitted,omitempty"`
+		Truncated bool              `json:"truncated,omitempty"`
+	}{stream, events, page.Omitted, cut > 0})
 }
 
 func (a *api) readEvents(w http.ResponseWriter, r *http.Request) {
@@ -297,7 +298,7 @@ func (a *api) readEvents(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	after, err := uintParam(q, "after", 0)
+	after, err := afterParam(q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -317,26 +318,77 @@ func (a *api) readEvents(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page)
+	events, cut := boundEntries(page.Events)
+	last := page.LastSeq
+	if cut > 0 {
+		last = page.Events[len(events)-1].Seq // continue right after what was sent
+	}
+	a.writeBody(w, r, struct {
+		Events  []json.RawMessage `json:"events"`
+		LastSeq uint64            `json:"last_seq"`
+	}{events, last})
+}
+
+// maxPageBytes bounds the entries of one read answer: a page stops early
+// past it (it always holds at least one entry).
+const maxPageBytes = 8 << 20
+
+// boundEntries encodes entries, each on its own, up to maxPageBytes; cut
+// is how many were left out. An entry that cannot be encoded (which the
+// log's checks should make impossible) is shown as malformed, so that
+// one bad entry never spoils the page.
+func boundEntries(entries []eventlog.Event) (out []json.RawMessage, cut int) {
+	out = make([]json.RawMessage, 0, len(entries))
+	size := 0
+	for i := range entries {
+		if i > 0 && size > maxPageBytes {
+			return out, len(entries) - i
+		}
+		b := encodeEntry(&entries[i])
+		size += len(b)
+		out = append(out, b)
+	}
+	return out, 0
+}
+
+// encodeEntry is an entry's JSON, a malformed entry when it cannot be
+// encoded.
+func encodeEntry(e *eventlog.Event) []byte {
+	b, err := json.Marshal(e)
+	if err == nil {
+		return b
+	}
+	m := eventlog.Event{Seq: e.Seq, Stream: e.Stream, Time: e.Time, Malformed: &eventlog.Malformed{
+		Subject: "fazt.ev." + e.Stream, Reason: "cannot be encoded as JSON: " + err.Error()}}
+	b, _ = json.Marshal(m)
+	return b
 }
 
 // liveEvents streams events as Server-Sent Events: first those after the
-// given position, then new ones as they are appended.
+// given position (after=now: the log's last sequence), then new ones as
+// they are appended. A message that is not a valid event is sent as an
+// event of type "malformed".
 func (a *api) liveEvents(w http.ResponseWriter, r *http.Request) {
 	q, err := parseQuery(r, "after", "type", "category")
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	after, err := uintParam(q, "after", 0)
-	if err != nil {
+	var after uint64
+	if q.Get("after") == "now" && len(q["after"]) == 1 {
+		// Follow from the log's end, like tail -f.
+		if after, err = a.log.LastSeq(r.Context()); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	} else if after, err = afterParam(q); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	// A reconnecting EventSource sends the last id it saw.
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		if after, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil {
-			a.fail(w, r, invalidf("header Last-Event-ID %q is not a sequence number", v))
+		if after, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil || after == math.MaxUint64 {
+			a.fail(w, r, invalidf("header Last-Event-ID %q is not a sequence number that another can follow", v))
 			return
 		}
 	}
@@ -404,12 +456,15 @@ func (a *api) liveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// writeSSE sends one entry: its event type is the event's type, or
+// "malformed" for a message that is not a valid event.
 func writeSSE(w io.Writer, e eventlog.Event) error {
-	b, err := json.Marshal(e) // one line: Marshal compacts the data
-	if err != nil {
-		return err
+	b := encodeEntry(&e) // one line: Marshal compacts the data
+	typ := e.Type
+	if e.Malformed != nil || typ == "" {
+		typ = "malformed"
 	}
-	_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
+	_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, typ, b)
 	return err
 }
 
@@ -492,10 +547,31 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, ErrorResponse{Error: body})
 }
 
+// writeJSON answers v as JSON with status. It encodes v before it sends
+// the status, so that an answer is never a success with a body that
+// could not be written: a value that cannot be encoded is a 500.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(ErrorResponse{Error: ErrorBody{Code: "internal", Message: "the answer could not be encoded as JSON: " + err.Error()}})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// writeBody answers v with 200, or with the kernel's error when v cannot
+// be encoded.
+func (a *api) writeBody(w http.ResponseWriter, r *http.Request, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("encode the answer: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // decodeBody reads one JSON object from the request body into v, strictly:
@@ -577,6 +653,16 @@ func uintParam(q url.Values, name string, def uint64) (uint64, error) {
 		return 0, invalidf("query parameter %s=%q is not a non-negative integer", name, vs[0])
 	}
 	return n, nil
+}
+
+// afterParam reads the after parameter: a sequence, one that another
+// can follow (after+1 must not wrap to the start of the log).
+func afterParam(q url.Values) (uint64, error) {
+	n, err := uintParam(q, "after", 0)
+	if err == nil && n == math.MaxUint64 {
+		return 0, invalidf("query parameter after=%d: no sequence can follow it", n)
+	}
+	return n, err
 }
 
 func limitParam(q url.Values) (int, error) {

@@ -36,6 +36,7 @@ var (
 	descFsyncs   = prometheus.NewDesc("fazt_log_fsyncs_total", "Fsyncs of the event stream by the log (strict durability).", nil, nil)
 	descRetries  = prometheus.NewDesc("fazt_log_retries_total", "Appends published again after a write was refused.", nil, nil)
 	descRebuilds = prometheus.NewDesc("fazt_log_view_rebuilds_total", "Times the commit loop re-read its view of the streams after a refused write.", nil, nil)
+	descBadMsgs  = prometheus.NewDesc("fazt_log_malformed_messages_total", "Messages written around the kernel that are not valid events (bad envelope, data not JSON, version out of sequence), each counted once when first read.", nil, nil)
 )
 
 // kernelCollector reads the log and the projections at scrape time, so the
@@ -45,7 +46,7 @@ type kernelCollector struct{ a *api }
 func (c kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLogSeq, descCheckpoint, descLag, descHalted, descRebuildDone, descRebuildRate,
 		descCritical, descReady, descSchemaSkipped, descReactorUnreadable,
-		descAppends, descEvents, descGroups, descBatches, descFsyncs, descRetries, descRebuilds} {
+		descAppends, descEvents, descGroups, descBatches, descFsyncs, descRetries, descRebuilds, descBadMsgs} {
 		ch <- d
 	}
 }
@@ -64,7 +65,7 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		d *prometheus.Desc
 		v uint64
 	}{{descAppends, st.Appends}, {descEvents, st.Events}, {descGroups, st.Groups}, {descBatches, st.Batches},
-		{descFsyncs, st.Fsyncs}, {descRetries, st.Retries}, {descRebuilds, st.ViewRebuilds}} {
+		{descFsyncs, st.Fsyncs}, {descRetries, st.Retries}, {descRebuilds, st.ViewRebuilds}, {descBadMsgs, st.Malformed}} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
 	}
 	for _, s := range c.a.k.runner.Statuses() {

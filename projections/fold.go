@@ -130,17 +130,23 @@ func (g *gen) step(ctx context.Context, upto uint64) (done bool, err error) {
 		readFilter = eventlog.Filter{}
 	}
 	page, rerr := g.read(ctx, cp.Seq, live, readFilter)
-	var de *eventlog.DecodeError
-	if rerr != nil && !errors.As(rerr, &de) {
+	if rerr != nil {
 		return false, rerr
 	}
 	events := page.Events
-	full := rerr == nil && len(events) >= r.BatchSize
-	if full && (upto == 0 || page.LastSeq < upto) {
-		g.readAhead(ctx, page.LastSeq, live, readFilter)
-	}
 	if live {
 		events = slices.DeleteFunc(events, func(e eventlog.Event) bool { return !f.Match(&e) })
+	}
+	// The fold stops at a malformed entry the filter lets through: what
+	// comes after it is read again once it is skipped.
+	var de *eventlog.DecodeError
+	if i := slices.IndexFunc(events, func(e eventlog.Event) bool { return e.Malformed != nil }); i >= 0 {
+		errors.As(events[i].Err(), &de)
+		events = events[:i]
+	}
+	full := de == nil && len(page.Events) >= r.BatchSize
+	if full && (upto == 0 || page.LastSeq < upto) {
+		g.readAhead(ctx, page.LastSeq, live, readFilter)
 	}
 	examined := page.LastSeq
 	if de != nil {

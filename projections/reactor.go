@@ -644,7 +644,7 @@ func (h *ReactorHandle) readEvent(ctx context.Context, seq uint64) (eventlog.Eve
 	if len(page.Events) != 1 || page.Events[0].Seq != seq {
 		return eventlog.Event{}, fmt.Errorf("%w: event at seq %d", eventlog.ErrNotFound, seq)
 	}
-	return page.Events[0], nil
+	return page.Events[0], page.Events[0].Err() // ErrMalformed for a malformed entry
 }
 
 // delay is the backoff after the n-th failed attempt.

@@ -359,9 +359,8 @@ func (r *Runner) verify(ctx context.Context, cp checkpoint, tail uint64) (string
 		return "", nil
 	}
 	page, err := r.log.Read(ctx, cp.EventSeq-1, 1, eventlog.Filter{})
-	var de *eventlog.DecodeError
 	switch {
-	case errors.As(err, &de):
+	case err == nil && len(page.Events) > 0 && page.Events[0].Malformed != nil:
 		return fmt.Sprintf("checkpoint names event %s at seq %d, but the log holds a malformed message there", cp.EventID, cp.EventSeq), nil
 	case err != nil:
 		return "", err

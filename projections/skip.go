@@ -153,6 +153,10 @@ func readRecords(ctx context.Context, log *eventlog.Log, category string, after 
 		p, err := log.Read(ctx, after, page, eventlog.Filter{Categories: []string{category}})
 		for _, e := range p.Events {
 			after = e.Seq
+			if e.Malformed != nil {
+				bad(e.Err().(*eventlog.DecodeError)) // not a record: reported, paged past
+				continue
+			}
 			if !fn(e) {
 				return after, nil
 			}

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/fazt-sh/fazt/eventlog"
 )
@@ -150,16 +148,14 @@ func (r *Registry) Load(ctx context.Context, log *eventlog.Log) error {
 	for {
 		p, err := log.Read(ctx, after, 1000, eventlog.Filter{Categories: []string{Category}})
 		for _, e := range p.Events {
+			if e.Malformed != nil {
+				// A message that is not an event: reported, then paged past.
+				r.skip(SkippedRegistration{Seq: e.Seq, Stream: e.Stream, Error: "not an event: " + e.Malformed.Reason})
+				continue
+			}
 			r.load(e)
 		}
-		var de *eventlog.DecodeError
-		switch {
-		case errors.As(err, &de) && de.Seq > p.LastSeq:
-			// A message that is not an event: reported, then paged past.
-			r.skip(SkippedRegistration{Seq: de.Seq, Stream: strings.TrimPrefix(de.Subject, "fazt.ev."), Error: de.Error()})
-			after = de.Seq
-			continue
-		case err != nil:
+		if err != nil {
 			return fmt.Errorf("load schema registrations: %w", err)
 		}
 		if len(p.Events) == 0 || p.LastSeq == after {

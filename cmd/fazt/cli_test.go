@@ -127,12 +127,12 @@ func TestCLIAppendReadTail(t *testing.T) {
 		t.Fatalf("tail printed:\n%s", tailOut.String())
 	}
 
-	// tail --json prints one event per line.
+	// tail --json prints one event per line (--after 0: the whole log).
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	var jsonOut syncBuffer
 	go func() {
-		done <- run(ctx, append([]string{"events", "tail", "--type", "stock.reserved", "--json"}, d...), noEnv, strings.NewReader(""), &jsonOut, io.Discard)
+		done <- run(ctx, append([]string{"events", "tail", "--after", "0", "--type", "stock.reserved", "--json"}, d...), noEnv, strings.NewReader(""), &jsonOut, io.Discard)
 	}()
 	waitFor(t, "tail --json", func() bool { return strings.Count(jsonOut.String(), "\n") == 2 })
 	cancel()

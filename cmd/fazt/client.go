@@ -267,8 +267,11 @@ func (a *app) readCmd(sf *serverFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "read STREAM",
 		Short: "Print the events of one stream",
-		Long:  "Read prints one line per event: seq, version, time, type and data.",
-		Args:  cobra.ExactArgs(1),
+		Long: `Read prints one line per event: seq, version, time, type and data.
+A message on the stream's subject that is not a valid event (written into
+NATS around the kernel) is printed as "! seq N malformed: reason" and is
+not part of the stream's versions.`,
+		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(cmd *cobra.Command, args []string) error {
 			c, err := a.connect(*sf)
 			if err != nil {
@@ -277,8 +280,10 @@ func (a *app) readCmd(sf *serverFlags) *cobra.Command {
 			defer c.close()
 			q := url.Values{"from": {strconv.FormatUint(from, 10)}, "limit": {strconv.Itoa(limit)}}
 			var res struct {
-				Stream string           `json:"stream"`
-				Events []eventlog.Event `json:"events"`
+				Stream    string           `json:"stream"`
+				Events    []eventlog.Event `json:"events"`
+				Omitted   int              `json:"malformed_omitted"`
+				Truncated bool             `json:"truncated"`
 			}
 			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/streams/"+url.PathEscape(args[0]), q, nil, &res)
 			if err != nil {
@@ -289,7 +294,17 @@ func (a *app) readCmd(sf *serverFlags) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			for _, e := range res.Events {
+				if e.Malformed != nil {
+					fmt.Fprintf(tw, "%s\n", malformedLine(&e))
+					continue
+				}
 				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Seq, e.Version, formatTime(e.Time), e.Type, e.Data)
+			}
+			if res.Omitted > 0 {
+				fmt.Fprintf(tw, "! %d more malformed messages in this page are not shown\n", res.Omitted)
+			}
+			if res.Truncated {
+				fmt.Fprintf(tw, "! the page was cut at the server's size limit: read on with --from\n")
 			}
 			return tw.Flush()
 		}),
@@ -311,9 +326,12 @@ func (a *app) tailCmd(sf *serverFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tail",
 		Short: "Follow the log: print events as they are appended, until interrupted",
-		Long: `Tail prints the events after --after (0: from the start of the log), then
-new ones as they arrive, one line each: seq, stream, version, time, type
-and data. With --json it prints one event JSON per line.`,
+		Long: `Tail follows the log like tail -f: it prints new events as they are
+appended, one line each: seq, stream, version, time, type and data.
+--after N prints the events after seq N first (--after 0: the whole log).
+A message that is not a valid event (written into NATS around the kernel)
+is printed as "! seq N malformed: reason", and tail goes on. With --json it
+prints one entry JSON per line.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			c, err := a.connect(*sf)
@@ -321,20 +339,25 @@ and data. With --json it prints one event JSON per line.`,
 				return err
 			}
 			defer c.close()
-			return a.tail(cmd.Context(), c, after, types, categories, asJSON)
+			from := "now"
+			if cmd.Flags().Changed("after") {
+				from = strconv.FormatUint(after, 10)
+			}
+			return a.tail(cmd.Context(), c, from, types, categories, asJSON)
 		}),
 	}
 	f := cmd.Flags()
-	f.Uint64Var(&after, "after", 0, "print events after this seq")
+	f.Uint64Var(&after, "after", 0, "print the events after this seq first (0: the whole log; default: only new ones)")
 	f.StringArrayVar(&types, "type", nil, "only events of this type (repeatable)")
 	f.StringArrayVar(&categories, "category", nil, "only events of streams in this category (repeatable)")
 	f.BoolVar(&asJSON, "json", false, "print each event as one line of JSON")
 	return cmd
 }
 
-// tail follows /v1/events/live. It returns nil when ctx ends.
-func (a *app) tail(ctx context.Context, c *client, after uint64, types, categories []string, asJSON bool) error {
-	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
+// tail follows /v1/events/live from after (a seq, or "now"). It returns
+// nil when ctx ends.
+func (a *app) tail(ctx context.Context, c *client, after string, types, categories []string, asJSON bool) error {
+	q := url.Values{"after": {after}}
 	for _, t := range types {
 		q.Add("type", t)
 	}
@@ -349,7 +372,7 @@ func (a *app) tail(ctx context.Context, c *client, after uint64, types, categori
 		return err
 	}
 	defer resp.Body.Close()
-	last := after
+	last, _ := strconv.ParseUint(after, 10, 64)
 	var event string
 	var data []string
 	sc := bufio.NewScanner(resp.Body)
@@ -387,9 +410,12 @@ func (a *app) tail(ctx context.Context, c *client, after uint64, types, categori
 			return fmt.Errorf("unreadable event after seq %d: %w", last, err)
 		}
 		last = e.Seq
-		if asJSON {
+		switch {
+		case asJSON:
 			_, err = fmt.Fprintf(a.stdout, "%s\n", payload)
-		} else {
+		case e.Malformed != nil || kind == "malformed":
+			_, err = fmt.Fprintln(a.stdout, malformedLine(&e))
+		default:
 			_, err = fmt.Fprintf(a.stdout, "%d  %s  %d  %s  %s  %s\n", e.Seq, e.Stream, e.Version, formatTime(e.Time), e.Type, e.Data)
 		}
 		if err != nil {
@@ -403,6 +429,15 @@ func (a *app) tail(ctx context.Context, c *client, after uint64, types, categori
 		return fmt.Errorf("event stream broke after seq %d: %w; resume with --after %d", last, err, last)
 	}
 	return fmt.Errorf("the server ended the event stream after seq %d; resume with --after %d", last, last)
+}
+
+// malformedLine shows an entry that is not a valid event.
+func malformedLine(e *eventlog.Event) string {
+	reason, subject := "not a valid event", ""
+	if e.Malformed != nil {
+		reason, subject = e.Malformed.Reason, e.Malformed.Subject
+	}
+	return fmt.Sprintf("! seq %d malformed: %s (%s, written around the kernel)", e.Seq, reason, subject)
 }
 
 func formatTime(t time.Time) string {

@@ -461,6 +461,8 @@ func errorStatus(err error) (status int, code, message string) {
 	switch {
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than the limit of %s", sizeString(tooLarge.Limit))
+	case errors.Is(err, projections.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large", err.Error()
 	case errors.Is(err, ErrRateLimited):
 		return http.StatusTooManyRequests, "rate_limited", err.Error()
 	case errors.Is(err, ErrRefused):
@@ -500,7 +502,8 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 && !errors.Is(err, context.Canceled) {
 		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	if status == http.StatusRequestEntityTooLarge {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
 		// The rest of the body is not read; do not let the client keep
 		// sending it on this connection.
 		w.Header().Set("Connection", "close")

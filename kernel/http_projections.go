@@ -23,6 +23,9 @@ type QueryRequest struct {
 	MinSeq     uint64            `json:"min_seq"`
 	TimeoutMS  int64             `json:"timeout_ms"`
 	MaxRows    int               `json:"max_rows"`
+	// MaxBytes bounds the answer's JSON (default and at most
+	// projections.DefaultQueryMaxBytes); a larger answer is 413 too_large.
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // QueryResponse is the answer of POST /v1/query.
@@ -72,6 +75,10 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, invalidf("request body: max_rows=%d is out of range: want 0 (the default) to %d", req.MaxRows, projections.MaxQueryRows))
 		return
 	}
+	if req.MaxBytes < 0 || req.MaxBytes > projections.DefaultQueryMaxBytes {
+		a.fail(w, r, invalidf("request body: max_bytes=%d is out of range: want 0 (the default) to %d", req.MaxBytes, projections.DefaultQueryMaxBytes))
+		return
+	}
 	args := make([]any, len(req.Args))
 	for i, raw := range req.Args {
 		v, err := queryArg(raw)
@@ -87,9 +94,10 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := runner.Query(r.Context(), req.Projection, req.SQL, args, projections.QueryOptions{
-		MinSeq:  req.MinSeq,
-		Timeout: time.Duration(req.TimeoutMS) * time.Millisecond,
-		MaxRows: req.MaxRows,
+		MinSeq:   req.MinSeq,
+		Timeout:  time.Duration(req.TimeoutMS) * time.Millisecond,
+		MaxRows:  req.MaxRows,
+		MaxBytes: req.MaxBytes,
 	})
 	if err != nil {
 		a.fail(w, r, err)

@@ -50,7 +50,7 @@ type serverError struct {
 	Message string
 }
 
-func (e *serverError) Error() string { return fmt.Sprintf("%s (%s)", e.Message, e.Code) }
+func (e *serverError) Error() string { return fmt.Sprintf("%s (%s)", safe(e.Message), safe(e.Code)) }
 
 // connect finds the server: flags, then FAZT_ADDR/FAZT_TOKEN, then the
 // data directory's serve.json and token files.
@@ -240,7 +240,7 @@ func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 			if res.Duplicate {
 				note = " (already in the log: nothing written)"
 			}
-			_, err = fmt.Fprintf(a.stdout, "appended %s version %d at seq %d%s\n", p.Stream, p.Version, p.Seq, note)
+			_, err = fmt.Fprintf(a.stdout, "appended %s version %d at seq %d%s\n", safe(p.Stream), p.Version, p.Seq, note)
 			return err
 		}),
 	}
@@ -289,7 +289,7 @@ func (a *app) readCmd(sf *serverFlags) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			for _, e := range res.Events {
-				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Seq, e.Version, formatTime(e.Time), e.Type, e.Data)
+				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Seq, e.Version, formatTime(e.Time), safe(e.Type), jsonSafe(e.Data))
 			}
 			return tw.Flush()
 		}),
@@ -378,7 +378,7 @@ func (a *app) tail(ctx context.Context, c *client, after uint64, types, categori
 		if kind == "error" {
 			var er kernel.ErrorResponse
 			if json.Unmarshal([]byte(payload), &er) != nil || er.Error.Code == "" {
-				return fmt.Errorf("the server ended the event stream with an error: %s", payload)
+				return fmt.Errorf("the server ended the event stream with an error: %s", safe(payload))
 			}
 			return &serverError{Code: er.Error.Code, Message: er.Error.Message}
 		}
@@ -388,9 +388,9 @@ func (a *app) tail(ctx context.Context, c *client, after uint64, types, categori
 		}
 		last = e.Seq
 		if asJSON {
-			_, err = fmt.Fprintf(a.stdout, "%s\n", payload)
+			_, err = fmt.Fprintf(a.stdout, "%s\n", jsonSafe([]byte(payload)))
 		} else {
-			_, err = fmt.Fprintf(a.stdout, "%d  %s  %d  %s  %s  %s\n", e.Seq, e.Stream, e.Version, formatTime(e.Time), e.Type, e.Data)
+			_, err = fmt.Fprintf(a.stdout, "%d  %s  %d  %s  %s  %s\n", e.Seq, safe(e.Stream), e.Version, formatTime(e.Time), safe(e.Type), jsonSafe(e.Data))
 		}
 		if err != nil {
 			return err
@@ -409,9 +409,10 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-// printRaw prints a server's JSON answer as it came, for --json.
+// printRaw prints a server's JSON answer as it came, for --json (with
+// the characters that could drive a terminal as JSON escapes).
 func (a *app) printRaw(raw []byte) error {
-	_, err := fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
+	_, err := fmt.Fprintf(a.stdout, "%s\n", jsonSafe(bytes.TrimSpace(raw)))
 	return err
 }
 

@@ -89,3 +89,36 @@ func unsafeRune(r rune) bool {
 	}
 	return false
 }
+
+// jsonSafe returns JSON text fit for a terminal and still the same
+// JSON: the characters safe escapes become \uXXXX escapes, which JSON
+// reads as the same characters (they can only be inside strings, where
+// a JSON encoder may have left DEL, C1 and bidirectional formatting
+// characters raw). Newlines, tabs and carriage returns stay: between
+// tokens they are JSON's whitespace, and inside strings JSON has them
+// escaped already. A byte that is not UTF-8 becomes \ufffd.
+func jsonSafe(b []byte) string {
+	s := string(b)
+	i := unsafeIndex(s)
+	if i < 0 {
+		return s
+	}
+	var out strings.Builder
+	out.Grow(len(s) + 8)
+	out.WriteString(s[:i])
+	for i < len(s) {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\n' || r == '\t' || r == '\r':
+			out.WriteRune(r)
+		case r == utf8.RuneError && w == 1:
+			out.WriteString(`\ufffd`)
+		case r < 0x20 || r == 0x7f || unsafeRune(r):
+			fmt.Fprintf(&out, `\u%04x`, r)
+		default:
+			out.WriteString(s[i : i+w])
+		}
+		i += w
+	}
+	return out.String()
+}

@@ -66,11 +66,15 @@ consistent with. Each --arg binds the next ? in the SQL, as a string.`,
 				return a.printRaw(raw)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, strings.Join(res.Columns, "\t"))
+			cols := make([]string, len(res.Columns))
+			for i, c := range res.Columns {
+				cols[i] = safe(c)
+			}
+			fmt.Fprintln(tw, strings.Join(cols, "\t"))
 			for _, row := range res.Rows {
 				cells := make([]string, len(row))
 				for i, v := range row {
-					cells[i] = formatCell(v)
+					cells[i] = safe(formatCell(v))
 				}
 				fmt.Fprintln(tw, strings.Join(cells, "\t"))
 			}
@@ -175,7 +179,7 @@ rebuild's progress when there is one.`,
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			for _, st := range list {
-				fmt.Fprintf(tw, "%s\tv%d\t%s\tseq %d\tlag %d%s\n", st.Name, st.Version, st.State, st.Seq, st.Lag, statusNotes(st))
+				fmt.Fprintf(tw, "%s\tv%d\t%s\tseq %d\tlag %d%s\n", safe(st.Name), st.Version, safe(string(st.State)), st.Seq, st.Lag, statusNotes(st))
 			}
 			return tw.Flush()
 		}),
@@ -214,7 +218,7 @@ func statusNotes(st projections.Status) string {
 	if len(notes) == 0 {
 		return ""
 	}
-	return "\t" + strings.Join(notes, "; ")
+	return "\t" + safe(strings.Join(notes, "; "))
 }
 
 // projectionOp is a POST to /v1/projections/NAME/OP.

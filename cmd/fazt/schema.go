@@ -158,7 +158,7 @@ properties. The registration is itself an event in the log.`,
 			if _, err := c.call(cmd.Context(), http.MethodPost, "/v1/schemas/"+url.PathEscape(args[0]), nil, json.RawMessage(b), &out); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(a.stdout, "registered %s version %d\n", out.Type, out.Version)
+			_, err = fmt.Fprintf(a.stdout, "registered %s version %d\n", safe(out.Type), out.Version)
 			return err
 		}),
 	}
@@ -191,7 +191,7 @@ func (a *app) schemaListCmd() *cobra.Command {
 				if t.InCode {
 					origin = "declared by the binary"
 				}
-				fmt.Fprintf(a.stdout, "%s  v%d  %s\n", t.Type, t.Latest, origin)
+				fmt.Fprintf(a.stdout, "%s  v%d  %s\n", safe(t.Type), t.Latest, origin)
 			}
 			return nil
 		}),

@@ -81,7 +81,7 @@ func (a *app) connect(f serverFlags) (*client, error) {
 	if token == "" {
 		b, err := os.ReadFile(filepath.Join(dir, kernel.TokenFile))
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no API token: pass --token, set FAZT_TOKEN, or pass --data-dir with the server's data directory (%s has no token file)", dir)
+			return nil, fmt.Errorf("no API token: pass --token, set FAZT_TOKEN, or pass --data with the server's data directory (%s has no token file)", dir)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read token: %w", err)
@@ -172,16 +172,13 @@ func (a *app) eventsCmd() *cobra.Command {
 		Short: "Append, read and follow events on a running server",
 		Long: `The events commands talk to a running fazt server over HTTP. They find it
 with --addr and --token, else FAZT_ADDR and FAZT_TOKEN, else the data
-directory (--data-dir, FAZT_DATA, ./fazt-data) that "fazt serve --data"
-uses.`,
+directory (--data, FAZT_DATA, ./fazt-data) that "fazt serve --data"
+uses. In "events append", --data is the event's data: give the data
+directory there with FAZT_DATA or --data-dir.`,
 		Args: cobra.NoArgs, // an unknown subcommand is an error, not help
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&sf.addr, "addr", "", "server URL, like http://127.0.0.1:8080 (env FAZT_ADDR; default: from DIR/serve.json)")
-	pf.StringVar(&sf.token, "token", "", "API token (env FAZT_TOKEN; default: from DIR/token)")
-	// Not --data: append's --data is the event's data.
-	pf.StringVar(&sf.data, "data-dir", "", "data directory of a local server, to find it (env FAZT_DATA; default ./fazt-data)")
+	addServerFlags(cmd.PersistentFlags(), &sf)
 	cmd.AddCommand(a.appendCmd(&sf), a.readCmd(&sf), a.tailCmd(&sf))
 	return cmd
 }
@@ -248,6 +245,8 @@ func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 	f.StringVar(&ev.Stream, "stream", "", "stream to append to, like orders.1 (required)")
 	f.StringVar(&ev.Type, "type", "", "event type, like orders.created (required)")
 	f.StringVar(&data, "data", "{}", "event data as JSON; - reads it from stdin")
+	// --data is the event's data here; this shadows the deprecated alias.
+	f.StringVar(&sf.data, "data-dir", "", "data directory of a local server, to find it (env FAZT_DATA; default ./fazt-data)")
 	f.StringVar(&ev.ID, "id", "", "event ULID, to make retries idempotent (default: the server makes one)")
 	f.Uint64Var(&expect, "expect", 0, "append only if the stream is at this version (0: only if it does not exist)")
 	f.BoolVar(&expectNew, "expect-new", false, "append only if the stream does not exist yet")

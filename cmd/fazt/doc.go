@@ -23,7 +23,8 @@
 //
 // The events commands are HTTP clients of a running server. They find it
 // with --addr and --token, else FAZT_ADDR and FAZT_TOKEN, else the files
-// in the data directory (--data-dir, env FAZT_DATA, default ./fazt-data).
+// in the data directory (--data, env FAZT_DATA, default ./fazt-data; in
+// "events append", where --data is the event's data, --data-dir).
 // Tail follows the log until interrupted.
 //
 //	fazt query --projection NAME SQL [--arg V]... [--min-seq N] [--json]

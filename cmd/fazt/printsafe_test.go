@@ -50,7 +50,7 @@ func rawControl(out string) int {
 // as JSON with --json.
 func TestCLIEscapesDataFromTheServer(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	if _, _, err := fazt(t, nil, "", append([]string{"analytics", "add-site", "blog", "--domain", "blog.example.com"}, d...)...); err != nil {
 		t.Fatal(err)
 	}

@@ -166,7 +166,7 @@ func TestProjectionsHTTP(t *testing.T) {
 
 func TestProjectionsCLI(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	s.appendJSON(t, `{"events":[{"stream":"orders.1","type":"orders.created","data":{}}]}`)
 	res := s.appendJSON(t, `{"events":[{"stream":"orders.1","type":"orders.created","data":{}},{"stream":"orders.22","type":"orders.created","data":{}}]}`)
 
@@ -229,7 +229,7 @@ func jsonUint(n uint64) string {
 
 func TestProjectionsBuildAsOf(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	var seqs []uint64
 	for _, stream := range []string{"orders.1", "orders.2", "orders.1"} {
 		res := s.appendJSON(t, `{"events":[{"stream":"`+stream+`","type":"orders.created","data":{}}]}`)

@@ -27,6 +27,9 @@ import (
 //   - reader: SELECT, reads, functions, transactions and read-only
 //     pragmas; everything else is denied.
 //
+// Every policy denies the functions that reach outside the database
+// file (outsideFunctions: load_extension, readfile, writefile, ...).
+//
 // What the authorizer can and cannot tell apart for ALTER TABLE: SQLite
 // reports ADD COLUMN, RENAME TO, RENAME COLUMN and DROP COLUMN all as
 // SQLITE_ALTER_TABLE(database, table). Only DROP COLUMN passes a third

@@ -231,9 +231,15 @@ func TestLiveStreamsPerClient(t *testing.T) {
 			t.Fatalf("stream %d: %d", i+1, resp.StatusCode)
 		}
 	}
-	resp := live(context.Background())
+	third, cancelThird := context.WithCancel(context.Background())
+	resp := live(third)
+	if resp.StatusCode == http.StatusOK {
+		cancelThird()
+		t.Fatal("a third stream was opened; want 429")
+	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	cancelThird()
 	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "too many live event streams from this address (at most 2") {
 		t.Fatalf("a third stream: %d %s; want 429", resp.StatusCode, body)
 	}

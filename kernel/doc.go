@@ -65,9 +65,30 @@
 //
 // One vocabulary, mapped to HTTP statuses in one place (WriteError):
 // eventlog.ErrInvalid 400, the missing token 401, eventlog.ErrNotFound
-// 404, eventlog.ErrConflict and ErrRefused 409, a too-large body 413,
-// schemas.ErrEDDViolation 422, ErrRateLimited 429, an unavailable log or
-// halted projection 503.
+// 404, a body slower than Config.BodyTimeout 408 (code "timeout"),
+// eventlog.ErrConflict and ErrRefused 409, a too-large body or query
+// answer (projections.ErrTooLarge) 413, schemas.ErrEDDViolation 422,
+// ErrRateLimited 429, an unavailable log or halted projection 503.
+//
+// # Limits
+//
+// Every resource a client can hold has a bound, each a Config field
+// preset to a Default constant: the time to send headers
+// (ReadHeaderTimeout, 10 s) and a body (BodyTimeout, 1 min, counted
+// from the handler's start and lifted once the body is read, so long
+// answers are not cut), the time to take an answer (WriteTimeout, 2 min;
+// live streams and builds lift it), idle keep-alive connections
+// (IdleTimeout, 2 min), body sizes (MaxBodyBytes 12 MiB, PublicBodyBytes
+// 64 KiB), open connections in all (MaxConns, 1024: more wait in the
+// listen backlog) and per client address (MaxConnsPerClient, 64: one
+// more is answered 429 and closed; off with TrustProxy, where the proxy
+// is the only client), live event streams per client address
+// (MaxStreamsPerClient, 16: one more is 429), requests to public routes
+// per address (PublicRate, PublicBurst), and queries (time, rows and
+// bytes: see projections.Runner.Query). Projection builds
+// (POST /v1/projections/{name}/build) write only into DIR/builds
+// (BuildsDir), under a plain file name, created exclusively with mode
+// 0600.
 //
 // # Operations
 //

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -31,7 +32,6 @@ const (
 	DefaultReadLimit = 100
 	MaxReadLimit     = 1000
 	pingEvery        = 15 * time.Second
-	bodyTimeout      = time.Minute // to read a request body
 )
 
 // Errors of the HTTP layer itself; errorStatus maps them with the log's.
@@ -66,6 +66,8 @@ type api struct {
 	// public holds the patterns of public routes: no token, rate limited.
 	public  map[string]bool
 	limiter *limiter
+	// live counts each client's open live streams.
+	live    *perClient
 	metrics *prometheus.Registry
 	httpm   httpMetrics
 	// open is true while the log is open and the server not stopping.
@@ -77,14 +79,14 @@ type api struct {
 
 func newAPI(k *Kernel) *api {
 	a := &api{k: k, log: k.log, reg: k.reg, logger: k.logger, mux: http.NewServeMux(), public: map[string]bool{},
-		limiter: newLimiter(k.cfg.PublicRate, k.cfg.PublicBurst)}
+		limiter: newLimiter(k.cfg.PublicRate, k.cfg.PublicBurst), live: newPerClient(k.cfg.MaxStreamsPerClient)}
 	a.streams, a.stopStreams = context.WithCancel(context.Background())
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.HandleFunc("GET /readyz/writes", a.readyzWrites)
 	a.mux.HandleFunc("POST /v1/events", a.appendEvents)
 	a.mux.HandleFunc("GET /v1/events", a.readEvents)
-	a.mux.HandleFunc("GET /v1/events/live", a.liveEvents)
+	a.mux.HandleFunc("GET /v1/events/live", a.perClientStreams(a.liveEvents))
 	a.mux.HandleFunc("GET /v1/streams/{stream}", a.readStream)
 	a.mux.HandleFunc("GET /v1/schemas", a.listSchemas)
 	a.mux.HandleFunc("GET /v1/schemas/{type}", a.showSchema)
@@ -116,6 +118,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) serve(w http.ResponseWriter, r *http.Request, pattern string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	a.limitBodyTime(w, r)
 	if a.public[pattern] {
 		a.servePublic(w, r)
 		return
@@ -156,6 +159,68 @@ func (a *api) servePublic(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, a.k.cfg.PublicBodyBytes)
 	a.mux.ServeHTTP(w, r)
+}
+
+// limitBodyTime gives a request with a body Config.BodyTimeout to send
+// it: the connection's read deadline, lifted again once the body has
+// been read to its end (net/http lifts it too, when it starts watching
+// the connection for the client going away), so that a handler
+// answering for longer is not cut off: a read failing on the connection
+// would cancel the request. Requests without a body get no deadline.
+func (a *api) limitBodyTime(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(a.k.cfg.BodyTimeout)) != nil {
+		return // not a connection of the kernel's server
+	}
+	r.Body = &timedBody{ReadCloser: r.Body, rc: rc, limit: a.k.cfg.BodyTimeout}
+}
+
+// timedBody lifts the read deadline at the body's end, and turns the
+// deadline's error into a *BodyTimeoutError.
+type timedBody struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	limit  time.Duration
+	lifted bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case errors.Is(err, io.EOF) && !b.lifted:
+		b.lifted = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = &BodyTimeoutError{Limit: b.limit}
+	}
+	return n, err
+}
+
+// BodyTimeoutError: a request's body did not arrive within
+// Config.BodyTimeout. HTTP 408 with code "timeout".
+type BodyTimeoutError struct{ Limit time.Duration }
+
+func (e *BodyTimeoutError) Error() string {
+	return fmt.Sprintf("the request body did not arrive within %v: send it at once, or smaller", e.Limit)
+}
+
+// perClientStreams caps the live streams each client address holds
+// open at Config.MaxStreamsPerClient.
+func (a *api) perClientStreams(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := clientAddr(r, a.k.cfg.TrustProxy)
+		if !a.live.acquire(key) {
+			w.Header().Set("Retry-After", "1")
+			a.fail(w, r, &apiError{kind: ErrRateLimited, msg: fmt.Sprintf(
+				"too many live event streams from this address (at most %d open at once): close one, or follow several types and categories in one stream", a.k.cfg.MaxStreamsPerClient)})
+			return
+		}
+		defer a.live.release(key)
+		h(w, r)
+	}
 }
 
 // noRoute answers in JSON what the mux would answer in plain text: 404,
@@ -229,8 +294,6 @@ func (a *api) appendEvents(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	// A slow client may not hold a handler forever.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 	var req AppendRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		a.fail(w, r, err)
@@ -494,10 +557,17 @@ type ErrorBody struct {
 // errorStatus is the one place that maps errors to HTTP statuses and
 // error codes.
 func errorStatus(err error) (status int, code, message string) {
-	var tooLarge *http.MaxBytesError
+	var (
+		tooLarge *http.MaxBytesError
+		slowBody *BodyTimeoutError
+	)
 	switch {
+	case errors.As(err, &slowBody):
+		return http.StatusRequestTimeout, "timeout", slowBody.Error()
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than the limit of %s", sizeString(tooLarge.Limit))
+	case errors.Is(err, projections.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large", err.Error()
 	case errors.Is(err, ErrRateLimited):
 		return http.StatusTooManyRequests, "rate_limited", err.Error()
 	case errors.Is(err, ErrRefused):
@@ -539,7 +609,11 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 && !errors.Is(err, context.Canceled) {
 		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	if status == http.StatusRequestEntityTooLarge {
+	var (
+		tooLarge *http.MaxBytesError
+		slowBody *BodyTimeoutError
+	)
+	if errors.As(err, &tooLarge) || errors.As(err, &slowBody) {
 		// The rest of the body is not read; do not let the client keep
 		// sending it on this connection.
 		w.Header().Set("Connection", "close")
@@ -583,8 +657,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		var (
+			tooLarge *http.MaxBytesError
+			slowBody *BodyTimeoutError
+		)
+		if errors.As(err, &tooLarge) || errors.As(err, &slowBody) {
 			return err
 		}
 		return invalidf("request body has more after the JSON object")
@@ -595,11 +672,12 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 func jsonError(err error) error {
 	var (
 		tooLarge *http.MaxBytesError
+		slowBody *BodyTimeoutError
 		syntax   *json.SyntaxError
 		typ      *json.UnmarshalTypeError
 	)
 	switch {
-	case errors.As(err, &tooLarge):
+	case errors.As(err, &tooLarge), errors.As(err, &slowBody):
 		return err
 	case errors.Is(err, io.EOF):
 		return invalidf("request body is empty: want a JSON object")

@@ -3,9 +3,14 @@ package kernel
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -23,6 +28,9 @@ type QueryRequest struct {
 	MinSeq     uint64            `json:"min_seq"`
 	TimeoutMS  int64             `json:"timeout_ms"`
 	MaxRows    int               `json:"max_rows"`
+	// MaxBytes bounds the answer's JSON (default and at most
+	// projections.DefaultQueryMaxBytes); a larger answer is 413 too_large.
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // QueryResponse is the answer of POST /v1/query.
@@ -72,6 +80,10 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, invalidf("request body: max_rows=%d is out of range: want 0 (the default) to %d", req.MaxRows, projections.MaxQueryRows))
 		return
 	}
+	if req.MaxBytes < 0 || req.MaxBytes > projections.DefaultQueryMaxBytes {
+		a.fail(w, r, invalidf("request body: max_bytes=%d is out of range: want 0 (the default) to %d", req.MaxBytes, projections.DefaultQueryMaxBytes))
+		return
+	}
 	args := make([]any, len(req.Args))
 	for i, raw := range req.Args {
 		v, err := queryArg(raw)
@@ -87,9 +99,10 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := runner.Query(r.Context(), req.Projection, req.SQL, args, projections.QueryOptions{
-		MinSeq:  req.MinSeq,
-		Timeout: time.Duration(req.TimeoutMS) * time.Millisecond,
-		MaxRows: req.MaxRows,
+		MinSeq:   req.MinSeq,
+		Timeout:  time.Duration(req.TimeoutMS) * time.Millisecond,
+		MaxRows:  req.MaxRows,
+		MaxBytes: req.MaxBytes,
 	})
 	if err != nil {
 		a.fail(w, r, err)
@@ -242,17 +255,56 @@ func (a *api) skipProjection(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, runner.Status(name))
 }
 
+// BuildsDir is the folder of the data directory, DIR/builds, that
+// POST /v1/projections/{name}/build writes its files into.
+const BuildsDir = "builds"
+
 // BuildRequest is the body of POST /v1/projections/{name}/build.
 type BuildRequest struct {
 	AsOfSeq  uint64 `json:"as_of_seq"`
 	AsOfTime string `json:"as_of_time"` // RFC 3339
-	// Out is the new file's absolute path on the server's machine; it
-	// must not exist yet.
+	// Out is the new file's name in DIR/builds, such as "orders-1500.db":
+	// letters, digits, '.', '_' and '-', starting with a letter or digit.
+	// It must not exist yet.
 	Out string `json:"out"`
 }
 
+// buildNameRE is what a build's file name may be: no path, no hidden
+// file, nothing a shell or a terminal would read differently.
+var buildNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+// checkBuildName refuses a build file name that is not a plain name, or
+// that names one of the files SQLite keeps beside a database.
+func checkBuildName(name string) error {
+	bad := !buildNameRE.MatchString(name) || strings.Contains(name, "..")
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		bad = bad || strings.HasSuffix(name, suffix)
+	}
+	if bad {
+		return invalidf("request body: out=%.120q must be a plain file name such as \"orders-1500.db\" (letters, digits, '.', '_', '-'; at most 100; no path, no '..', not ending in -wal, -shm or -journal): the file is written in the data directory's %s folder", name, BuildsDir)
+	}
+	return nil
+}
+
+// buildsDir creates DIR/builds (mode 0700) if needed and returns it. It
+// must be a directory of its own, not a symlink to one elsewhere.
+func (a *api) buildsDir() (string, error) {
+	dir := a.k.Dir(BuildsDir)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return "", err
+	}
+	if !st.IsDir() {
+		return "", fmt.Errorf("%s is not a directory (a symlink?): builds are written only into a directory of the data directory; remove it", dir)
+	}
+	return dir, nil
+}
+
 // buildProjection builds the projection as of a past point of the log
-// into a separate file (time travel), answering when it is done.
+// into a new file in DIR/builds (time travel), answering when it is done.
 func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
 	if err := checkQuery(r); err != nil {
 		a.fail(w, r, err)
@@ -267,8 +319,8 @@ func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, invalidf("request body: give exactly one of as_of_seq (a sequence, from 1) and as_of_time (RFC 3339)"))
 		return
 	}
-	if req.Out == "" || !filepath.IsAbs(req.Out) {
-		a.fail(w, r, invalidf("request body: out=%q must be an absolute path for the new file", req.Out))
+	if err := checkBuildName(req.Out); err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	runner, _, err := a.projectionStatus(r)
@@ -289,9 +341,18 @@ func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	dir, err := a.buildsDir()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := filepath.Join(dir, req.Out)
+	// A build folds the log up to the point: it may take longer than
+	// the server's write timeout allows other routes.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	start := time.Now()
 	// seq 0 (a time before the first event) builds the empty tables.
-	if err := runner.BuildAsOf(r.Context(), name, seq, req.Out); err != nil {
+	if err := runner.BuildAsOf(r.Context(), name, seq, out); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -300,7 +361,7 @@ func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
 		Seq        uint64  `json:"seq"`
 		File       string  `json:"file"`
 		Seconds    float64 `json:"seconds"`
-	}{name, seq, req.Out, time.Since(start).Seconds()})
+	}{name, seq, out, time.Since(start).Seconds()})
 }
 
 // seqBody reads a body of the form {"seq": N}, N from 1; what says which

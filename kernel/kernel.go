@@ -30,6 +30,19 @@ const (
 	DefaultPublicRate      = 20 // requests per second per client address
 	DefaultPublicBurst     = 60
 	DefaultShutdownTimeout = 10 * time.Second
+
+	// Bounds of the HTTP server: how long a client may take to send a
+	// request's headers, its body, to read the answer, and to keep an
+	// idle connection; how many connections may be open in all and from
+	// one client address; how many live event streams one address may
+	// hold.
+	DefaultReadHeaderTimeout   = 10 * time.Second
+	DefaultBodyTimeout         = time.Minute
+	DefaultWriteTimeout        = 2 * time.Minute
+	DefaultIdleTimeout         = 2 * time.Minute
+	DefaultMaxConns            = 1024
+	DefaultMaxConnsPerClient   = 64
+	DefaultMaxStreamsPerClient = 16
 )
 
 // Config configures a Kernel. Dir is required; every other field has a
@@ -78,6 +91,34 @@ type Config struct {
 	// ShutdownTimeout bounds Close's wait for HTTP handlers, reactors and
 	// projections.
 	ShutdownTimeout time.Duration
+
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body, from when its handler
+	// starts: a slower body is answered 408 (code "timeout") and the
+	// connection closed. It covers only the body, so long answers (live
+	// streams, builds) are not cut short by it.
+	BodyTimeout time.Duration
+	// WriteTimeout bounds the time from the end of a request's headers to
+	// the end of its answer; live streams and projection builds lift it.
+	// Keep it above BodyTimeout, or the 408 for a slow body cannot be
+	// written.
+	// A handler of a vertical that answers for longer lifts it with
+	// http.NewResponseController(w).SetWriteDeadline.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle for that long.
+	IdleTimeout time.Duration
+	// MaxConns caps the open HTTP connections: further clients wait (in
+	// the listen backlog) until one closes. MaxConnsPerClient caps those
+	// of one client address (IPv6: one /64): a connection past it is
+	// answered 429 and closed. With TrustProxy the per-client cap is off,
+	// since every connection comes from the proxy.
+	MaxConns          int
+	MaxConnsPerClient int
+	// MaxStreamsPerClient caps the live event streams (GET
+	// /v1/events/live) one client address holds open; one more is
+	// answered 429.
+	MaxStreamsPerClient int
 }
 
 // Kernel wires the log, the schema registry, the projections runner,
@@ -144,6 +185,28 @@ func New(cfg Config) *Kernel {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&cfg.BodyTimeout, DefaultBodyTimeout},
+		{&cfg.WriteTimeout, DefaultWriteTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		v   *int
+		def int
+	}{
+		{&cfg.MaxConns, DefaultMaxConns}, {&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient},
+		{&cfg.MaxStreamsPerClient, DefaultMaxStreamsPerClient},
+	} {
+		if *n.v <= 0 {
+			*n.v = n.def
+		}
 	}
 	k := &Kernel{cfg: cfg, logger: cfg.Logger, reg: schemas.NewRegistry(), caughtUp: make(chan struct{})}
 	for _, register := range []func(*schemas.Registry) error{
@@ -473,16 +536,22 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 			return fmt.Errorf("listen on %s: %w", k.cfg.Addr, err)
 		}
 		k.ln = ln
+		perClient := k.cfg.MaxConnsPerClient
+		if k.cfg.TrustProxy {
+			perClient = 0
+		}
 		k.srv = &http.Server{
 			Handler:           k.api,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			ReadHeaderTimeout: k.cfg.ReadHeaderTimeout,
+			WriteTimeout:      k.cfg.WriteTimeout,
+			IdleTimeout:       k.cfg.IdleTimeout,
 			ErrorLog:          slog.NewLogLogger(k.logger.Handler(), slog.LevelWarn),
 		}
 		// Shutdown waits for handlers; live streams only end when told to.
 		k.srv.RegisterOnShutdown(k.api.stopStreams)
 		k.served = make(chan error, 1)
-		go func() { k.served <- k.srv.Serve(ln) }()
+		limited := limitListener(ln, k.cfg.MaxConns, perClient)
+		go func() { k.served <- k.srv.Serve(limited) }()
 		closers = append(closers, k.shutdownHTTP)
 	}
 

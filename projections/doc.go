@@ -26,7 +26,10 @@
 //
 // Queries read the current file through [Runner.Acquire], on its
 // read-only pool. [Runner.WaitFor] gives read-your-writes: pass the
-// LastSeq of an append.
+// LastSeq of an append. [Runner.Query] runs a caller's SQL within bounds:
+// one read-only statement, a time limit, a row limit, and a byte limit
+// on the answer (16 MiB by default), checked as rows are read; SQLite's
+// own length limit refuses to make a bigger value in the first place.
 //
 // # Usage
 //
@@ -116,7 +119,10 @@
 // that file serves again at once and catches up from its checkpoint.
 //
 // [Runner.BuildAsOf] and [Runner.BuildAsOfTime] build a projection as it
-// was at a sequence or a time into a separate file: time travel.
+// was at a sequence or a time into a separate file: time travel. The file
+// is created exclusively with mode 0600, never over an existing file or
+// through a symlink, and not beside a leftover -wal, -shm or -journal; a
+// failed build removes only the files it made.
 //
 // # Halts and skips
 //

@@ -3,14 +3,20 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/projections/sqlitedb"
+	"github.com/fazt-sh/fazt/schemas"
 )
 
 // Defaults and limits of Query.
@@ -19,7 +25,16 @@ const (
 	DefaultQueryTimeout = 5 * time.Second
 	DefaultQueryMaxRows = 1000
 	MaxQueryRows        = 10000
+	// DefaultQueryMaxBytes bounds an answer's size, as JSON, and is also
+	// the most QueryOptions.MaxBytes may ask for. No single value may be
+	// larger either: SQLite itself refuses to make one (its length limit
+	// on the query's connection), so it is never held in memory.
+	DefaultQueryMaxBytes = 16 << 20
 )
+
+// ErrTooLarge: a query's answer is larger than its byte limit
+// (QueryOptions.MaxBytes). HTTP 413 with code "too_large".
+var ErrTooLarge = errors.New("too large")
 
 // QueryOptions tunes Runner.Query. Zero values mean the defaults.
 type QueryOptions struct {
@@ -35,6 +50,11 @@ type QueryOptions struct {
 	// MaxRows is the most rows returned (default DefaultQueryMaxRows, at
 	// most MaxQueryRows); more set QueryResult.Truncated.
 	MaxRows int
+	// MaxBytes bounds the answer: the rows and column names as JSON
+	// (default and at most DefaultQueryMaxBytes). A larger answer is not
+	// truncated but refused with ErrTooLarge, as soon as the rows read so
+	// far pass the bound.
+	MaxBytes int64
 }
 
 // QueryResult is the answer of Runner.Query.
@@ -66,11 +86,17 @@ type QueryResult struct {
 //
 // Only one statement is allowed: SQL with a second statement after a
 // ';' (outside string literals, quoted identifiers and comments) is
-// refused with eventlog.ErrInvalid. Writes of any kind fail on the
-// read-only connection's authorizer with an error wrapping
-// schemas.ErrEDDViolation. Other errors: eventlog.ErrNotFound for an
-// unknown projection, ErrClosed, and context.DeadlineExceeded (wrapped)
-// when the query runs longer than opts.Timeout.
+// refused with eventlog.ErrInvalid. Writes of any kind (VACUUM, ATTACH
+// and pragmas with an argument included), and functions that reach
+// outside the file (load_extension), fail on the read-only connection's
+// authorizer with an error wrapping schemas.ErrEDDViolation. SQL that
+// SQLite cannot compile (a syntax error, an unknown table, column or
+// function) or a wrong number of args wraps eventlog.ErrInvalid; an
+// answer larger than opts.MaxBytes, or a value larger than
+// DefaultQueryMaxBytes, wraps ErrTooLarge. Other errors:
+// eventlog.ErrNotFound for an unknown projection, ErrClosed, and
+// context.DeadlineExceeded (wrapped) when the query runs longer than
+// opts.Timeout.
 func (r *Runner) Query(ctx context.Context, name, query string, args []any, opts QueryOptions) (QueryResult, error) {
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = DefaultQueryMaxWait
@@ -82,11 +108,18 @@ func (r *Runner) Query(ctx context.Context, name, query string, args []any, opts
 		opts.MaxRows = DefaultQueryMaxRows
 	}
 	opts.MaxRows = min(opts.MaxRows, MaxQueryRows)
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultQueryMaxBytes
+	}
+	opts.MaxBytes = min(opts.MaxBytes, DefaultQueryMaxBytes)
 	if _, err := r.lookup(name); err != nil {
 		return QueryResult{}, err
 	}
 	if err := singleStatement(query); err != nil {
 		return QueryResult{}, err
+	}
+	if err := sqlitedb.CheckRead(query); err != nil {
+		return QueryResult{}, fmt.Errorf("projection %s: query: %w", name, err)
 	}
 	if opts.MinSeq > 0 {
 		if err := r.waitQuery(ctx, name, opts.MinSeq, opts.MaxWait); err != nil {
@@ -101,7 +134,7 @@ func (r *Runner) Query(ctx context.Context, name, query string, args []any, opts
 	defer release()
 	qctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	res, err := runQuery(qctx, db, query, args, opts.MaxRows)
+	res, err := runQuery(qctx, db, query, args, opts.MaxRows, opts.MaxBytes)
 	if err != nil {
 		err = sqlitedb.WrapErr(query, err)
 		if qctx.Err() != nil && !errors.Is(err, qctx.Err()) {
@@ -112,10 +145,39 @@ func (r *Runner) Query(ctx context.Context, name, query string, args []any, opts
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			return QueryResult{}, fmt.Errorf("projection %s: query timed out after %v: %w", name, opts.Timeout, err)
 		}
-		return QueryResult{}, fmt.Errorf("projection %s: query: %w", name, err)
+		return QueryResult{}, fmt.Errorf("projection %s: query: %w", name, classify(err))
 	}
 	return res, nil
 }
+
+// classify gives SQLite's errors about the caller's SQL a kind from the
+// error vocabulary; other errors pass unchanged.
+func classify(err error) error {
+	if errors.Is(err, schemas.ErrEDDViolation) {
+		return err
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_TOOBIG:
+			return fmt.Errorf("%w: a value is larger than %d bytes, the most a query may answer: select a part of it (substr) or its length: %w",
+				ErrTooLarge, DefaultQueryMaxBytes, err)
+		case sqlite3.SQLITE_ERROR, sqlite3.SQLITE_RANGE, sqlite3.SQLITE_MISMATCH:
+			return kindError{eventlog.ErrInvalid, err}
+		}
+	}
+	// database/sql and the driver check the args themselves.
+	if msg := err.Error(); strings.HasPrefix(msg, "sql: expected ") || strings.HasPrefix(msg, "missing argument") {
+		return kindError{eventlog.ErrInvalid, err}
+	}
+	return err
+}
+
+// kindError is err, also of the kind kind, with err's message.
+type kindError struct{ kind, err error }
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return []error{e.kind, e.err} }
 
 // waitQuery waits at most maxWait for name to have folded up to seq.
 func (r *Runner) waitQuery(ctx context.Context, name string, seq uint64, maxWait time.Duration) error {
@@ -137,10 +199,23 @@ func (r *Runner) waitQuery(ctx context.Context, name string, seq uint64, maxWait
 	return err
 }
 
-// runQuery reads the checkpoint and runs query in one read transaction.
-func runQuery(ctx context.Context, db *sqlitedb.DB, query string, args []any, maxRows int) (QueryResult, error) {
+// runQuery reads the checkpoint and runs query in one read transaction,
+// on a reader connection whose length limit is lowered for the query so
+// that SQLite refuses to make a value larger than DefaultQueryMaxBytes.
+func runQuery(ctx context.Context, db *sqlitedb.DB, query string, args []any, maxRows int, maxBytes int64) (QueryResult, error) {
 	var res QueryResult
-	tx, err := db.Reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	conn, err := db.Reader.Conn(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	prev, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_LENGTH, DefaultQueryMaxBytes)
+	if err != nil {
+		return res, err
+	}
+	// The connection goes back to the pool, for other readers.
+	defer sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_LENGTH, prev)
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return res, err
 	}
@@ -158,6 +233,12 @@ func runQuery(ctx context.Context, db *sqlitedb.DB, query string, args []any, ma
 	if res.Columns, err = rows.Columns(); err != nil {
 		return res, err
 	}
+	// size is the answer's JSON so far: the envelope and column names,
+	// then each row as it is read.
+	size := int64(64)
+	for _, c := range res.Columns {
+		size += jsonSize(c) + 1
+	}
 	res.Rows = [][]any{}
 	for rows.Next() {
 		if len(res.Rows) == maxRows {
@@ -172,10 +253,16 @@ func runQuery(ctx context.Context, db *sqlitedb.DB, query string, args []any, ma
 		if err := rows.Scan(ptrs...); err != nil {
 			return res, err
 		}
+		size += 3 // [],
 		for i, v := range vals {
 			if b, ok := v.([]byte); ok && utf8.Valid(b) {
 				vals[i] = string(b)
 			}
+			size += jsonSize(vals[i]) + 1
+		}
+		if size > maxBytes {
+			return res, fmt.Errorf("%w: the answer is larger than max_bytes=%d after %d rows: select fewer or smaller columns, or fewer rows (LIMIT, or page with WHERE)",
+				ErrTooLarge, maxBytes, len(res.Rows)+1)
 		}
 		res.Rows = append(res.Rows, vals)
 	}
@@ -186,6 +273,56 @@ func runQuery(ctx context.Context, db *sqlitedb.DB, query string, args []any, ma
 		return res, err
 	}
 	return res, nil
+}
+
+// jsonSize is the size of v encoded by encoding/json (HTML-safe, as
+// its Encoder writes by default), for the values a query row holds.
+func jsonSize(v any) int64 {
+	switch v := v.(type) {
+	case nil:
+		return 4
+	case string:
+		n := int64(2)
+		for i := 0; i < len(v); {
+			c := v[i]
+			if c < utf8.RuneSelf {
+				switch {
+				case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+					n += 2
+				case c < 0x20 || c == '<' || c == '>' || c == '&':
+					n += 6 // \u00XX
+				default:
+					n++
+				}
+				i++
+				continue
+			}
+			r, w := utf8.DecodeRuneInString(v[i:])
+			if r == utf8.RuneError && w == 1 || r == '\u2028' || r == '\u2029' {
+				n += 6
+			} else {
+				n += int64(w)
+			}
+			i += w
+		}
+		return n
+	case []byte:
+		return int64(4*((len(v)+2)/3)) + 2 // base64
+	case int64:
+		return int64(len(strconv.FormatInt(v, 10)))
+	case float64:
+		return 25
+	case bool:
+		if v {
+			return 4
+		}
+		return 5
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0 // the encoder fails on it later, with its own error
+	}
+	return int64(len(b))
 }
 
 // singleStatement refuses SQL holding more than one statement: after the

@@ -483,16 +483,19 @@ func (pr *proj) trySwap(g *gen) error {
 // into a new SQLite file out, which sqlitedb.Open can then query: the
 // read model as it was at seq. Events recorded as skipped are skipped
 // as they are in the live file. It works without Open (the log must be
-// open). Errors: ErrNotFound, ErrInvalid (seq past the log's end),
-// ErrConflict (out exists), *HaltedError when an event fails; out is
-// removed on any error.
+// open).
+//
+// out is created exclusively, with mode 0600 (SQLite gives its -wal and
+// -shm the same): never over an existing file, nor through a symlink.
+// Its -wal, -shm and -journal must not exist either (SQLite would read
+// a stale WAL into the new file); a failed build removes out and the
+// files SQLite made beside it, nothing else. Errors: ErrNotFound,
+// ErrInvalid (seq past the log's end), ErrConflict (out or one of its
+// sidecars exists), *HaltedError when an event fails.
 func (r *Runner) BuildAsOf(ctx context.Context, name string, seq uint64, out string) (err error) {
 	pr, err := r.lookup(name)
 	if err != nil {
 		return err
-	}
-	if _, err := os.Lstat(out); !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %s exists: BuildAsOf writes a new file", eventlog.ErrConflict, out)
 	}
 	tail, err := r.log.LastSeq(ctx)
 	if err != nil {
@@ -501,8 +504,13 @@ func (r *Runner) BuildAsOf(ctx context.Context, name string, seq uint64, out str
 	if seq > tail {
 		return invalidf("seq %d is past the end of the log (seq %d)", seq, tail)
 	}
+	if err := createExclusive(out); err != nil {
+		return err
+	}
+	// From here every file named out[-wal|-shm|-journal] is this build's.
 	db, err := sqlitedb.Open(ctx, out, sqlitedb.WithReaders(1))
 	if err != nil {
+		removeGen(filepath.Dir(out), filepath.Base(out))
 		return err
 	}
 	defer func() {
@@ -525,6 +533,26 @@ func (r *Runner) BuildAsOf(ctx context.Context, name string, seq uint64, out str
 		}
 	}
 	return g.makeDurable(ctx)
+}
+
+// createExclusive creates the empty file path, mode 0600, failing with
+// ErrConflict if path or one of the files SQLite keeps beside a database
+// exists (as anything, a symlink included).
+func createExclusive(path string) error {
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if _, err := os.Lstat(path + suffix); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s exists: a build writes a new database and its own -wal and -shm; remove the leftover or choose another name",
+				eventlog.ErrConflict, path+suffix)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%w: %s exists: a build writes a new file; choose another name", eventlog.ErrConflict, path)
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // BuildAsOfTime is BuildAsOf at the last event the log stored at or

@@ -134,7 +134,7 @@ referrers and campaign sources (utm_source).`,
 
 // printStats writes the readable report of top.
 func printStats(w io.Writer, st *siteStats) error {
-	fmt.Fprintf(w, "%s, %s to %s (as of seq %d)\n", st.Site, st.From, st.To, st.Seq)
+	fmt.Fprintf(w, "%s, %s to %s (as of seq %d)\n", safe(st.Site), safe(st.From), safe(st.To), st.Seq)
 	fmt.Fprintf(w, "  %s views, %s visitors\n", thousands(st.Views), thousands(st.Visitors))
 	if st.Views == 0 {
 		fmt.Fprintln(w, "\nno views in this range yet: pages count theirs with the snippet (see `fazt analytics add-site --help`)")
@@ -149,12 +149,12 @@ func printStats(w io.Writer, st *siteStats) error {
 			}
 		}
 		fmt.Fprintf(w, "\nviews per day  %s\n", sparkline(views))
-		fmt.Fprintf(w, "busiest day    %s, %s views\n", st.Days[busiest].Day, thousands(st.Days[busiest].Views))
+		fmt.Fprintf(w, "busiest day    %s, %s views\n", safe(st.Days[busiest].Day), thousands(st.Days[busiest].Views))
 		// A table only for short ranges: a month of rows drowns the rest.
 		if len(st.Days) <= 14 {
 			rows := [][]string{{"day", "views", "visitors"}}
 			for _, d := range st.Days {
-				rows = append(rows, []string{d.Day, thousands(d.Views), thousands(d.Visitors)})
+				rows = append(rows, []string{safe(d.Day), thousands(d.Views), thousands(d.Visitors)})
 			}
 			fmt.Fprintln(w)
 			if err := writeTable(w, rows); err != nil {
@@ -174,7 +174,7 @@ func printStats(w io.Writer, st *siteStats) error {
 		}
 		table := [][]string{{title, "views", "share"}}
 		for _, r := range rows {
-			table = append(table, []string{r.name, thousands(r.views), share(r.views, st.Views)})
+			table = append(table, []string{safe(r.name), thousands(r.views), share(r.views, st.Views)})
 		}
 		return writeTable(w, table)
 	}
@@ -313,7 +313,7 @@ func (a *app) analyticsSitesCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "id\tname\tdomains\tcreated")
 			for _, s := range sites {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.ID, s.Name, strings.Join(s.Domains, ","), s.Created)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safe(s.ID), safe(s.Name), safe(strings.Join(s.Domains, ",")), safe(s.Created))
 			}
 			return tw.Flush()
 		}),
@@ -355,8 +355,8 @@ prints; the domains are the hosts its pages are served from.`,
 			if asJSON {
 				return a.printRaw(raw)
 			}
-			fmt.Fprintf(a.stdout, "created site %s (%s; %s) at seq %d\n", res.Site.ID, res.Site.Name, strings.Join(res.Site.Domains, ", "), res.Seq)
-			fmt.Fprintf(a.stdout, "add this to its pages:\n  %s\n", snippetTag(c.base, res.Site.ID))
+			fmt.Fprintf(a.stdout, "created site %s (%s; %s) at seq %d\n", safe(res.Site.ID), safe(res.Site.Name), safe(strings.Join(res.Site.Domains, ", ")), res.Seq)
+			fmt.Fprintf(a.stdout, "add this to its pages:\n  %s\n", safe(snippetTag(c.base, res.Site.ID)))
 			return nil
 		}),
 	}

@@ -14,7 +14,7 @@ import (
 // topJSON runs `fazt analytics top SITE --json` with args and decodes it.
 func topJSON(t *testing.T, s *testServer, site string, args ...string) siteStats {
 	t.Helper()
-	out, _, err := fazt(t, nil, "", append([]string{"analytics", "top", site, "--json", "--data-dir", s.dir}, args...)...)
+	out, _, err := fazt(t, nil, "", append([]string{"analytics", "top", site, "--json", "--data", s.dir}, args...)...)
 	if err != nil {
 		t.Fatalf("analytics top %s: %v", site, err)
 	}
@@ -27,7 +27,7 @@ func topJSON(t *testing.T, s *testServer, site string, args ...string) siteStats
 
 func TestDemo(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	today := time.Now().UTC()
 	// A range around the demo's days, so that a test running over
 	// midnight still sees every view.
@@ -38,7 +38,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\nstderr:\n%s", err, errOut)
 	}
 	for _, want := range []string{"Loaded 2,000 page views over 3 days into 3 sites", "blog.example.com", "1,000 views",
-		"fazt analytics top blog --data-dir " + s.dir + "\n", "fazt query --projection analytics ", "/v1/analytics/blog/stats?from=",
+		"fazt analytics top blog --data " + s.dir + "\n", "fazt query --projection analytics ", "/v1/analytics/blog/stats?from=",
 		`<script defer data-site="blog" src="` + s.addr + `/v1/analytics/script.js"></script>`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
@@ -271,7 +271,7 @@ func TestDemoSample(t *testing.T) {
 
 func TestAnalyticsCLI(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 
 	out, _, err := fazt(t, nil, "", append([]string{"analytics", "sites"}, d...)...)
 	if err != nil || !strings.HasPrefix(out, "no sites yet") {
@@ -332,7 +332,7 @@ func TestAnalyticsCLI(t *testing.T) {
 		t.Fatalf("empty report: %q %v", out, err)
 	}
 	// Without a server.
-	_, _, err = fazt(t, nil, "", "analytics", "top", "blog", "--data-dir", t.TempDir())
+	_, _, err = fazt(t, nil, "", "analytics", "top", "blog", "--data", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "no running server found") {
 		t.Fatalf("top without a server: %v", err)
 	}
@@ -366,7 +366,7 @@ func TestAnalyticsUsageErrors(t *testing.T) {
 		{"demo", "--until", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)},
 		{"demo", "--bogus"},
 	} {
-		_, _, err := fazt(t, nil, "", append(args, "--data-dir", dir)...)
+		_, _, err := fazt(t, nil, "", append(args, "--data", dir)...)
 		var u *usageError
 		if !errors.As(err, &u) || !strings.Contains(err.Error(), "--help' for usage") {
 			t.Errorf("%q: %v; want a usage error", args, err)

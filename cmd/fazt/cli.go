@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // usageError is a mistake in how fazt was invoked (exit status 2), as
@@ -71,6 +72,11 @@ func (a *app) action(fn func(cmd *cobra.Command, args []string) error) func(*cob
 	return func(cmd *cobra.Command, args []string) error {
 		a.started = true
 		cmd.SilenceUsage = true
+		cmd.Flags().Visit(func(f *pflag.Flag) {
+			if use := f.Annotations[replacedBy]; f.Hidden && len(use) > 0 {
+				fmt.Fprintf(a.stderr, "note: --%s is deprecated: use %s\n", f.Name, use[0])
+			}
+		})
 		return fn(cmd, args)
 	}
 }

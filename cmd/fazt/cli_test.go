@@ -221,6 +221,10 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "fazt ") || !strings.Contains(out, runtime.Version()) {
 		t.Fatalf("version: %q %v", out, err)
 	}
+	// A test binary carries no VCS information: the output says why.
+	if !strings.Contains(out, "commit: unknown (this binary carries no VCS information: go run, go test") {
+		t.Fatalf("version of a test binary: %q", out)
+	}
 	out, _, err = fazt(t, nil, "", "version", "--json")
 	var v versionInfo
 	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Go != runtime.Version() || v.Version == "" {

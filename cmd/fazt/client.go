@@ -50,7 +50,7 @@ type serverError struct {
 	Message string
 }
 
-func (e *serverError) Error() string { return fmt.Sprintf("%s (%s)", e.Message, e.Code) }
+func (e *serverError) Error() string { return fmt.Sprintf("%s (%s)", safe(e.Message), safe(e.Code)) }
 
 // connect finds the server: flags, then FAZT_ADDR/FAZT_TOKEN, then the
 // data directory's serve.json and token files.
@@ -81,7 +81,7 @@ func (a *app) connect(f serverFlags) (*client, error) {
 	if token == "" {
 		b, err := os.ReadFile(filepath.Join(dir, kernel.TokenFile))
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no API token: pass --token, set FAZT_TOKEN, or pass --data-dir with the server's data directory (%s has no token file)", dir)
+			return nil, fmt.Errorf("no API token: pass --token, set FAZT_TOKEN, or pass --data with the server's data directory (%s has no token file)", dir)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read token: %w", err)
@@ -172,16 +172,13 @@ func (a *app) eventsCmd() *cobra.Command {
 		Short: "Append, read and follow events on a running server",
 		Long: `The events commands talk to a running fazt server over HTTP. They find it
 with --addr and --token, else FAZT_ADDR and FAZT_TOKEN, else the data
-directory (--data-dir, FAZT_DATA, ./fazt-data) that "fazt serve --data"
-uses.`,
+directory (--data, FAZT_DATA, ./fazt-data) that "fazt serve --data"
+uses. In "events append", --data is the event's data: give the data
+directory there with FAZT_DATA or --data-dir.`,
 		Args: cobra.NoArgs, // an unknown subcommand is an error, not help
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&sf.addr, "addr", "", "server URL, like http://127.0.0.1:8080 (env FAZT_ADDR; default: from DIR/serve.json)")
-	pf.StringVar(&sf.token, "token", "", "API token (env FAZT_TOKEN; default: from DIR/token)")
-	// Not --data: append's --data is the event's data.
-	pf.StringVar(&sf.data, "data-dir", "", "data directory of a local server, to find it (env FAZT_DATA; default ./fazt-data)")
+	addServerFlags(cmd.PersistentFlags(), &sf)
 	cmd.AddCommand(a.appendCmd(&sf), a.readCmd(&sf), a.tailCmd(&sf))
 	return cmd
 }
@@ -240,7 +237,7 @@ func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 			if res.Duplicate {
 				note = " (already in the log: nothing written)"
 			}
-			_, err = fmt.Fprintf(a.stdout, "appended %s version %d at seq %d%s\n", p.Stream, p.Version, p.Seq, note)
+			_, err = fmt.Fprintf(a.stdout, "appended %s version %d at seq %d%s\n", safe(p.Stream), p.Version, p.Seq, note)
 			return err
 		}),
 	}
@@ -248,6 +245,8 @@ func (a *app) appendCmd(sf *serverFlags) *cobra.Command {
 	f.StringVar(&ev.Stream, "stream", "", "stream to append to, like orders.1 (required)")
 	f.StringVar(&ev.Type, "type", "", "event type, like orders.created (required)")
 	f.StringVar(&data, "data", "{}", "event data as JSON; - reads it from stdin")
+	// --data is the event's data here; this shadows the deprecated alias.
+	f.StringVar(&sf.data, "data-dir", "", "data directory of a local server, to find it (env FAZT_DATA; default ./fazt-data)")
 	f.StringVar(&ev.ID, "id", "", "event ULID, to make retries idempotent (default: the server makes one)")
 	f.Uint64Var(&expect, "expect", 0, "append only if the stream is at this version (0: only if it does not exist)")
 	f.BoolVar(&expectNew, "expect-new", false, "append only if the stream does not exist yet")
@@ -298,7 +297,7 @@ not part of the stream's versions.`,
 					fmt.Fprintf(tw, "%s\n", malformedLine(&e))
 					continue
 				}
-				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Seq, e.Version, formatTime(e.Time), e.Type, e.Data)
+				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Seq, e.Version, formatTime(e.Time), safe(e.Type), jsonSafe(e.Data))
 			}
 			if res.Omitted > 0 {
 				fmt.Fprintf(tw, "! %d more malformed messages in this page are not shown\n", res.Omitted)
@@ -401,7 +400,7 @@ func (a *app) tail(ctx context.Context, c *client, after string, types, categori
 		if kind == "error" {
 			var er kernel.ErrorResponse
 			if json.Unmarshal([]byte(payload), &er) != nil || er.Error.Code == "" {
-				return fmt.Errorf("the server ended the event stream with an error: %s", payload)
+				return fmt.Errorf("the server ended the event stream with an error: %s", safe(payload))
 			}
 			return &serverError{Code: er.Error.Code, Message: er.Error.Message}
 		}
@@ -412,11 +411,11 @@ func (a *app) tail(ctx context.Context, c *client, after string, types, categori
 		last = e.Seq
 		switch {
 		case asJSON:
-			_, err = fmt.Fprintf(a.stdout, "%s\n", payload)
+			_, err = fmt.Fprintf(a.stdout, "%s\n", jsonSafe([]byte(payload)))
 		case e.Malformed != nil || kind == "malformed":
 			_, err = fmt.Fprintln(a.stdout, malformedLine(&e))
 		default:
-			_, err = fmt.Fprintf(a.stdout, "%d  %s  %d  %s  %s  %s\n", e.Seq, e.Stream, e.Version, formatTime(e.Time), e.Type, e.Data)
+			_, err = fmt.Fprintf(a.stdout, "%d  %s  %d  %s  %s  %s\n", e.Seq, safe(e.Stream), e.Version, formatTime(e.Time), safe(e.Type), jsonSafe(e.Data))
 		}
 		if err != nil {
 			return err
@@ -437,16 +436,17 @@ func malformedLine(e *eventlog.Event) string {
 	if e.Malformed != nil {
 		reason, subject = e.Malformed.Reason, e.Malformed.Subject
 	}
-	return fmt.Sprintf("! seq %d malformed: %s (%s, written around the kernel)", e.Seq, reason, subject)
+	return fmt.Sprintf("! seq %d malformed: %s (%s, written around the kernel)", e.Seq, safe(reason), safe(subject))
 }
 
 func formatTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-// printRaw prints a server's JSON answer as it came, for --json.
+// printRaw prints a server's JSON answer as it came, for --json (with
+// the characters that could drive a terminal as JSON escapes).
 func (a *app) printRaw(raw []byte) error {
-	_, err := fmt.Fprintf(a.stdout, "%s\n", bytes.TrimSpace(raw))
+	_, err := fmt.Fprintf(a.stdout, "%s\n", jsonSafe(bytes.TrimSpace(raw)))
 	return err
 }
 

@@ -205,7 +205,7 @@ func (a *app) demo(cmd *cobra.Command, sf serverFlags, o demoOptions) error {
 		conn += ` --token "$FAZT_TOKEN"` // not the token itself, on screen
 	}
 	if sf.data != "" {
-		conn += " --data-dir " + shellQuote(sf.data)
+		conn += " --data " + shellQuote(sf.data)
 	}
 	tokenRef := "$FAZT_TOKEN"
 	if sf.token == "" && a.getenv("FAZT_TOKEN") == "" {

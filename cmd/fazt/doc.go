@@ -23,7 +23,8 @@
 //
 // The events commands are HTTP clients of a running server. They find it
 // with --addr and --token, else FAZT_ADDR and FAZT_TOKEN, else the files
-// in the data directory (--data-dir, env FAZT_DATA, default ./fazt-data).
+// in the data directory (--data, env FAZT_DATA, default ./fazt-data; in
+// "events append", where --data is the event's data, --data-dir).
 // Tail follows the log until interrupted.
 //
 //	fazt query --projection NAME SQL [--arg V]... [--min-seq N] [--json]
@@ -35,15 +36,25 @@
 //	fazt bench [--json] ...
 //	fazt doctor [--data DIR] [--json]
 //
-// Query runs read-only SQL over a projection; projections operates them
-// (build --as-of SEQ|TIME --out FILE builds one as of a past point); demo
+// Query runs read-only SQL over a projection (answers above 16 MiB are
+// refused); projections operates them (build --as-of SEQ|TIME --out NAME
+// builds one as of a past point into the server's DIR/builds/NAME); demo
 // loads a sample of page views into a running server; bench measures
 // the kernel against raw JetStream and SQLite; doctor checks a data
 // directory and its server and says what to fix. Each has --help.
 //
 //	fazt version [--json]
 //
-// Version prints the module version, VCS revision and Go version.
+// Version prints the module version, the commit, its time and whether
+// the tree was modified, as go build records them in a git clone, and
+// the Go version. go run, go test, -buildvcs=false and git worktrees
+// record no commit; -ldflags "-X main.commit=... -X main.commitTime=...
+// -X main.version=..." sets them at link time.
+//
+// Every command prints data from the server with control characters
+// (C0, DEL, C1), line separators and bidirectional formatting
+// characters visibly escaped (\x1b, \n, \u202e); --json prints JSON,
+// with those characters as \u escapes.
 //
 // HTTP API (every /v1 route needs "Authorization: Bearer <token>", except
 // the public routes verticals declare, such as the analytics collector):

@@ -35,17 +35,21 @@ with status 1 when a check fails; warnings do not fail.`,
 				return err
 			}
 			if asJSON {
-				if err := json.NewEncoder(a.stdout).Encode(struct {
+				b, err := json.Marshal(struct {
 					Checks []kernel.Check `json:"checks"`
-				}{checks}); err != nil {
+				}{checks})
+				if err != nil {
+					return err
+				}
+				if err := a.printRaw(b); err != nil {
 					return err
 				}
 			} else {
 				tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 				for _, c := range checks {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Status, c.Name, c.Detail)
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", safe(string(c.Status)), safe(c.Name), safe(c.Detail))
 					if c.Fix != "" {
-						fmt.Fprintf(tw, "\t\tfix: %s\n", c.Fix)
+						fmt.Fprintf(tw, "\t\tfix: %s\n", safe(c.Fix))
 					}
 				}
 				if err := tw.Flush(); err != nil {

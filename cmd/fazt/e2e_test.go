@@ -136,13 +136,13 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	}
 
 	// The CLI prints the server's answer.
-	args := []string{"analytics", "top", "blog", "--json", "--data-dir", dir, "--from", q.Get("from"), "--to", q.Get("to")}
+	args := []string{"analytics", "top", "blog", "--json", "--data", dir, "--from", q.Get("from"), "--to", q.Get("to")}
 	out, _, err := fazt(t, nil, "", args...)
 	if err != nil || strings.TrimSpace(out) != strings.TrimSpace(raw) {
 		t.Fatalf("analytics top --json: %v\n%s\nwant\n%s", err, out, raw)
 	}
 	// Device classes, through the read model's page view rows.
-	uaSQL := []string{"query", "--projection", "analytics", "--data-dir", dir, "--json",
+	uaSQL := []string{"query", "--projection", "analytics", "--data", dir, "--json",
 		"SELECT ua_class, COUNT(*) AS n FROM pageviews WHERE site = ? GROUP BY ua_class ORDER BY ua_class", "--arg", "blog"}
 	out, _, err = fazt(t, nil, "", uaSQL...)
 	if err != nil || !strings.Contains(out, `"rows":[["desktop",4],["mobile",3],["tablet",1]]`) {

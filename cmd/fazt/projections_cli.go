@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -68,11 +66,15 @@ consistent with. Each --arg binds the next ? in the SQL, as a string.`,
 				return a.printRaw(raw)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, strings.Join(res.Columns, "\t"))
+			cols := make([]string, len(res.Columns))
+			for i, c := range res.Columns {
+				cols[i] = safe(c)
+			}
+			fmt.Fprintln(tw, strings.Join(cols, "\t"))
 			for _, row := range res.Rows {
 				cells := make([]string, len(row))
 				for i, v := range row {
-					cells[i] = formatCell(v)
+					cells[i] = safe(formatCell(v))
 				}
 				fmt.Fprintln(tw, strings.Join(cells, "\t"))
 			}
@@ -177,7 +179,7 @@ rebuild's progress when there is one.`,
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			for _, st := range list {
-				fmt.Fprintf(tw, "%s\tv%d\t%s\tseq %d\tlag %d%s\n", st.Name, st.Version, st.State, st.Seq, st.Lag, statusNotes(st))
+				fmt.Fprintf(tw, "%s\tv%d\t%s\tseq %d\tlag %d%s\n", safe(st.Name), st.Version, safe(string(st.State)), st.Seq, st.Lag, statusNotes(st))
 			}
 			return tw.Flush()
 		}),
@@ -216,7 +218,7 @@ func statusNotes(st projections.Status) string {
 	if len(notes) == 0 {
 		return ""
 	}
-	return "\t" + strings.Join(notes, "; ")
+	return "\t" + safe(strings.Join(notes, "; "))
 }
 
 // projectionOp is a POST to /v1/projections/NAME/OP.
@@ -303,25 +305,25 @@ func (a *app) projectionsBuildCmd() *cobra.Command {
 the read model as it was then (time travel). --as-of is a sequence number
 or a time (RFC 3339, or a UTC date such as 2026-11-20, meaning its start);
 a time selects the last event stored at or before it. The server writes
-FILE, which must not exist, on its own machine; query it with sqlite3 or
-any SQLite tool. The serving projection is not touched.`,
-		Example: `  fazt projections build analytics --as-of 1500 --out ./analytics-1500.db
-  fazt projections build analytics --as-of 2026-11-20T12:00:00Z --out /tmp/noon.db`,
+the file in its data directory's builds folder (DIR/builds, mode 0700):
+--out is the file's name there, which must not exist yet, and the command
+prints its full path. Query it with sqlite3 or any SQLite tool, or copy
+it elsewhere. The serving projection is not touched.`,
+		Example: `  fazt projections build analytics --as-of 1500 --out analytics-1500.db
+  fazt projections build analytics --as-of 2026-11-20T12:00:00Z --out noon.db
+  sqlite3 fazt-data/builds/noon.db 'SELECT count(*) FROM pageviews'`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(cmd *cobra.Command, args []string) error {
 			req, err := buildRequest(asOf, out)
 			if err != nil {
 				return usagef(cmd, "%v", err)
 			}
-			if _, err := os.Lstat(req.Out); err == nil {
-				return fmt.Errorf("%s exists: build writes a new file; remove it or choose another --out", req.Out)
-			}
 			c, err := a.connect(sf)
 			if err != nil {
 				return err
 			}
 			defer c.close()
-			fmt.Fprintf(a.stderr, "building %s as of %s into %s ...\n", args[0], asOf, req.Out)
+			fmt.Fprintf(a.stderr, "building %s as of %s into %s in the server's builds folder ...\n", args[0], asOf, req.Out)
 			// No request timeout: a build folds the whole log up to the point.
 			resp, err := c.do(cmd.Context(), http.MethodPost, "/v1/projections/"+url.PathEscape(args[0])+"/build", nil, req)
 			if err != nil {
@@ -336,13 +338,13 @@ any SQLite tool. The serving projection is not touched.`,
 			if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
 				return fmt.Errorf("unreadable answer from the server: %w", err)
 			}
-			_, err = fmt.Fprintf(a.stdout, "built %s as of seq %d into %s in %.1fs\n", args[0], res.Seq, res.File, res.Seconds)
+			_, err = fmt.Fprintf(a.stdout, "built %s as of seq %d into %s in %.1fs\n", args[0], res.Seq, safe(res.File), res.Seconds)
 			return err
 		}),
 	}
 	serverFlagsOn(cmd, &sf)
 	cmd.Flags().StringVar(&asOf, "as-of", "", "a log sequence number, or a time (RFC 3339 or YYYY-MM-DD, UTC) (required)")
-	cmd.Flags().StringVar(&out, "out", "", "the new SQLite file to write (required; must not exist)")
+	cmd.Flags().StringVar(&out, "out", "", "name of the new SQLite file in the server's DIR/builds, like analytics-1500.db (required; must not exist)")
 	_ = cmd.MarkFlagRequired("as-of")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -354,11 +356,10 @@ func buildRequest(asOf, out string) (kernel.BuildRequest, error) {
 	if out == "" {
 		return req, fmt.Errorf("--out is required")
 	}
-	abs, err := filepath.Abs(out)
-	if err != nil {
-		return req, fmt.Errorf("--out %q: %v", out, err)
+	if strings.ContainsAny(out, `/\`) || out == "." || out == ".." {
+		return req, fmt.Errorf("--out %q: give a file name, not a path: the server writes it in its data directory's %s folder", out, kernel.BuildsDir)
 	}
-	req.Out = abs
+	req.Out = out
 	if seq, err := strconv.ParseUint(asOf, 10, 64); err == nil {
 		if seq == 0 {
 			return req, fmt.Errorf("--as-of 0: sequences start at 1")

@@ -166,7 +166,7 @@ func TestProjectionsHTTP(t *testing.T) {
 
 func TestProjectionsCLI(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	s.appendJSON(t, `{"events":[{"stream":"orders.1","type":"orders.created","data":{}}]}`)
 	res := s.appendJSON(t, `{"events":[{"stream":"orders.1","type":"orders.created","data":{}},{"stream":"orders.22","type":"orders.created","data":{}}]}`)
 
@@ -229,13 +229,13 @@ func jsonUint(n uint64) string {
 
 func TestProjectionsBuildAsOf(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	var seqs []uint64
 	for _, stream := range []string{"orders.1", "orders.2", "orders.1"} {
 		res := s.appendJSON(t, `{"events":[{"stream":"`+stream+`","type":"orders.created","data":{}}]}`)
 		seqs = append(seqs, res.LastSeq)
 	}
-	out := t.TempDir()
+	builds := filepath.Join(s.dir, kernel.BuildsDir)
 	// totals reads the built file the way a user would, with SQLite.
 	totals := func(path string) string {
 		t.Helper()
@@ -261,8 +261,8 @@ func TestProjectionsBuildAsOf(t *testing.T) {
 		return strings.Join(got, ",")
 	}
 
-	file := filepath.Join(out, "two.db")
-	stdout, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", jsonUint(seqs[1]), "--out", file}, d...)...)
+	file := filepath.Join(builds, "two.db")
+	stdout, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", jsonUint(seqs[1]), "--out", "two.db"}, d...)...)
 	if err != nil || !strings.HasPrefix(stdout, "built orders_total as of seq "+jsonUint(seqs[1])+" into "+file) {
 		t.Fatalf("build --as-of seq: %v %q", err, stdout)
 	}
@@ -270,15 +270,15 @@ func TestProjectionsBuildAsOf(t *testing.T) {
 		t.Fatalf("as of seq %d: %s", seqs[1], got)
 	}
 	// A date before the log began: empty tables. A time after it: everything.
-	file = filepath.Join(out, "before.db")
-	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "2000-01-01", "--out", file}, d...)...); err != nil {
+	file = filepath.Join(builds, "before.db")
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "2000-01-01", "--out", "before.db"}, d...)...); err != nil {
 		t.Fatal(err)
 	}
 	if got := totals(file); got != "" {
 		t.Fatalf("as of 2000-01-01: %q; want no rows", got)
 	}
-	file = filepath.Join(out, "now.db")
-	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", time.Now().Add(time.Minute).UTC().Format(time.RFC3339), "--out", file}, d...)...); err != nil {
+	file = filepath.Join(builds, "now.db")
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", time.Now().Add(time.Minute).UTC().Format(time.RFC3339), "--out", "now.db"}, d...)...); err != nil {
 		t.Fatal(err)
 	}
 	if got := totals(file); got != "orders.1=2,orders.2=1" {
@@ -286,20 +286,30 @@ func TestProjectionsBuildAsOf(t *testing.T) {
 	}
 
 	// Mistakes.
-	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "1", "--out", file}, d...)...); err == nil || !strings.Contains(err.Error(), "exists") {
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "1", "--out", "now.db"}, d...)...); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Fatalf("build over an existing file: %v", err)
 	}
 	var u *usageError
-	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "yesterday", "--out", filepath.Join(out, "x.db")}, d...)...); !errors.As(err, &u) {
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "yesterday", "--out", "x.db"}, d...)...); !errors.As(err, &u) {
 		t.Fatalf("bad --as-of: %v; want a usage error", err)
 	}
-	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "nope", "--as-of", "1", "--out", filepath.Join(out, "y.db")}, d...)...); err == nil || !strings.Contains(err.Error(), "not_found") {
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "nope", "--as-of", "1", "--out", "y.db"}, d...)...); err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("build of an unknown projection: %v", err)
 	}
-	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "99", "--out", filepath.Join(out, "z.db")}, d...)...); err == nil || !strings.Contains(err.Error(), "past the end") {
+	if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "99", "--out", "z.db"}, d...)...); err == nil || !strings.Contains(err.Error(), "past the end") {
 		t.Fatalf("build past the log's end: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(out, "z.db")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(builds, "z.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a failed build left its file: %v", err)
+	}
+	// --out is a name in the server's builds folder, never a path.
+	elsewhere := t.TempDir()
+	for _, out := range []string{filepath.Join(elsewhere, "abs.db"), "../up.db", "sub/dir.db"} {
+		if _, _, err := fazt(t, nil, "", append([]string{"projections", "build", "orders_total", "--as-of", "1", "--out", out}, d...)...); !errors.As(err, &u) || !strings.Contains(err.Error(), "not a path") {
+			t.Errorf("build --out %s: %v; want a usage error", out, err)
+		}
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) > 0 {
+		t.Errorf("build wrote outside the builds folder: %v", entries)
 	}
 }

@@ -51,9 +51,9 @@ func (a *app) reactorsStatusCmd() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			for _, r := range res.Reactors {
-				fmt.Fprintf(tw, "%s\tdone to seq %d\tpending %d\tparked %d\n", r.Name, r.Delivered, r.Pending, len(r.Parked))
+				fmt.Fprintf(tw, "%s\tdone to seq %d\tpending %d\tparked %d\n", safe(r.Name), r.Delivered, r.Pending, len(r.Parked))
 				for _, p := range r.Parked {
-					fmt.Fprintf(tw, "\tparked seq %d\t%s\tafter %d attempts: %s\n", p.Seq, p.Type, p.Attempts, p.Error)
+					fmt.Fprintf(tw, "\tparked seq %d\t%s\tafter %d attempts: %s\n", p.Seq, safe(p.Type), p.Attempts, safe(p.Error))
 				}
 			}
 			return tw.Flush()

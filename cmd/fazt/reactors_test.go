@@ -43,7 +43,7 @@ func TestReactorsCLI(t *testing.T) {
 	mailerBroken.Store(true)
 	defer mailerBroken.Store(true)
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	res := s.appendJSON(t, `{"events":[{"stream":"mail.1","type":"mail.requested","data":{}}]}`)
 	seq := jsonUint(res.LastSeq)
 	waitFor(t, "the failing event to be parked", func() bool {

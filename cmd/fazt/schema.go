@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/schemas"
@@ -114,11 +115,24 @@ code breaks it; "fazt schema lock" appends the new, compatible ones.`,
 
 // serverFlagsOn adds the flags that find a running server.
 func serverFlagsOn(cmd *cobra.Command, sf *serverFlags) {
-	f := cmd.Flags()
+	addServerFlags(cmd.Flags(), sf)
+}
+
+// addServerFlags adds --addr, --token and --data (the data directory, as
+// serve and doctor name it) to f; --data-dir, its name before, still
+// works, hidden and deprecated.
+func addServerFlags(f *pflag.FlagSet, sf *serverFlags) {
 	f.StringVar(&sf.addr, "addr", "", "server URL, like http://127.0.0.1:8080 (env FAZT_ADDR; default: from DIR/serve.json)")
 	f.StringVar(&sf.token, "token", "", "API token (env FAZT_TOKEN; default: from DIR/token)")
-	f.StringVar(&sf.data, "data-dir", "", "data directory of a local server, to find it (env FAZT_DATA; default ./fazt-data)")
+	f.StringVar(&sf.data, "data", "", "data directory of a local server, to find it (env FAZT_DATA; default ./fazt-data)")
+	f.StringVar(&sf.data, "data-dir", "", "the old name of --data")
+	_ = f.MarkHidden("data-dir")
+	_ = f.SetAnnotation("data-dir", replacedBy, []string{"--data"})
 }
+
+// replacedBy annotates a hidden flag kept for old scripts with the flag
+// to use instead; a command given it prints a note.
+const replacedBy = "fazt-replaced-by"
 
 func (a *app) schemaRegisterCmd() *cobra.Command {
 	var sf serverFlags
@@ -158,7 +172,7 @@ properties. The registration is itself an event in the log.`,
 			if _, err := c.call(cmd.Context(), http.MethodPost, "/v1/schemas/"+url.PathEscape(args[0]), nil, json.RawMessage(b), &out); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(a.stdout, "registered %s version %d\n", out.Type, out.Version)
+			_, err = fmt.Fprintf(a.stdout, "registered %s version %d\n", safe(out.Type), out.Version)
 			return err
 		}),
 	}
@@ -191,7 +205,7 @@ func (a *app) schemaListCmd() *cobra.Command {
 				if t.InCode {
 					origin = "declared by the binary"
 				}
-				fmt.Fprintf(a.stdout, "%s  v%d  %s\n", t.Type, t.Latest, origin)
+				fmt.Fprintf(a.stdout, "%s  v%d  %s\n", safe(t.Type), t.Latest, origin)
 			}
 			return nil
 		}),

@@ -82,7 +82,7 @@ func TestSchemaRegistrationOverHTTP(t *testing.T) {
 
 func TestSchemaCLI(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	d := []string{"--data-dir", s.dir}
+	d := []string{"--data", s.dir}
 	out, _, err := fazt(t, nil, ordersV1, append([]string{"schema", "register", "shop.ordered", "--file", "-"}, d...)...)
 	if err != nil || out != "registered shop.ordered version 1\n" {
 		t.Fatalf("register: %q %v", out, err)

@@ -9,9 +9,17 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version, when set at link time (-ldflags "-X main.version=v1.2.3"),
-// overrides the module version from the build info.
-var version string
+// version, commit and commitTime, when set at link time (-ldflags
+// "-X main.version=v1.2.3 -X main.commit=$(git rev-parse HEAD)"),
+// override what the build info says. go build in a git clone records
+// the commit, its time and whether the tree was modified by itself
+// (the vcs.* settings of runtime/debug.BuildInfo); go run, go test,
+// -buildvcs=false and a git worktree (whose .git is a file, which Go
+// does not recognise) record none.
+var version, commit, commitTime string
+
+// noVCS explains a commit printed as unknown.
+const noVCS = "unknown (this binary carries no VCS information: go run, go test, -buildvcs=false and git worktrees leave it out; build with go build in a git clone)"
 
 type versionInfo struct {
 	Version    string `json:"version"`
@@ -43,6 +51,12 @@ func buildVersion() versionInfo {
 	if version != "" {
 		v.Version = version
 	}
+	if commit != "" {
+		v.Commit = commit
+	}
+	if commitTime != "" {
+		v.CommitTime = commitTime
+	}
 	return v
 }
 
@@ -57,17 +71,17 @@ func (a *app) versionCmd() *cobra.Command {
 			if asJSON {
 				return json.NewEncoder(a.stdout).Encode(v)
 			}
-			commit, when := v.Commit, v.CommitTime
-			if commit == "" {
-				commit = "unknown"
+			rev, when := v.Commit, v.CommitTime
+			if rev == "" {
+				rev = noVCS
 			}
 			if v.Modified {
-				commit += " (modified)"
+				rev += " (modified)"
 			}
 			if when == "" {
 				when = "unknown"
 			}
-			_, err := fmt.Fprintf(a.stdout, "fazt %s\ncommit: %s\ntime:   %s\ngo:     %s %s\n", v.Version, commit, when, v.Go, v.Platform)
+			_, err := fmt.Fprintf(a.stdout, "fazt %s\ncommit: %s\ntime:   %s\ngo:     %s %s\n", v.Version, rev, when, v.Go, v.Platform)
 			return err
 		}),
 	}

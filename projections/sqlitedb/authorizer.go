@@ -27,6 +27,9 @@ import (
 //   - reader: SELECT, reads, functions, transactions and read-only
 //     pragmas; everything else is denied.
 //
+// Every policy denies the functions that reach outside the database
+// file (outsideFunctions: load_extension, readfile, writefile, ...).
+//
 // What the authorizer can and cannot tell apart for ALTER TABLE: SQLite
 // reports ADD COLUMN, RENAME TO, RENAME COLUMN and DROP COLUMN all as
 // SQLITE_ALTER_TABLE(database, table). Only DROP COLUMN passes a third
@@ -78,8 +81,10 @@ func (p policy) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, arg3, 
 		sqlite.AuthTransaction, sqlite.AuthSavepoint:
 		return allow
 	case sqlite.AuthFunction:
-		// Called only by the nested SQL of ALTER TABLE RENAME and DROP COLUMN.
-		if strings.HasPrefix(arg2, "sqlite_rename_") || arg2 == "sqlite_drop_column" {
+		// The internal ones are called only by the nested SQL of ALTER
+		// TABLE RENAME and DROP COLUMN.
+		name := strings.ToLower(arg2)
+		if strings.HasPrefix(name, "sqlite_rename_") || name == "sqlite_drop_column" || outsideFunctions[name] {
 			return deny
 		}
 		return allow
@@ -127,6 +132,17 @@ func (p policy) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, arg3, 
 	return deny
 }
 
+// outsideFunctions reach outside the database file: loading code,
+// reading or writing files, running an editor, or (fts3_tokenizer)
+// handing SQLite a pointer. This build of SQLite has only
+// load_extension (and keeps extension loading off); the others come
+// with SQLite's shell and extensions, and are denied should a build
+// ever link them.
+var outsideFunctions = map[string]bool{
+	"load_extension": true, "writefile": true, "readfile": true, "edit": true,
+	"fts3_tokenizer": true, "lsdir": true,
+}
+
 // readPragmas take an argument but only report.
 var readPragmas = map[string]bool{
 	"table_info": true, "table_xinfo": true, "table_list": true,
@@ -172,8 +188,43 @@ func WrapErr(query string, err error) error {
 	if !notAuthorized(err) {
 		return err
 	}
+	if fn := deniedFunction(err); outsideFunctions[fn] {
+		return &eddError{msg: "function " + fn + " is not allowed: " + reasonOutside, err: err}
+	}
 	stmt, reason := describe(query)
 	return &eddError{msg: stmt + " is not allowed: " + reason, err: err}
+}
+
+// deniedFunction is the function SQLite names when the authorizer
+// denied it ("not authorized to use function: NAME"), lower case.
+func deniedFunction(err error) string {
+	const prefix = "not authorized to use function: "
+	msg := err.Error()
+	i := strings.Index(msg, prefix)
+	if i < 0 {
+		return ""
+	}
+	name := msg[i+len(prefix):]
+	if j := strings.IndexAny(name, " ()"); j >= 0 {
+		name = name[:j]
+	}
+	return strings.ToLower(name)
+}
+
+// CheckRead refuses, before it runs, a statement that a reader's
+// authorizer cannot refuse when SQLite compiles it: VACUUM, which SQLite
+// does not show the authorizer. Outside a transaction a reader refuses
+// it when it runs (VACUUM attaches a database, which readers deny);
+// inside one it would fail only as a plain SQL error. Call it on SQL
+// from callers before running it in a read transaction. The error wraps
+// schemas.ErrEDDViolation and names the statement, like WrapErr's.
+func CheckRead(query string) error {
+	w := sqlWords(query, 2)
+	if len(w) == 0 || !strings.EqualFold(w[0], "VACUUM") {
+		return nil
+	}
+	stmt, reason := describe(query)
+	return &eddError{msg: stmt + " is not allowed: " + reason}
 }
 
 // notAuthorized reports an authorizer denial: SQLITE_AUTH, or for a
@@ -211,6 +262,7 @@ const (
 	reasonSchema   = "the schema table is written only by the migrator (EDD)"
 	reasonReadOnly = "reader connections only read; write through DB.Writer (EDD)"
 	reasonOneFile  = "a read model is one database file (EDD)"
+	reasonOutside  = "SQL on a read model stays inside its database file (EDD)"
 	reasonOther    = "the kernel's SQLite authorizer refuses it on this connection (EDD)"
 )
 
@@ -318,7 +370,8 @@ func describe(query string) (stmt, reason string) {
 	case "ATTACH", "DETACH":
 		return kw, reasonOneFile
 	case "VACUUM":
-		if up(next()) == "INTO" {
+		// VACUUM [schema] [INTO file]
+		if a := up(next()); a == "INTO" || up(next()) == "INTO" {
 			return "VACUUM INTO", reasonOneFile
 		}
 		return "VACUUM", reasonReadOnly

@@ -23,6 +23,11 @@
 //
 // [DB.Exec] and [DB.Query] return such errors; for transactions and
 // connections of Writer and Reader, pass the error through [WrapErr].
+// Functions that reach outside the file (load_extension, and the shell's
+// readfile, writefile and edit should a build link them) are refused on
+// every connection. SQLite does not show VACUUM to the authorizer when
+// it compiles it: a reader refuses it when it runs, except inside a
+// transaction, so run a caller's SQL through [CheckRead] first.
 //
 // [Migrate] compares each [schemas.Table] with the live table and only
 // creates missing tables, adds missing nullable or defaulted columns and

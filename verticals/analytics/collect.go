@@ -125,9 +125,9 @@ func normalHost(u *url.URL) string {
 }
 
 // cleanPath is the URL's path alone: no query, no fragment, at most
-// MaxPathBytes, valid UTF-8, "/" when empty.
+// MaxPathBytes, clean text (cleanText), "/" when empty.
 func cleanPath(u *url.URL) string {
-	p := strings.ToValidUTF8(u.Path, "\uFFFD")
+	p := cleanText(u.Path)
 	if p == "" || p[0] != '/' {
 		p = "/" + p
 	}
@@ -135,24 +135,44 @@ func cleanPath(u *url.URL) string {
 }
 
 // referrerHost keeps only the host of a referrer URL; "" when it has
-// none (a direct visit, or something that is not a URL).
+// none (a direct visit, or something that is not a URL or whose host
+// holds characters no host name has).
 func referrerHost(ref string) string {
 	u, err := url.Parse(strings.TrimSpace(ref))
 	if err != nil || u.Host == "" {
 		return ""
 	}
 	host := normalHost(u)
-	if len(host) > 253 || !utf8.ValidString(host) {
+	if len(host) > 253 || cleanText(host) != host {
 		return ""
 	}
 	return host
 }
 
-// utmSource is the URL's utm_source, lower-cased, trimmed, at most
-// MaxSourceBytes.
+// utmSource is the URL's utm_source, lower-cased, trimmed, clean text,
+// at most MaxSourceBytes.
 func utmSource(u *url.URL) string {
 	s := strings.ToLower(strings.TrimSpace(u.Query().Get("utm_source")))
-	return truncate(strings.ToValidUTF8(s, ""), MaxSourceBytes)
+	return truncate(cleanText(s), MaxSourceBytes)
+}
+
+// cleanText replaces with U+FFFD what a visitor's browser may send but
+// a report must not carry: bytes that are not UTF-8, the C0 controls
+// (a decoded newline or tab, ESC, NUL), DEL, the C1 controls (U+0080 to
+// U+009F), the line and paragraph separators (U+2028, U+2029) and the
+// bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A
+// to U+202E, U+2066 to U+2069), which could drive the terminal that
+// prints a report or reorder the text around them.
+func cleanText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == utf8.RuneError, r < 0x20, r >= 0x7f && r <= 0x9f,
+			r == 0x2028, r == 0x2029, r == 0x061c, r == 0x200e, r == 0x200f,
+			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			return utf8.RuneError
+		}
+		return r
+	}, s)
 }
 
 // truncate cuts s to at most n bytes without splitting a character.

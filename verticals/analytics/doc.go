@@ -36,6 +36,14 @@
 //
 //	hex(sha256(daily_salt, site, client_ip, user_agent))[:32]
 //
+// The path and utm_source are recorded as clean text: bytes that are not
+// UTF-8, control characters (C0 such as a decoded newline, tab, ESC or
+// NUL; DEL; C1), the line and paragraph separators and the bidirectional
+// formatting characters (U+061C, U+200E, U+200F, U+202A to U+202E,
+// U+2066 to U+2069) become U+FFFD, so a report cannot drive the terminal
+// that prints it or reorder its text. A referrer whose host holds such a
+// character is recorded as direct.
+//
 // (the fields separated by a zero byte). The IP address and the user
 // agent themselves are never stored. The salt is 32 random bytes kept
 // only in the file SaltFile in Config.SaltDir (mode 0600), replaced at

@@ -90,7 +90,7 @@ func TestCLIEscapesDataFromTheServer(t *testing.T) {
 
 	// Tail, until it has printed the event.
 	for _, asJSON := range []bool{false, true} {
-		args := append([]string{"events", "tail"}, d...)
+		args := append([]string{"events", "tail", "--after", "0"}, d...)
 		if asJSON {
 			args = append(args, "--json")
 		}

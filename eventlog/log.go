@@ -191,7 +191,11 @@ func (l *Log) Open(ctx context.Context) error {
 	var err error
 	if l.URL == "" {
 		writerPass, readerPass := rand.Text(), rand.Text()
-		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, l.storeLimit(), l.StreamName, writerPass, readerPass); err != nil {
+		var reserved []string // a writable listener may not publish into them
+		if p := l.reserved.cats.Load(); p != nil {
+			reserved = *p
+		}
+		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, l.storeLimit(), l.StreamName, reserved, writerPass, readerPass); err != nil {
 			return err
 		}
 		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, writerPass))

@@ -18,9 +18,10 @@ import (
 // code that checks them first. A capability, not a convention: whoever
 // holds the Log but not the Writer cannot forge them.
 //
-// Messages published around the log (a writable NATS listener, another
-// client of an external server) are not covered: readers of reserved
-// categories still check what they read.
+// A writable NATS listener's clients may not publish into the categories
+// reserved when the log opened either. Other clients of an external
+// server are not covered: readers of reserved categories still check
+// what they read.
 
 // reservations is the set of reserved categories, read on every append
 // without a lock.

@@ -20,7 +20,7 @@ import (
 // dir, the way NATS's own tests embed it. It listens on the network only
 // when listen is set ("127.0.0.1:4222"); the listener's clients then live
 // in an account of their own (see listener).
-func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval time.Duration, maxStore int64, stream, writerPass, readerPass string) (*server.Server, error) {
+func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval time.Duration, maxStore int64, stream string, reserved []string, writerPass, readerPass string) (*server.Server, error) {
 	// Two users: the log's own connection, the only one that may publish
 	// events, and a reader for everything else in the process (consumers,
 	// inspection).
@@ -60,7 +60,7 @@ func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval
 		if p == 0 {
 			opts.Port = server.RANDOM_PORT
 		}
-		if ln, err = newListener(opts, stream, writable); err != nil {
+		if ln, err = newListener(opts, stream, writable, reserved); err != nil {
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 	}
@@ -159,7 +159,7 @@ type listener struct {
 }
 
 // newListener adds the listener's accounts and users to opts.
-func newListener(opts *server.Options, stream string, writable bool) (*listener, error) {
+func newListener(opts *server.Options, stream string, writable bool, reserved []string) (*listener, error) {
 	ln := &listener{
 		stream:    stream,
 		guardPass: rand.Text(),
@@ -212,8 +212,18 @@ func newListener(opts *server.Options, stream string, writable bool) (*listener,
 	for _, u := range opts.Users {
 		u.Account = kernel
 	}
+	// Even a writable listener may not publish into the categories
+	// reserved when the log opened (the kernel's own records).
+	var clientPerms *server.Permissions
+	if len(reserved) > 0 {
+		deny := make([]string, len(reserved))
+		for i, c := range reserved {
+			deny[i] = subjectPrefix + c + ".>"
+		}
+		clientPerms = &server.Permissions{Publish: &server.SubjectPermission{Deny: deny}}
+	}
 	opts.Users = append(opts.Users,
-		&server.User{Username: listenerUser, Password: rand.Text(), Account: clients},
+		&server.User{Username: listenerUser, Password: rand.Text(), Account: clients, Permissions: clientPerms},
 		&server.User{Username: guardUser, Password: ln.guardPass, Account: kernel, Permissions: &server.Permissions{
 			// What the guard may pass on, and answers to clients: even a
 			// bug in it could not touch the stream.

@@ -51,16 +51,17 @@ type pubAck struct {
 	} `json:"error,omitempty"`
 }
 
-// JetStream error codes the committer reacts to.
+// JetStream error codes the committer reacts to, by the names nats.go
+// exports; a literal names the server's constant where nats.go has none.
 const (
-	errCodeWrongLastSeq      = 10071
-	errCodeWrongLastSeqConst = 10164
-	errCodeBatchDuplicate    = 10201
-	errCodeDupConflict       = 10158
+	errCodeWrongLastSeq      = int(nats.JSErrCodeStreamWrongLastSequence)
+	errCodeWrongLastSeqConst = int(nats.JSErrCodeStreamWrongLastSequenceConstant)
+	errCodeBatchDuplicate    = 10201 // server.JSAtomicPublishContainsDuplicateMessageErr
+	errCodeDupConflict       = 10158 // server.JSStreamDuplicateMessageConflict
 	// Lack of storage: the server's limit, the storage tier's, the account's.
-	errCodeInsufficientResources = 10023
-	errCodeStorageExceeded       = 10047
-	errCodeAccountExceeded       = 10002
+	errCodeInsufficientResources = int(nats.JSErrCodeInsufficientResourcesErr)
+	errCodeStorageExceeded       = 10047 // server.JSStorageResourcesExceededErr
+	errCodeAccountExceeded       = 10002 // server.JSAccountResourcesExceededErr
 )
 
 // jsError is an error answered by JetStream.

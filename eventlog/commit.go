@@ -546,10 +546,10 @@ func (l *Log) publish(units []unit) *flight {
 			_, _ = rand.Read(b[:])
 			batchID := hex.EncodeToString(b[:])
 			for i, b := range msgs {
-				b.h.Set("Nats-Batch-Id", batchID)
-				b.h.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+				b.h.Set(headerBatchID, batchID)
+				b.h.Set(headerBatchSeq, strconv.Itoa(i+1))
 			}
-			last.Header.Set("Nats-Batch-Commit", "1")
+			last.Header.Set(headerBatchCommit, "1")
 		}
 		var err error
 		for _, b := range msgs {

@@ -13,32 +13,48 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 )
 
 // Limits on what an append may carry.
 const (
-	MaxStreamLen     = 200     // bytes in a stream name
-	MaxTypeLen       = 128     // bytes in an event type
-	MaxMetaLen       = 256     // bytes in each metadata field
-	MaxEventSize     = 1 << 20 // bytes of data in one event
-	MaxAppendEvents  = 500     // events in one Append
-	MaxAppendBytes   = 8 << 20 // bytes of data in one Append
-	maxFutureIDSkew  = time.Minute
-	subjectPrefix    = "fazt.ev."
-	headerType       = "Fazt-Type"
-	headerSchema     = "Fazt-Schema"
-	headerVersion    = "Fazt-Version"
-	headerCorrelate  = "Fazt-Correlation-Id"
-	headerCausation  = "Fazt-Causation-Id"
-	headerActor      = "Fazt-Actor"
-	headerID         = "Fazt-Id"
-	headerMsgID      = "Nats-Msg-Id"
-	headerExpLastSub = "Nats-Expected-Last-Subject-Sequence"
-	headerExpLastSeq = "Nats-Expected-Last-Sequence"
-	headerSequence   = "Nats-Sequence"
-	headerSubject    = "Nats-Subject"
-	headerStamp      = "Nats-Time-Stamp"
+	MaxStreamLen    = 200     // bytes in a stream name
+	MaxTypeLen      = 128     // bytes in an event type
+	MaxMetaLen      = 256     // bytes in each metadata field
+	MaxEventSize    = 1 << 20 // bytes of data in one event
+	MaxAppendEvents = 500     // events in one Append
+	MaxAppendBytes  = 8 << 20 // bytes of data in one Append
+	maxFutureIDSkew = time.Minute
+	subjectPrefix   = "fazt.ev."
+	headerType      = "Fazt-Type"
+	headerSchema    = "Fazt-Schema"
+	headerVersion   = "Fazt-Version"
+	headerCorrelate = "Fazt-Correlation-Id"
+	headerCausation = "Fazt-Causation-Id"
+	headerActor     = "Fazt-Actor"
+	headerID        = "Fazt-Id"
+)
+
+// JetStream's headers, by the names nats.go exports; a literal names the
+// server's constant where nats.go has none.
+const (
+	headerMsgID       = jetstream.MsgIDHeader
+	headerExpLastSub  = jetstream.ExpectedLastSubjSeqHeader
+	headerExpLastSeq  = jetstream.ExpectedLastSeqHeader
+	headerStream      = jetstream.StreamHeader
+	headerSequence    = jetstream.SequenceHeader
+	headerSubject     = jetstream.SubjectHeader
+	headerStamp       = jetstream.TimeStampHeaer // sic, nats.go's spelling
+	headerLastSeq     = jetstream.LastSequenceHeader
+	headerNumPending  = "Nats-Num-Pending"    // server.JSNumPending
+	headerBatchID     = "Nats-Batch-Id"       // server.JSBatchId
+	headerBatchSeq    = "Nats-Batch-Sequence" // server.JSBatchSeq
+	headerBatchCommit = "Nats-Batch-Commit"   // server.JSBatchCommit
+	// A status answer's headers: neither nats.go nor the server exports
+	// a name for them.
+	headerStatus      = "Status"
+	headerDescription = "Description"
 )
 
 // Event is the envelope of everything written to the log.
@@ -389,7 +405,7 @@ func newMsgBuf() *msgBuf {
 // publisher may store headers of the same names in its message: the
 // server appends its own after them, so only the last value of each is
 // JetStream's (the rest are data, never metadata).
-var directHeaders = []string{"Nats-Stream", headerSubject, headerSequence, headerStamp, "Nats-Num-Pending", "Nats-Last-Sequence"}
+var directHeaders = []string{headerStream, headerSubject, headerSequence, headerStamp, headerNumPending, headerLastSeq}
 
 // lastValue returns the last value of a header, "" when it has none.
 func lastValue(h nats.Header, key string) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 )
 
@@ -118,7 +119,7 @@ const (
 const (
 	listenerAccount = "fazt-listener"
 	guardSubjects   = "fazt.listener.api."
-	jsAPI           = "$JS.API."
+	jsAPI           = jetstream.DefaultAPIPrefix
 	// At most this many consumers made through the listener are open at a
 	// time, each in memory, removed by JetStream once idle for at most
 	// maxListenerIdle, pulled for at most maxListenerPull per request.

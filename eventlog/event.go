@@ -346,7 +346,21 @@ func invalidUTF8(b []byte) int {
 	return -1
 }
 
-func subjectOf(stream string) string { return subjectPrefix + stream }
+// AllSubjects is the NATS subject filter of the whole log: every event is
+// stored on a subject it matches.
+const AllSubjects = subjectPrefix + ">"
+
+// SubjectOf returns the NATS subject a stream's events are stored on.
+func SubjectOf(stream string) string { return subjectPrefix + stream }
+
+// StreamOf returns the stream an event's subject names, and true. For a
+// subject outside the log it returns the subject unchanged and false, as
+// strings.CutPrefix does. The name is not validated (ValidateStream).
+func StreamOf(subject string) (string, bool) { return strings.CutPrefix(subject, subjectPrefix) }
+
+// CategorySubject returns the NATS subject filter of a category's events:
+// those of every stream "<category>.<id>".
+func CategorySubject(category string) string { return subjectPrefix + category + ".>" }
 
 // message encodes the event as the NATS message that is stored. dedupe
 // adds JetStream's Nats-Msg-Id, for IDs the caller chose (only those can
@@ -383,7 +397,7 @@ func (e *Event) message(dedupe bool, b *msgBuf) *nats.Msg {
 	if e.Meta.Actor != "" {
 		h[headerActor] = val(e.Meta.Actor)
 	}
-	b.msg = nats.Msg{Subject: subjectOf(e.Stream), Header: h, Data: e.Data}
+	b.msg = nats.Msg{Subject: SubjectOf(e.Stream), Header: h, Data: e.Data}
 	return &b.msg
 }
 
@@ -458,7 +472,7 @@ func optional(h nats.Header, key string) (string, bool) {
 func decodeAt(subject string, h nats.Header, data []byte, seq uint64, stamp time.Time, direct bool) Event {
 	e := Event{Seq: seq, Time: stamp}
 	var bad []string
-	stream, ok := strings.CutPrefix(subject, subjectPrefix)
+	stream, ok := StreamOf(subject)
 	if ok {
 		e.Stream = stream
 	}

@@ -186,7 +186,7 @@ func (l *Log) readStream(ctx context.Context, stream string, from uint64, limit 
 		return p, invalidf("limit %d: want a positive number", limit)
 	}
 	from = max(from, 1)
-	subj := subjectOf(stream)
+	subj := SubjectOf(stream)
 	lastMsg, err := l.directGet(ctx, directRequest{LastFor: subj})
 	if errors.Is(err, ErrNotFound) {
 		return p, fmt.Errorf("stream %s: %w", stream, ErrNotFound)
@@ -318,7 +318,7 @@ func (f Filter) Match(e *Event) bool {
 // subject narrows the read server-side when a single category is asked.
 func (f Filter) subject() string {
 	if len(f.Categories) == 1 {
-		return subjectPrefix + f.Categories[0] + ".>"
+		return CategorySubject(f.Categories[0])
 	}
 	return ""
 }

@@ -62,7 +62,7 @@ const maxHeadWalk = 1000
 // consecutive versions: the older one is taken as valid, and the events
 // after it are checked forward from it, as ReadStream checks them.
 func (l *Log) streamHead(ctx context.Context, stream string) (head, error) {
-	subj := subjectOf(stream)
+	subj := SubjectOf(stream)
 	var h head
 	var chain []Event // well-formed events, newest first
 	var anchor Event  // the event taken as valid; zero: the stream's start

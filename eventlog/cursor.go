@@ -36,7 +36,7 @@ func (l *Log) OpenCursor(ctx context.Context, after uint64, f Filter) (*Cursor, 
 		OptStartSeq:   after + 1,
 	}
 	for _, c := range f.Categories {
-		cfg.FilterSubjects = append(cfg.FilterSubjects, subjectPrefix+c+".>")
+		cfg.FilterSubjects = append(cfg.FilterSubjects, CategorySubject(c))
 	}
 	c, err := l.openCursor(ctx, cfg)
 	if err != nil {

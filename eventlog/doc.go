@@ -186,6 +186,11 @@
 //     direct gets).
 //   - Global sequence: JetStream's stream sequence.
 //
+// The subjects belong to this package: code that filters or publishes on
+// them uses SubjectOf (a stream's subject), StreamOf (the stream a subject
+// names), CategorySubject (a category's filter) and AllSubjects (the
+// whole log's), never the literal prefix.
+//
 // Sequence, subject and time always come from JetStream: in a direct get
 // the last value of Nats-Sequence, Nats-Subject and Nats-Time-Stamp (the
 // server appends its own after any stored in the message), in a consumer

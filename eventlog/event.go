@@ -13,32 +13,48 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 )
 
 // Limits on what an append may carry.
 const (
-	MaxStreamLen     = 200     // bytes in a stream name
-	MaxTypeLen       = 128     // bytes in an event type
-	MaxMetaLen       = 256     // bytes in each metadata field
-	MaxEventSize     = 1 << 20 // bytes of data in one event
-	MaxAppendEvents  = 500     // events in one Append
-	MaxAppendBytes   = 8 << 20 // bytes of data in one Append
-	maxFutureIDSkew  = time.Minute
-	subjectPrefix    = "fazt.ev."
-	headerType       = "Fazt-Type"
-	headerSchema     = "Fazt-Schema"
-	headerVersion    = "Fazt-Version"
-	headerCorrelate  = "Fazt-Correlation-Id"
-	headerCausation  = "Fazt-Causation-Id"
-	headerActor      = "Fazt-Actor"
-	headerID         = "Fazt-Id"
-	headerMsgID      = "Nats-Msg-Id"
-	headerExpLastSub = "Nats-Expected-Last-Subject-Sequence"
-	headerExpLastSeq = "Nats-Expected-Last-Sequence"
-	headerSequence   = "Nats-Sequence"
-	headerSubject    = "Nats-Subject"
-	headerStamp      = "Nats-Time-Stamp"
+	MaxStreamLen    = 200     // bytes in a stream name
+	MaxTypeLen      = 128     // bytes in an event type
+	MaxMetaLen      = 256     // bytes in each metadata field
+	MaxEventSize    = 1 << 20 // bytes of data in one event
+	MaxAppendEvents = 500     // events in one Append
+	MaxAppendBytes  = 8 << 20 // bytes of data in one Append
+	maxFutureIDSkew = time.Minute
+	subjectPrefix   = "fazt.ev."
+	headerType      = "Fazt-Type"
+	headerSchema    = "Fazt-Schema"
+	headerVersion   = "Fazt-Version"
+	headerCorrelate = "Fazt-Correlation-Id"
+	headerCausation = "Fazt-Causation-Id"
+	headerActor     = "Fazt-Actor"
+	headerID        = "Fazt-Id"
+)
+
+// JetStream's headers, by the names nats.go exports; a literal names the
+// server's constant where nats.go has none.
+const (
+	headerMsgID       = jetstream.MsgIDHeader
+	headerExpLastSub  = jetstream.ExpectedLastSubjSeqHeader
+	headerExpLastSeq  = jetstream.ExpectedLastSeqHeader
+	headerStream      = jetstream.StreamHeader
+	headerSequence    = jetstream.SequenceHeader
+	headerSubject     = jetstream.SubjectHeader
+	headerStamp       = jetstream.TimeStampHeaer // sic, nats.go's spelling
+	headerLastSeq     = jetstream.LastSequenceHeader
+	headerNumPending  = "Nats-Num-Pending"    // server.JSNumPending
+	headerBatchID     = "Nats-Batch-Id"       // server.JSBatchId
+	headerBatchSeq    = "Nats-Batch-Sequence" // server.JSBatchSeq
+	headerBatchCommit = "Nats-Batch-Commit"   // server.JSBatchCommit
+	// A status answer's headers: neither nats.go nor the server exports
+	// a name for them.
+	headerStatus      = "Status"
+	headerDescription = "Description"
 )
 
 // Event is the envelope of everything written to the log.
@@ -330,7 +346,21 @@ func invalidUTF8(b []byte) int {
 	return -1
 }
 
-func subjectOf(stream string) string { return subjectPrefix + stream }
+// AllSubjects is the NATS subject filter of the whole log: every event is
+// stored on a subject it matches.
+const AllSubjects = subjectPrefix + ">"
+
+// SubjectOf returns the NATS subject a stream's events are stored on.
+func SubjectOf(stream string) string { return subjectPrefix + stream }
+
+// StreamOf returns the stream an event's subject names, and true. For a
+// subject outside the log it returns the subject unchanged and false, as
+// strings.CutPrefix does. The name is not validated (ValidateStream).
+func StreamOf(subject string) (string, bool) { return strings.CutPrefix(subject, subjectPrefix) }
+
+// CategorySubject returns the NATS subject filter of a category's events:
+// those of every stream "<category>.<id>".
+func CategorySubject(category string) string { return subjectPrefix + category + ".>" }
 
 // message encodes the event as the NATS message that is stored. dedupe
 // adds JetStream's Nats-Msg-Id, for IDs the caller chose (only those can
@@ -367,7 +397,7 @@ func (e *Event) message(dedupe bool, b *msgBuf) *nats.Msg {
 	if e.Meta.Actor != "" {
 		h[headerActor] = val(e.Meta.Actor)
 	}
-	b.msg = nats.Msg{Subject: subjectOf(e.Stream), Header: h, Data: e.Data}
+	b.msg = nats.Msg{Subject: SubjectOf(e.Stream), Header: h, Data: e.Data}
 	return &b.msg
 }
 
@@ -389,7 +419,7 @@ func newMsgBuf() *msgBuf {
 // publisher may store headers of the same names in its message: the
 // server appends its own after them, so only the last value of each is
 // JetStream's (the rest are data, never metadata).
-var directHeaders = []string{"Nats-Stream", headerSubject, headerSequence, headerStamp, "Nats-Num-Pending", "Nats-Last-Sequence"}
+var directHeaders = []string{headerStream, headerSubject, headerSequence, headerStamp, headerNumPending, headerLastSeq}
 
 // lastValue returns the last value of a header, "" when it has none.
 func lastValue(h nats.Header, key string) string {
@@ -442,7 +472,7 @@ func optional(h nats.Header, key string) (string, bool) {
 func decodeAt(subject string, h nats.Header, data []byte, seq uint64, stamp time.Time, direct bool) Event {
 	e := Event{Seq: seq, Time: stamp}
 	var bad []string
-	stream, ok := strings.CutPrefix(subject, subjectPrefix)
+	stream, ok := StreamOf(subject)
 	if ok {
 		e.Stream = stream
 	}

@@ -46,3 +46,17 @@ func Example() {
 	// true conflict on stream "orders.42": expected no stream, stream is at version 1
 	// 1 1 orders.placed {"total":12}
 }
+
+// The subjects of the wire form, for code that filters or publishes on
+// them.
+func ExampleSubjectOf() {
+	fmt.Println(eventlog.SubjectOf("orders.42"))
+	fmt.Println(eventlog.StreamOf("fazt.ev.orders.42"))
+	fmt.Println(eventlog.StreamOf("elsewhere.1"))
+	fmt.Println(eventlog.CategorySubject("orders"), eventlog.AllSubjects)
+	// Output:
+	// fazt.ev.orders.42
+	// orders.42 true
+	// elsewhere.1 false
+	// fazt.ev.orders.> fazt.ev.>
+}

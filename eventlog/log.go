@@ -245,7 +245,7 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:               l.StreamName,
 		Description:        "Fazt event log: immutable, append-only",
-		Subjects:           []string{subjectPrefix + ">"},
+		Subjects:           []string{AllSubjects},
 		Retention:          jetstream.LimitsPolicy,
 		MaxMsgs:            -1,
 		MaxBytes:           -1,
@@ -708,9 +708,9 @@ func (l *Log) lookup(ctx context.Context, events []Event, global bool) (map[stri
 			continue // given by the log, so new
 		}
 		want[e.ID] = e
-		scope := subjectOf(e.Stream)
+		scope := SubjectOf(e.Stream)
 		if global {
-			scope = subjectPrefix + ">"
+			scope = AllSubjects
 		}
 		if byScope[scope] == nil {
 			byScope[scope] = map[string]bool{}

@@ -29,7 +29,7 @@ type directRequest struct {
 
 const readBatch = 1000
 
-func (l *Log) directSubject() string { return "$JS.API.DIRECT.GET." + l.StreamName }
+func (l *Log) directSubject() string { return jsAPI + "DIRECT.GET." + l.StreamName }
 
 // status is the status of a direct get answer: "" for a stored message.
 // A stored message always carries the Nats-Sequence JetStream adds, and a
@@ -39,7 +39,7 @@ func status(m *nats.Msg) string {
 	if directSeq(m) > 0 {
 		return ""
 	}
-	return cmp.Or(lastValue(m.Header, "Status"), "500")
+	return cmp.Or(lastValue(m.Header, headerStatus), "500")
 }
 
 // directGet fetches one message. ErrNotFound when there is none.
@@ -60,7 +60,7 @@ func (l *Log) directGet(ctx context.Context, req directRequest) (*nats.Msg, erro
 	case "404":
 		return nil, ErrNotFound
 	default:
-		return nil, fmt.Errorf("%w: direct get: status %s %s", ErrUnavailable, st, m.Header.Get("Description"))
+		return nil, fmt.Errorf("%w: direct get: status %s %s", ErrUnavailable, st, m.Header.Get(headerDescription))
 	}
 }
 
@@ -131,14 +131,14 @@ func (l *Log) batch(ctx context.Context, req directRequest, fn func(*nats.Msg) e
 				return err
 			}
 		case "204": // end of batch
-			np, _ := strconv.ParseUint(lastValue(m.Header, "Nats-Num-Pending"), 10, 64)
+			np, _ := strconv.ParseUint(lastValue(m.Header, headerNumPending), 10, 64)
 			*more = np > 0
 			return nil
 		case "404":
 			*more = false
 			return nil
 		default:
-			return fmt.Errorf("%w: batched read: status %s %s", ErrUnavailable, st, m.Header.Get("Description"))
+			return fmt.Errorf("%w: batched read: status %s %s", ErrUnavailable, st, m.Header.Get(headerDescription))
 		}
 	}
 }
@@ -186,7 +186,7 @@ func (l *Log) readStream(ctx context.Context, stream string, from uint64, limit 
 		return p, invalidf("limit %d: want a positive number", limit)
 	}
 	from = max(from, 1)
-	subj := subjectOf(stream)
+	subj := SubjectOf(stream)
 	lastMsg, err := l.directGet(ctx, directRequest{LastFor: subj})
 	if errors.Is(err, ErrNotFound) {
 		return p, fmt.Errorf("stream %s: %w", stream, ErrNotFound)
@@ -318,7 +318,7 @@ func (f Filter) Match(e *Event) bool {
 // subject narrows the read server-side when a single category is asked.
 func (f Filter) subject() string {
 	if len(f.Categories) == 1 {
-		return subjectPrefix + f.Categories[0] + ".>"
+		return CategorySubject(f.Categories[0])
 	}
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 )
 
@@ -24,7 +25,7 @@ func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval
 	// Two users: the log's own connection, the only one that may publish
 	// events, and a reader for everything else in the process (consumers,
 	// inspection).
-	readOnly := &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{subjectPrefix + ">"}}}
+	readOnly := &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{AllSubjects}}}
 	opts := &server.Options{
 		Users: []*server.User{
 			{Username: writerUser, Password: writerPass},
@@ -118,7 +119,7 @@ const (
 const (
 	listenerAccount = "fazt-listener"
 	guardSubjects   = "fazt.listener.api."
-	jsAPI           = "$JS.API."
+	jsAPI           = jetstream.DefaultAPIPrefix
 	// At most this many consumers made through the listener are open at a
 	// time, each in memory, removed by JetStream once idle for at most
 	// maxListenerIdle, pulled for at most maxListenerPull per request.
@@ -187,8 +188,8 @@ func newListener(opts *server.Options, stream string, writable bool, reserved []
 		jsAPI + "STREAM.>": guardSubjects + "STREAM.>",
 	}
 	if writable {
-		streamed[subjectPrefix+">"] = false
-		imports[subjectPrefix+">"] = subjectPrefix + ">"
+		streamed[AllSubjects] = false
+		imports[AllSubjects] = AllSubjects
 	}
 	for subject, many := range streamed {
 		rt := server.Singleton
@@ -300,7 +301,7 @@ func (ln *listener) handle(m *nats.Msg) {
 	case rest == "INFO":
 		ln.refuse(m, "account information is not available through fazt's NATS listener")
 	default:
-		ln.refuse(m, fmt.Sprintf("fazt's NATS listener lets clients read the event log (stream %s), and publish to %s> only when it is writable: %s is not permitted. The log is immutable: write events through the fazt API", s, subjectPrefix, api))
+		ln.refuse(m, fmt.Sprintf("fazt's NATS listener lets clients read the event log (stream %s), and publish to %s only when it is writable: %s is not permitted. The log is immutable: write events through the fazt API", s, AllSubjects, api))
 	}
 }
 

@@ -74,8 +74,8 @@ func TestRepublishedHeadersDoNotMoveCheckpoints(t *testing.T) {
 	appendHit(t, k, "t.1")
 	appendHit(t, k, "t.2")
 	h := nats.Header{"Fazt-Id": {ulid.Make().String()}, "Fazt-Type": {"t.hit"}, "Fazt-Version": {"1"},
-		"Nats-Sequence": {"1"}, "Nats-Subject": {"fazt.ev.t.1"}, "Nats-Time-Stamp": {"2001-01-01T00:00:00Z"}}
-	seq := publishAround(t, nc, "fazt.ev.t.3", h, `{}`)
+		"Nats-Sequence": {"1"}, "Nats-Subject": {eventlog.SubjectOf("t.1")}, "Nats-Time-Stamp": {"2001-01-01T00:00:00Z"}}
+	seq := publishAround(t, nc, eventlog.SubjectOf("t.3"), h, `{}`)
 	last := appendHit(t, k, "t.4").LastSeq
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -111,7 +111,7 @@ func TestAPIPagesPastMalformed(t *testing.T) {
 	k, nc := hostileKernel(t)
 	appendHit(t, k, "t.1")
 	h := nats.Header{"Fazt-Id": {ulid.Make().String()}, "Fazt-Type": {"t.hit"}, "Fazt-Version": {"2"}}
-	bad := publishAround(t, nc, "fazt.ev.t.1", h, "{not json")
+	bad := publishAround(t, nc, eventlog.SubjectOf("t.1"), h, "{not json")
 	res := appendHit(t, k, "t.1")
 	if res.Events[0].Version != 2 {
 		t.Fatalf("append after the malformed message: %+v", res)
@@ -128,7 +128,7 @@ func TestAPIPagesPastMalformed(t *testing.T) {
 		t.Fatalf("events: %d %s", status, body)
 	}
 	m := page.Events[bad-1]
-	if m.Malformed == nil || string(m.Malformed.Data) != "{not json" || m.Malformed.Subject != "fazt.ev.t.1" ||
+	if m.Malformed == nil || string(m.Malformed.Data) != "{not json" || m.Malformed.Subject != eventlog.SubjectOf("t.1") ||
 		!strings.Contains(m.Malformed.Reason, "data") || !strings.Contains(body, `"data_base64":"e25vdCBqc29u"`) {
 		t.Fatalf("malformed entry: %+v in %s", m, body)
 	}

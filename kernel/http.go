@@ -422,7 +422,7 @@ func encodeEntry(e *eventlog.Event) []byte {
 		return b
 	}
 	m := eventlog.Event{Seq: e.Seq, Stream: e.Stream, Time: e.Time, Malformed: &eventlog.Malformed{
-		Subject: "fazt.ev." + e.Stream, Reason: "cannot be encoded as JSON: " + err.Error()}}
+		Subject: eventlog.SubjectOf(e.Stream), Reason: "cannot be encoded as JSON: " + err.Error()}}
 	b, _ = json.Marshal(m)
 	return b
 }

@@ -73,7 +73,7 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, subject := range []string{"fazt.ev.schemas.t.raw", "fazt.ev.reactors.mailer"} {
+	for _, subject := range []string{eventlog.SubjectOf("schemas.t.raw"), eventlog.SubjectOf("reactors.mailer")} {
 		m, err := nc.Request(subject, []byte(`{}`), 5*time.Second)
 		var ack struct{ Seq uint64 }
 		if err != nil || json.Unmarshal(m.Data, &ack) != nil || ack.Seq == 0 {

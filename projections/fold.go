@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -304,7 +303,8 @@ func (g *gen) fold(ctx context.Context, cp checkpoint, events []eventlog.Event, 
 // is examined like any event of that category; any other halts.
 func (g *gen) malformed(ctx context.Context, de *eventlog.DecodeError) error {
 	if cats := g.pr.p.Filter.Categories; len(cats) > 0 {
-		cat := eventlog.Category(strings.TrimPrefix(de.Subject, "fazt.ev."))
+		stream, _ := eventlog.StreamOf(de.Subject)
+		cat := eventlog.Category(stream)
 		if !slices.Contains(cats, cat) {
 			next := g.checkpoint()
 			next.Seq = de.Seq

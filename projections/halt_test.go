@@ -54,7 +54,7 @@ func TestPoisonMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	poison := publishPoison(t, nc, "fazt.ev.poison.1")
+	poison := publishPoison(t, nc, eventlog.SubjectOf("poison.1"))
 	last := appendAll(t, l, hits("counter", 5, 2)...)
 
 	// A filter by other categories cannot match the message: it goes on.

@@ -20,7 +20,7 @@
 //
 // Delivery. Each reactor is a durable JetStream pull consumer named
 // "reactor_<name>" on the event stream, with explicit acks, filtered on
-// the subjects of the Filter's categories ("fazt.ev.<category>.>", or the
+// the subjects of the Filter's categories (eventlog.CategorySubject, or the
 // whole log when it names none); types are filtered here, and events of
 // other types are acknowledged without calling Handle. Handle receives
 // every matching event at least once, one at a time, in log order; the
@@ -108,9 +108,6 @@ const (
 	MaxReactorNameLen = 64
 	// reactorMaxError bounds the error text kept in a parked record.
 	reactorMaxError = 4096
-	// reactorSubjectPrefix is the subject prefix of every event, from the
-	// log's permanent wire form (see eventlog's package documentation).
-	reactorSubjectPrefix = "fazt.ev."
 )
 
 // DefaultReactorBackoff returns the default delays between attempts: 1s,
@@ -401,11 +398,11 @@ func reactorSubjects(categories []string) (string, []string) {
 	case 0:
 		return "", nil
 	case 1:
-		return reactorSubjectPrefix + cats[0] + ".>", nil
+		return eventlog.CategorySubject(cats[0]), nil
 	}
 	subs := make([]string, len(cats))
 	for i, c := range cats {
-		subs[i] = reactorSubjectPrefix + c + ".>"
+		subs[i] = eventlog.CategorySubject(c)
 	}
 	return "", subs
 }
@@ -759,7 +756,7 @@ func (h *ReactorHandle) refreshParked(ctx context.Context) error {
 		}
 		return true
 	}, func(de *eventlog.DecodeError) {
-		if strings.TrimPrefix(de.Subject, reactorSubjectPrefix) == h.stream {
+		if stream, _ := eventlog.StreamOf(de.Subject); stream == h.stream {
 			unreadable(de.Seq, de)
 		}
 	})

@@ -581,7 +581,7 @@ func TestReactorParksMalformedMessageAtOnce(t *testing.T) {
 	h := reactorStart(t, l, projections.Reactor{Name: "strict", Filter: eventlog.Filter{Categories: []string{"jobs"}}, Handle: calls.handler("a"), MaxAttempts: 5})
 	before := reactorAppend(t, l, "jobs.1", "jobs.run")
 	// A message published around the kernel, without the envelope headers.
-	ack, err := raw.Request("fazt.ev.jobs.raw", []byte(`{"x":1}`), 5*time.Second)
+	ack, err := raw.Request(eventlog.SubjectOf("jobs.raw"), []byte(`{"x":1}`), 5*time.Second)
 	if err != nil {
 		t.Fatalf("raw publish: %v", err)
 	}

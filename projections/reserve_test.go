@@ -59,8 +59,8 @@ func TestSkipThroughReservedCategory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	publishPoison(t, nc, "fazt.ev."+projections.SkipStream("picky"))
-	publishPoison(t, nc, "fazt.ev."+projections.SkipStream("other"))
+	publishPoison(t, nc, eventlog.SubjectOf(projections.SkipStream("picky")))
+	publishPoison(t, nc, eventlog.SubjectOf(projections.SkipStream("other")))
 	if err := r.Retry("picky"); err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +83,9 @@ func TestReactorStartsOverUnreadableRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	raw := publishPoison(t, nc, "fazt.ev."+projections.ReactorStream("certs"))
+	raw := publishPoison(t, nc, eventlog.SubjectOf(projections.ReactorStream("certs")))
 	// Another reactor's unreadable record is not this one's business.
-	publishPoison(t, nc, "fazt.ev."+projections.ReactorStream("other"))
+	publishPoison(t, nc, eventlog.SubjectOf(projections.ReactorStream("other")))
 
 	w, err := l.Reserve(projections.ReactorCategory)
 	if err != nil {

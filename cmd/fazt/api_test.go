@@ -311,13 +311,13 @@ func TestMalformedMessageInLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, err := nc.Request("fazt.ev.rogue.1", []byte(`{"x":1}`), 5*time.Second); err != nil {
+	if _, err := nc.Request(eventlog.SubjectOf("rogue.1"), []byte(`{"x":1}`), 5*time.Second); err != nil {
 		t.Fatalf("publish into the stream: %v", err)
 	}
 	after := s.appendJSON(t, oneEvent).LastSeq
 
 	status, body, _ := s.do(t, "GET", "/v1/events?after=0", nil, nil)
-	if status != 200 || !strings.Contains(body, `{"stream":"rogue.1","time":"`) || !strings.Contains(body, `"seq":2,"malformed":{"subject":"fazt.ev.rogue.1","reason":"bad or missing id, type, version"`) ||
+	if status != 200 || !strings.Contains(body, `{"stream":"rogue.1","time":"`) || !strings.Contains(body, `"seq":2,"malformed":{"subject":"`+eventlog.SubjectOf("rogue.1")+`","reason":"bad or missing id, type, version"`) ||
 		!strings.Contains(body, `"data_base64":"eyJ4IjoxfQ=="`) || !strings.Contains(body, fmt.Sprintf(`"seq":%d,"version":2`, after)) {
 		t.Fatalf("read: %d %s", status, body)
 	}

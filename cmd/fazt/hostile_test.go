@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/nats-io/nats.go"
 	"github.com/oklog/ulid/v2"
 )
@@ -28,7 +29,7 @@ func TestCLIShowsMalformedAndGoesOn(t *testing.T) {
 	publish := func(data string) uint64 {
 		t.Helper()
 		h := nats.Header{"Fazt-Id": {ulid.Make().String()}, "Fazt-Type": {"orders.noted"}, "Fazt-Version": {"9"}}
-		m, err := nc.RequestMsg(&nats.Msg{Subject: "fazt.ev.orders.1", Header: h, Data: []byte(data)}, 5*time.Second)
+		m, err := nc.RequestMsg(&nats.Msg{Subject: eventlog.SubjectOf("orders.1"), Header: h, Data: []byte(data)}, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

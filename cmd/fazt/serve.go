@@ -70,7 +70,7 @@ to find the server.`,
 	f.StringVar(&o.data, "data", a.envOr("FAZT_DATA", defaultData), "data directory (env FAZT_DATA)")
 	f.StringVar(&o.addr, "addr", a.envOr("FAZT_ADDR", defaultAddr), "HTTP listen address host:port; port 0 picks a free one (env FAZT_ADDR)")
 	f.StringVar(&o.natsListen, "nats-listen", "", "also expose the embedded NATS server on host:port for NATS tools such as the nats CLI: clients may read the event log (stream info/ls/get/view) and nothing else; no auth, so keep it on loopback")
-	f.BoolVar(&o.natsWrite, "nats-writable", false, "let --nats-listen clients also publish to fazt.ev.> (writes around the kernel, stored as they come; appends then guard every write); stream administration stays refused")
+	f.BoolVar(&o.natsWrite, "nats-writable", false, "let --nats-listen clients also publish to "+eventlog.AllSubjects+" (writes around the kernel, stored as they come; appends then guard every write); stream administration stays refused")
 	f.StringVar(&o.natsURL, "nats-url", "", "use an existing NATS server instead of the embedded one")
 	f.StringVar(&o.durability, "durability", "strict", "strict (fsync before acknowledging) or relaxed (fsync every second)")
 	f.StringVar(&o.logFormat, "log-format", "text", "server log format on stderr: text or json")

@@ -77,7 +77,7 @@ func orderedReplay(ctx context.Context, l *eventlog.Log, n int) (sample, []strin
 	}
 	keys := make([]string, 0, n)
 	start := time.Now()
-	c, err := js.OrderedConsumer(ctx, eventlog.DefaultStreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"fazt.ev.bench.>"}})
+	c, err := js.OrderedConsumer(ctx, eventlog.DefaultStreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{eventlog.CategorySubject("bench")}})
 	if err != nil {
 		return sample{}, nil, fmt.Errorf("ordered consumer: %w", err)
 	}

@@ -1,0 +1,268 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
+	"slices"
+	"time"
+)
+
+// The finisher: it awaits each published group's acknowledgements in
+// order, settles the units JetStream was not asked to acknowledge, makes
+// what landed durable with one fsync for every group it has collected
+// (strict), wakes the readers, and answers the callers: results,
+// duplicates, retries or errors.
+
+func (l *Log) finishLoop() {
+	defer l.wg.Done()
+	for f := range l.flights {
+		batch := []*flight{f}
+		l.await(f)
+		// Flights queued behind this one are acknowledged moments later:
+		// wait for them too, so that one fsync covers them all.
+	fold:
+		for len(batch) <= cap(l.flights) {
+			select {
+			case g, ok := <-l.flights:
+				if !ok {
+					break fold
+				}
+				l.await(g)
+				batch = append(batch, g)
+			default:
+				break fold
+			}
+		}
+		if l.syncer != nil && slices.ContainsFunc(batch, func(f *flight) bool { return anySucceeded(f.acks) }) {
+			l.stats.fsyncs.Add(1)
+			if err := l.syncer.sync(); err != nil {
+				l.Logger.Error("fsync of the event log failed: appends are answered with ErrUnavailable; check the disk", "dir", l.syncer.dir, "err", err)
+				for _, f := range batch {
+					for i := range f.acks {
+						if f.acks[i].err == nil {
+							f.acks[i].err = fmt.Errorf("%w: fsync of the log failed, the append may not be durable: %v", ErrUnavailable, err)
+						}
+					}
+				}
+			}
+		}
+		for _, f := range batch {
+			l.answer(f)
+		}
+	}
+}
+
+// await waits for a flight's acknowledgements, or its deadline, and tells
+// readers what was stored.
+func (l *Log) await(f *flight) {
+	timer := time.NewTimer(time.Until(f.deadline))
+	select {
+	case <-f.complete:
+	case <-timer.C:
+	}
+	timer.Stop()
+	l.flightMu.Lock()
+	delete(l.inflight, f.round)
+	for u := range f.acks {
+		if f.acks[u].err == errNoAck {
+			f.acks[u].err = fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+		}
+	}
+	l.flightMu.Unlock()
+	l.settle(f)
+	// Stored is readable: wake readers now, so that they fold the events
+	// while the fsync runs rather than after it.
+	if anySucceeded(f.acks) {
+		l.noteStored(f.acks)
+		l.wake()
+	}
+}
+
+// settle fills in the acknowledgements of the units JetStream was not
+// asked to acknowledge. Every unit of the sole writer expects the log's
+// last sequence to be the one predicted, so what landed is a prefix of
+// what was published, at the predicted sequences. When the last unit
+// landed where predicted, so did every unit before it. Otherwise the
+// log's last sequence says which units landed; the others are retried
+// when JetStream has answered for the whole flight, and reported as
+// unknown when it has not.
+func (l *Log) settle(f *flight) {
+	n := len(f.units)
+	unasked := 0
+	for u := range f.acks {
+		if f.acks[u].err == errUnasked {
+			unasked++
+		}
+	}
+	if unasked == 0 {
+		return
+	}
+	if a := f.acks[n-1]; a.err == nil && !a.duplicate && a.seq == f.units[n-1].last {
+		for u := range f.acks {
+			if f.acks[u].err == errUnasked {
+				f.acks[u] = unitAck{seq: f.units[u].last}
+			}
+		}
+		return
+	}
+	// JetStream answered for every unit it was asked about, so it has
+	// processed the whole flight, in order; after a timeout it may still
+	// be storing it.
+	answered := true
+	for u := range f.acks {
+		if f.units[u].asked && errors.Is(f.acks[u].err, ErrUnavailable) {
+			answered = false
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
+	last, err := l.LastSeq(ctx)
+	cancel()
+	for u := range f.acks {
+		if f.acks[u].err != errUnasked {
+			continue
+		}
+		switch {
+		case err != nil:
+			f.acks[u].err = fmt.Errorf("%w: the append may or may not have landed, retry it with the same IDs: %v", ErrUnavailable, err)
+		case f.units[u].last <= last:
+			f.acks[u] = unitAck{seq: f.units[u].last}
+		case answered:
+			f.acks[u].err = errNotStored
+		default:
+			f.acks[u].err = fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+		}
+	}
+}
+
+// answer answers a finished flight's appends: results, duplicates,
+// retries or errors.
+func (l *Log) answer(f *flight) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.RequestTimeout)
+	defer cancel()
+	for u, un := range f.units {
+		a := f.acks[u]
+		if a.err != nil || a.duplicate || a.seq != un.last {
+			// Whatever follows was built on this unit landing where it
+			// was predicted.
+			l.stale.Store(true)
+		}
+		switch {
+		case a.err == nil && a.duplicate:
+			l.answerDuplicate(ctx, un.reqs[0])
+		case a.err == nil:
+			seq := a.seq - uint64(un.n)
+			for _, r := range un.reqs {
+				res := Result{Events: make([]Position, len(r.events))}
+				for i, e := range r.events {
+					seq++
+					res.Events[i] = Position{ID: e.ID, Stream: e.Stream, Seq: seq, Version: e.Version}
+				}
+				res.LastSeq = seq
+				if r.ownIDs {
+					l.remember(r.events, res.Events)
+				}
+				l.stats.appends.Add(1)
+				l.stats.events.Add(uint64(len(r.events)))
+				r.res <- appendResp{res: res}
+			}
+		case errors.Is(a.err, errNotStored):
+			// The write was refused because one before it was: try it
+			// again, with its own acknowledgement.
+			for _, r := range un.reqs {
+				if l.mayRetry(r, a.err) {
+					l.retry(r)
+				}
+			}
+		case len(un.reqs) > 1:
+			// A shared batch was refused: retrying each append on its own
+			// finds the one that caused it.
+			for _, r := range un.reqs {
+				if l.mayRetry(r, a.err) {
+					r.alone = true
+					l.retry(r)
+				}
+			}
+		default:
+			r := un.reqs[0]
+			var je *jsError
+			if !errors.As(a.err, &je) {
+				r.res <- appendResp{err: a.err}
+				continue
+			}
+			switch je.code {
+			case errCodeBatchDuplicate, errCodeDupConflict:
+				l.answerDuplicate(ctx, r)
+			case errCodeWrongLastSeq, errCodeWrongLastSeqConst:
+				if !l.mayRetry(r, a.err) {
+					continue
+				}
+				if r.tries == 1 || l.soleWriter {
+					// For the sole writer this is only the chain: a write
+					// before it failed. Retried at once, it keeps its place.
+					l.retry(r)
+					continue
+				}
+				// Writers racing for the same streams back off, at random,
+				// so that one of them gets through.
+				time.AfterFunc(time.Duration(mathrand.Int64N(int64(min(r.tries, 20))*int64(time.Millisecond))), func() { l.retry(r) })
+			default:
+				r.res <- appendResp{err: a.err}
+			}
+		}
+	}
+	l.doneMu.Lock()
+	l.doneRnd = f.round
+	l.doneCond.Broadcast()
+	l.doneMu.Unlock()
+}
+
+// mayRetry counts a try of r after a refused write and reports whether
+// r may be retried; past maxTries it answers r with ErrUnavailable.
+func (l *Log) mayRetry(r *appendReq, refused error) bool {
+	if r.tries++; r.tries <= maxTries {
+		return true
+	}
+	r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times, the last: %v", ErrUnavailable, maxTries, refused)}
+	return false
+}
+
+// noteStored raises the newest stored sequence that WaitTail reports.
+func (l *Log) noteStored(acks []unitAck) {
+	for _, a := range acks {
+		if a.err != nil || a.duplicate {
+			continue
+		}
+		for {
+			cur := l.storedSeq.Load()
+			if a.seq <= cur || l.storedSeq.CompareAndSwap(cur, a.seq) {
+				break
+			}
+		}
+	}
+}
+
+func anySucceeded(acks []unitAck) bool {
+	for _, a := range acks {
+		if a.err == nil && !a.duplicate {
+			return true
+		}
+	}
+	return false
+}
+
+// wake tells subscribers that new events are stored.
+func (l *Log) wake() {
+	l.notifyMu.Lock()
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.notifyMu.Unlock()
+}
+
+// stored returns a channel closed when new events are stored.
+func (l *Log) stored() <-chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	return l.notify
+}

@@ -219,7 +219,7 @@ func newListener(opts *server.Options, stream string, writable bool, reserved []
 	if len(reserved) > 0 {
 		deny := make([]string, len(reserved))
 		for i, c := range reserved {
-			deny[i] = subjectPrefix + c + ".>"
+			deny[i] = CategorySubject(c)
 		}
 		clientPerms = &server.Permissions{Publish: &server.SubjectPermission{Deny: deny}}
 	}

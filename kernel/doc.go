@@ -59,7 +59,8 @@
 // Verticals never import each other; they share only the log. Command
 // handlers use Decide: load a stream, fold it to a state, decide the new
 // events or refuse (Refusef), append expecting the version read, retry a
-// bounded number of times on conflict.
+// bounded number of times on conflict, each time from a new state made
+// by the Decider's Init.
 //
 // # Errors
 //

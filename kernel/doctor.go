@@ -280,12 +280,12 @@ func checkReactor(ctx context.Context, h *projections.ReactorHandle) Check {
 }
 
 // doctor serves GET /v1/doctor: Doctor's checks as JSON.
-func (a *api) doctor(w http.ResponseWriter, r *http.Request) {
+func (a *api) doctor(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Checks []Check `json:"checks"`
 	}{a.k.Doctor(r.Context())})
+	return nil
 }

@@ -96,5 +96,7 @@
 // GET /metrics serves Prometheus metrics (token required); Doctor, also
 // at GET /v1/doctor, checks the data directory, the event stream's
 // configuration, SQLite and every projection and reactor, and says what
-// to fix.
+// to fix. DiagnoseStopped checks a data directory no server has open
+// without writing to it: what is on disk, and, as skipped, what only an
+// open log can tell.
 package kernel

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -378,6 +380,33 @@ func TestDecideRetryStartsClean(t *testing.T) {
 	events, err := k.ReadStream(ctx, "tally.1", 1, 10)
 	if err != nil || len(events) != 3 || !strings.Contains(string(events[2].Data), "cat") {
 		t.Fatalf("stream after the decision: %v %v", events, err)
+	}
+}
+
+// DiagnoseStopped says what it cannot read or write, without writing.
+func TestDiagnoseStoppedPermissions(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("permissions do not stop root")
+	}
+	dir := t.TempDir()
+	models := filepath.Join(dir, "projections", "orders")
+	if err := os.MkdirAll(models, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(models, "000001.db"), []byte("x"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o500)
+	defer os.Chmod(dir, 0o700)
+	seen := map[string]kernel.Check{}
+	for _, c := range kernel.DiagnoseStopped(context.Background(), dir) {
+		seen[c.Name] = c
+	}
+	if c := seen["data directory"]; c.Status != kernel.CheckFail || !strings.Contains(c.Detail, "is not writable") {
+		t.Errorf("a read-only data directory: %+v", c)
+	}
+	if c := seen["read models"]; c.Status != kernel.CheckFail || !strings.Contains(c.Detail, "1 cannot be read") || !strings.Contains(c.Detail, "000001.db") || c.Fix == "" {
+		t.Errorf("an unreadable read model: %+v", c)
 	}
 }
 

@@ -30,9 +30,16 @@ var (
 // Evolve folds the stream's events into a state S, then Decide turns the
 // state into new events or refuses (return an error, such as one made
 // by Refusef).
+//
+// Every attempt starts from a new state made by Init, so a state that
+// holds a map, a slice or a pointer can be changed in place by Evolve
+// and Decide: a retry after a conflict never sees what the failed
+// attempt did to it.
 type Decider[S any] struct {
-	// Initial is the state of a stream with no events.
-	Initial S
+	// Init returns the state of a stream with no events; it is called
+	// once per attempt. Nil: the zero S (enough for a bool, a number or
+	// a struct of them; a map-typed state needs an Init that makes it).
+	Init func() S
 	// Evolve applies one past event to the state. Unknown event types
 	// should be ignored, so that old code reads a grown stream.
 	Evolve func(state S, e eventlog.Event) (S, error)
@@ -58,13 +65,14 @@ type Decision[S any] struct {
 	Attempts int
 }
 
-// Decide loads stream, folds it with d.Evolve, asks d.Decide for new
-// events and appends them expecting the version it read, so that a
-// concurrent writer makes the append fail rather than interleave. On
-// such a conflict it reloads and decides again, up to d.Attempts times,
-// then returns the *eventlog.ConflictError. Events get the stream set
-// when they leave it empty. Errors: the decider's own, or the store's
-// (eventlog.ErrInvalid, ErrConflict, ...).
+// Decide loads stream, folds it from d.Init with d.Evolve, asks
+// d.Decide for new events and appends them expecting the version it
+// read, so that a concurrent writer makes the append fail rather than
+// interleave. On such a conflict it reloads from a new state and
+// decides again, up to d.Attempts times, then returns the
+// *eventlog.ConflictError. Events get the stream set when they leave it
+// empty. Errors: the decider's own, or the store's (eventlog.ErrInvalid,
+// ErrConflict, ...).
 func Decide[S any](ctx context.Context, store Store, stream string, d Decider[S]) (Decision[S], error) {
 	if d.Evolve == nil || d.Decide == nil {
 		return Decision[S]{}, fmt.Errorf("%w: a Decider needs Evolve and Decide", eventlog.ErrInvalid)
@@ -118,7 +126,11 @@ func Decide[S any](ctx context.Context, store Store, stream string, d Decider[S]
 // load folds the whole stream into a state.
 func load[S any](ctx context.Context, store Store, stream string, d Decider[S]) (S, uint64, error) {
 	const page = 1000
-	state, version := d.Initial, uint64(0)
+	var state S
+	if d.Init != nil {
+		state = d.Init()
+	}
+	version := uint64(0)
 	for {
 		events, err := store.ReadStream(ctx, stream, version+1, page)
 		if err != nil && !errors.Is(err, eventlog.ErrNotFound) {

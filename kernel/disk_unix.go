@@ -13,3 +13,11 @@ func freeBytes(dir string) (uint64, bool) {
 	}
 	return uint64(st.Bavail) * uint64(st.Bsize), true
 }
+
+// writable tells whether the process may create files in dir, asking
+// the system (access(2)) rather than trying, so that checking writes
+// nothing.
+func writable(dir string) error {
+	const wOK = 2 // W_OK
+	return syscall.Access(dir, wOK)
+}

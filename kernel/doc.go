@@ -59,7 +59,8 @@
 // Verticals never import each other; they share only the log. Command
 // handlers use Decide: load a stream, fold it to a state, decide the new
 // events or refuse (Refusef), append expecting the version read, retry a
-// bounded number of times on conflict.
+// bounded number of times on conflict, each time from a new state made
+// by the Decider's Init.
 //
 // # Errors
 //
@@ -95,5 +96,7 @@
 // GET /metrics serves Prometheus metrics (token required); Doctor, also
 // at GET /v1/doctor, checks the data directory, the event stream's
 // configuration, SQLite and every projection and reactor, and says what
-// to fix.
+// to fix. DiagnoseStopped checks a data directory no server has open
+// without writing to it: what is on disk, and, as skipped, what only an
+// open log can tell.
 package kernel

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fazt-sh/fazt/projections"
@@ -24,12 +26,14 @@ const (
 	CheckOK   = "ok"
 	CheckWarn = "warn"
 	CheckFail = "fail"
+	// CheckSkipped: not checked; Detail says why, Fix how to check it.
+	CheckSkipped = "skipped"
 )
 
 // Check is one finding of Doctor.
 type Check struct {
 	Name   string `json:"name"`
-	Status string `json:"status"` // CheckOK, CheckWarn or CheckFail
+	Status string `json:"status"` // CheckOK, CheckWarn, CheckFail or CheckSkipped
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"` // what to do, when not ok
 }
@@ -37,9 +41,9 @@ type Check struct {
 // lowDiskBytes warns when the data directory's file system has less free.
 const lowDiskBytes = 1 << 30
 
-// DiagnoseDir checks a data directory without opening it: what Doctor
-// checks first, and all that can be checked while another process holds
-// the log.
+// DiagnoseDir checks a data directory without opening it and without
+// writing to it: what Doctor checks first, and all that can be checked
+// while another process holds the log.
 func DiagnoseDir(dir string) []Check {
 	var out []Check
 	st, err := os.Stat(dir)
@@ -57,11 +61,8 @@ func DiagnoseDir(dir string) []Check {
 		c.Status, c.Fix = CheckWarn, "chmod 700 "+dir+": the log and read models are private"
 		c.Detail += fmt.Sprintf(" (mode %v)", st.Mode().Perm())
 	}
-	if f, err := os.CreateTemp(dir, ".doctor-*"); err != nil {
+	if err := writable(dir); err != nil {
 		c.Status, c.Detail, c.Fix = CheckFail, dir+" is not writable: "+err.Error(), "give the user running fazt write access to "+dir
-	} else {
-		f.Close()
-		os.Remove(f.Name())
 	}
 	out = append(out, c)
 	if free, ok := freeBytes(dir); ok {
@@ -79,6 +80,84 @@ func DiagnoseDir(dir string) []Check {
 		tc.Detail += fmt.Sprintf(" (mode %v)", st.Mode().Perm())
 	}
 	return append(out, tc)
+}
+
+// DiagnoseStopped checks a data directory that no server has open, and
+// only reads it: DiagnoseDir, the SQLite built into the binary, and
+// what the event log and the read models hold on disk (their sizes,
+// files that cannot be read). The log itself is not opened, since
+// opening it writes to the directory (NATS JetStream recovers its store
+// and creates what is missing, the kernel creates the token), so a last
+// check, CheckSkipped, names what only a running server can tell.
+func DiagnoseStopped(ctx context.Context, dir string) []Check {
+	out := DiagnoseDir(dir)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return out // nothing inside to look at
+	}
+	out = append(out, checkSQLite(ctx),
+		checkFiles("event log", filepath.Join(dir, server.JetStreamStoreDir)),
+		checkFiles("read models", filepath.Join(dir, projectionsDir)),
+		Check{Name: "event stream, schemas, projections, reactors", Status: CheckSkipped,
+			Detail: "not checked: no server is running, and opening the log would write to the directory",
+			Fix:    "start the server (`fazt serve --data " + dir + "`) and run `fazt doctor` again: it asks the server"})
+	return out
+}
+
+// projectionsDir is the read models' folder of the data directory.
+const projectionsDir = "projections"
+
+// checkFiles reports what path, a folder of the data directory, holds:
+// how many files and bytes, its entries (the read models' names), and
+// fails when some cannot be read. It opens files only to read them.
+func checkFiles(name, path string) Check {
+	c := Check{Name: name, Status: CheckOK}
+	entries, err := os.ReadDir(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		c.Status, c.Detail, c.Fix = CheckWarn, path+" does not exist yet", "it is created at the next `fazt serve`"
+		return c
+	}
+	var files int
+	var size int64
+	var unreadable []string
+	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			var f *os.File
+			if f, err = os.Open(p); err == nil {
+				f.Close()
+				var info fs.FileInfo
+				if info, err = d.Info(); err == nil {
+					files++
+					size += info.Size()
+				}
+			}
+		}
+		if err != nil {
+			unreadable = append(unreadable, p+": "+err.Error())
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+		}
+		return nil
+	})
+	c.Detail = fmt.Sprintf("%s: %d files, %s", path, files, humanize.IBytes(uint64(size)))
+	var names []string
+	for _, e := range entries {
+		if name == "read models" && e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) > 0 {
+		c.Detail += ", for " + strings.Join(names, ", ")
+	}
+	if n := len(unreadable); n > 0 {
+		if n > maxDoctorItems {
+			unreadable = append(unreadable[:maxDoctorItems], fmt.Sprintf("and %d more", n-maxDoctorItems))
+		}
+		c.Status = CheckFail
+		c.Detail += fmt.Sprintf("; %d cannot be read: %s", n, strings.Join(unreadable, "; "))
+		c.Fix = "give the user running fazt access to everything under " + path + " (files left by another user? chown -R them)"
+	}
+	return c
 }
 
 // Doctor checks an open kernel: the data directory, the event stream's
@@ -280,12 +359,12 @@ func checkReactor(ctx context.Context, h *projections.ReactorHandle) Check {
 }
 
 // doctor serves GET /v1/doctor: Doctor's checks as JSON.
-func (a *api) doctor(w http.ResponseWriter, r *http.Request) {
+func (a *api) doctor(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Checks []Check `json:"checks"`
 	}{a.k.Doctor(r.Context())})
+	return nil
 }

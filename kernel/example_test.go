@@ -35,7 +35,7 @@ func Example() {
 	k.Handle("POST /v1/likes/{post}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user := r.URL.Query().Get("user")
 		_, err := kernel.Decide(r.Context(), k, "likes."+r.PathValue("post"), kernel.Decider[map[string]bool]{
-			Initial: map[string]bool{},
+			Init: func() map[string]bool { return map[string]bool{} },
 			Evolve: func(liked map[string]bool, e eventlog.Event) (map[string]bool, error) {
 				var d struct{ User string }
 				err := json.Unmarshal(e.Data, &d)

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -31,7 +30,6 @@ import (
 const (
 	DefaultReadLimit = 100
 	MaxReadLimit     = 1000
-	pingEvery        = 15 * time.Second
 )
 
 // Errors of the HTTP layer itself; errorStatus maps them with the log's.
@@ -84,20 +82,28 @@ func newAPI(k *Kernel) *api {
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.HandleFunc("GET /readyz/writes", a.readyzWrites)
-	a.mux.HandleFunc("POST /v1/events", a.appendEvents)
-	a.mux.HandleFunc("GET /v1/events", a.readEvents)
-	a.mux.HandleFunc("GET /v1/events/live", a.perClientStreams(a.liveEvents))
-	a.mux.HandleFunc("GET /v1/streams/{stream}", a.readStream)
-	a.mux.HandleFunc("GET /v1/schemas", a.listSchemas)
-	a.mux.HandleFunc("GET /v1/schemas/{type}", a.showSchema)
-	a.mux.HandleFunc("POST /v1/schemas/{type}", a.registerSchema)
-	a.mux.HandleFunc("GET /v1/doctor", a.doctor)
+	a.registerEventRoutes()
+	a.registerSchemaRoutes()
+	a.handle("GET /v1/doctor", a.doctor)
 	a.registerProjectionRoutes()
 	a.registerReactorRoutes()
 	a.httpm = newHTTPMetrics()
 	a.metrics = a.newMetricsRegistry()
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}))
 	return a
+}
+
+// handlerFunc is a kernel route's handler: an error it returns, before
+// it has written anything, is answered by fail with the error's status.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adds one of the kernel's own routes.
+func (a *api) handle(pattern string, h handlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.fail(w, r, err)
+		}
+	})
 }
 
 // route adds a vertical's route; ServeMux panics on a conflict.
@@ -207,22 +213,6 @@ func (e *BodyTimeoutError) Error() string {
 	return fmt.Sprintf("the request body did not arrive within %v: send it at once, or smaller", e.Limit)
 }
 
-// perClientStreams caps the live streams each client address holds
-// open at Config.MaxStreamsPerClient.
-func (a *api) perClientStreams(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		key := clientAddr(r, a.k.cfg.TrustProxy)
-		if !a.live.acquire(key) {
-			w.Header().Set("Retry-After", "1")
-			a.fail(w, r, &apiError{kind: ErrRateLimited, msg: fmt.Sprintf(
-				"too many live event streams from this address (at most %d open at once): close one, or follow several types and categories in one stream", a.k.cfg.MaxStreamsPerClient)})
-			return
-		}
-		defer a.live.release(key)
-		h(w, r)
-	}
-}
-
 // noRoute answers in JSON what the mux would answer in plain text: 404,
 // or 405 with the Allow header.
 func (a *api) noRoute(w http.ResponseWriter, r *http.Request) {
@@ -271,149 +261,6 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, rd)
 }
 
-// AppendRequest is the body of POST /v1/events. Its own event type keeps
-// the fields the log sets (seq, version, time) out of what clients send.
-type AppendRequest struct {
-	Events []AppendEvent `json:"events"`
-	// Expect maps a stream to the version it must be at; 0: must not exist.
-	Expect map[string]uint64 `json:"expect"`
-}
-
-// AppendEvent is one event of an AppendRequest.
-type AppendEvent struct {
-	ID     string            `json:"id"`
-	Stream string            `json:"stream"`
-	Type   string            `json:"type"`
-	Schema int               `json:"schema"`
-	Data   json.RawMessage   `json:"data"`
-	Meta   eventlog.Metadata `json:"meta"`
-}
-
-func (a *api) appendEvents(w http.ResponseWriter, r *http.Request) {
-	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	var req AppendRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if len(req.Events) == 0 {
-		a.fail(w, r, invalidf(`"events" is missing or empty: send {"events":[{"stream":"orders.1","type":"orders.created","data":{}}]}`))
-		return
-	}
-	events := make([]eventlog.Event, len(req.Events))
-	for i, e := range req.Events {
-		events[i] = eventlog.Event{ID: e.ID, Stream: e.Stream, Type: e.Type, Schema: e.Schema, Data: e.Data, Meta: e.Meta}
-	}
-	streams := make([]string, 0, len(req.Expect))
-	for s := range req.Expect {
-		streams = append(streams, s)
-	}
-	sort.Strings(streams) // the same request gets the same error
-	expect := make([]eventlog.Expectation, len(streams))
-	for i, s := range streams {
-		expect[i] = eventlog.ExpectVersion(s, req.Expect[s])
-	}
-	res, err := a.log.Append(r.Context(), events, expect...)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (a *api) readStream(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, "from", "limit")
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	from, err := uintParam(q, "from", 1)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	limit, err := limitParam(q)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	stream := r.PathValue("stream")
-	page, err := a.log.ReadStreamEntries(r.Context(), stream, from, limit)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	events, cut := boundEntries(page.Events)
-	a.writeBody(w, r, struct {
-		Stream    string            `json:"stream"`
-		Events    []json.RawMessage `json:"events"`
-		Omitted   int               `json:"malformed_omitted,omitempty"`
-		Truncated bool              `json:"truncated,omitempty"`
-	}{stream, events, page.Omitted, cut > 0})
-}
-
-func (a *api) readEvents(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, "after", "limit", "type", "category")
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	after, err := afterParam(q)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	limit, err := limitParam(q)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	filter, err := filterParams(q)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	page, err := a.log.Read(r.Context(), after, limit, filter)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	events, cut := boundEntries(page.Events)
-	last := page.LastSeq
-	if cut > 0 {
-		last = page.Events[len(events)-1].Seq // continue right after what was sent
-	}
-	a.writeBody(w, r, struct {
-		Events  []json.RawMessage `json:"events"`
-		LastSeq uint64            `json:"last_seq"`
-	}{events, last})
-}
-
-// maxPageBytes bounds the entries of one read answer: a page stops early
-// past it (it always holds at least one entry).
-const maxPageBytes = 8 << 20
-
-// boundEntries encodes entries, each on its own, up to maxPageBytes; cut
-// is how many were left out. An entry that cannot be encoded (which the
-// log's checks should make impossible) is shown as malformed, so that
-// one bad entry never spoils the page.
-func boundEntries(entries []eventlog.Event) (out []json.RawMessage, cut int) {
-	out = make([]json.RawMessage, 0, len(entries))
-	size := 0
-	for i := range entries {
-		if i > 0 && size > maxPageBytes {
-			return out, len(entries) - i
-		}
-		b := encodeEntry(&entries[i])
-		size += len(b)
-		out = append(out, b)
-	}
-	return out, 0
-}
-
 // encodeEntry is an entry's JSON, a malformed entry when it cannot be
 // encoded.
 func encodeEntry(e *eventlog.Event) []byte {
@@ -425,120 +272,6 @@ func encodeEntry(e *eventlog.Event) []byte {
 		Subject: eventlog.SubjectOf(e.Stream), Reason: "cannot be encoded as JSON: " + err.Error()}}
 	b, _ = json.Marshal(m)
 	return b
-}
-
-// liveEvents streams events as Server-Sent Events: first those after the
-// given position (after=now: the log's last sequence), then new ones as
-// they are appended. A message that is not a valid event is sent as an
-// event of type "malformed".
-func (a *api) liveEvents(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, "after", "type", "category")
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	var after uint64
-	if q.Get("after") == "now" && len(q["after"]) == 1 {
-		// Follow from the log's end, like tail -f.
-		if after, err = a.log.LastSeq(r.Context()); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-	} else if after, err = afterParam(q); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	// A reconnecting EventSource sends the last id it saw.
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		if after, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil || after == math.MaxUint64 {
-			a.fail(w, r, invalidf("header Last-Event-ID %q is not a sequence number that another can follow", v))
-			return
-		}
-	}
-	// Validate now: once the stream has begun there is no status to send.
-	filter, err := filterParams(q)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // long-lived, whatever the server's WriteTimeout
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no") // proxies must not buffer the stream
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		a.logger.Error("live stream cannot flush", "err", err)
-		return
-	}
-
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(a.streams, cancel) // server shutdown
-	defer stop()
-
-	// Subscribe runs in its own goroutine so that this one can also send
-	// pings; all writes happen here, so they never interleave.
-	events := make(chan eventlog.Event)
-	done := make(chan error, 1)
-	go func() {
-		done <- a.log.Subscribe(ctx, after, filter, func(e eventlog.Event) error {
-			select {
-			case events <- e:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	ticker := time.NewTicker(pingEvery)
-	defer ticker.Stop()
-	for {
-		var err error
-		select {
-		case e := <-events:
-			err = writeSSE(w, e)
-		case <-ticker.C:
-			_, err = io.WriteString(w, ": ping\n\n")
-		case err := <-done:
-			if ctx.Err() == nil {
-				a.sendStreamError(w, r, err)
-			}
-			return
-		}
-		if err == nil {
-			err = rc.Flush()
-		}
-		if err != nil { // the client is gone
-			cancel()
-			<-done
-			return
-		}
-	}
-}
-
-// writeSSE sends one entry: its event type is the event's type, or
-// "malformed" for a message that is not a valid event.
-func writeSSE(w io.Writer, e eventlog.Event) error {
-	b := encodeEntry(&e) // one line: Marshal compacts the data
-	typ := e.Type
-	if e.Malformed != nil || typ == "" {
-		typ = "malformed"
-	}
-	_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, typ, b)
-	return err
-}
-
-// sendStreamError ends a live stream with an error event, for example at
-// a message in the log that is not a valid event.
-func (a *api) sendStreamError(w http.ResponseWriter, r *http.Request, err error) {
-	_, code, msg := errorStatus(err)
-	a.logger.Error("live stream failed", "path", r.URL.Path, "err", err)
-	b, _ := json.Marshal(ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
-	fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
-	_ = http.NewResponseController(w).Flush()
 }
 
 // ErrorResponse is the body of every error answer.
@@ -635,17 +368,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// writeBody answers v with 200, or with the kernel's error when v cannot
-// be encoded.
-func (a *api) writeBody(w http.ResponseWriter, r *http.Request, v any) {
+// writeBody answers v with 200, or returns the error, having written
+// nothing, when v cannot be encoded.
+func writeBody(w http.ResponseWriter, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
-		a.fail(w, r, fmt.Errorf("encode the answer: %w", err))
-		return
+		return fmt.Errorf("encode the answer: %w", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(append(b, '\n'))
+	return nil
 }
 
 // decodeBody reads one JSON object from the request body into v, strictly:

@@ -42,61 +42,52 @@ type QueryResponse struct {
 }
 
 func (a *api) registerProjectionRoutes() {
-	a.mux.HandleFunc("POST /v1/query", a.query)
-	a.mux.HandleFunc("GET /v1/projections", a.listProjections)
-	a.mux.HandleFunc("GET /v1/projections/{name}", a.showProjection)
-	a.mux.HandleFunc("POST /v1/projections/{name}/rebuild", a.rebuildProjection)
-	a.mux.HandleFunc("POST /v1/projections/{name}/retry", a.retryProjection)
-	a.mux.HandleFunc("POST /v1/projections/{name}/skip", a.skipProjection)
-	a.mux.HandleFunc("POST /v1/projections/{name}/build", a.buildProjection)
+	a.handle("POST /v1/query", a.query)
+	a.handle("GET /v1/projections", a.listProjections)
+	a.handle("GET /v1/projections/{name}", a.showProjection)
+	a.handle("POST /v1/projections/{name}/rebuild", a.rebuildProjection)
+	a.handle("POST /v1/projections/{name}/retry", a.retryProjection)
+	a.handle("POST /v1/projections/{name}/skip", a.skipProjection)
+	a.handle("POST /v1/projections/{name}/build", a.buildProjection)
 }
 
 // runner returns the projections runner.
 func (a *api) runner() (*projections.Runner, error) { return a.k.runner, nil }
 
-func (a *api) query(w http.ResponseWriter, r *http.Request) {
+func (a *api) query(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	var req QueryRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	if req.Projection == "" {
-		a.fail(w, r, invalidf("request body: field \"projection\" is required"))
-		return
+		return invalidf("request body: field \"projection\" is required")
 	}
 	if req.SQL == "" {
-		a.fail(w, r, invalidf("request body: field \"sql\" is required"))
-		return
+		return invalidf("request body: field \"sql\" is required")
 	}
 	if req.TimeoutMS < 0 || time.Duration(req.TimeoutMS)*time.Millisecond > maxQueryTimeout {
-		a.fail(w, r, invalidf("request body: timeout_ms=%d is out of range: want 0 (the default) to %d", req.TimeoutMS, maxQueryTimeout.Milliseconds()))
-		return
+		return invalidf("request body: timeout_ms=%d is out of range: want 0 (the default) to %d", req.TimeoutMS, maxQueryTimeout.Milliseconds())
 	}
 	if req.MaxRows < 0 || req.MaxRows > projections.MaxQueryRows {
-		a.fail(w, r, invalidf("request body: max_rows=%d is out of range: want 0 (the default) to %d", req.MaxRows, projections.MaxQueryRows))
-		return
+		return invalidf("request body: max_rows=%d is out of range: want 0 (the default) to %d", req.MaxRows, projections.MaxQueryRows)
 	}
 	if req.MaxBytes < 0 || req.MaxBytes > projections.DefaultQueryMaxBytes {
-		a.fail(w, r, invalidf("request body: max_bytes=%d is out of range: want 0 (the default) to %d", req.MaxBytes, projections.DefaultQueryMaxBytes))
-		return
+		return invalidf("request body: max_bytes=%d is out of range: want 0 (the default) to %d", req.MaxBytes, projections.DefaultQueryMaxBytes)
 	}
 	args := make([]any, len(req.Args))
 	for i, raw := range req.Args {
 		v, err := queryArg(raw)
 		if err != nil {
-			a.fail(w, r, invalidf("request body: args[%d]: %v", i, err))
-			return
+			return invalidf("request body: args[%d]: %v", i, err)
 		}
 		args[i] = v
 	}
 	runner, err := a.runner()
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	res, err := runner.Query(r.Context(), req.Projection, req.SQL, args, projections.QueryOptions{
 		MinSeq:   req.MinSeq,
@@ -105,8 +96,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		MaxBytes: req.MaxBytes,
 	})
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	if res.Columns == nil {
 		res.Columns = []string{}
@@ -115,6 +105,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		res.Rows = [][]any{}
 	}
 	writeJSON(w, http.StatusOK, QueryResponse{Columns: res.Columns, Rows: res.Rows, Truncated: res.Truncated, Seq: res.Seq})
+	return nil
 }
 
 // queryArg turns a JSON scalar into an SQL argument: null, a boolean
@@ -154,19 +145,18 @@ func queryArg(raw json.RawMessage) (any, error) {
 	return f, nil
 }
 
-func (a *api) listProjections(w http.ResponseWriter, r *http.Request) {
+func (a *api) listProjections(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	runner, err := a.runner()
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Projections []projections.Status `json:"projections"`
 	}{runner.Statuses()})
+	return nil
 }
 
 // projectionStatus returns the status of the projection named in the
@@ -184,75 +174,67 @@ func (a *api) projectionStatus(r *http.Request) (*projections.Runner, projection
 	return runner, st, nil
 }
 
-func (a *api) showProjection(w http.ResponseWriter, r *http.Request) {
+func (a *api) showProjection(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	_, st, err := a.projectionStatus(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, st)
+	return nil
 }
 
-func (a *api) rebuildProjection(w http.ResponseWriter, r *http.Request) {
+func (a *api) rebuildProjection(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	runner, _, err := a.projectionStatus(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	if err := runner.Rebuild(r.Context(), r.PathValue("name")); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "rebuilding"})
+	return nil
 }
 
-func (a *api) retryProjection(w http.ResponseWriter, r *http.Request) {
+func (a *api) retryProjection(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	runner, _, err := a.projectionStatus(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	name := r.PathValue("name")
 	if err := runner.Retry(name); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, runner.Status(name))
+	return nil
 }
 
-func (a *api) skipProjection(w http.ResponseWriter, r *http.Request) {
+func (a *api) skipProjection(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	seq, err := seqBody(w, r, "the sequence the projection is halted at")
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	runner, _, err := a.projectionStatus(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	name := r.PathValue("name")
 	if err := runner.Skip(r.Context(), name, seq); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, runner.Status(name))
+	return nil
 }
 
 // BuildsDir is the folder of the data directory, DIR/builds, that
@@ -305,46 +287,38 @@ func (a *api) buildsDir() (string, error) {
 
 // buildProjection builds the projection as of a past point of the log
 // into a new file in DIR/builds (time travel), answering when it is done.
-func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
+func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	var req BuildRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	if (req.AsOfSeq == 0) == (req.AsOfTime == "") {
-		a.fail(w, r, invalidf("request body: give exactly one of as_of_seq (a sequence, from 1) and as_of_time (RFC 3339)"))
-		return
+		return invalidf("request body: give exactly one of as_of_seq (a sequence, from 1) and as_of_time (RFC 3339)")
 	}
 	if err := checkBuildName(req.Out); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	runner, _, err := a.projectionStatus(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	name := r.PathValue("name")
 	seq := req.AsOfSeq
 	if req.AsOfTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, req.AsOfTime)
 		if err != nil {
-			a.fail(w, r, invalidf("request body: as_of_time=%q is not an RFC 3339 time like 2026-11-26T10:00:00Z", req.AsOfTime))
-			return
+			return invalidf("request body: as_of_time=%q is not an RFC 3339 time like 2026-11-26T10:00:00Z", req.AsOfTime)
 		}
 		if seq, err = runner.SeqAt(r.Context(), t); err != nil {
-			a.fail(w, r, err)
-			return
+			return err
 		}
 	}
 	dir, err := a.buildsDir()
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	out := filepath.Join(dir, req.Out)
 	// A build folds the log up to the point: it may take longer than
@@ -353,8 +327,7 @@ func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	// seq 0 (a time before the first event) builds the empty tables.
 	if err := runner.BuildAsOf(r.Context(), name, seq, out); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Projection string  `json:"projection"`
@@ -362,6 +335,7 @@ func (a *api) buildProjection(w http.ResponseWriter, r *http.Request) {
 		File       string  `json:"file"`
 		Seconds    float64 `json:"seconds"`
 	}{name, seq, out, time.Since(start).Seconds()})
+	return nil
 }
 
 // seqBody reads a body of the form {"seq": N}, N from 1; what says which

@@ -15,6 +15,12 @@ import (
 // registry's own limit (schemas.MaxSchemaBytes).
 const MaxSchemaBytes = schemas.MaxSchemaBytes
 
+func (a *api) registerSchemaRoutes() {
+	a.handle("GET /v1/schemas", a.listSchemas)
+	a.handle("GET /v1/schemas/{type}", a.showSchema)
+	a.handle("POST /v1/schemas/{type}", a.registerSchema)
+}
+
 // SchemaInfo describes one registered event type.
 type SchemaInfo struct {
 	Type   string `json:"type"`
@@ -34,10 +40,9 @@ type SchemaVersion struct {
 	Schema  json.RawMessage `json:"schema"`
 }
 
-func (a *api) listSchemas(w http.ResponseWriter, r *http.Request) {
+func (a *api) listSchemas(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	out := struct {
 		Types []SchemaInfo `json:"types"`
@@ -57,20 +62,20 @@ func (a *api) listSchemas(w http.ResponseWriter, r *http.Request) {
 		out.Types = append(out.Types, a.schemaInfo(t, byType[t], false))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (a *api) showSchema(w http.ResponseWriter, r *http.Request) {
+func (a *api) showSchema(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	typ := r.PathValue("type")
 	skipped := skippedByType(a.reg.Skipped())[typ]
 	if _, ok := a.reg.Latest(typ); !ok && len(skipped) == 0 {
-		a.fail(w, r, &apiError{kind: eventlog.ErrNotFound, msg: "event type " + typ + " is not registered"})
-		return
+		return &apiError{kind: eventlog.ErrNotFound, msg: "event type " + typ + " is not registered"}
 	}
 	writeJSON(w, http.StatusOK, a.schemaInfo(typ, skipped, true))
+	return nil
 }
 
 // schemaInfo describes typ, with every version's schema when versions.
@@ -101,28 +106,25 @@ func skippedByType(all []schemas.SkippedRegistration) map[string][]schemas.Skipp
 
 // registerSchema registers the body, a JSON Schema, as the next version
 // of the type: the first, or a compatible extension of the last.
-func (a *api) registerSchema(w http.ResponseWriter, r *http.Request) {
+func (a *api) registerSchema(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSchemaBytes))
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	if !json.Valid(body) {
-		a.fail(w, r, invalidf("the body must be a JSON Schema document (JSON), like {\"type\":\"object\",\"properties\":{...}}"))
-		return
+		return invalidf("the body must be a JSON Schema document (JSON), like {\"type\":\"object\",\"properties\":{...}}")
 	}
 	typ := r.PathValue("type")
 	v, err := a.reg.RegisterAtRuntime(r.Context(), a.k.schemaW, typ, body)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, struct {
 		Type    string `json:"type"`
 		Version int    `json:"version"`
 	}{typ, v})
+	return nil
 }

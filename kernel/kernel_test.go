@@ -8,7 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -208,7 +212,7 @@ type seats struct{ taken map[string]string }
 
 func bookSeat(seat, who string) kernel.Decider[seats] {
 	return kernel.Decider[seats]{
-		Initial: seats{taken: map[string]string{}},
+		Init: func() seats { return seats{taken: map[string]string{}} },
 		Evolve: func(s seats, e eventlog.Event) (seats, error) {
 			var d struct{ Seat, Who string }
 			if err := json.Unmarshal(e.Data, &d); err != nil {
@@ -331,6 +335,78 @@ func TestDecideGivesUp(t *testing.T) {
 	events, _ := k.ReadStream(ctx, "show.9", 1, 100)
 	if ok < 1 || ok+conflicts != 8 || len(events) != ok {
 		t.Fatalf("%d ok, %d conflicts, %d events", ok, conflicts, len(events))
+	}
+}
+
+// Each attempt folds the stream from a fresh state: what the first,
+// conflicting attempt put into a map (in Evolve and in Decide) is not
+// seen by the retry.
+func TestDecideRetryStartsClean(t *testing.T) {
+	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.NoHTTP = true })
+	k.RegisterEvent("tally.added", 1, []byte(`{"type":"object"}`))
+	open(t, k)
+	ctx := context.Background()
+	add := func(who string) eventlog.Event {
+		return eventlog.Event{Stream: "tally.1", Type: "tally.added", Data: []byte(fmt.Sprintf(`{"who":%q}`, who))}
+	}
+	if _, err := k.Append(ctx, []eventlog.Event{add("ann")}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []map[string]int
+	d, err := kernel.Decide(ctx, k, "tally.1", kernel.Decider[map[string]int]{
+		Init: func() map[string]int { return map[string]int{} },
+		Evolve: func(s map[string]int, e eventlog.Event) (map[string]int, error) {
+			var d struct{ Who string }
+			err := json.Unmarshal(e.Data, &d)
+			s[d.Who]++
+			return s, err
+		},
+		Decide: func(s map[string]int, _ uint64) ([]eventlog.Event, error) {
+			seen = append(seen, maps.Clone(s))
+			if len(seen) == 1 {
+				// A rival writes between this attempt's load and its append.
+				if _, err := k.Append(ctx, []eventlog.Event{add("bob")}); err != nil {
+					return nil, err
+				}
+			}
+			s["decided"]++ // a decider scribbling on its state
+			return []eventlog.Event{add("cat")}, nil
+		},
+	})
+	want := []map[string]int{{"ann": 1}, {"ann": 1, "bob": 1}}
+	if err != nil || d.Attempts != 2 || !reflect.DeepEqual(seen, want) {
+		t.Fatalf("attempts saw %v, want %v (decision %+v, %v)", seen, want, d, err)
+	}
+	events, err := k.ReadStream(ctx, "tally.1", 1, 10)
+	if err != nil || len(events) != 3 || !strings.Contains(string(events[2].Data), "cat") {
+		t.Fatalf("stream after the decision: %v %v", events, err)
+	}
+}
+
+// DiagnoseStopped says what it cannot read or write, without writing.
+func TestDiagnoseStoppedPermissions(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("permissions do not stop root")
+	}
+	dir := t.TempDir()
+	models := filepath.Join(dir, "projections", "orders")
+	if err := os.MkdirAll(models, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(models, "000001.db"), []byte("x"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o500)
+	defer os.Chmod(dir, 0o700)
+	seen := map[string]kernel.Check{}
+	for _, c := range kernel.DiagnoseStopped(context.Background(), dir) {
+		seen[c.Name] = c
+	}
+	if c := seen["data directory"]; c.Status != kernel.CheckFail || !strings.Contains(c.Detail, "is not writable") {
+		t.Errorf("a read-only data directory: %+v", c)
+	}
+	if c := seen["read models"]; c.Status != kernel.CheckFail || !strings.Contains(c.Detail, "1 cannot be read") || !strings.Contains(c.Detail, "000001.db") || c.Fix == "" {
+		t.Errorf("an unreadable read model: %+v", c)
 	}
 }
 

@@ -41,7 +41,9 @@
 // builds one as of a past point into the server's DIR/builds/NAME); demo
 // loads a sample of page views into a running server; bench measures
 // the kernel against raw JetStream and SQLite; doctor checks a data
-// directory and its server and says what to fix. Each has --help.
+// directory and its server and says what to fix (with no server running
+// it only reads the directory, and reports what it could not check).
+// Each has --help.
 //
 //	fazt version [--json]
 //

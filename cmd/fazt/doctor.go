@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -26,8 +25,12 @@ func (a *app) doctorCmd() *cobra.Command {
 file), the event stream's configuration (immutable, unlimited), SQLite,
 and the health of every projection and reactor, and prints what to fix.
 With a server running on the directory it asks the server; otherwise it
-opens the directory itself, read-mostly, and closes it again. It exits
-with status 1 when a check fails; warnings do not fail.`,
+only reads the directory: its permissions, free space, the token file,
+the files of the event log and read models, and the SQLite built into
+fazt. What only an open log can tell (the stream's configuration,
+schemas, projections, reactors) is then reported as skipped: opening the
+log would write to the directory. It exits with status 1 when a check
+fails; warnings and skipped checks do not fail.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			checks, err := a.doctor(cmd.Context(), data)
@@ -76,7 +79,8 @@ with status 1 when a check fails; warnings do not fail.`,
 // doctor runs the checks through the running server, or on the
 // directory itself when none runs.
 func (a *app) doctor(ctx context.Context, dir string) ([]kernel.Check, error) {
-	if st, ok := runningServer(ctx, dir); ok {
+	st, running := runningServer(ctx, dir)
+	if running {
 		c, err := a.connect(serverFlags{data: dir, addr: st.Addr})
 		if err != nil {
 			return nil, err
@@ -91,21 +95,10 @@ func (a *app) doctor(ctx context.Context, dir string) ([]kernel.Check, error) {
 		server := kernel.Check{Name: "server", Status: kernel.CheckOK, Detail: fmt.Sprintf("running at %s (pid %d)", st.Addr, st.PID)}
 		return append([]kernel.Check{server}, res.Checks...), nil
 	}
-	server := kernel.Check{Name: "server", Status: kernel.CheckOK, Detail: "not running; checked the directory directly"}
-	checks := kernel.DiagnoseDir(dir)
-	for _, c := range checks {
-		if c.Status == kernel.CheckFail {
-			return append([]kernel.Check{server}, checks...), nil // opening it would fail the same way
-		}
+	// No server: read the directory, write nothing (not even the token).
+	server := kernel.Check{Name: "server", Status: kernel.CheckOK, Detail: "not running; checked the directory without opening it"}
+	if st.Addr != "" {
+		server.Detail += fmt.Sprintf("; %s names %s (pid %d), which does not answer: left by a server that stopped without cleaning up", stateFile, st.Addr, st.PID)
 	}
-	k, err := newKernel(kernel.Config{Dir: dir, NoHTTP: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return nil, err
-	}
-	if err := k.Open(ctx); err != nil {
-		return append(append([]kernel.Check{server}, checks...), kernel.Check{Name: "open", Status: kernel.CheckFail,
-			Detail: err.Error(), Fix: "read the error: it names what failed (the log, a schema, a projection)"}), nil
-	}
-	defer k.Close(context.WithoutCancel(ctx))
-	return append([]kernel.Check{server}, k.Doctor(ctx)...), nil
+	return append([]kernel.Check{server}, kernel.DiagnoseStopped(ctx, dir)...), nil
 }

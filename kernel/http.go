@@ -261,19 +261,6 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, rd)
 }
 
-// encodeEntry is an entry's JSON, a malformed entry when it cannot be
-// encoded.
-func encodeEntry(e *eventlog.Event) []byte {
-	b, err := json.Marshal(e)
-	if err == nil {
-		return b
-	}
-	m := eventlog.Event{Seq: e.Seq, Stream: e.Stream, Time: e.Time, Malformed: &eventlog.Malformed{
-		Subject: eventlog.SubjectOf(e.Stream), Reason: "cannot be encoded as JSON: " + err.Error()}}
-	b, _ = json.Marshal(m)
-	return b
-}
-
 // ErrorResponse is the body of every error answer.
 type ErrorResponse struct {
 	Error ErrorBody `json:"error"`

@@ -281,3 +281,16 @@ func (a *api) sendStreamError(w http.ResponseWriter, r *http.Request, err error)
 	fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
 	_ = http.NewResponseController(w).Flush()
 }
+
+// encodeEntry is an entry's JSON, a malformed entry when it cannot be
+// encoded.
+func encodeEntry(e *eventlog.Event) []byte {
+	b, err := json.Marshal(e)
+	if err == nil {
+		return b
+	}
+	m := eventlog.Event{Seq: e.Seq, Stream: e.Stream, Time: e.Time, Malformed: &eventlog.Malformed{
+		Subject: eventlog.SubjectOf(e.Stream), Reason: "cannot be encoded as JSON: " + err.Error()}}
+	b, _ = json.Marshal(m)
+	return b
+}

@@ -69,6 +69,11 @@ func tablesV2() []schemas.Table {
 	}})
 }
 
+// Projection is the read model of this release, as Register declares
+// it on a kernel: for folding the log without one, as benchmarks and
+// offline rebuilds do (projections.Runner.BuildAsOf).
+func Projection() projections.Projection { return projection(current) }
+
 // projection returns the read model as of a release: version, tables and
 // fold go together.
 func projection(release int) projections.Projection {

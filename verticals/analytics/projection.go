@@ -1,11 +1,16 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/projections"
@@ -121,9 +126,9 @@ func applySite(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
 	return err
 }
 
-func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release int) error {
+func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release int) (err error) {
 	var d PageviewRecorded
-	if err := json.Unmarshal(e.Data, &d); err != nil {
+	if err := segjson.Unmarshal(e.Data, &d); err != nil {
 		return fmt.Errorf("decode %s: %w", e.Type, err)
 	}
 	at, err := time.Parse(time.RFC3339Nano, d.At)
@@ -132,28 +137,23 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 	}
 	day := at.UTC().Format(time.DateOnly)
 
-	res, err := projections.Exec(ctx, tx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
-		ON CONFLICT DO NOTHING`, d.Site, day, d.Visitor)
+	// The daily counts of a batch of events are written once per key,
+	// by Flush; outside a fold transaction, before returning.
+	b := projections.Batch[dailyBatch](ctx, tx)
+	if b == nil {
+		b = new(dailyBatch)
+		defer func() {
+			if err == nil {
+				err = b.Flush(ctx, tx)
+			}
+		}()
+	}
+	sd := siteDay{d.Site, day}
+	newVisitor, err := b.visit(ctx, tx, sd, d.Visitor)
 	if err != nil {
 		return err
 	}
-	newVisitor, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if _, err := projections.Exec(ctx, tx, `INSERT INTO daily (site, day, views, visitors) VALUES (?, ?, 1, ?)
-		ON CONFLICT (site, day) DO UPDATE SET views = views + 1, visitors = visitors + excluded.visitors`,
-		d.Site, day, newVisitor); err != nil {
-		return err
-	}
-	if err := bump(ctx, tx, "daily_paths", "path", d.Site, day, d.Path); err != nil {
-		return err
-	}
-	if d.Referrer != "" {
-		if err := bump(ctx, tx, "daily_referrers", "referrer", d.Site, day, d.Referrer); err != nil {
-			return err
-		}
-	}
+	b.add(sd, newVisitor, d.Path, d.Referrer, d.UTMSource, release)
 	if release < 2 {
 		_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor)
@@ -162,19 +162,120 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 	var source sql.NullString // NULL: the event has none (all v1 events)
 	if d.UTMSource != "" {
 		source = sql.NullString{String: d.UTMSource, Valid: true}
-		if err := bump(ctx, tx, "daily_sources", "source", d.Site, day, d.UTMSource); err != nil {
-			return err
-		}
 	}
 	_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor, utm_source)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor, source)
 	return err
 }
 
-// bump counts one view of a key (a path, referrer or source) on a day.
-// table and column are constants of this file, never input.
-func bump(ctx context.Context, tx *sql.Tx, table, column, site, day, key string) error {
-	_, err := projections.Exec(ctx, tx, `INSERT INTO `+table+` (site, day, `+column+`, views) VALUES (?, ?, ?, 1)
-		ON CONFLICT (site, day, `+column+`) DO UPDATE SET views = views + 1`, site, day, key)
-	return err
+// dailyBatch is what the page views of one fold transaction add to the
+// daily tables: views and new visitors per site and day, views per path,
+// referrer and source. Flush writes each key once, rather than an upsert
+// per table and event.
+type dailyBatch struct {
+	days      map[siteDay]*dayCount
+	paths     map[dayKey]int64
+	referrers map[dayKey]int64
+	sources   map[dayKey]int64
+	// seen are the visitors this batch has recorded already: not new.
+	seen map[visitorKey]struct{}
+}
+
+type siteDay struct{ site, day string }
+
+type dayKey struct {
+	siteDay
+	key string
+}
+
+type visitorKey struct {
+	siteDay
+	visitor string
+}
+
+type dayCount struct{ views, visitors int64 }
+
+// visit records a visitor on a site's day and reports whether it is the
+// day's first visit: daily_visitors is written at once, so the answer
+// holds across batches.
+func (b *dailyBatch) visit(ctx context.Context, tx *sql.Tx, sd siteDay, visitor string) (bool, error) {
+	k := visitorKey{sd, visitor}
+	if _, ok := b.seen[k]; ok {
+		return false, nil
+	}
+	res, err := projections.Exec(ctx, tx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
+		ON CONFLICT DO NOTHING`, sd.site, sd.day, visitor)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	if b.seen == nil {
+		b.seen = map[visitorKey]struct{}{}
+	}
+	b.seen[k] = struct{}{}
+	return n > 0, nil
+}
+
+// add counts one view. Direct visits (referrer "") are in no referrer
+// count; sources are counted from release 2.
+func (b *dailyBatch) add(sd siteDay, newVisitor bool, path, referrer, source string, release int) {
+	if b.days == nil {
+		b.days, b.paths, b.referrers, b.sources = map[siteDay]*dayCount{}, map[dayKey]int64{}, map[dayKey]int64{}, map[dayKey]int64{}
+	}
+	c := b.days[sd]
+	if c == nil {
+		c = new(dayCount)
+		b.days[sd] = c
+	}
+	c.views++
+	if newVisitor {
+		c.visitors++
+	}
+	b.paths[dayKey{sd, path}]++
+	if referrer != "" {
+		b.referrers[dayKey{sd, referrer}]++
+	}
+	if source != "" && release >= 2 {
+		b.sources[dayKey{sd, source}]++
+	}
+}
+
+// Flush writes the batch's counts, in key order: what is written never
+// depends on map order.
+func (b *dailyBatch) Flush(ctx context.Context, tx *sql.Tx) error {
+	days := slices.SortedFunc(maps.Keys(b.days), func(x, y siteDay) int {
+		return cmp.Or(cmp.Compare(x.site, y.site), cmp.Compare(x.day, y.day))
+	})
+	for _, sd := range days {
+		c := b.days[sd]
+		if _, err := projections.Exec(ctx, tx, `INSERT INTO daily (site, day, views, visitors) VALUES (?, ?, ?, ?)
+			ON CONFLICT (site, day) DO UPDATE SET views = views + excluded.views, visitors = visitors + excluded.visitors`,
+			sd.site, sd.day, c.views, c.visitors); err != nil {
+			return err
+		}
+	}
+	for _, t := range []struct {
+		counts map[dayKey]int64
+		upsert string
+	}{
+		{b.paths, `INSERT INTO daily_paths (site, day, path, views) VALUES (?, ?, ?, ?)
+			ON CONFLICT (site, day, path) DO UPDATE SET views = views + excluded.views`},
+		{b.referrers, `INSERT INTO daily_referrers (site, day, referrer, views) VALUES (?, ?, ?, ?)
+			ON CONFLICT (site, day, referrer) DO UPDATE SET views = views + excluded.views`},
+		{b.sources, `INSERT INTO daily_sources (site, day, source, views) VALUES (?, ?, ?, ?)
+			ON CONFLICT (site, day, source) DO UPDATE SET views = views + excluded.views`},
+	} {
+		keys := slices.SortedFunc(maps.Keys(t.counts), func(x, y dayKey) int {
+			return cmp.Or(cmp.Compare(x.site, y.site), cmp.Compare(x.day, y.day), cmp.Compare(x.key, y.key))
+		})
+		for _, k := range keys {
+			if _, err := projections.Exec(ctx, tx, t.upsert, k.site, k.day, k.key, t.counts[k]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

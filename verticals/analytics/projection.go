@@ -126,7 +126,7 @@ func applySite(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
 	return err
 }
 
-func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release int) (err error) {
+func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release int) error {
 	var d PageviewRecorded
 	if err := segjson.Unmarshal(e.Data, &d); err != nil {
 		return fmt.Errorf("decode %s: %w", e.Type, err)
@@ -136,144 +136,120 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 		return fmt.Errorf("%s: at: %w", e.Type, err)
 	}
 	day := at.UTC().Format(time.DateOnly)
-
-	// The daily counts of a batch of events are written once per key,
-	// by Flush; outside a fold transaction, before returning.
-	b := projections.Batch[dailyBatch](ctx, tx)
-	if b == nil {
-		b = new(dailyBatch)
-		defer func() {
-			if err == nil {
-				err = b.Flush(ctx, tx)
-			}
-		}()
-	}
-	sd := siteDay{d.Site, day}
-	newVisitor, err := b.visit(ctx, tx, sd, d.Visitor)
-	if err != nil {
-		return err
-	}
-	b.add(sd, newVisitor, d.Path, d.Referrer, d.UTMSource, release)
 	if release < 2 {
 		_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor)
+	} else {
+		var source sql.NullString // NULL: the event has none (all v1 events)
+		if d.UTMSource != "" {
+			source = sql.NullString{String: d.UTMSource, Valid: true}
+		}
+		_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor, utm_source)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor, source)
+	}
+	if err != nil {
 		return err
 	}
-	var source sql.NullString // NULL: the event has none (all v1 events)
-	if d.UTMSource != "" {
-		source = sql.NullString{String: d.UTMSource, Valid: true}
+	if release < 2 {
+		d.UTMSource = "" // release 1 counts no sources
 	}
-	_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor, utm_source)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor, source)
-	return err
+	// The daily tables are written once per key and batch, by Flush.
+	if b := projections.Batch[dailyBatch](ctx, tx); b != nil {
+		b.add(day, &d)
+		return nil
+	}
+	// Not in a fold transaction (Apply called directly): a batch of one.
+	var b dailyBatch
+	b.add(day, &d)
+	return b.Flush(ctx, tx)
 }
 
 // dailyBatch is what the page views of one fold transaction add to the
-// daily tables: views and new visitors per site and day, views per path,
-// referrer and source. Flush writes each key once, rather than an upsert
-// per table and event.
+// daily tables, per site and day. Flush writes each key once, rather
+// than five statements per event.
 type dailyBatch struct {
-	days      map[siteDay]*dayCount
-	paths     map[dayKey]int64
-	referrers map[dayKey]int64
-	sources   map[dayKey]int64
-	// seen are the visitors this batch has recorded already: not new.
-	seen map[visitorKey]struct{}
+	days map[siteDay]*dayBatch
 }
 
 type siteDay struct{ site, day string }
 
-type dayKey struct {
-	siteDay
-	key string
+// dayBatch is what a batch adds to one site's day.
+type dayBatch struct {
+	views int64
+	// visitors are the day's visitors seen in the batch, each once;
+	// daily_visitors says which of them are new.
+	visitors map[string]struct{}
+	paths    map[string]int64
+	// Direct visits (referrer "") are not counted.
+	referrers map[string]int64
+	sources   map[string]int64
 }
 
-type visitorKey struct {
-	siteDay
-	visitor string
-}
-
-type dayCount struct{ views, visitors int64 }
-
-// visit records a visitor on a site's day and reports whether it is the
-// day's first visit: daily_visitors is written at once, so the answer
-// holds across batches.
-func (b *dailyBatch) visit(ctx context.Context, tx *sql.Tx, sd siteDay, visitor string) (bool, error) {
-	k := visitorKey{sd, visitor}
-	if _, ok := b.seen[k]; ok {
-		return false, nil
-	}
-	res, err := projections.Exec(ctx, tx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
-		ON CONFLICT DO NOTHING`, sd.site, sd.day, visitor)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, err
-	}
-	if b.seen == nil {
-		b.seen = map[visitorKey]struct{}{}
-	}
-	b.seen[k] = struct{}{}
-	return n > 0, nil
-}
-
-// add counts one view. Direct visits (referrer "") are in no referrer
-// count; sources are counted from release 2.
-func (b *dailyBatch) add(sd siteDay, newVisitor bool, path, referrer, source string, release int) {
+func (b *dailyBatch) add(day string, d *PageviewRecorded) {
 	if b.days == nil {
-		b.days, b.paths, b.referrers, b.sources = map[siteDay]*dayCount{}, map[dayKey]int64{}, map[dayKey]int64{}, map[dayKey]int64{}
+		b.days = map[siteDay]*dayBatch{}
 	}
-	c := b.days[sd]
-	if c == nil {
-		c = new(dayCount)
-		b.days[sd] = c
+	sd := siteDay{d.Site, day}
+	db := b.days[sd]
+	if db == nil {
+		db = &dayBatch{visitors: map[string]struct{}{}, paths: map[string]int64{}, referrers: map[string]int64{}, sources: map[string]int64{}}
+		b.days[sd] = db
 	}
-	c.views++
-	if newVisitor {
-		c.visitors++
+	db.views++
+	db.visitors[d.Visitor] = struct{}{}
+	db.paths[d.Path]++
+	if d.Referrer != "" {
+		db.referrers[d.Referrer]++
 	}
-	b.paths[dayKey{sd, path}]++
-	if referrer != "" {
-		b.referrers[dayKey{sd, referrer}]++
-	}
-	if source != "" && release >= 2 {
-		b.sources[dayKey{sd, source}]++
+	if d.UTMSource != "" {
+		db.sources[d.UTMSource]++
 	}
 }
 
-// Flush writes the batch's counts, in key order: what is written never
-// depends on map order.
+// Flush writes the batch's counts: sites and days in order, each day's
+// keys in order, so what is written never depends on map order. One row
+// per statement: SQLite gives a statement that writes many rows its own
+// journal, which costs more than it saves.
 func (b *dailyBatch) Flush(ctx context.Context, tx *sql.Tx) error {
 	days := slices.SortedFunc(maps.Keys(b.days), func(x, y siteDay) int {
 		return cmp.Or(cmp.Compare(x.site, y.site), cmp.Compare(x.day, y.day))
 	})
 	for _, sd := range days {
-		c := b.days[sd]
+		db := b.days[sd]
+		// The visitors daily_visitors did not hold yet are new.
+		var added int64
+		for _, v := range slices.Sorted(maps.Keys(db.visitors)) {
+			res, err := projections.Exec(ctx, tx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
+				ON CONFLICT DO NOTHING`, sd.site, sd.day, v)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			added += n
+		}
 		if _, err := projections.Exec(ctx, tx, `INSERT INTO daily (site, day, views, visitors) VALUES (?, ?, ?, ?)
 			ON CONFLICT (site, day) DO UPDATE SET views = views + excluded.views, visitors = visitors + excluded.visitors`,
-			sd.site, sd.day, c.views, c.visitors); err != nil {
+			sd.site, sd.day, db.views, added); err != nil {
 			return err
 		}
-	}
-	for _, t := range []struct {
-		counts map[dayKey]int64
-		upsert string
-	}{
-		{b.paths, `INSERT INTO daily_paths (site, day, path, views) VALUES (?, ?, ?, ?)
-			ON CONFLICT (site, day, path) DO UPDATE SET views = views + excluded.views`},
-		{b.referrers, `INSERT INTO daily_referrers (site, day, referrer, views) VALUES (?, ?, ?, ?)
-			ON CONFLICT (site, day, referrer) DO UPDATE SET views = views + excluded.views`},
-		{b.sources, `INSERT INTO daily_sources (site, day, source, views) VALUES (?, ?, ?, ?)
-			ON CONFLICT (site, day, source) DO UPDATE SET views = views + excluded.views`},
-	} {
-		keys := slices.SortedFunc(maps.Keys(t.counts), func(x, y dayKey) int {
-			return cmp.Or(cmp.Compare(x.site, y.site), cmp.Compare(x.day, y.day), cmp.Compare(x.key, y.key))
-		})
-		for _, k := range keys {
-			if _, err := projections.Exec(ctx, tx, t.upsert, k.site, k.day, k.key, t.counts[k]); err != nil {
-				return err
+		for _, c := range []struct {
+			counts map[string]int64
+			upsert string
+		}{
+			{db.paths, `INSERT INTO daily_paths (site, day, path, views) VALUES (?, ?, ?, ?)
+				ON CONFLICT (site, day, path) DO UPDATE SET views = views + excluded.views`},
+			{db.referrers, `INSERT INTO daily_referrers (site, day, referrer, views) VALUES (?, ?, ?, ?)
+				ON CONFLICT (site, day, referrer) DO UPDATE SET views = views + excluded.views`},
+			{db.sources, `INSERT INTO daily_sources (site, day, source, views) VALUES (?, ?, ?, ?)
+				ON CONFLICT (site, day, source) DO UPDATE SET views = views + excluded.views`},
+		} {
+			for _, k := range slices.Sorted(maps.Keys(c.counts)) {
+				if _, err := projections.Exec(ctx, tx, c.upsert, sd.site, sd.day, k, c.counts[k]); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -73,6 +73,14 @@
 //   - Write with [Exec] (and read with [QueryRow]) rather than
 //     tx.ExecContext: they prepare each query once per batch, which
 //     makes catching up and rebuilding several times faster.
+//   - When many events update the same rows (counts per key, daily
+//     totals), accumulate them in the transaction's [Batch] state and
+//     write each row once, in its Flush, which the runner calls after
+//     the transaction's last Apply and before its checkpoint. Flush
+//     writes in sorted key order (never map order); Apply checks each
+//     event, so that a bad one still halts the projection at that event,
+//     and falls back to writing at once when Batch is nil (Apply called
+//     outside a fold). A batch folded again starts from a new state.
 //   - Apply writes only through tx and only its own tables; the
 //     authorizer refuses DDL outside [sqlitedb.Migrate], so tables are
 //     only ever declared in Tables (names starting with fazt_ are the

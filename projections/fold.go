@@ -369,6 +369,7 @@ func (g *gen) commit(ctx context.Context, events []eventlog.Event, next checkpoi
 	if len(events) > 1 {
 		actx = context.WithValue(ctx, stmtsKey{}, &txStmts{tx: tx})
 	}
+	actx, batch := withBatch(actx, tx)
 	for i := range events {
 		if err := g.apply(actx, tx, events[i]); err != nil {
 			if ctx.Err() != nil {
@@ -376,6 +377,12 @@ func (g *gen) commit(ctx context.Context, events []eventlog.Event, next checkpoi
 			}
 			return i, err
 		}
+	}
+	if err := g.flush(actx, tx, batch); err != nil { // not an event's fault: retried (see Batch)
+		if ctx.Err() != nil {
+			return -1, ctx.Err()
+		}
+		return -1, err
 	}
 	if skip != nil {
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO fazt_skipped (seq, event_id, event_type, error, record_seq) VALUES (?, ?, ?, ?, ?)`,

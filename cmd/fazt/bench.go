@@ -49,7 +49,8 @@ Scenarios:
   1  append, relaxed, vs JetStream async publish (each --sizes payload)
   2  append, strict, at each --callers vs JetStream publish with fsync
   3  projection catch-up and full rebuild vs ordered replay and batched
-     SQLite insert (--rebuild-events events)
+     SQLite insert (--rebuild-events events); the same for the analytics
+     read model, rebuilt from --rebuild-events realistic page views
   4  append to visible in the read model: the maximum rate, then paced
      at 1,000 events/s and at 50% and 80% of the maximum
   5  read-only queries on a projection vs SELECTs on SQLite

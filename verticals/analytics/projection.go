@@ -1,11 +1,16 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/projections"
@@ -69,6 +74,11 @@ func tablesV2() []schemas.Table {
 	}})
 }
 
+// Projection is the read model of this release, as Register declares
+// it on a kernel: for folding the log without one, as benchmarks and
+// offline rebuilds do (projections.Runner.BuildAsOf).
+func Projection() projections.Projection { return projection(current) }
+
 // projection returns the read model as of a release: version, tables and
 // fold go together.
 func projection(release int) projections.Projection {
@@ -118,7 +128,7 @@ func applySite(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
 
 func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release int) error {
 	var d PageviewRecorded
-	if err := json.Unmarshal(e.Data, &d); err != nil {
+	if err := segjson.Unmarshal(e.Data, &d); err != nil {
 		return fmt.Errorf("decode %s: %w", e.Type, err)
 	}
 	at, err := time.Parse(time.RFC3339Nano, d.At)
@@ -126,50 +136,122 @@ func applyPageview(ctx context.Context, tx *sql.Tx, e eventlog.Event, release in
 		return fmt.Errorf("%s: at: %w", e.Type, err)
 	}
 	day := at.UTC().Format(time.DateOnly)
-
-	res, err := projections.Exec(ctx, tx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
-		ON CONFLICT DO NOTHING`, d.Site, day, d.Visitor)
-	if err != nil {
-		return err
-	}
-	newVisitor, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if _, err := projections.Exec(ctx, tx, `INSERT INTO daily (site, day, views, visitors) VALUES (?, ?, 1, ?)
-		ON CONFLICT (site, day) DO UPDATE SET views = views + 1, visitors = visitors + excluded.visitors`,
-		d.Site, day, newVisitor); err != nil {
-		return err
-	}
-	if err := bump(ctx, tx, "daily_paths", "path", d.Site, day, d.Path); err != nil {
-		return err
-	}
-	if d.Referrer != "" {
-		if err := bump(ctx, tx, "daily_referrers", "referrer", d.Site, day, d.Referrer); err != nil {
-			return err
-		}
-	}
 	if release < 2 {
 		_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor)
+	} else {
+		var source sql.NullString // NULL: the event has none (all v1 events)
+		if d.UTMSource != "" {
+			source = sql.NullString{String: d.UTMSource, Valid: true}
+		}
+		_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor, utm_source)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor, source)
+	}
+	if err != nil {
 		return err
 	}
-	var source sql.NullString // NULL: the event has none (all v1 events)
-	if d.UTMSource != "" {
-		source = sql.NullString{String: d.UTMSource, Valid: true}
-		if err := bump(ctx, tx, "daily_sources", "source", d.Site, day, d.UTMSource); err != nil {
-			return err
-		}
+	if release < 2 {
+		d.UTMSource = "" // release 1 counts no sources
 	}
-	_, err = projections.Exec(ctx, tx, `INSERT INTO pageviews (seq, site, day, at, path, referrer, ua_class, visitor, utm_source)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, d.Site, day, d.At, d.Path, d.Referrer, d.UAClass, d.Visitor, source)
-	return err
+	// The daily tables are written once per key and batch, by Flush.
+	if b := projections.Batch[dailyBatch](ctx, tx); b != nil {
+		b.add(day, &d)
+		return nil
+	}
+	// Not in a fold transaction (Apply called directly): a batch of one.
+	var b dailyBatch
+	b.add(day, &d)
+	return b.Flush(ctx, tx)
 }
 
-// bump counts one view of a key (a path, referrer or source) on a day.
-// table and column are constants of this file, never input.
-func bump(ctx context.Context, tx *sql.Tx, table, column, site, day, key string) error {
-	_, err := projections.Exec(ctx, tx, `INSERT INTO `+table+` (site, day, `+column+`, views) VALUES (?, ?, ?, 1)
-		ON CONFLICT (site, day, `+column+`) DO UPDATE SET views = views + 1`, site, day, key)
-	return err
+// dailyBatch is what the page views of one fold transaction add to the
+// daily tables, per site and day. Flush writes each key once, rather
+// than five statements per event.
+type dailyBatch struct {
+	days map[siteDay]*dayBatch
+}
+
+type siteDay struct{ site, day string }
+
+// dayBatch is what a batch adds to one site's day.
+type dayBatch struct {
+	views int64
+	// visitors are the day's visitors seen in the batch, each once;
+	// daily_visitors says which of them are new.
+	visitors map[string]struct{}
+	paths    map[string]int64
+	// Direct visits (referrer "") are not counted.
+	referrers map[string]int64
+	sources   map[string]int64
+}
+
+func (b *dailyBatch) add(day string, d *PageviewRecorded) {
+	if b.days == nil {
+		b.days = map[siteDay]*dayBatch{}
+	}
+	sd := siteDay{d.Site, day}
+	db := b.days[sd]
+	if db == nil {
+		db = &dayBatch{visitors: map[string]struct{}{}, paths: map[string]int64{}, referrers: map[string]int64{}, sources: map[string]int64{}}
+		b.days[sd] = db
+	}
+	db.views++
+	db.visitors[d.Visitor] = struct{}{}
+	db.paths[d.Path]++
+	if d.Referrer != "" {
+		db.referrers[d.Referrer]++
+	}
+	if d.UTMSource != "" {
+		db.sources[d.UTMSource]++
+	}
+}
+
+// Flush writes the batch's counts: sites and days in order, each day's
+// keys in order, so what is written never depends on map order. One row
+// per statement: SQLite gives a statement that writes many rows its own
+// journal, which costs more than it saves.
+func (b *dailyBatch) Flush(ctx context.Context, tx *sql.Tx) error {
+	days := slices.SortedFunc(maps.Keys(b.days), func(x, y siteDay) int {
+		return cmp.Or(cmp.Compare(x.site, y.site), cmp.Compare(x.day, y.day))
+	})
+	for _, sd := range days {
+		db := b.days[sd]
+		// The visitors daily_visitors did not hold yet are new.
+		var added int64
+		for _, v := range slices.Sorted(maps.Keys(db.visitors)) {
+			res, err := projections.Exec(ctx, tx, `INSERT INTO daily_visitors (site, day, visitor) VALUES (?, ?, ?)
+				ON CONFLICT DO NOTHING`, sd.site, sd.day, v)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			added += n
+		}
+		if _, err := projections.Exec(ctx, tx, `INSERT INTO daily (site, day, views, visitors) VALUES (?, ?, ?, ?)
+			ON CONFLICT (site, day) DO UPDATE SET views = views + excluded.views, visitors = visitors + excluded.visitors`,
+			sd.site, sd.day, db.views, added); err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			counts map[string]int64
+			upsert string
+		}{
+			{db.paths, `INSERT INTO daily_paths (site, day, path, views) VALUES (?, ?, ?, ?)
+				ON CONFLICT (site, day, path) DO UPDATE SET views = views + excluded.views`},
+			{db.referrers, `INSERT INTO daily_referrers (site, day, referrer, views) VALUES (?, ?, ?, ?)
+				ON CONFLICT (site, day, referrer) DO UPDATE SET views = views + excluded.views`},
+			{db.sources, `INSERT INTO daily_sources (site, day, source, views) VALUES (?, ?, ?, ?)
+				ON CONFLICT (site, day, source) DO UPDATE SET views = views + excluded.views`},
+		} {
+			for _, k := range slices.Sorted(maps.Keys(c.counts)) {
+				if _, err := projections.Exec(ctx, tx, c.upsert, sd.site, sd.day, k, c.counts[k]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -41,7 +41,8 @@ type Config struct {
 	// past. Without it every event is in the window, the worst case.
 	Settle bool
 	// RebuildEvents is the size of the log folded by scenario 3 (and,
-	// up to 20,000, read by scenario 5).
+	// up to 20,000, read by scenario 5); scenario 3's analytics row
+	// folds that many page views.
 	RebuildEvents int
 	// Dir is where the run's temporary directory is made (the disk
 	// measured); empty means the system's temporary directory.

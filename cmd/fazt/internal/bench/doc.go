@@ -11,7 +11,8 @@
 //     publish with an fsync per message (sync_always);
 //  3. a projection's catch-up and full rebuild vs the slower of a
 //     JetStream ordered-consumer replay and a batched SQLite insert of
-//     the same rows;
+//     the same rows; and the same for the analytics vertical's read
+//     model, rebuilt from realistic page views (see analyticsbench);
 //  4. append to visible in the read model: the highest closed-loop
 //     rate, then paced open-loop at 1,000 events/s and at 50% and 80% of
 //     that maximum, each latency taken from the event's scheduled send

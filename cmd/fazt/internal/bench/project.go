@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/projections/sqlitedb"
+	"github.com/fazt-sh/fazt/verticals/analytics"
+	"github.com/fazt-sh/fazt/verticals/analytics/analyticsbench"
 )
 
 // fillAndProject fills l with n hits, then opens a runner in dir and
@@ -27,18 +30,27 @@ func (b *bench) fillAndProject(ctx context.Context, l *eventlog.Log, dir string,
 	if err != nil {
 		return nil, 0, err
 	}
+	if err := b.waitProjected(ctx, r, projName, last); err != nil {
+		closeRunner(r)
+		return nil, 0, err
+	}
+	return r, last, nil
+}
+
+// waitProjected waits until r has folded the log up to last into name,
+// saying how far it got now and then.
+func (b *bench) waitProjected(ctx context.Context, r *projections.Runner, name string, last uint64) error {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-		err := r.WaitFor(wctx, projName, last)
+		err := r.WaitFor(wctx, name, last)
 		cancel()
 		if err == nil {
-			return r, last, nil
+			return nil
 		}
 		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			closeRunner(r)
-			return nil, 0, fmt.Errorf("project the log: %w", err)
+			return fmt.Errorf("project the log: %w", err)
 		}
-		b.prog.say("projecting: %d/%d events", r.Status(projName).Seq, last)
+		b.prog.say("projecting: %d/%d events", r.Status(name).Seq, last)
 	}
 }
 
@@ -46,6 +58,7 @@ func (b *bench) fillAndProject(ctx context.Context, l *eventlog.Log, dir string,
 // a full blue/green rebuild of a serving one, against the two raw
 // ingredients of a fold: replaying the events in order with a JetStream
 // ordered consumer and inserting the same rows into SQLite in batches.
+// Then the same for the analytics read model (rebuildAnalytics).
 func (b *bench) rebuild(ctx context.Context, dir string) ([]Row, error) {
 	n := b.cfg.RebuildEvents
 	l, err := openLog(ctx, filepath.Join(dir, "log"), eventlog.Relaxed)
@@ -82,7 +95,7 @@ func (b *bench) rebuild(ctx context.Context, dir string) ([]Row, error) {
 			return nil, err
 		}
 		b.prog.say("kernel full rebuild, round %d/%d", r, b.cfg.Rounds)
-		rebuilt, err := rebuildOnce(ctx, serving, n)
+		rebuilt, err := rebuildOnce(ctx, serving, projName, n)
 		if err != nil {
 			return nil, err
 		}
@@ -109,7 +122,118 @@ func (b *bench) rebuild(ctx context.Context, dir string) ([]Row, error) {
 		row.Note = note
 	}
 	full.atLeast(0.5)
-	return []Row{catch, full}, nil
+	rows := []Row{catch, full}
+	pv, err := b.rebuildAnalytics(ctx, filepath.Join(dir, "analytics"))
+	if err != nil {
+		return rows, fmt.Errorf("analytics: %w", err)
+	}
+	return append(rows, pv), nil
+}
+
+// rebuildAnalytics is scenario 3's analytics row: a full blue/green
+// rebuild of the analytics vertical's read model from a log of
+// --rebuild-events realistic page views (analyticsbench), against its
+// own raw ingredients: an ordered replay of the same events, and a
+// batched insert of the rows the read model holds (every table, the
+// aggregates counted beforehand).
+func (b *bench) rebuildAnalytics(ctx context.Context, dir string) (Row, error) {
+	l, err := openLog(ctx, filepath.Join(dir, "log"), eventlog.Relaxed)
+	if err != nil {
+		return Row{}, err
+	}
+	defer closeLog(l)
+	s := analyticsbench.NewSample(b.cfg.RebuildEvents, 1)
+	n := s.Events()
+	b.prog.say("filling a log with %d page views", s.Views())
+	last, err := s.Fill(ctx, l, func(done int) { b.prog.say("filling a log with page views: %d/%d events", done, n) })
+	if err != nil {
+		return Row{}, fmt.Errorf("fill the log: %w", err)
+	}
+	serving := projections.New(filepath.Join(dir, "serving"), l)
+	serving.Logger = quiet
+	p := analytics.Projection()
+	if err := serving.Register(p); err != nil {
+		return Row{}, err
+	}
+	if err := serving.Open(ctx); err != nil {
+		return Row{}, fmt.Errorf("open projections: %w", err)
+	}
+	defer closeRunner(serving)
+	if err := b.waitProjected(ctx, serving, p.Name, last); err != nil {
+		return Row{}, err
+	}
+
+	var raws, rebuilds []sample
+	var replays, inserts []float64
+	for r := 1; r <= b.cfg.Rounds; r++ {
+		b.prog.say("analytics: raw ordered replay, round %d/%d", r, b.cfg.Rounds)
+		start := time.Now()
+		if err := analyticsbench.Replay(ctx, l, n); err != nil {
+			return Row{}, err
+		}
+		replay := sample{ops: n, elapsed: time.Since(start)}
+		b.prog.say("analytics: raw batched SQLite insert, round %d/%d", r, b.cfg.Rounds)
+		raw := filepath.Join(dir, fmt.Sprintf("raw%d.db", r))
+		took, err := s.Insert(ctx, raw)
+		if err != nil {
+			return Row{}, fmt.Errorf("raw insert: %w", err)
+		}
+		insert := sample{ops: n, elapsed: took}
+		b.prog.say("analytics: kernel full rebuild, round %d/%d", r, b.cfg.Rounds)
+		rebuilt, err := rebuildOnce(ctx, serving, p.Name, n)
+		if err != nil {
+			return Row{}, err
+		}
+		if r == 1 {
+			if err := sameRows(ctx, raw, serving.Status(p.Name).File); err != nil {
+				return Row{}, err
+			}
+		}
+		removeDB(raw)
+		replays, inserts = append(replays, replay.rate()), append(inserts, insert.rate())
+		raws, rebuilds = append(raws, slower(replay, insert)), append(rebuilds, rebuilt)
+	}
+	row := rateRow("full rebuild, blue/green, analytics", "ev/s", "min(ordered replay, batched SQLite insert)", raws, rebuilds)
+	row.Latency = fmt.Sprintf("between checkpoint advances (batches of up to %d)", projections.DefaultBatchSize)
+	row.RawP50, row.RawP99 = 0, 0
+	row.Note = fmt.Sprintf("%d page views of %d sites over %d days and %d site creations (analyticsbench); raw ordered replay %s ev/s, "+
+		"raw batched insert of the read model's rows %s ev/s (medians)",
+		s.Views(), s.Sites(), analyticsbench.Days, s.Sites(), si(median(replays)), si(median(inserts)))
+	row.atLeast(0.5)
+	return row, nil
+}
+
+// slower is the sample with the lower rate: a fold can be no faster
+// than reading the events or writing the rows.
+func slower(a, b sample) sample {
+	if b.rate() < a.rate() {
+		return b
+	}
+	return a
+}
+
+// sameRows reports an error unless the SQLite files at raw and folded
+// hold the same analytics read model: the benchmark's rows are the
+// fold's.
+func sameRows(ctx context.Context, raw, folded string) error {
+	a, err := analyticsbench.Digest(ctx, raw)
+	if err != nil {
+		return err
+	}
+	f, err := analyticsbench.Digest(ctx, folded)
+	if err != nil {
+		return err
+	}
+	if !maps.Equal(a, f) {
+		return fmt.Errorf("the rebuilt read model differs from the rows inserted raw: %v, raw %v", f, a)
+	}
+	return nil
+}
+
+func removeDB(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
 }
 
 func rates(s []sample) []float64 {
@@ -140,16 +264,16 @@ func catchUp(ctx context.Context, dir string, l *eventlog.Log, last uint64) (sam
 	return sample{ops: int(last), elapsed: time.Since(start), lat: lat}, nil
 }
 
-// rebuildOnce rebuilds the serving runner's projection from scratch and
-// times it until the new file has replaced the old.
-func rebuildOnce(ctx context.Context, r *projections.Runner, n int) (sample, error) {
-	old := r.Status(projName).File
+// rebuildOnce rebuilds the serving runner's projection name from
+// scratch and times it until the new file has replaced the old.
+func rebuildOnce(ctx context.Context, r *projections.Runner, name string, n int) (sample, error) {
+	old := r.Status(name).File
 	start := time.Now()
-	if err := r.Rebuild(ctx, projName); err != nil {
+	if err := r.Rebuild(ctx, name); err != nil {
 		return sample{}, err
 	}
 	lat, err := track(ctx, func() (uint64, bool) {
-		s := r.Status(projName)
+		s := r.Status(name)
 		if s.Rebuild != nil {
 			return s.Rebuild.Done, false
 		}

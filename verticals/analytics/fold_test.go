@@ -13,14 +13,22 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/schemas"
 	"github.com/fazt-sh/fazt/verticals/analytics"
 	"github.com/fazt-sh/fazt/verticals/analytics/analyticsbench"
 )
 
+// openTestLog opens a log that checks every event against the
+// vertical's schemas, as a kernel does: the sample's events are valid.
 func openTestLog(t *testing.T) *eventlog.Log {
 	t.Helper()
+	reg := schemas.NewRegistry()
+	if err := analytics.RegisterSchemas(reg); err != nil {
+		t.Fatal(err)
+	}
 	l := eventlog.New(t.TempDir())
 	l.Logger = slog.New(slog.DiscardHandler)
+	l.Validate = reg.Validate
 	if err := l.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}

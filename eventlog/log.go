@@ -195,7 +195,7 @@ func (l *Log) Open(ctx context.Context) error {
 		if p := l.reserved.cats.Load(); p != nil {
 			reserved = *p
 		}
-		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, l.storeLimit(), l.StreamName, reserved, writerPass, readerPass); err != nil {
+		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, noStoreLimit, l.StreamName, reserved, writerPass, readerPass); err != nil {
 			return err
 		}
 		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, writerPass))
@@ -590,7 +590,8 @@ func (l *Log) prepare(events []Event, expect []Expectation, w *Writer) (*appendR
 			req.streams = append(req.streams, e.Stream)
 		}
 	}
-	req.bytes = total
+	// What the events take in the store: data plus envelope and index.
+	req.bytes = total + len(req.events)*storedOverhead
 	if total > MaxAppendBytes {
 		return nil, false, invalidf("append carries %d bytes of data; the limit is %d", total, MaxAppendBytes)
 	}

@@ -30,6 +30,10 @@ const (
 	// against may be. At the log's top speed (about 30 MB/s) that is a few
 	// megabytes, well inside the reserve.
 	spaceCheckEvery = 100 * time.Millisecond
+	// storedOverhead is about what JetStream stores per event besides its
+	// data (subject, envelope headers, record framing), so that the bytes
+	// counted between two measures are not under the truth.
+	storedOverhead = 256
 )
 
 // StorageStatus is what the log knows of its storage, for doctor,
@@ -226,7 +230,7 @@ func (l *Log) reenableJetStream(now time.Time) {
 			return
 		}
 	}
-	cfg := &server.JetStreamConfig{StoreDir: l.Dir, MaxStore: l.storeLimit(), SyncInterval: l.syncInterval(), Strict: true}
+	cfg := &server.JetStreamConfig{StoreDir: l.Dir, MaxStore: noStoreLimit, SyncInterval: l.syncInterval(), Strict: true}
 	err := l.srv.EnableJetStream(cfg)
 	// With a listener's account configured, the server does not turn
 	// JetStream on in the kernel's (global) account by itself.
@@ -240,9 +244,6 @@ func (l *Log) reenableJetStream(now time.Time) {
 	l.stale.Store(true) // the view may predate what the failure lost
 	l.Logger.Info("JetStream restarted: the event log takes appends again")
 }
-
-// storeLimit is the JetStream storage limit the embedded server is given.
-func (l *Log) storeLimit() int64 { return noStoreLimit }
 
 // syncInterval is the server's sync interval: strict logs fsync each
 // group themselves, so the server's periodic sync is left at its default.

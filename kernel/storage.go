@@ -52,18 +52,20 @@ func (c storageCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // readyzWrites is 200 while the log takes appends, 503 otherwise (not
-// open, or out of storage) with the reason.
+// open, or out of storage). The route is open, so it says no more than
+// that: the figures and the data directory are for doctor and /metrics,
+// behind the token.
 func (a *api) readyzWrites(w http.ResponseWriter, r *http.Request) {
 	if !a.open.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "the event log is not open: the server is starting or stopping"})
 		return
 	}
-	st := a.log.Storage()
-	if st.Refusing {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "insufficient_storage", "reason": st.Reason, "storage": st})
+	if a.log.Storage().Refusing {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "insufficient_storage",
+			"reason": "appends are refused: the log's disk is down to its reserve or the log is at its storage limit; see fazt doctor"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "storage": st})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // checkStorage is doctor's view of the log's storage.

@@ -153,8 +153,8 @@ func TestDiskReserveOverHTTP(t *testing.T) {
 	if got := logLength(t, k) - before; got != ok {
 		t.Fatalf("%d appends acknowledged, %d events in the log", ok, got)
 	}
-	if status, _, _ := call(t, k, "GET", "/readyz/writes", "", ""); status != http.StatusServiceUnavailable {
-		t.Errorf("/readyz/writes while the disk is at its reserve: %d", status)
+	if status, body, _ := call(t, k, "GET", "/readyz/writes", "", ""); status != http.StatusServiceUnavailable || strings.Contains(body, dir) {
+		t.Errorf("/readyz/writes (open, no token) while the disk is at its reserve: %d %s; want 503 without the data directory", status, body)
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

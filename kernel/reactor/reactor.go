@@ -59,7 +59,7 @@ type Reactor struct {
 	// Handle performs the side effect. key is the event's ID, stable
 	// across redeliveries: use it to make the side effect idempotent.
 	// Returning an error retries the event later. Calls never overlap
-	// within one handle (the loop and RetryParked take turns), but two
+	// within one Runner (the loop and RetryParked take turns), but two
 	// nodes call their handlers concurrently.
 	Handle func(ctx context.Context, e eventlog.Event, key string) error
 	// MaxAttempts is how many failed attempts park an event

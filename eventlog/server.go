@@ -141,7 +141,7 @@ const (
 )
 
 // kernelConsumerPrefixes begin the names of the kernel's own durable
-// consumers (projections.ReactorConsumerName): a listener client may not
+// consumers (reactor.ConsumerName): a listener client may not
 // take such a name before the kernel uses it.
 var kernelConsumerPrefixes = []string{"reactor_"}
 

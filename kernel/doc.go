@@ -26,8 +26,12 @@
 //
 // The kernel keeps records of its own in the log: run-time schema
 // registrations ("schemas"), skip decisions ("projections") and parked
-// events ("reactors"). New reserves these categories
-// (eventlog.Log.Reserve), so only the kernel's code paths write there,
+// events ("reactors"). New registers their event types, in one place
+// (schemas.TypeRegistered, projections.TypeEventSkipped,
+// reactor.TypeEventParked and reactor.TypeEventUnparked, each with the
+// schema its writing package exports; the committed ledger holds them),
+// and reserves these categories (eventlog.Log.Reserve), so only the
+// kernel's code paths write there,
 // each after its own checks: an append through POST /v1/events, the CLI
 // or the SDK into such a stream, or with such an event type, is refused
 // with 400. Nothing read from the log stops a start: a record there that
@@ -51,7 +55,7 @@
 //   - event types with their JSON Schemas: RegisterEvent (versions only
 //     grow, each a compatible extension of the one before);
 //   - read models: RegisterProjection;
-//   - side-effect consumers: RegisterReactor;
+//   - side-effect consumers: RegisterReactor (see package reactor);
 //   - HTTP routes: Handle for admin routes under /v1/ (the bearer token
 //     is required), HandlePublic for routes anyone may call (rate limited
 //     per client address, small bodies).
@@ -61,6 +65,31 @@
 // events or refuse (Refusef), append expecting the version read, retry a
 // bounded number of times on conflict, each time from a new state made
 // by the Decider's Init.
+//
+// # Reactors
+//
+// Every service is a reactor, and so is any part of a vertical that acts
+// on the world (sends a mail, calls an API, writes files). A reactor,
+// described by a reactor.Reactor, gets each matching event at least
+// once, in log order, with the event's ID as an idempotency key; a
+// failing event is retried with backoff and then parked, visibly, never
+// dropped. Register it before Open:
+//
+//	err := k.RegisterReactor(reactor.Reactor{
+//		Name:   "welcome", // names its durable consumer: keep it, use it on every node
+//		Filter: eventlog.Filter{Categories: []string{"users"}, Types: []string{"users.signed_up"}},
+//		Handle: func(ctx context.Context, e eventlog.Event, key string) error {
+//			return mailer.Send(ctx, welcomeMail(e), key) // key: the side effect happens once
+//		},
+//	})
+//
+// Open starts the reactors after the projections (a new reactor handles
+// the events appended from then on, unless FromBeginning), and Close
+// stops them before the projections, letting a handler call in flight
+// finish. Reactors returns the running ones; GET /v1/reactors and
+// `fazt reactors status` show their progress and parked events, POST
+// /v1/reactors/{name}/retry and `fazt reactors retry` try a parked event
+// again. Package reactor's doc has the rules for writing Handle.
 //
 // # Errors
 //

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fazt-sh/fazt/kernel/reactor"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/projections/sqlitedb"
 )
@@ -332,7 +333,7 @@ func checkProjection(st projections.Status) Check {
 	return c
 }
 
-func checkReactor(ctx context.Context, h *projections.ReactorHandle) Check {
+func checkReactor(ctx context.Context, h *reactor.Runner) Check {
 	c := Check{Name: "reactor " + h.Name(), Status: CheckOK}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/fazt-sh/fazt/eventlog"
-	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 )
 
 func (a *api) registerReactorRoutes() {
@@ -16,7 +16,7 @@ func (a *api) registerReactorRoutes() {
 }
 
 // reactor returns the running reactor named in the path, or ErrNotFound.
-func (a *api) reactor(r *http.Request) (*projections.ReactorHandle, error) {
+func (a *api) reactor(r *http.Request) (*reactor.Runner, error) {
 	name := r.PathValue("name")
 	for _, h := range a.k.Reactors() {
 		if h.Name() == name {
@@ -30,7 +30,7 @@ func (a *api) listReactors(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r); err != nil {
 		return err
 	}
-	out := []projections.ReactorStatus{}
+	out := []reactor.Status{}
 	for _, h := range a.k.Reactors() {
 		st, err := h.Status(r.Context())
 		if err != nil {
@@ -39,7 +39,7 @@ func (a *api) listReactors(w http.ResponseWriter, r *http.Request) error {
 		out = append(out, st)
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Reactors []projections.ReactorStatus `json:"reactors"`
+		Reactors []reactor.Status `json:"reactors"`
 	}{out})
 	return nil
 }
@@ -80,7 +80,7 @@ func (a *api) retryReactor(w http.ResponseWriter, r *http.Request) error {
 }
 
 // reactorStatus answers h's status, or returns why it cannot be read.
-func (a *api) reactorStatus(w http.ResponseWriter, r *http.Request, h *projections.ReactorHandle) error {
+func (a *api) reactorStatus(w http.ResponseWriter, r *http.Request, h *reactor.Runner) error {
 	st, err := h.Status(r.Context())
 	if err != nil {
 		return statusErr(err)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,8 +140,8 @@ type Kernel struct {
 	mu          sync.Mutex
 	state       int // stateNew, stateOpen, stateClosed
 	projDefs    []projections.Projection
-	reactorDefs []projections.Reactor
-	reactors    []*projections.ReactorHandle
+	reactorDefs []reactor.Reactor
+	reactors    []*reactor.Runner
 	tables      []schemas.Table
 	regErr      error // the first registration error; Open returns it
 
@@ -209,15 +210,7 @@ func New(cfg Config) *Kernel {
 		}
 	}
 	k := &Kernel{cfg: cfg, logger: cfg.Logger, reg: schemas.NewRegistry(), caughtUp: make(chan struct{})}
-	for _, register := range []func(*schemas.Registry) error{
-		schemas.RegisterKernelTypes,
-		projections.RegisterKernelTypes,
-		projections.RegisterReactorKernelTypes,
-	} {
-		if err := register(k.reg); err != nil {
-			k.regErr = errors.Join(k.regErr, err)
-		}
-	}
+	k.regErr = registerKernelTypes(k.reg)
 	k.log = eventlog.New(cfg.Dir)
 	k.log.URL = cfg.NATSURL
 	k.log.Listen = cfg.NATSListen
@@ -234,7 +227,7 @@ func New(cfg Config) *Kernel {
 	var err error
 	if k.schemaW, err = k.log.Reserve(schemas.Category); err == nil {
 		if k.runner.Writer, err = k.log.Reserve(projections.Category); err == nil {
-			k.reactorW, err = k.log.Reserve(projections.ReactorCategory)
+			k.reactorW, err = k.log.Reserve(reactor.Category)
 		}
 	}
 	k.regErr = errors.Join(k.regErr, err)
@@ -323,7 +316,7 @@ func (k *Kernel) RegisterProjection(p projections.Projection) error {
 
 // RegisterReactor declares a side-effect consumer; Open starts it once
 // the projections are open, Close stops it before them.
-func (k *Kernel) RegisterReactor(r projections.Reactor) error {
+func (k *Kernel) RegisterReactor(r reactor.Reactor) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.registering("reactor " + r.Name); err != nil {
@@ -581,7 +574,7 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	closers = append(closers, k.closeRunner)
 	for _, def := range k.reactorDefs {
 		def.Writer = k.reactorW
-		h, err := projections.StartReactor(ctx, k.log, def)
+		h, err := reactor.Start(ctx, k.log, def)
 		if err != nil {
 			return fmt.Errorf("start reactor %s: %w", def.Name, err)
 		}
@@ -732,10 +725,10 @@ func (k *Kernel) closeLog(ctx context.Context) error {
 }
 
 // Reactors returns the running reactors (after Open).
-func (k *Kernel) Reactors() []*projections.ReactorHandle {
+func (k *Kernel) Reactors() []*reactor.Runner {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return append([]*projections.ReactorHandle(nil), k.reactors...)
+	return append([]*reactor.Runner(nil), k.reactors...)
 }
 
 // warnExposure logs what a listener beyond loopback exposes.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
 )
@@ -493,7 +494,7 @@ func TestReactorsOverHTTP(t *testing.T) {
 	broken.Store(true)
 	k := newKernel(t, t.TempDir(), nil)
 	k.RegisterEvent("mail.requested", 1, []byte(`{"type":"object"}`))
-	err := k.RegisterReactor(projections.Reactor{
+	err := k.RegisterReactor(reactor.Reactor{
 		Name:   "mailer",
 		Filter: eventlog.Filter{Types: []string{"mail.requested"}},
 		Handle: func(ctx context.Context, e eventlog.Event, key string) error {
@@ -515,7 +516,7 @@ func TestReactorsOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := res.LastSeq
-	var st projections.ReactorStatus
+	var st reactor.Status
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		status, body, _ := call(t, k, "GET", "/v1/reactors/mailer", k.Token(), "")

@@ -13,7 +13,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
-	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 )
 
 // Records in the kernel's categories that it would never write, put in
@@ -26,7 +26,7 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 	build := func() *kernel.Kernel {
 		k := newKernel(t, dir, nil)
 		k.RegisterEvent("mail.requested", 1, []byte(`{"type":"object"}`))
-		k.RegisterReactor(projections.Reactor{
+		k.RegisterReactor(reactor.Reactor{
 			Name:      "mailer",
 			Filter:    eventlog.Filter{Categories: []string{"mail"}},
 			Handle:    func(context.Context, eventlog.Event, string) error { return nil },

@@ -154,17 +154,21 @@
 // and skips; and the file lists what it lacks in its fazt_skipped table.
 // A rebuild of the same version skips the same events; a new version
 // tries them again (it may have fixed the cause), except malformed
-// messages, which no version can apply. Register the event's schema with
-// [RegisterKernelTypes] when the log validates events.
+// messages, which no version can apply. When the log validates events,
+// register [TypeEventSkipped] with [EventSkippedSchema] (the kernel
+// does).
 //
 // The decisions live in the category [Category] ("projections"), which
 // the kernel reserves ([eventlog.Log.Reserve]): an ordinary append there
 // is refused, so no one can make a projection pass over an event by
 // writing a decision of their own. Give the reservation's writer to
-// [Runner.Writer]; reactors' parked records work the same way
-// ([ReactorCategory], Reactor.Writer). Records in these categories that
-// cannot be read (published around the kernel) are passed over and
-// logged, never an obstacle to a start.
+// [Runner.Writer]. Records in this category that cannot be read
+// (published around the kernel) are passed over and logged, never an
+// obstacle to a start.
+//
+// Side effects are not a read model's business: a consumer that acts on
+// the world (sends a mail, issues a certificate) is a reactor, in package
+// kernel/reactor, and a rebuild never runs it again.
 //
 // # Critical projections
 //

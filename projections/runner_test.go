@@ -256,9 +256,9 @@ func decodeMap(tb testing.TB, b []byte) map[string]any {
 	return m
 }
 
-func TestRegisterKernelTypes(t *testing.T) {
+func TestEventSkippedSchema(t *testing.T) {
 	reg := schemas.NewRegistry()
-	if err := projections.RegisterKernelTypes(reg); err != nil {
+	if err := reg.Register(projections.TypeEventSkipped, 1, []byte(projections.EventSkippedSchema)); err != nil {
 		t.Fatal(err)
 	}
 	good := eventlog.Event{Type: projections.TypeEventSkipped, Data: []byte(`{"projection":"p","seq":3,"event_id":"X","event_type":"a.b","error":"e","version":1}`)}

@@ -3,19 +3,20 @@ package projections
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/fazt-sh/fazt/eventlog"
-	"github.com/fazt-sh/fazt/schemas"
 )
 
 // TypeEventSkipped is the event recording an operator's decision to skip
 // one event in one projection (Runner.Skip). It is appended to the
-// stream SkipStream(projection).
+// stream SkipStream(projection), at schema version 1
+// (EventSkippedSchema). The kernel registers it.
 const TypeEventSkipped = "projections.event_skipped"
 
-const eventSkippedSchema = `{
+// EventSkippedSchema is the JSON Schema of TypeEventSkipped, version 1.
+// The committed schema ledger holds it: it never changes.
+const EventSkippedSchema = `{
   "type": "object",
   "properties": {
     "projection": {"type": "string", "description": "the projection that skips the event"},
@@ -27,11 +28,6 @@ const eventSkippedSchema = `{
   },
   "required": ["projection", "seq"]
 }`
-
-// RegisterKernelTypes registers the event types this package writes.
-func RegisterKernelTypes(reg *schemas.Registry) error {
-	return reg.Register(TypeEventSkipped, 1, []byte(eventSkippedSchema))
-}
 
 // Category is the log category of the skip decisions. The kernel
 // reserves it (eventlog.Log.Reserve) and gives the writer to the Runner
@@ -66,7 +62,7 @@ const maxSkipError = 4096
 // no version can apply. Calling Skip again for a recorded decision
 // appends nothing. Errors: ErrNotFound, ErrConflict (not halted at seq),
 // and the log's append errors (ErrInvalid when the log validates events
-// and TypeEventSkipped is not registered: see RegisterKernelTypes; or
+// and TypeEventSkipped is not registered with EventSkippedSchema; or
 // when the log reserves Category and Writer is not its writer).
 func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 	pr, err := r.lookup(name)
@@ -125,7 +121,11 @@ func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 func (r *Runner) findSkip(ctx context.Context, name string, seq uint64, id string, version int) (uint64, bool, error) {
 	var found uint64
 	stream := SkipStream(name)
-	_, err := readRecords(ctx, r.log, Category, 0, func(e eventlog.Event) bool {
+	_, err := r.log.ReadEach(ctx, 0, eventlog.Filter{Categories: []string{Category}}, func(e eventlog.Event) bool {
+		if e.Malformed != nil {
+			r.Logger.Warn("a message among the skip decisions is not an event; passed over", "projection", name, "seq", e.Seq, "error", e.Err())
+			return true
+		}
 		var rec skipRecord
 		if e.Stream != stream || e.Type != TypeEventSkipped || json.Unmarshal(e.Data, &rec) != nil {
 			return true
@@ -135,43 +135,6 @@ func (r *Runner) findSkip(ctx context.Context, name string, seq uint64, id strin
 			return false
 		}
 		return true
-	}, func(de *eventlog.DecodeError) {
-		r.Logger.Warn("a message among the skip decisions is not an event; passed over", "projection", name, "seq", de.Seq, "error", de)
 	})
 	return found, found != 0, err
-}
-
-// readRecords reads the events of category after the sequence after, in
-// order, calling fn until it returns false, and returns the last sequence
-// examined. A message that is not an event is passed to bad and read
-// past: records the kernel keeps in its own categories are looked up at
-// start and when deciding what to do, which nothing written around the
-// kernel may block.
-func readRecords(ctx context.Context, log *eventlog.Log, category string, after uint64, fn func(eventlog.Event) bool, bad func(*eventlog.DecodeError)) (uint64, error) {
-	const page = 1000
-	for {
-		p, err := log.Read(ctx, after, page, eventlog.Filter{Categories: []string{category}})
-		for _, e := range p.Events {
-			after = e.Seq
-			if e.Malformed != nil {
-				bad(e.Err().(*eventlog.DecodeError)) // not a record: reported, paged past
-				continue
-			}
-			if !fn(e) {
-				return after, nil
-			}
-		}
-		var de *eventlog.DecodeError
-		switch {
-		case errors.As(err, &de) && de.Seq > after:
-			bad(de)
-			after = de.Seq
-			continue
-		case err != nil:
-			return after, err
-		}
-		if len(p.Events) < page {
-			return max(after, p.LastSeq), nil
-		}
-	}
 }

@@ -188,14 +188,11 @@ func TestReadLedger(t *testing.T) {
 	}
 }
 
-// The ledger committed in the repository holds the kernel's own schema
-// exactly as RegisterKernelTypes registers it.
+// The ledger committed in the repository holds the schema of the record
+// this package writes exactly as the kernel registers it.
 func TestCommittedLedgerHoldsKernelTypes(t *testing.T) {
 	l := ledgerLoad(t, "ledger.jsonl")
-	r := NewRegistry()
-	if err := RegisterKernelTypes(r); err != nil {
-		t.Fatal(err)
-	}
+	r := kernelRegistry(t)
 	got, ok := r.Schema(TypeRegistered, 1)
 	if !ok {
 		t.Fatal("kernel type not registered")

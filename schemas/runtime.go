@@ -16,10 +16,14 @@ import (
 // rebuilt from the log at start like any read model, and the log's own
 // expectation on that stream numbers the versions without races.
 
-// TypeRegistered is the kernel's event recording a run-time registration.
+// TypeRegistered is the kernel's event recording a run-time
+// registration, at schema version 1 (RegisteredSchema). The kernel
+// registers it.
 const TypeRegistered = "schemas.registered"
 
-const registeredSchema = `{
+// RegisteredSchema is the JSON Schema of TypeRegistered, version 1. The
+// committed schema ledger holds it: it never changes.
+const RegisteredSchema = `{
   "type": "object",
   "properties": {
     "type": {"type": "string", "description": "the event type registered"},
@@ -28,11 +32,6 @@ const registeredSchema = `{
   },
   "required": ["type", "version", "schema"]
 }`
-
-// RegisterKernelTypes registers the event types the kernel itself writes.
-func RegisterKernelTypes(r *Registry) error {
-	return r.Register(TypeRegistered, 1, []byte(registeredSchema))
-}
 
 // registration is the data of a TypeRegistered event.
 type registration struct {

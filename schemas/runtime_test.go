@@ -49,11 +49,12 @@ func schemasWriter(tb testing.TB, l *eventlog.Log) *eventlog.Writer {
 	return w
 }
 
-// kernelRegistry returns a registry with the kernel's own types.
+// kernelRegistry returns a registry with the type this package writes,
+// registered as the kernel does.
 func kernelRegistry(tb testing.TB) *Registry {
 	tb.Helper()
 	r := NewRegistry()
-	if err := RegisterKernelTypes(r); err != nil {
+	if err := r.Register(TypeRegistered, 1, []byte(RegisteredSchema)); err != nil {
 		tb.Fatal(err)
 	}
 	return r

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 )
 
 func (a *app) reactorsCmd() *cobra.Command {
@@ -36,7 +36,7 @@ func (a *app) reactorsStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			var res struct {
-				Reactors []projections.ReactorStatus `json:"reactors"`
+				Reactors []reactor.Status `json:"reactors"`
 			}
 			raw, err := a.get(cmd.Context(), sf, "/v1/reactors", &res)
 			if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
-	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 )
 
 // mailerBroken makes the test binary's reactor fail, to park events.
@@ -23,7 +23,7 @@ func init() {
 		if err := k.RegisterEvent("mail.requested", 1, []byte(anyObject)); err != nil {
 			return err
 		}
-		return k.RegisterReactor(projections.Reactor{
+		return k.RegisterReactor(reactor.Reactor{
 			Name:   "mailer",
 			Filter: eventlog.Filter{Types: []string{"mail.requested"}},
 			Handle: func(ctx context.Context, e eventlog.Event, key string) error {

@@ -1,4 +1,4 @@
-package projections_test
+package reactor_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
-	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 	"github.com/fazt-sh/fazt/schemas"
 	"github.com/nats-io/nats.go"
 )
@@ -98,12 +98,12 @@ func reactorWait(tb testing.TB, what string, cond func() bool) {
 }
 
 // reactorStart starts a reactor with a short FetchWait, stopped at cleanup.
-func reactorStart(tb testing.TB, l *eventlog.Log, r projections.Reactor) *projections.ReactorHandle {
+func reactorStart(tb testing.TB, l *eventlog.Log, r reactor.Reactor) *reactor.Runner {
 	tb.Helper()
 	if r.FetchWait == 0 {
 		r.FetchWait = 100 * time.Millisecond
 	}
-	h, err := projections.StartReactor(context.Background(), l, r)
+	h, err := reactor.Start(context.Background(), l, r)
 	if err != nil {
 		tb.Fatalf("start reactor %s: %v", r.Name, err)
 	}
@@ -111,7 +111,7 @@ func reactorStart(tb testing.TB, l *eventlog.Log, r projections.Reactor) *projec
 	return h
 }
 
-func reactorStop(tb testing.TB, h *projections.ReactorHandle) {
+func reactorStop(tb testing.TB, h *reactor.Runner) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -143,11 +143,11 @@ func reactorEqual(a, b []uint64) bool {
 	return true
 }
 
-func TestReactorDeliversMatchingEventsInOrder(t *testing.T) {
+func TestDeliversMatchingEventsInOrder(t *testing.T) {
 	l := openLog(t)
 	ctx := context.Background()
 	var calls reactorCalls
-	h := reactorStart(t, l, projections.Reactor{
+	h := reactorStart(t, l, reactor.Reactor{
 		Name:    "mailer",
 		Filter:  eventlog.Filter{Categories: []string{"orders", "billing"}, Types: []string{"orders.placed", "billing.charged"}},
 		Handle:  calls.handler("a"),
@@ -171,7 +171,7 @@ func TestReactorDeliversMatchingEventsInOrder(t *testing.T) {
 	if calls.all()[0].id != a[0].ID {
 		t.Fatalf("first event id %s, want %s", calls.all()[0].id, a[0].ID)
 	}
-	var st projections.ReactorStatus
+	var st reactor.Status
 	reactorWait(t, "nothing pending", func() bool {
 		var err error
 		st, err = h.Status(ctx)
@@ -185,12 +185,12 @@ func TestReactorDeliversMatchingEventsInOrder(t *testing.T) {
 	}
 }
 
-func TestReactorRetriesWithBackoffThenAcks(t *testing.T) {
+func TestRetriesWithBackoffThenAcks(t *testing.T) {
 	l := openLog(t)
 	var calls reactorCalls
 	var mu sync.Mutex
 	failures := 0
-	reactorStart(t, l, projections.Reactor{
+	reactorStart(t, l, reactor.Reactor{
 		Name:        "retrier",
 		Filter:      eventlog.Filter{Categories: []string{"jobs"}},
 		MaxAttempts: 5,
@@ -236,13 +236,24 @@ func TestReactorRetriesWithBackoffThenAcks(t *testing.T) {
 	}
 }
 
-// reactorValidatingLog opens a log whose appends of reactor records are
-// checked against their registered schemas.
-func reactorValidatingLog(t *testing.T) *eventlog.Log {
+// recordRegistry registers the records reactors write with their
+// schemas, as the kernel does.
+func recordRegistry(tb testing.TB) *schemas.Registry {
+	tb.Helper()
 	reg := schemas.NewRegistry()
-	if err := projections.RegisterReactorKernelTypes(reg); err != nil {
-		t.Fatal(err)
+	if err := reg.Register(reactor.TypeEventParked, 1, []byte(reactor.EventParkedSchema)); err != nil {
+		tb.Fatal(err)
 	}
+	if err := reg.Register(reactor.TypeEventUnparked, 1, []byte(reactor.EventUnparkedSchema)); err != nil {
+		tb.Fatal(err)
+	}
+	return reg
+}
+
+// reactorValidatingLog opens a log whose appends of reactor records are
+// checked against their schemas.
+func reactorValidatingLog(t *testing.T) *eventlog.Log {
+	reg := recordRegistry(t)
 	return openLog(t, func(l *eventlog.Log) {
 		l.Validate = func(e *eventlog.Event) error {
 			if strings.HasPrefix(e.Type, "reactors.") {
@@ -253,13 +264,13 @@ func reactorValidatingLog(t *testing.T) *eventlog.Log {
 	})
 }
 
-func TestReactorParksAfterMaxAttempts(t *testing.T) {
+func TestParksAfterMaxAttempts(t *testing.T) {
 	l := reactorValidatingLog(t)
 	ctx := context.Background()
 	var calls reactorCalls
 	var mu sync.Mutex
 	fixed := false
-	r := projections.Reactor{
+	r := reactor.Reactor{
 		Name:        "certs",
 		Filter:      eventlog.Filter{Categories: []string{"jobs"}},
 		MaxAttempts: 3,
@@ -282,7 +293,7 @@ func TestReactorParksAfterMaxAttempts(t *testing.T) {
 	if n := len(calls.of(bad.Seq)); n != 3 {
 		t.Fatalf("bad event tried %d times, want MaxAttempts=3", n)
 	}
-	checkParked := func(h *projections.ReactorHandle, attempts int, reason string) {
+	checkParked := func(h *reactor.Runner, attempts int, reason string) {
 		t.Helper()
 		st, err := h.Status(ctx)
 		if err != nil {
@@ -302,11 +313,11 @@ func TestReactorParksAfterMaxAttempts(t *testing.T) {
 	checkParked(h, 3, "disk full")
 
 	// The record is in the log, in the reactor's own stream.
-	recs, err := l.ReadStream(ctx, projections.ReactorStream("certs"), 1, 10)
+	recs, err := l.ReadStream(ctx, reactor.Stream("certs"), 1, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 1 || recs[0].Type != projections.TypeEventParked {
+	if len(recs) != 1 || recs[0].Type != reactor.TypeEventParked {
 		t.Fatalf("parked records in the log: %+v", recs)
 	}
 	var data map[string]any
@@ -347,8 +358,8 @@ func TestReactorParksAfterMaxAttempts(t *testing.T) {
 	if err != nil || len(st.Parked) != 0 {
 		t.Fatalf("status after a successful retry: %+v %v", st, err)
 	}
-	recs, err = l.ReadStream(ctx, projections.ReactorStream("certs"), 1, 10)
-	if err != nil || len(recs) != 3 || recs[2].Type != projections.TypeEventUnparked {
+	recs, err = l.ReadStream(ctx, reactor.Stream("certs"), 1, 10)
+	if err != nil || len(recs) != 3 || recs[2].Type != reactor.TypeEventUnparked {
 		t.Fatalf("records after the retry: %+v %v", recs, err)
 	}
 	if err := h2.RetryParked(ctx, bad.Seq); !errors.Is(err, eventlog.ErrNotFound) {
@@ -362,10 +373,10 @@ func TestReactorParksAfterMaxAttempts(t *testing.T) {
 	}
 }
 
-func TestReactorResumesAfterRestart(t *testing.T) {
+func TestResumesAfterRestart(t *testing.T) {
 	l := openLog(t)
 	var calls reactorCalls
-	r := projections.Reactor{Name: "copier", Filter: eventlog.Filter{Categories: []string{"files"}}, Handle: calls.handler("a")}
+	r := reactor.Reactor{Name: "copier", Filter: eventlog.Filter{Categories: []string{"files"}}, Handle: calls.handler("a")}
 	h := reactorStart(t, l, r)
 	first := reactorAppend(t, l, "files.1", "files.put", "files.put", "files.put")
 	reactorWait(t, "first events", func() bool { return len(calls.all()) == 3 })
@@ -384,12 +395,12 @@ func TestReactorResumesAfterRestart(t *testing.T) {
 	}
 }
 
-func TestReactorStopDrainsTheHandlerInFlight(t *testing.T) {
+func TestStopDrainsTheHandlerInFlight(t *testing.T) {
 	l := openLog(t)
 	var calls reactorCalls
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	r := projections.Reactor{
+	r := reactor.Reactor{
 		Name:   "slow",
 		Filter: eventlog.Filter{Categories: []string{"jobs"}},
 		Handle: func(ctx context.Context, e eventlog.Event, key string) error {
@@ -425,7 +436,7 @@ func TestReactorStopDrainsTheHandlerInFlight(t *testing.T) {
 	}
 }
 
-func TestReactorSharedDurableSplitsWork(t *testing.T) {
+func TestSharedDurableSplitsWork(t *testing.T) {
 	l := openLog(t)
 	var calls reactorCalls
 	slow := func(node string) func(context.Context, eventlog.Event, string) error {
@@ -435,7 +446,7 @@ func TestReactorSharedDurableSplitsWork(t *testing.T) {
 			return nil
 		}
 	}
-	r := projections.Reactor{Name: "replicator", Filter: eventlog.Filter{Categories: []string{"backups"}}}
+	r := reactor.Reactor{Name: "replicator", Filter: eventlog.Filter{Categories: []string{"backups"}}}
 	r.Handle = slow("node1")
 	reactorStart(t, l, r)
 	r.Handle = slow("node2")
@@ -476,12 +487,12 @@ func TestReactorSharedDurableSplitsWork(t *testing.T) {
 	t.Logf("split: %v", byNode)
 }
 
-func TestReactorNewStartsAtNowUnlessFromBeginning(t *testing.T) {
+func TestNewStartsAtNowUnlessFromBeginning(t *testing.T) {
 	l := openLog(t)
 	history := reactorAppend(t, l, "sites.a", "sites.deployed", "sites.deployed")
 	var fresh, replay reactorCalls
-	hf := reactorStart(t, l, projections.Reactor{Name: "fresh", Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: fresh.handler("a")})
-	reactorStart(t, l, projections.Reactor{Name: "replay", FromBeginning: true, Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: replay.handler("a")})
+	hf := reactorStart(t, l, reactor.Reactor{Name: "fresh", Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: fresh.handler("a")})
+	reactorStart(t, l, reactor.Reactor{Name: "replay", FromBeginning: true, Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: replay.handler("a")})
 	now := reactorAppend(t, l, "sites.a", "sites.deployed")
 	reactorWait(t, "the new event", func() bool { return len(fresh.all()) == 1 && len(replay.all()) == 3 })
 	reactorSettle()
@@ -493,7 +504,7 @@ func TestReactorNewStartsAtNowUnlessFromBeginning(t *testing.T) {
 	}
 	// FromBeginning does not apply to an existing durable.
 	reactorStop(t, hf)
-	reactorStart(t, l, projections.Reactor{Name: "fresh", FromBeginning: true, Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: fresh.handler("a")})
+	reactorStart(t, l, reactor.Reactor{Name: "fresh", FromBeginning: true, Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: fresh.handler("a")})
 	later := reactorAppend(t, l, "sites.a", "sites.deployed")
 	reactorWait(t, "the later event", func() bool { return len(fresh.all()) == 2 })
 	reactorSettle()
@@ -502,19 +513,19 @@ func TestReactorNewStartsAtNowUnlessFromBeginning(t *testing.T) {
 	}
 }
 
-func TestReactorDeleteStartsAfresh(t *testing.T) {
+func TestDeleteStartsAfresh(t *testing.T) {
 	l := openLog(t)
 	ctx := context.Background()
 	var calls reactorCalls
-	r := projections.Reactor{Name: "rerun", Filter: eventlog.Filter{Categories: []string{"jobs"}}, Handle: calls.handler("a")}
+	r := reactor.Reactor{Name: "rerun", Filter: eventlog.Filter{Categories: []string{"jobs"}}, Handle: calls.handler("a")}
 	h := reactorStart(t, l, r)
 	pos := reactorAppend(t, l, "jobs.1", "jobs.run")
 	reactorWait(t, "one event", func() bool { return len(calls.all()) == 1 })
 	reactorStop(t, h)
-	if err := projections.DeleteReactor(ctx, l, "rerun"); err != nil {
+	if err := reactor.Delete(ctx, l, "rerun"); err != nil {
 		t.Fatal(err)
 	}
-	if err := projections.DeleteReactor(ctx, l, "rerun"); !errors.Is(err, eventlog.ErrNotFound) {
+	if err := reactor.Delete(ctx, l, "rerun"); !errors.Is(err, eventlog.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
 	r.FromBeginning = true
@@ -525,41 +536,38 @@ func TestReactorDeleteStartsAfresh(t *testing.T) {
 	}
 }
 
-func TestReactorRejectsBadConfig(t *testing.T) {
+func TestRejectsBadConfig(t *testing.T) {
 	l := openLog(t)
 	ok := func(context.Context, eventlog.Event, string) error { return nil }
-	for _, r := range []projections.Reactor{
+	for _, r := range []reactor.Reactor{
 		{Name: "", Handle: ok},
 		{Name: "a.b", Handle: ok},
 		{Name: "a b", Handle: ok},
-		{Name: strings.Repeat("n", projections.MaxReactorNameLen+1), Handle: ok},
+		{Name: strings.Repeat("n", reactor.MaxNameLen+1), Handle: ok},
 		{Name: "nohandler"},
 		{Name: "bad", Handle: ok, MaxAttempts: -1},
 		{Name: "bad", Handle: ok, Backoff: []time.Duration{-time.Second}},
 		{Name: "bad", Handle: ok, Filter: eventlog.Filter{Categories: []string{"a.b"}}},
 		{Name: "bad", Handle: ok, Filter: eventlog.Filter{Types: []string{"bad type"}}},
 	} {
-		if _, err := projections.StartReactor(context.Background(), l, r); !errors.Is(err, eventlog.ErrInvalid) {
+		if _, err := reactor.Start(context.Background(), l, r); !errors.Is(err, eventlog.ErrInvalid) {
 			t.Errorf("reactor %+v: %v, want ErrInvalid", r, err)
 		}
 	}
 }
 
-func TestReactorKernelTypes(t *testing.T) {
-	reg := schemas.NewRegistry()
-	if err := projections.RegisterReactorKernelTypes(reg); err != nil {
-		t.Fatal(err)
-	}
+func TestRecordSchemas(t *testing.T) {
+	reg := recordRegistry(t)
 	for _, c := range []struct {
 		typ, data string
 		ok        bool
 	}{
-		{projections.TypeEventParked, `{"reactor":"certs","seq":7,"event_id":"01J0000000000000000000000A","event_type":"routes.bound","attempts":5,"error":"acme: rate limited"}`, true},
-		{projections.TypeEventParked, `{"reactor":"certs","seq":7}`, true},
-		{projections.TypeEventParked, `{"reactor":"certs"}`, false},
-		{projections.TypeEventParked, `{"seq":7}`, false},
-		{projections.TypeEventUnparked, `{"reactor":"certs","seq":7,"event_id":"01J0000000000000000000000A"}`, true},
-		{projections.TypeEventUnparked, `{"reactor":"certs","seq":0}`, false},
+		{reactor.TypeEventParked, `{"reactor":"certs","seq":7,"event_id":"01J0000000000000000000000A","event_type":"routes.bound","attempts":5,"error":"acme: rate limited"}`, true},
+		{reactor.TypeEventParked, `{"reactor":"certs","seq":7}`, true},
+		{reactor.TypeEventParked, `{"reactor":"certs"}`, false},
+		{reactor.TypeEventParked, `{"seq":7}`, false},
+		{reactor.TypeEventUnparked, `{"reactor":"certs","seq":7,"event_id":"01J0000000000000000000000A"}`, true},
+		{reactor.TypeEventUnparked, `{"reactor":"certs","seq":0}`, false},
 	} {
 		e := eventlog.Event{Stream: "reactors.certs", Type: c.typ, Data: json.RawMessage(c.data)}
 		if err := reg.Validate(&e); (err == nil) != c.ok {
@@ -568,7 +576,7 @@ func TestReactorKernelTypes(t *testing.T) {
 	}
 }
 
-func TestReactorParksMalformedMessageAtOnce(t *testing.T) {
+func TestParksMalformedMessageAtOnce(t *testing.T) {
 	// A writable listener lets a client publish around the kernel.
 	l := openLog(t, func(l *eventlog.Log) { l.Listen, l.ListenWritable = "127.0.0.1:0", true })
 	ctx := context.Background()
@@ -578,7 +586,7 @@ func TestReactorParksMalformedMessageAtOnce(t *testing.T) {
 	}
 	defer raw.Close()
 	var calls reactorCalls
-	h := reactorStart(t, l, projections.Reactor{Name: "strict", Filter: eventlog.Filter{Categories: []string{"jobs"}}, Handle: calls.handler("a"), MaxAttempts: 5})
+	h := reactorStart(t, l, reactor.Reactor{Name: "strict", Filter: eventlog.Filter{Categories: []string{"jobs"}}, Handle: calls.handler("a"), MaxAttempts: 5})
 	before := reactorAppend(t, l, "jobs.1", "jobs.run")
 	// A message published around the kernel, without the envelope headers.
 	ack, err := raw.Request(eventlog.SubjectOf("jobs.raw"), []byte(`{"x":1}`), 5*time.Second)
@@ -606,10 +614,10 @@ func TestReactorParksMalformedMessageAtOnce(t *testing.T) {
 	}
 }
 
-func TestReactorFilterChangeOnRestart(t *testing.T) {
+func TestFilterChangeOnRestart(t *testing.T) {
 	l := openLog(t)
 	var calls reactorCalls
-	r := projections.Reactor{Name: "widen", Filter: eventlog.Filter{Categories: []string{"a"}}, Handle: calls.handler("a")}
+	r := reactor.Reactor{Name: "widen", Filter: eventlog.Filter{Categories: []string{"a"}}, Handle: calls.handler("a")}
 	h := reactorStart(t, l, r)
 	first := reactorAppend(t, l, "a.1", "a.x")
 	early := reactorAppend(t, l, "b.1", "b.x")

@@ -1,76 +1,4 @@
-// # Reactors
-//
-// A reactor is a durable consumer of the event log for side effects:
-// issue a certificate when a route is bound, materialise files, replicate
-// a backup. Where a projection folds events into a read model that can be
-// thrown away and rebuilt, a reactor acts on the world, so it must never
-// act twice by accident and never be re-run by a rebuild: reactors have
-// their own JetStream consumers, separate from projections, and rebuilding
-// a projection does not touch them.
-//
-//	h, err := projections.StartReactor(ctx, log, projections.Reactor{
-//		Name:   "certs",
-//		Filter: eventlog.Filter{Categories: []string{"routes"}, Types: []string{"routes.bound"}},
-//		Handle: func(ctx context.Context, e eventlog.Event, key string) error {
-//			return issueCertificate(ctx, e, key) // key dedupes the side effect
-//		},
-//	})
-//	defer h.Stop(ctx)
-//	st, err := h.Status(ctx) // pending, position, parked events and why
-//
-// Delivery. Each reactor is a durable JetStream pull consumer named
-// "reactor_<name>" on the event stream, with explicit acks, filtered on
-// the subjects of the Filter's categories (eventlog.CategorySubject, or the
-// whole log when it names none); types are filtered here, and events of
-// other types are acknowledged without calling Handle. Handle receives
-// every matching event at least once, one at a time, in log order; the
-// key is the event's ID, the same on every redelivery, so the handler can
-// make its side effect idempotent. An event is acknowledged only after
-// Handle returns nil. The consumer allows one unacknowledged event at a
-// time, so while an event is being retried the events after it wait: side
-// effects keep their order (a route bound then unbound), at the price of
-// head-of-line blocking during the backoff. While Handle runs, the
-// reactor tells JetStream every AckWait/3 that it is still working, so a
-// slow handler is not redelivered elsewhere.
-//
-// Retries and parking. When Handle fails (or panics) the event is
-// redelivered after the next Backoff delay; attempts are JetStream's
-// delivery count of the event. After MaxAttempts failed attempts the
-// event is parked: a kernel event TypeEventParked ("reactors.event_parked")
-// with the reason is appended to the stream "reactors.<name>" (so it
-// survives restarts and is visible on every node), and the message is
-// terminated so that JetStream stops redelivering it; the events after it
-// flow again. Status lists parked events with the reason, read back from
-// that stream. RetryParked calls Handle again for one parked event and,
-// when it succeeds, records TypeEventUnparked. A message in the log that
-// is not a valid event (eventlog.ErrMalformed) is parked at once. A
-// reactor never receives the records of its own stream "reactors.<name>"
-// (a reactor without a category filter could otherwise loop on its own
-// parked records); another reactor may watch them.
-//
-// Where a new reactor starts. A reactor started for the first time (no
-// durable consumer of that name yet) handles the events appended from
-// then on, not the history: side effects must not replay the past by
-// default. Set FromBeginning to handle the whole log instead. Either way
-// the choice is made once, when the durable is created; later starts
-// resume after the last acknowledged event, whatever FromBeginning says.
-// DeleteReactor removes the durable, so that the next start chooses
-// again. Changing the categories of an existing reactor changes its
-// filter from about its current position on: the history of a category
-// added later is not replayed, and whether its events appended between the
-// last handled event and the change are delivered depends on how far
-// JetStream had scanned.
-//
-// Cluster. Every node starts the same reactor under the same name, so
-// they bind the same durable consumer and JetStream gives each event to
-// one of them. The one-unacknowledged-event rule holds across nodes too.
-//
-// Stopping. Stop stops fetching, lets the handler call in flight finish
-// and acknowledges it; an event fetched but not yet started is returned to
-// JetStream at once. If Stop's context ends first, the handler's context
-// is cancelled and the unfinished event is redelivered later (after
-// AckWait), which the key makes harmless.
-package projections
+package reactor
 
 import (
 	"cmp"
@@ -86,11 +14,12 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
-	"github.com/fazt-sh/fazt/schemas"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Kernel event types that reactors write to "reactors.<name>".
+// Kernel event types that reactors write to "reactors.<name>", each at
+// schema version 1 (EventParkedSchema, EventUnparkedSchema). The kernel
+// registers them.
 const (
 	// TypeEventParked records that a reactor gave up on an event.
 	TypeEventParked = "reactors.event_parked"
@@ -101,18 +30,18 @@ const (
 
 // Defaults for a Reactor's tunables.
 const (
-	DefaultReactorMaxAttempts = 5
-	DefaultReactorAckWait     = 30 * time.Second
-	DefaultReactorFetchWait   = time.Second
-	// MaxReactorNameLen bounds a reactor's name.
-	MaxReactorNameLen = 64
-	// reactorMaxError bounds the error text kept in a parked record.
-	reactorMaxError = 4096
+	DefaultMaxAttempts = 5
+	DefaultAckWait     = 30 * time.Second
+	DefaultFetchWait   = time.Second
+	// MaxNameLen bounds a reactor's name.
+	MaxNameLen = 64
+	// maxError bounds the error text kept in a parked record.
+	maxError = 4096
 )
 
-// DefaultReactorBackoff returns the default delays between attempts: 1s,
+// DefaultBackoff returns the default delays between attempts: 1s,
 // 5s, 30s, 1m, then 5m for any later attempt.
-func DefaultReactorBackoff() []time.Duration {
+func DefaultBackoff() []time.Duration {
 	return []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, time.Minute, 5 * time.Minute}
 }
 
@@ -120,7 +49,7 @@ func DefaultReactorBackoff() []time.Duration {
 // and Handle are required; zero tunables take their defaults.
 type Reactor struct {
 	// Name identifies the reactor: one token of letters, digits, '_' or
-	// '-', at most MaxReactorNameLen bytes. It names the durable consumer
+	// '-', at most MaxNameLen bytes. It names the durable consumer
 	// ("reactor_<name>") and the stream of its parked records
 	// ("reactors.<name>"); use the same name on every node.
 	Name string
@@ -130,14 +59,14 @@ type Reactor struct {
 	// Handle performs the side effect. key is the event's ID, stable
 	// across redeliveries: use it to make the side effect idempotent.
 	// Returning an error retries the event later. Calls never overlap
-	// within one handle (the loop and RetryParked take turns), but two
+	// within one Runner (the loop and RetryParked take turns), but two
 	// nodes call their handlers concurrently.
 	Handle func(ctx context.Context, e eventlog.Event, key string) error
 	// MaxAttempts is how many failed attempts park an event
-	// (DefaultReactorMaxAttempts when 0).
+	// (DefaultMaxAttempts when 0).
 	MaxAttempts int
 	// Backoff is the delay before attempt n+1 after the n-th failure:
-	// Backoff[n-1], the last one repeating (DefaultReactorBackoff when
+	// Backoff[n-1], the last one repeating (DefaultBackoff when
 	// empty).
 	Backoff []time.Duration
 	// FromBeginning makes a reactor created for the first time handle the
@@ -145,31 +74,31 @@ type Reactor struct {
 	// effect once the durable consumer exists.
 	FromBeginning bool
 	// AckWait is how long JetStream waits for an answer before it
-	// redelivers an event (DefaultReactorAckWait when 0). The reactor
+	// redelivers an event (DefaultAckWait when 0). The reactor
 	// extends it while Handle runs.
 	AckWait time.Duration
 	// FetchWait is how long one pull request waits for an event
-	// (DefaultReactorFetchWait when 0). Stop may take this long.
+	// (DefaultFetchWait when 0). Stop may take this long.
 	FetchWait time.Duration
 	// Logger receives retries, parkings and errors; the log's Logger when
 	// nil.
 	Logger *slog.Logger
 	// Writer appends the parked records when the log reserves
-	// ReactorCategory (the kernel sets it); nil: the log's ordinary
+	// Category (the kernel sets it); nil: the log's ordinary
 	// Append.
 	Writer *eventlog.Writer
 }
 
-// ReactorConsumerName is the JetStream durable consumer of a reactor.
-func ReactorConsumerName(name string) string { return "reactor_" + name }
+// ConsumerName is the JetStream durable consumer of a reactor.
+func ConsumerName(name string) string { return "reactor_" + name }
 
-// ReactorCategory is the log category of the parked records. The kernel
+// Category is the log category of the parked records. The kernel
 // reserves it (eventlog.Log.Reserve): only a reactor's own code records
 // that it parked or unparked an event.
-const ReactorCategory = "reactors"
+const Category = "reactors"
 
-// ReactorStream is the event stream holding a reactor's parked records.
-func ReactorStream(name string) string { return ReactorCategory + "." + name }
+// Stream is the event stream holding a reactor's parked records.
+func Stream(name string) string { return Category + "." + name }
 
 // Parked is an event a reactor gave up on.
 type Parked struct {
@@ -181,8 +110,8 @@ type Parked struct {
 	At       time.Time `json:"at"`    // when it was parked (the record's time in the log)
 }
 
-// ReactorStatus is a reactor's progress, shared by every node that runs it.
-type ReactorStatus struct {
+// Status is a reactor's progress, shared by every node that runs it.
+type Status struct {
 	Name string `json:"name"`
 	// Pending counts events of the reactor's categories not yet done
 	// (not delivered, or delivered and not yet acknowledged); events of
@@ -199,9 +128,10 @@ type ReactorStatus struct {
 	Unreadable []uint64 `json:"unreadable,omitempty"`
 }
 
-// ReactorHandle is a running reactor. Its methods are safe for concurrent
-// use.
-type ReactorHandle struct {
+// Runner runs one reactor, from Start to Stop: it fetches the
+// reactor's events and calls its Handle. Its methods are safe for
+// concurrent use.
+type Runner struct {
 	r      Reactor
 	log    *eventlog.Log
 	cons   jetstream.Consumer
@@ -222,8 +152,8 @@ type ReactorHandle struct {
 	unreadable []uint64 // sequences of records in its stream that could not be read
 }
 
-// reactorParkRecord is the data of TypeEventParked and TypeEventUnparked.
-type reactorParkRecord struct {
+// parkRecord is the data of TypeEventParked and TypeEventUnparked.
+type parkRecord struct {
 	Reactor   string `json:"reactor"`
 	Seq       uint64 `json:"seq"`
 	EventID   string `json:"event_id,omitempty"`
@@ -232,7 +162,9 @@ type reactorParkRecord struct {
 	Error     string `json:"error,omitempty"`
 }
 
-const reactorParkedSchema = `{
+// EventParkedSchema is the JSON Schema of TypeEventParked, version 1.
+// The committed schema ledger holds it: it never changes.
+const EventParkedSchema = `{
   "type": "object",
   "description": "a reactor gave up on an event after repeated failures",
   "properties": {
@@ -246,7 +178,9 @@ const reactorParkedSchema = `{
   "required": ["reactor", "seq"]
 }`
 
-const reactorUnparkedSchema = `{
+// EventUnparkedSchema is the JSON Schema of TypeEventUnparked, version 1.
+// The committed schema ledger holds it: it never changes.
+const EventUnparkedSchema = `{
   "type": "object",
   "description": "a parked event was retried successfully and is no longer parked",
   "properties": {
@@ -257,23 +191,15 @@ const reactorUnparkedSchema = `{
   "required": ["reactor", "seq"]
 }`
 
-// RegisterReactorKernelTypes registers the event types reactors write.
-func RegisterReactorKernelTypes(reg *schemas.Registry) error {
-	if err := reg.Register(TypeEventParked, 1, []byte(reactorParkedSchema)); err != nil {
-		return err
-	}
-	return reg.Register(TypeEventUnparked, 1, []byte(reactorUnparkedSchema))
-}
-
-// StartReactor creates or binds the reactor's durable consumer, loads its
+// Start creates or binds the reactor's durable consumer, loads its
 // parked events from the log and starts handling events until Stop. ctx
 // bounds the start only (its values are passed on to Handle). Errors:
 // eventlog.ErrInvalid for a bad Reactor, or JetStream's error.
-func StartReactor(ctx context.Context, log *eventlog.Log, r Reactor) (*ReactorHandle, error) {
+func Start(ctx context.Context, log *eventlog.Log, r Reactor) (*Runner, error) {
 	if log == nil || log.Conn() == nil {
 		return nil, fmt.Errorf("%w: reactor %q: the log is not open", eventlog.ErrInvalid, r.Name)
 	}
-	if err := r.reactorCheck(); err != nil {
+	if err := r.check(); err != nil {
 		return nil, err
 	}
 	if r.Logger == nil {
@@ -286,16 +212,16 @@ func StartReactor(ctx context.Context, log *eventlog.Log, r Reactor) (*ReactorHa
 	if err != nil {
 		return nil, err
 	}
-	cons, err := reactorEnsureConsumer(ctx, js, log.StreamName, &r)
+	cons, err := ensureConsumer(ctx, js, log.StreamName, &r)
 	if err != nil {
-		return nil, fmt.Errorf("reactor %s: consumer %s: %w", r.Name, ReactorConsumerName(r.Name), err)
+		return nil, fmt.Errorf("reactor %s: consumer %s: %w", r.Name, ConsumerName(r.Name), err)
 	}
 	run, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	h := &ReactorHandle{
+	h := &Runner{
 		r:      r,
 		log:    log,
 		cons:   cons,
-		stream: ReactorStream(r.Name),
+		stream: Stream(r.Name),
 		logger: r.Logger.With("reactor", r.Name),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -311,11 +237,11 @@ func StartReactor(ctx context.Context, log *eventlog.Log, r Reactor) (*ReactorHa
 	return h, nil
 }
 
-// DeleteReactor removes a reactor's durable consumer (stop it on every
+// Delete removes a reactor's durable consumer (stop it on every
 // node first). Its next start begins afresh, from now or, with
 // FromBeginning, from the start of the log. Its parked records stay in the
 // log and still apply to a reactor of the same name.
-func DeleteReactor(ctx context.Context, log *eventlog.Log, name string) error {
+func Delete(ctx context.Context, log *eventlog.Log, name string) error {
 	if log == nil || log.Conn() == nil {
 		return fmt.Errorf("%w: reactor %q: the log is not open", eventlog.ErrInvalid, name)
 	}
@@ -323,23 +249,23 @@ func DeleteReactor(ctx context.Context, log *eventlog.Log, name string) error {
 	if err != nil {
 		return err
 	}
-	err = js.DeleteConsumer(ctx, log.StreamName, ReactorConsumerName(name))
+	err = js.DeleteConsumer(ctx, log.StreamName, ConsumerName(name))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("reactor %s: %w", name, eventlog.ErrNotFound)
 	}
 	return err
 }
 
-// reactorCheck validates r and fills in defaults.
-func (r *Reactor) reactorCheck() error {
+// check validates r and fills in defaults.
+func (r *Reactor) check() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: reactor %q: %s", eventlog.ErrInvalid, r.Name, fmt.Sprintf(format, args...))
 	}
 	if err := eventlog.ValidateCategory(r.Name); err != nil {
 		return bad("name: %v", err)
 	}
-	if len(r.Name) > MaxReactorNameLen {
-		return bad("name is %d bytes; the limit is %d", len(r.Name), MaxReactorNameLen)
+	if len(r.Name) > MaxNameLen {
+		return bad("name is %d bytes; the limit is %d", len(r.Name), MaxNameLen)
 	}
 	if r.Handle == nil {
 		return bad("Handle is nil")
@@ -358,10 +284,10 @@ func (r *Reactor) reactorCheck() error {
 	case r.MaxAttempts < 0:
 		return bad("MaxAttempts %d is negative", r.MaxAttempts)
 	case r.MaxAttempts == 0:
-		r.MaxAttempts = DefaultReactorMaxAttempts
+		r.MaxAttempts = DefaultMaxAttempts
 	}
 	if len(r.Backoff) == 0 {
-		r.Backoff = DefaultReactorBackoff()
+		r.Backoff = DefaultBackoff()
 	}
 	r.Backoff = slices.Clone(r.Backoff)
 	for _, d := range r.Backoff {
@@ -373,7 +299,7 @@ func (r *Reactor) reactorCheck() error {
 	case r.AckWait < 0:
 		return bad("AckWait %v is negative", r.AckWait)
 	case r.AckWait == 0:
-		r.AckWait = DefaultReactorAckWait
+		r.AckWait = DefaultAckWait
 	case r.AckWait < 100*time.Millisecond:
 		return bad("AckWait %v is below 100ms", r.AckWait)
 	}
@@ -381,7 +307,7 @@ func (r *Reactor) reactorCheck() error {
 	case r.FetchWait < 0:
 		return bad("FetchWait %v is negative", r.FetchWait)
 	case r.FetchWait == 0:
-		r.FetchWait = DefaultReactorFetchWait
+		r.FetchWait = DefaultFetchWait
 	case r.FetchWait < 10*time.Millisecond:
 		return bad("FetchWait %v is below 10ms", r.FetchWait)
 	}
@@ -389,8 +315,8 @@ func (r *Reactor) reactorCheck() error {
 	return nil
 }
 
-// reactorSubjects is the consumer's filter for a list of categories.
-func reactorSubjects(categories []string) (string, []string) {
+// subjects is the consumer's filter for a list of categories.
+func subjects(categories []string) (string, []string) {
 	cats := slices.Clone(categories)
 	slices.Sort(cats)
 	cats = slices.Compact(cats)
@@ -407,11 +333,11 @@ func reactorSubjects(categories []string) (string, []string) {
 	return "", subs
 }
 
-// reactorEnsureConsumer binds the reactor's durable consumer, creating it
+// ensureConsumer binds the reactor's durable consumer, creating it
 // (with the reactor's start position) or updating the settings a reactor
 // owns.
-func reactorEnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, r *Reactor) (jetstream.Consumer, error) {
-	name := ReactorConsumerName(r.Name)
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, r *Reactor) (jetstream.Consumer, error) {
+	name := ConsumerName(r.Name)
 	set := func(cfg *jetstream.ConsumerConfig) {
 		cfg.Durable = name
 		cfg.Description = "fazt reactor " + r.Name
@@ -421,7 +347,7 @@ func reactorEnsureConsumer(ctx context.Context, js jetstream.JetStream, stream s
 		cfg.MaxAckPending = 1  // one event at a time, in order, across nodes
 		cfg.HeadersOnly = true // the event is read from the log by sequence
 		cfg.BackOff = nil      // delays come with each nak
-		cfg.FilterSubject, cfg.FilterSubjects = reactorSubjects(r.Filter.Categories)
+		cfg.FilterSubject, cfg.FilterSubjects = subjects(r.Filter.Categories)
 	}
 	for range 3 {
 		c, err := js.Consumer(ctx, stream, name)
@@ -455,13 +381,13 @@ func reactorEnsureConsumer(ctx context.Context, js jetstream.JetStream, stream s
 }
 
 // Name is the reactor's name.
-func (h *ReactorHandle) Name() string { return h.r.Name }
+func (h *Runner) Name() string { return h.r.Name }
 
 // Stop stops fetching events, waits for the handler call in flight to
 // finish and be acknowledged, and returns. If ctx ends first, the
 // handler's context is cancelled and Stop returns ctx's error; the
 // unfinished event will be redelivered. Stop may take up to FetchWait.
-func (h *ReactorHandle) Stop(ctx context.Context) error {
+func (h *Runner) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() { close(h.stop) })
 	select {
 	case <-h.done:
@@ -475,19 +401,19 @@ func (h *ReactorHandle) Stop(ctx context.Context) error {
 
 // Done is closed when the reactor has stopped (after Stop, or when the
 // log's connection closed).
-func (h *ReactorHandle) Done() <-chan struct{} { return h.done }
+func (h *Runner) Done() <-chan struct{} { return h.done }
 
 // Status reports the reactor's progress and its parked events, as seen by
 // every node.
-func (h *ReactorHandle) Status(ctx context.Context) (ReactorStatus, error) {
+func (h *Runner) Status(ctx context.Context) (Status, error) {
 	if err := h.refreshParked(ctx); err != nil {
-		return ReactorStatus{}, fmt.Errorf("reactor %s: read parked events: %w", h.r.Name, err)
+		return Status{}, fmt.Errorf("reactor %s: read parked events: %w", h.r.Name, err)
 	}
 	info, err := h.cons.Info(ctx)
 	if err != nil {
-		return ReactorStatus{}, fmt.Errorf("reactor %s: consumer info: %w", h.r.Name, err)
+		return Status{}, fmt.Errorf("reactor %s: consumer info: %w", h.r.Name, err)
 	}
-	return ReactorStatus{
+	return Status{
 		Name:       h.r.Name,
 		Pending:    info.NumPending + uint64(info.NumAckPending),
 		Delivered:  info.AckFloor.Stream,
@@ -502,7 +428,7 @@ func (h *ReactorHandle) Status(ctx context.Context) (ReactorStatus, error) {
 // parked, with the new reason and one more attempt recorded, and the
 // handler's error is returned. Errors: eventlog.ErrNotFound when no event
 // is parked at seq.
-func (h *ReactorHandle) RetryParked(ctx context.Context, seq uint64) error {
+func (h *Runner) RetryParked(ctx context.Context, seq uint64) error {
 	if err := h.refreshParked(ctx); err != nil {
 		return fmt.Errorf("reactor %s: read parked events: %w", h.r.Name, err)
 	}
@@ -517,18 +443,18 @@ func (h *ReactorHandle) RetryParked(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("reactor %s: read parked event %d: %w", h.r.Name, seq, err)
 	}
 	if herr := h.call(ctx, nil, e); herr != nil {
-		if err := h.appendPark(ctx, TypeEventParked, reactorParkRecord{Seq: seq, EventID: e.ID, EventType: e.Type, Attempts: p.Attempts + 1, Error: reactorErrText(herr)}); err != nil {
+		if err := h.appendPark(ctx, TypeEventParked, parkRecord{Seq: seq, EventID: e.ID, EventType: e.Type, Attempts: p.Attempts + 1, Error: errText(herr)}); err != nil {
 			return fmt.Errorf("reactor %s: retry of parked event %d failed: %w (and recording it failed: %v)", h.r.Name, seq, herr, err)
 		}
 		return fmt.Errorf("reactor %s: retry of parked event %d failed, still parked: %w", h.r.Name, seq, herr)
 	}
-	if err := h.appendPark(ctx, TypeEventUnparked, reactorParkRecord{Seq: seq, EventID: e.ID}); err != nil {
+	if err := h.appendPark(ctx, TypeEventUnparked, parkRecord{Seq: seq, EventID: e.ID}); err != nil {
 		return fmt.Errorf("reactor %s: parked event %d was handled but unparking it failed: %w", h.r.Name, seq, err)
 	}
 	return nil
 }
 
-func (h *ReactorHandle) stopping() bool {
+func (h *Runner) stopping() bool {
 	select {
 	case <-h.stop:
 		return true
@@ -538,7 +464,7 @@ func (h *ReactorHandle) stopping() bool {
 }
 
 // pause waits d or until Stop.
-func (h *ReactorHandle) pause(d time.Duration) {
+func (h *Runner) pause(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -550,7 +476,7 @@ func (h *ReactorHandle) pause(d time.Duration) {
 // loop fetches one event at a time until Stop. A pull request is never
 // abandoned: it is waited out (at most FetchWait), so an event JetStream
 // sends is always answered, never left to time out.
-func (h *ReactorHandle) loop() {
+func (h *Runner) loop() {
 	defer close(h.done)
 	for !h.stopping() {
 		if h.log.Conn().IsClosed() {
@@ -579,7 +505,7 @@ func (h *ReactorHandle) loop() {
 
 // process handles one delivered message to the end: ack, nak with delay,
 // or park and term.
-func (h *ReactorHandle) process(msg jetstream.Msg) {
+func (h *Runner) process(msg jetstream.Msg) {
 	ctx := h.run
 	md, err := msg.Metadata()
 	if err != nil {
@@ -601,7 +527,7 @@ func (h *ReactorHandle) process(msg jetstream.Msg) {
 	}
 	e, err := h.readEvent(ctx, seq)
 	if errors.Is(err, eventlog.ErrMalformed) {
-		h.park(msg, reactorParkRecord{Seq: seq, Attempts: attempt, Error: reactorErrText(err)}, attempt)
+		h.park(msg, parkRecord{Seq: seq, Attempts: attempt, Error: errText(err)}, attempt)
 		return
 	}
 	if err != nil {
@@ -620,7 +546,7 @@ func (h *ReactorHandle) process(msg jetstream.Msg) {
 		h.ack(msg, seq)
 	case attempt >= h.r.MaxAttempts:
 		h.logger.Error("reactor parks event", "seq", seq, "id", e.ID, "type", e.Type, "attempts", attempt, "err", herr)
-		h.park(msg, reactorParkRecord{Seq: seq, EventID: e.ID, EventType: e.Type, Attempts: attempt, Error: reactorErrText(herr)}, attempt)
+		h.park(msg, parkRecord{Seq: seq, EventID: e.ID, EventType: e.Type, Attempts: attempt, Error: errText(herr)}, attempt)
 	default:
 		d := h.delay(attempt)
 		h.logger.Warn("reactor handler failed", "seq", seq, "id", e.ID, "type", e.Type, "attempt", attempt, "retry_in", d, "err", herr)
@@ -630,7 +556,7 @@ func (h *ReactorHandle) process(msg jetstream.Msg) {
 
 // readEvent reads the event at seq from the log, which stays the only
 // decoder of the wire form.
-func (h *ReactorHandle) readEvent(ctx context.Context, seq uint64) (eventlog.Event, error) {
+func (h *Runner) readEvent(ctx context.Context, seq uint64) (eventlog.Event, error) {
 	if seq == 0 {
 		return eventlog.Event{}, fmt.Errorf("%w: sequence 0", eventlog.ErrNotFound)
 	}
@@ -645,12 +571,12 @@ func (h *ReactorHandle) readEvent(ctx context.Context, seq uint64) (eventlog.Eve
 }
 
 // delay is the backoff after the n-th failed attempt.
-func (h *ReactorHandle) delay(n int) time.Duration {
+func (h *Runner) delay(n int) time.Duration {
 	b := h.r.Backoff
 	return b[min(max(n, 1), len(b))-1]
 }
 
-func (h *ReactorHandle) ack(msg jetstream.Msg, seq uint64) {
+func (h *Runner) ack(msg jetstream.Msg, seq uint64) {
 	ctx, cancel := context.WithTimeout(h.run, h.log.RequestTimeout)
 	defer cancel()
 	if err := msg.DoubleAck(ctx); err != nil {
@@ -661,7 +587,7 @@ func (h *ReactorHandle) ack(msg jetstream.Msg, seq uint64) {
 
 // park records the event as parked, then terminates it. If the record
 // cannot be written, the event is retried later instead.
-func (h *ReactorHandle) park(msg jetstream.Msg, rec reactorParkRecord, attempt int) {
+func (h *Runner) park(msg jetstream.Msg, rec parkRecord, attempt int) {
 	if err := h.appendPark(h.run, TypeEventParked, rec); err != nil {
 		d := h.delay(attempt)
 		h.logger.Error("reactor could not record a parked event; retrying it", "seq", rec.Seq, "retry_in", d, "err", err)
@@ -673,7 +599,7 @@ func (h *ReactorHandle) park(msg jetstream.Msg, rec reactorParkRecord, attempt i
 
 // call runs Handle, one call at a time, telling JetStream that msg (nil
 // for RetryParked) is in progress while it runs.
-func (h *ReactorHandle) call(ctx context.Context, msg jetstream.Msg, e eventlog.Event) error {
+func (h *Runner) call(ctx context.Context, msg jetstream.Msg, e eventlog.Event) error {
 	if msg != nil {
 		beat := make(chan struct{})
 		var wg sync.WaitGroup
@@ -699,7 +625,7 @@ func (h *ReactorHandle) call(ctx context.Context, msg jetstream.Msg, e eventlog.
 }
 
 // invoke calls Handle, turning a panic into an error.
-func (h *ReactorHandle) invoke(ctx context.Context, e eventlog.Event) (err error) {
+func (h *Runner) invoke(ctx context.Context, e eventlog.Event) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			h.logger.Error("reactor handler panicked", "seq", e.Seq, "panic", p, "stack", string(debug.Stack()))
@@ -710,7 +636,7 @@ func (h *ReactorHandle) invoke(ctx context.Context, e eventlog.Event) (err error
 }
 
 // appendPark appends a parked or unparked record and applies it.
-func (h *ReactorHandle) appendPark(ctx context.Context, typ string, rec reactorParkRecord) error {
+func (h *Runner) appendPark(ctx context.Context, typ string, rec parkRecord) error {
 	rec.Reactor = h.r.Name
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -736,7 +662,7 @@ func (h *ReactorHandle) appendPark(ctx context.Context, typ string, rec reactorP
 // since the last refresh (by any node). A record it cannot read is
 // logged, listed in Status and passed over: nothing in the log may stop
 // a reactor from starting.
-func (h *ReactorHandle) refreshParked(ctx context.Context) error {
+func (h *Runner) refreshParked(ctx context.Context) error {
 	h.parkMu.Lock()
 	defer h.parkMu.Unlock()
 	unreadable := func(seq uint64, err error) {
@@ -745,9 +671,14 @@ func (h *ReactorHandle) refreshParked(ctx context.Context) error {
 			h.logger.Warn("a record of the reactor's parked events cannot be read; passed over", "stream", h.stream, "seq", seq, "err", err)
 		}
 	}
-	last, err := readRecords(ctx, h.log, ReactorCategory, h.parkSeq, func(e eventlog.Event) bool {
-		if e.Stream == h.stream && (e.Type == TypeEventParked || e.Type == TypeEventUnparked) {
-			var rec reactorParkRecord
+	last, err := h.log.ReadEach(ctx, h.parkSeq, eventlog.Filter{Categories: []string{Category}}, func(e eventlog.Event) bool {
+		switch {
+		case e.Malformed != nil:
+			if stream, _ := eventlog.StreamOf(e.Malformed.Subject); stream == h.stream {
+				unreadable(e.Seq, e.Err())
+			}
+		case e.Stream == h.stream && (e.Type == TypeEventParked || e.Type == TypeEventUnparked):
+			var rec parkRecord
 			if err := json.Unmarshal(e.Data, &rec); err != nil {
 				unreadable(e.Seq, err)
 			} else {
@@ -755,17 +686,13 @@ func (h *ReactorHandle) refreshParked(ctx context.Context) error {
 			}
 		}
 		return true
-	}, func(de *eventlog.DecodeError) {
-		if stream, _ := eventlog.StreamOf(de.Subject); stream == h.stream {
-			unreadable(de.Seq, de)
-		}
 	})
 	h.parkSeq = max(h.parkSeq, last)
 	return err
 }
 
 // applyPark applies one record; parkMu is held.
-func (h *ReactorHandle) applyPark(typ string, rec reactorParkRecord, at time.Time) {
+func (h *Runner) applyPark(typ string, rec parkRecord, at time.Time) {
 	switch typ {
 	case TypeEventParked:
 		h.parked[rec.Seq] = Parked{Seq: rec.Seq, EventID: rec.EventID, Type: rec.EventType, Attempts: rec.Attempts, Error: rec.Error, At: at}
@@ -774,7 +701,7 @@ func (h *ReactorHandle) applyPark(typ string, rec reactorParkRecord, at time.Tim
 	}
 }
 
-func (h *ReactorHandle) isParked(seq uint64) bool {
+func (h *Runner) isParked(seq uint64) bool {
 	h.parkMu.Lock()
 	defer h.parkMu.Unlock()
 	_, ok := h.parked[seq]
@@ -783,13 +710,13 @@ func (h *ReactorHandle) isParked(seq uint64) bool {
 
 // Unreadable returns the sequences of the records in the reactor's
 // stream that could not be read, as of the last refresh.
-func (h *ReactorHandle) Unreadable() []uint64 {
+func (h *Runner) Unreadable() []uint64 {
 	h.parkMu.Lock()
 	defer h.parkMu.Unlock()
 	return slices.Clone(h.unreadable)
 }
 
-func (h *ReactorHandle) parkedList() []Parked {
+func (h *Runner) parkedList() []Parked {
 	h.parkMu.Lock()
 	defer h.parkMu.Unlock()
 	out := make([]Parked, 0, len(h.parked))
@@ -800,12 +727,12 @@ func (h *ReactorHandle) parkedList() []Parked {
 	return out
 }
 
-// reactorErrText is an error's text, cut to reactorMaxError bytes of valid
+// errText is an error's text, cut to maxError bytes of valid
 // UTF-8.
-func reactorErrText(err error) string {
+func errText(err error) string {
 	s := err.Error()
-	if len(s) <= reactorMaxError {
+	if len(s) <= maxError {
 		return s
 	}
-	return strings.ToValidUTF8(s[:reactorMaxError], "") + "..."
+	return strings.ToValidUTF8(s[:maxError], "") + "..."
 }

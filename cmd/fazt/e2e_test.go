@@ -109,31 +109,19 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	// has the same answer after the restart.
 	q := url.Values{"from": {day.AddDate(0, 0, -1).Format(time.DateOnly)}, "to": {day.AddDate(0, 0, 1).Format(time.DateOnly)}}
 	st, raw := statsHTTP(t, s, "blog", q)
-	type pv = struct {
-		Path  string `json:"path"`
-		Views int64  `json:"views"`
-	}
-	type rv = struct {
-		Referrer string `json:"referrer"`
-		Views    int64  `json:"views"`
-	}
-	type sv = struct {
-		Source string `json:"source"`
-		Views  int64  `json:"views"`
-	}
 	if st.Site != "blog" || st.Views != 8 || st.Visitors != 5 {
 		t.Fatalf("totals: %d views, %d visitors; want 8 and 5\n%s", st.Views, st.Visitors, raw)
 	}
 	if len(st.Days) != 3 || st.Days[0].Views != 0 || st.Days[1].Day != day.Format(time.DateOnly) || st.Days[1].Views != 8 || st.Days[1].Visitors != 5 || st.Days[2].Views != 0 {
 		t.Errorf("days: %+v", st.Days)
 	}
-	if want := []pv{{"/posts/hello", 4}, {"/", 2}, {"/about", 2}}; !reflect.DeepEqual(st.TopPaths, want) {
+	if want := []analytics.PathViews{{"/posts/hello", 4}, {"/", 2}, {"/about", 2}}; !reflect.DeepEqual(st.TopPaths, want) {
 		t.Errorf("top paths %+v, want %+v", st.TopPaths, want)
 	}
-	if want := []rv{{"news.ycombinator.com", 2}, {"t.co", 1}, {"www.google.com", 1}}; !reflect.DeepEqual(st.TopReferrers, want) {
+	if want := []analytics.RefViews{{"news.ycombinator.com", 2}, {"t.co", 1}, {"www.google.com", 1}}; !reflect.DeepEqual(st.TopReferrers, want) {
 		t.Errorf("top referrers %+v, want %+v", st.TopReferrers, want)
 	}
-	if want := []sv{{"newsletter", 1}, {"twitter", 1}}; !reflect.DeepEqual(st.TopSources, want) {
+	if want := []analytics.SourceView{{"newsletter", 1}, {"twitter", 1}}; !reflect.DeepEqual(st.TopSources, want) {
 		t.Errorf("top sources %+v, want %+v", st.TopSources, want)
 	}
 

@@ -115,13 +115,13 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	if len(st.Days) != 3 || st.Days[0].Views != 0 || st.Days[1].Day != day.Format(time.DateOnly) || st.Days[1].Views != 8 || st.Days[1].Visitors != 5 || st.Days[2].Views != 0 {
 		t.Errorf("days: %+v", st.Days)
 	}
-	if want := []analytics.PathViews{{"/posts/hello", 4}, {"/", 2}, {"/about", 2}}; !reflect.DeepEqual(st.TopPaths, want) {
+	if want := []analytics.PathViews{{Path: "/posts/hello", Views: 4}, {Path: "/", Views: 2}, {Path: "/about", Views: 2}}; !reflect.DeepEqual(st.TopPaths, want) {
 		t.Errorf("top paths %+v, want %+v", st.TopPaths, want)
 	}
-	if want := []analytics.RefViews{{"news.ycombinator.com", 2}, {"t.co", 1}, {"www.google.com", 1}}; !reflect.DeepEqual(st.TopReferrers, want) {
+	if want := []analytics.RefViews{{Referrer: "news.ycombinator.com", Views: 2}, {Referrer: "t.co", Views: 1}, {Referrer: "www.google.com", Views: 1}}; !reflect.DeepEqual(st.TopReferrers, want) {
 		t.Errorf("top referrers %+v, want %+v", st.TopReferrers, want)
 	}
-	if want := []analytics.SourceView{{"newsletter", 1}, {"twitter", 1}}; !reflect.DeepEqual(st.TopSources, want) {
+	if want := []analytics.SourceView{{Source: "newsletter", Views: 1}, {Source: "twitter", Views: 1}}; !reflect.DeepEqual(st.TopSources, want) {
 		t.Errorf("top sources %+v, want %+v", st.TopSources, want)
 	}
 

@@ -12,44 +12,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fazt-sh/fazt/verticals/analytics"
 )
-
-const dayLayout = "2006-01-02"
-
-// analyticsSite is a site as the analytics API returns it.
-type analyticsSite struct {
-	ID      string   `json:"id"`
-	Name    string   `json:"name"`
-	Domains []string `json:"domains"`
-	Created string   `json:"created"`
-}
-
-// siteStats is the answer of GET /v1/analytics/{site}/stats.
-type siteStats struct {
-	Site     string `json:"site"`
-	From     string `json:"from"`
-	To       string `json:"to"`
-	Views    int64  `json:"views"`
-	Visitors int64  `json:"visitors"`
-	Days     []struct {
-		Day      string `json:"day"`
-		Views    int64  `json:"views"`
-		Visitors int64  `json:"visitors"`
-	} `json:"days"`
-	TopPaths []struct {
-		Path  string `json:"path"`
-		Views int64  `json:"views"`
-	} `json:"top_paths"`
-	TopReferrers []struct {
-		Referrer string `json:"referrer"`
-		Views    int64  `json:"views"`
-	} `json:"top_referrers"`
-	TopSources []struct {
-		Source string `json:"source"`
-		Views  int64  `json:"views"`
-	} `json:"top_sources"`
-	Seq uint64 `json:"seq"`
-}
 
 func (a *app) analyticsCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -87,13 +52,13 @@ referrers and campaign sources (utm_source).`,
 			var fromDay, toDay time.Time
 			var err error
 			if from != "" {
-				if fromDay, err = time.Parse(dayLayout, from); err != nil {
+				if fromDay, err = time.Parse(time.DateOnly, from); err != nil {
 					return usagef(cmd, "--from %q: want a date like 2026-01-31", from)
 				}
 				q.Set("from", from)
 			}
 			if to != "" {
-				if toDay, err = time.Parse(dayLayout, to); err != nil {
+				if toDay, err = time.Parse(time.DateOnly, to); err != nil {
 					return usagef(cmd, "--to %q: want a date like 2026-01-31", to)
 				}
 				q.Set("to", to)
@@ -112,8 +77,8 @@ referrers and campaign sources (utm_source).`,
 				return err
 			}
 			defer c.close()
-			var st siteStats
-			raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/analytics/"+url.PathEscape(args[0])+"/stats", q, nil, &st)
+			var st analytics.Stats
+			raw, err := c.call(cmd.Context(), http.MethodGet, analytics.StatsPath(args[0]), q, nil, &st)
 			if err != nil {
 				return err
 			}
@@ -133,7 +98,7 @@ referrers and campaign sources (utm_source).`,
 }
 
 // printStats writes the readable report of top.
-func printStats(w io.Writer, st *siteStats) error {
+func printStats(w io.Writer, st *analytics.Stats) error {
 	fmt.Fprintf(w, "%s, %s to %s (as of seq %d)\n", safe(st.Site), safe(st.From), safe(st.To), st.Seq)
 	fmt.Fprintf(w, "  %s views, %s visitors\n", thousands(st.Views), thousands(st.Visitors))
 	if st.Views == 0 {
@@ -276,11 +241,9 @@ func thousands(n int64) string {
 }
 
 // listSites returns the server's analytics sites.
-func listSites(cmd *cobra.Command, c *client) ([]analyticsSite, []byte, error) {
-	var res struct {
-		Sites []analyticsSite `json:"sites"`
-	}
-	raw, err := c.call(cmd.Context(), http.MethodGet, "/v1/analytics/sites", nil, nil, &res)
+func listSites(cmd *cobra.Command, c *client) ([]analytics.Site, []byte, error) {
+	var res analytics.ListSitesResponse
+	raw, err := c.call(cmd.Context(), http.MethodGet, analytics.SitesPath, nil, nil, &res)
 	return res.Sites, raw, err
 }
 
@@ -343,12 +306,9 @@ prints; the domains are the hosts its pages are served from.`,
 				return err
 			}
 			defer c.close()
-			var res struct {
-				Site analyticsSite `json:"site"`
-				Seq  uint64        `json:"seq"`
-			}
-			body := map[string]any{"id": args[0], "name": name, "domains": domains}
-			raw, err := c.call(cmd.Context(), http.MethodPost, "/v1/analytics/sites", nil, body, &res)
+			var res analytics.CreateSiteResponse
+			body := analytics.CreateSiteRequest{ID: args[0], Name: name, Domains: domains}
+			raw, err := c.call(cmd.Context(), http.MethodPost, analytics.SitesPath, nil, body, &res)
 			if err != nil {
 				return err
 			}
@@ -356,7 +316,7 @@ prints; the domains are the hosts its pages are served from.`,
 				return a.printRaw(raw)
 			}
 			fmt.Fprintf(a.stdout, "created site %s (%s; %s) at seq %d\n", safe(res.Site.ID), safe(res.Site.Name), safe(strings.Join(res.Site.Domains, ", ")), res.Seq)
-			fmt.Fprintf(a.stdout, "add this to its pages:\n  %s\n", safe(snippetTag(c.base, res.Site.ID)))
+			fmt.Fprintf(a.stdout, "add this to its pages:\n  %s\n", safe(analytics.SnippetTag(c.base, res.Site.ID)))
 			return nil
 		}),
 	}
@@ -367,9 +327,4 @@ prints; the domains are the hosts its pages are served from.`,
 	f.BoolVar(&asJSON, "json", false, "print the server's JSON answer")
 	_ = cmd.MarkFlagRequired("domain")
 	return cmd
-}
-
-// snippetTag is the script tag that collects a site's page views.
-func snippetTag(base, site string) string {
-	return fmt.Sprintf(`<script defer data-site="%s" src="%s/v1/analytics/script.js"></script>`, site, base)
 }

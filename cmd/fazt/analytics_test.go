@@ -9,16 +9,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fazt-sh/fazt/verticals/analytics"
 )
 
 // topJSON runs `fazt analytics top SITE --json` with args and decodes it.
-func topJSON(t *testing.T, s *testServer, site string, args ...string) siteStats {
+func topJSON(t *testing.T, s *testServer, site string, args ...string) analytics.Stats {
 	t.Helper()
 	out, _, err := fazt(t, nil, "", append([]string{"analytics", "top", site, "--json", "--data", s.dir}, args...)...)
 	if err != nil {
 		t.Fatalf("analytics top %s: %v", site, err)
 	}
-	var st siteStats
+	var st analytics.Stats
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("analytics top %s --json: %v\n%s", site, err, out)
 	}
@@ -31,7 +33,7 @@ func TestDemo(t *testing.T) {
 	today := time.Now().UTC()
 	// A range around the demo's days, so that a test running over
 	// midnight still sees every view.
-	rng := []string{"--from", today.AddDate(0, 0, -3).Format(dayLayout), "--to", today.AddDate(0, 0, 1).Format(dayLayout)}
+	rng := []string{"--from", today.AddDate(0, 0, -3).Format(time.DateOnly), "--to", today.AddDate(0, 0, 1).Format(time.DateOnly)}
 
 	out, errOut, err := fazt(t, nil, "", append([]string{"demo", "--views", "2000", "--days", "3"}, d...)...)
 	if err != nil {
@@ -283,10 +285,7 @@ func TestAnalyticsCLI(t *testing.T) {
 		t.Fatalf("add-site: %q %v", out, err)
 	}
 	out, _, err = fazt(t, nil, "", append([]string{"analytics", "add-site", "docs", "--domain", "docs.example.com", "--json"}, d...)...)
-	var created struct {
-		Site analyticsSite `json:"site"`
-		Seq  uint64        `json:"seq"`
-	}
+	var created analytics.CreateSiteResponse
 	if err != nil || json.Unmarshal([]byte(out), &created) != nil || created.Site.Name != "docs" || created.Seq == 0 {
 		t.Fatalf("add-site --json: %q %v", out, err)
 	}
@@ -315,9 +314,7 @@ func TestAnalyticsCLI(t *testing.T) {
 		t.Fatalf("sites: %q %v", out, err)
 	}
 	out, _, err = fazt(t, nil, "", append([]string{"analytics", "sites", "--json"}, d...)...)
-	var list struct {
-		Sites []analyticsSite `json:"sites"`
-	}
+	var list analytics.ListSitesResponse
 	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list.Sites) != 2 || list.Sites[0].ID != "blog" {
 		t.Fatalf("sites --json: %q %v", out, err)
 	}

@@ -25,7 +25,7 @@ func init() {
 	if os.Getenv(benchChildTestEnv) != "1" {
 		return
 	}
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), compiledIn(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -41,7 +41,7 @@ func runBench(t *testing.T, args ...string) (string, string, error) {
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := run(ctx, args, noEnv, strings.NewReader(""), &stdout, &stderr)
+	err := run(ctx, testVerticals, args, noEnv, strings.NewReader(""), &stdout, &stderr)
 	return stdout.String(), stderr.String(), err
 }
 

@@ -7,15 +7,10 @@ import (
 	"github.com/fazt-sh/fazt/schemas"
 )
 
-// verticals are the business modules compiled into this binary: each
-// registers its event types, projections, reactors and routes with the
-// kernel. Tests add their own.
-var verticals []func(*kernel.Kernel) error
-
-// newKernel returns a kernel for cfg with every vertical registered.
-func newKernel(cfg kernel.Config) (*kernel.Kernel, error) {
+// newKernel returns a kernel for cfg with the app's verticals registered.
+func (a *app) newKernel(cfg kernel.Config) (*kernel.Kernel, error) {
 	k := kernel.New(cfg)
-	for _, register := range verticals {
+	for _, register := range a.verticals {
 		if err := register(k); err != nil {
 			return nil, err
 		}
@@ -23,11 +18,11 @@ func newKernel(cfg kernel.Config) (*kernel.Kernel, error) {
 	return k, nil
 }
 
-// catalog is every event schema and table this binary declares. The
-// ledger (schemas/ledger.jsonl) records what has shipped, and
+// catalog is every event schema and table the app's verticals declare.
+// The ledger (schemas/ledger.jsonl) records what has shipped, and
 // `fazt schema check` holds the code to it.
-func catalog() (schemas.Catalog, error) {
-	k, err := newKernel(kernel.Config{Logger: slog.New(slog.DiscardHandler)})
+func (a *app) catalog() (schemas.Catalog, error) {
+	k, err := a.newKernel(kernel.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return schemas.Catalog{}, err
 	}

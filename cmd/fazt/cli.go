@@ -31,19 +31,21 @@ func usagef(cmd *cobra.Command, format string, args ...any) error {
 // app carries what run was given to the commands, so that nothing reads
 // the process's globals and tests can run it in-process.
 type app struct {
-	getenv func(string) string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	verticals []vertical // registered on every kernel the commands make
+	getenv    func(string) string
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
 	// started is set when a command's own code begins: cobra's errors
 	// before that point (flags, arguments) are usage errors.
 	started bool
 }
 
-// run parses args and runs the command. It returns a *usageError for bad
-// invocations.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	a := &app{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+// run parses args and runs the command, with verticals registered on the
+// kernel that serve (and schema's catalog) makes. It returns a
+// *usageError for bad invocations.
+func run(ctx context.Context, verticals []vertical, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	a := &app{verticals: verticals, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCmd()
 	if args == nil {
 		args = []string{} // nil makes cobra fall back to os.Args

@@ -28,7 +28,7 @@ func fazt(t *testing.T, env func(string) string, stdin string, args ...string) (
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := run(ctx, args, env, strings.NewReader(stdin), &stdout, &stderr)
+	err := run(ctx, testVerticals, args, env, strings.NewReader(stdin), &stdout, &stderr)
 	return stdout.String(), stderr.String(), err
 }
 
@@ -102,7 +102,7 @@ func TestCLIAppendReadTail(t *testing.T) {
 	var tailOut syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"events", "tail", "--after", "1", "--category", "orders"}, d...), noEnv, strings.NewReader(""), &tailOut, io.Discard)
+		done <- run(ctx, testVerticals, append([]string{"events", "tail", "--after", "1", "--category", "orders"}, d...), noEnv, strings.NewReader(""), &tailOut, io.Discard)
 	}()
 	waitFor(t, "tail to print the history", func() bool { return strings.Count(tailOut.String(), "\n") == 2 })
 	if _, _, err := fazt(t, nil, "", append([]string{"events", "append", "--stream", "stock.2", "--type", "stock.reserved"}, d...)...); err != nil {
@@ -132,7 +132,7 @@ func TestCLIAppendReadTail(t *testing.T) {
 	defer cancel()
 	var jsonOut syncBuffer
 	go func() {
-		done <- run(ctx, append([]string{"events", "tail", "--after", "0", "--type", "stock.reserved", "--json"}, d...), noEnv, strings.NewReader(""), &jsonOut, io.Discard)
+		done <- run(ctx, testVerticals, append([]string{"events", "tail", "--after", "0", "--type", "stock.reserved", "--json"}, d...), noEnv, strings.NewReader(""), &jsonOut, io.Discard)
 	}()
 	waitFor(t, "tail --json", func() bool { return strings.Count(jsonOut.String(), "\n") == 2 })
 	cancel()
@@ -328,7 +328,7 @@ func TestNotReadyWhileOpening(t *testing.T) {
 	dir := t.TempDir()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(context.Background(), []string{"serve", "--data", dir, "--addr", addr, "--nats-url", "nats://" + mute.Addr().String()}, noEnv, strings.NewReader(""), io.Discard, io.Discard)
+		done <- run(context.Background(), testVerticals, []string{"serve", "--data", dir, "--addr", addr, "--nats-url", "nats://" + mute.Addr().String()}, noEnv, strings.NewReader(""), io.Discard, io.Discard)
 	}()
 	get := func(path string) int {
 		resp, err := http.Get("http://" + addr + path)

@@ -5,6 +5,13 @@
 // from it (package projections), and the verticals compiled in (page
 // analytics), wired and served over HTTP by package kernel.
 //
+// The verticals compiled in are the list compiledIn returns (in
+// verticals.go: add a new vertical's Register there). main hands that
+// list to run, which registers it on the kernel that serve opens and on
+// the catalog that schema check reads; tests run fazt in-process with
+// their own list. The client commands know the verticals only by their
+// exported names (routes, request and answer types, event types).
+//
 // Commands:
 //
 //	fazt serve [--data DIR] [--addr HOST:PORT] [--nats-listen HOST:PORT]

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fazt-sh/fazt/verticals/analytics"
 )
 
 // Browsers of the end-to-end test. Over loopback every request comes from
@@ -40,13 +42,13 @@ func hitJSON(site, pageURL, referrer string) string {
 }
 
 // statsHTTP reads a site's stats over HTTP with the token.
-func statsHTTP(t *testing.T, s *testServer, site string, q url.Values) (siteStats, string) {
+func statsHTTP(t *testing.T, s *testServer, site string, q url.Values) (analytics.Stats, string) {
 	t.Helper()
 	status, body, _ := s.do(t, "GET", "/v1/analytics/"+site+"/stats?"+q.Encode(), nil, nil)
 	if status != http.StatusOK {
 		t.Fatalf("stats: %d %s", status, body)
 	}
-	var st siteStats
+	var st analytics.Stats
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -99,39 +101,27 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	if st := collect(t, s, uaLinuxFirefox, "application/json", hitJSON("nosuch", page+"/", "")); st != http.StatusNotFound {
 		t.Fatalf("hit for an unknown site: %d, want 404", st)
 	}
-	if time.Now().UTC().Format(dayLayout) != day.Format(dayLayout) {
+	if time.Now().UTC().Format(time.DateOnly) != day.Format(time.DateOnly) {
 		t.Skip("the UTC day changed while collecting: the views are on two days")
 	}
 
 	// A range around today, given explicitly, so that the same request
 	// has the same answer after the restart.
-	q := url.Values{"from": {day.AddDate(0, 0, -1).Format(dayLayout)}, "to": {day.AddDate(0, 0, 1).Format(dayLayout)}}
+	q := url.Values{"from": {day.AddDate(0, 0, -1).Format(time.DateOnly)}, "to": {day.AddDate(0, 0, 1).Format(time.DateOnly)}}
 	st, raw := statsHTTP(t, s, "blog", q)
-	type pv = struct {
-		Path  string `json:"path"`
-		Views int64  `json:"views"`
-	}
-	type rv = struct {
-		Referrer string `json:"referrer"`
-		Views    int64  `json:"views"`
-	}
-	type sv = struct {
-		Source string `json:"source"`
-		Views  int64  `json:"views"`
-	}
 	if st.Site != "blog" || st.Views != 8 || st.Visitors != 5 {
 		t.Fatalf("totals: %d views, %d visitors; want 8 and 5\n%s", st.Views, st.Visitors, raw)
 	}
-	if len(st.Days) != 3 || st.Days[0].Views != 0 || st.Days[1].Day != day.Format(dayLayout) || st.Days[1].Views != 8 || st.Days[1].Visitors != 5 || st.Days[2].Views != 0 {
+	if len(st.Days) != 3 || st.Days[0].Views != 0 || st.Days[1].Day != day.Format(time.DateOnly) || st.Days[1].Views != 8 || st.Days[1].Visitors != 5 || st.Days[2].Views != 0 {
 		t.Errorf("days: %+v", st.Days)
 	}
-	if want := []pv{{"/posts/hello", 4}, {"/", 2}, {"/about", 2}}; !reflect.DeepEqual(st.TopPaths, want) {
+	if want := []analytics.PathViews{{Path: "/posts/hello", Views: 4}, {Path: "/", Views: 2}, {Path: "/about", Views: 2}}; !reflect.DeepEqual(st.TopPaths, want) {
 		t.Errorf("top paths %+v, want %+v", st.TopPaths, want)
 	}
-	if want := []rv{{"news.ycombinator.com", 2}, {"t.co", 1}, {"www.google.com", 1}}; !reflect.DeepEqual(st.TopReferrers, want) {
+	if want := []analytics.RefViews{{Referrer: "news.ycombinator.com", Views: 2}, {Referrer: "t.co", Views: 1}, {Referrer: "www.google.com", Views: 1}}; !reflect.DeepEqual(st.TopReferrers, want) {
 		t.Errorf("top referrers %+v, want %+v", st.TopReferrers, want)
 	}
-	if want := []sv{{"newsletter", 1}, {"twitter", 1}}; !reflect.DeepEqual(st.TopSources, want) {
+	if want := []analytics.SourceView{{Source: "newsletter", Views: 1}, {Source: "twitter", Views: 1}}; !reflect.DeepEqual(st.TopSources, want) {
 		t.Errorf("top sources %+v, want %+v", st.TopSources, want)
 	}
 
@@ -168,7 +158,7 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	if st := collect(t, s2, uaIPhone, "text/plain", hitJSON("blog", page+"/posts/hello", "")); st != http.StatusAccepted {
 		t.Fatalf("collect after restart: %d", st)
 	}
-	if time.Now().UTC().Format(dayLayout) != day.Format(dayLayout) {
+	if time.Now().UTC().Format(time.DateOnly) != day.Format(time.DateOnly) {
 		return // a new day, a new salt
 	}
 	if st, raw := statsHTTP(t, s2, "blog", q); st.Views != 9 || st.Visitors != 5 {

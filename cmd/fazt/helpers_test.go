@@ -60,15 +60,21 @@ type testServer struct {
 	err    error
 }
 
-// startServer runs `fazt serve --data dir --addr 127.0.0.1:0` and waits
-// for its serve.json. At cleanup it stops the server and requires a
-// clean shutdown.
+// startServer runs `fazt serve --data dir --addr 127.0.0.1:0` with the
+// test verticals and waits for its serve.json. At cleanup it stops the
+// server and requires a clean shutdown.
 func startServer(t *testing.T, dir string, extra ...string) *testServer {
+	t.Helper()
+	return startServerWith(t, testVerticals, dir, extra...)
+}
+
+// startServerWith is startServer with the given verticals.
+func startServerWith(t *testing.T, verticals []vertical, dir string, extra ...string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
 	args := append([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, extra...)
-	go func() { s.done <- run(ctx, args, noEnv, strings.NewReader(""), s.stdout, s.stderr) }()
+	go func() { s.done <- run(ctx, verticals, args, noEnv, strings.NewReader(""), s.stdout, s.stderr) }()
 	t.Cleanup(func() {
 		if err := s.stop(t); err != nil {
 			t.Errorf("serve returned %v; want nil after a graceful shutdown\nstderr:\n%s", err, s.stderr)

@@ -62,10 +62,10 @@ func TestCLIShowsMalformedAndGoesOn(t *testing.T) {
 	var now, all syncBuffer
 	done := make(chan error, 2)
 	go func() {
-		done <- run(ctx, append([]string{"events", "tail"}, d...), noEnv, strings.NewReader(""), &now, io.Discard)
+		done <- run(ctx, testVerticals, append([]string{"events", "tail"}, d...), noEnv, strings.NewReader(""), &now, io.Discard)
 	}()
 	go func() {
-		done <- run(ctx, append([]string{"events", "tail", "--after", "0"}, d...), noEnv, strings.NewReader(""), &all, io.Discard)
+		done <- run(ctx, testVerticals, append([]string{"events", "tail", "--after", "0"}, d...), noEnv, strings.NewReader(""), &all, io.Discard)
 	}()
 	waitFor(t, "tail --after 0 to print the history", func() bool {
 		return strings.Contains(all.String(), strconv.FormatUint(two.LastSeq, 10)+"  orders.1  2")

@@ -97,7 +97,7 @@ func TestCLIEscapesDataFromTheServer(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		var stdout, stderr syncBuffer
 		done := make(chan error, 1)
-		go func() { done <- run(ctx, args, noEnv, strings.NewReader(""), &stdout, &stderr) }()
+		go func() { done <- run(ctx, testVerticals, args, noEnv, strings.NewReader(""), &stdout, &stderr) }()
 		waitFor(t, "tail to print the page view", func() bool { return strings.Contains(stdout.String(), "evil") })
 		cancel()
 		if err := <-done; err != nil {

@@ -24,7 +24,7 @@ import (
 // The test binary's projection: how many orders.created events each
 // stream holds.
 func init() {
-	verticals = append(verticals, func(k *kernel.Kernel) error {
+	testVerticals = append(testVerticals, func(k *kernel.Kernel) error {
 		return k.RegisterProjection(projections.Projection{
 			Name:    "orders_total",
 			Version: 1,

@@ -19,7 +19,7 @@ var mailerBroken atomic.Bool
 // The test binary's reactor: it "sends" mail.requested events.
 func init() {
 	mailerBroken.Store(true)
-	verticals = append(verticals, func(k *kernel.Kernel) error {
+	testVerticals = append(testVerticals, func(k *kernel.Kernel) error {
 		if err := k.RegisterEvent("mail.requested", 1, []byte(anyObject)); err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ code breaks it; "fazt schema lock" appends the new, compatible ones.`,
 		Short: "Fail if the code's schemas break the ledger",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			cat, err := catalog()
+			cat, err := a.catalog()
 			if err != nil {
 				return err
 			}
@@ -89,7 +89,7 @@ code breaks it; "fazt schema lock" appends the new, compatible ones.`,
 		Short: "Append the code's new, compatible schemas to the ledger",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			cat, err := catalog()
+			cat, err := a.catalog()
 			if err != nil {
 				return err
 			}

@@ -128,7 +128,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 		fmt.Fprintf(a.stdout, "API token (stored in %s, shown once): %s\n", filepath.Join(dir, kernel.TokenFile), token)
 	}
 
-	k, err := newKernel(kernel.Config{
+	k, err := a.newKernel(kernel.Config{
 		Dir:          dir,
 		Addr:         o.addr,
 		Token:        token,

@@ -5,7 +5,14 @@ import (
 	"github.com/fazt-sh/fazt/verticals/analytics"
 )
 
-// The verticals compiled into the binary.
-func init() {
-	verticals = append(verticals, func(k *kernel.Kernel) error { return analytics.Register(k, analytics.Config{}) })
+// vertical is a business module: it registers its event types,
+// projections, reactors and routes with a kernel before the kernel opens.
+type vertical func(*kernel.Kernel) error
+
+// compiledIn returns the verticals compiled into this binary. main hands
+// them to run; tests hand run their own list.
+func compiledIn() []vertical {
+	return []vertical{
+		func(k *kernel.Kernel) error { return analytics.Register(k, analytics.Config{}) },
+	}
 }

@@ -3,6 +3,7 @@ package analytics
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -23,6 +24,17 @@ const (
 	// projection to catch up with the log.
 	DefaultMaxWait = 5 * time.Second
 )
+
+// The paths of the vertical's routes, for its clients (see the package
+// doc for what each answers).
+const (
+	SitesPath   = "/v1/analytics/sites"     // POST creates a site, GET lists them
+	CollectPath = "/v1/analytics/collect"   // POST records a page view (public)
+	ScriptPath  = "/v1/analytics/script.js" // GET serves the snippet (public)
+)
+
+// StatsPath is the path of a site's stats, GET /v1/analytics/{site}/stats.
+func StatsPath(site string) string { return "/v1/analytics/" + url.PathEscape(site) + "/stats" }
 
 // Config tunes the vertical. The zero value is ready to use.
 type Config struct {
@@ -101,12 +113,12 @@ func register(k *kernel.Kernel, cfg Config, release int) error {
 		public  bool
 		h       http.HandlerFunc
 	}{
-		{"POST /v1/analytics/sites", false, v.createSite},
-		{"GET /v1/analytics/sites", false, v.listSites},
+		{"POST " + SitesPath, false, v.createSite},
+		{"GET " + SitesPath, false, v.listSites},
 		{"GET /v1/analytics/{site}/stats", false, v.stats},
-		{"POST /v1/analytics/collect", true, v.collect},
-		{"OPTIONS /v1/analytics/collect", true, v.preflight},
-		{"GET /v1/analytics/script.js", true, v.script},
+		{"POST " + CollectPath, true, v.collect},
+		{"OPTIONS " + CollectPath, true, v.preflight},
+		{"GET " + ScriptPath, true, v.script},
 	}
 	for _, rt := range routes {
 		handle := k.Handle

@@ -86,7 +86,7 @@ func (v *vertical) collect(w http.ResponseWriter, r *http.Request) {
 		v.k.WriteError(w, r, err)
 		return
 	}
-	ev := eventlog.Event{Stream: streamOf(pv.Site), Type: TypePageviewRecorded, Schema: v.release, Data: data}
+	ev := eventlog.Event{Stream: SiteStream(pv.Site), Type: TypePageviewRecorded, Schema: v.release, Data: data}
 	if _, err := v.k.Append(r.Context(), []eventlog.Event{ev}); err != nil {
 		v.k.WriteError(w, r, err)
 		return

@@ -88,6 +88,12 @@
 //     no one can fill another site's figures from elsewhere.
 //   - GET /v1/analytics/script.js, the snippet, cacheable for an hour.
 //
+// Clients, such as fazt's CLI, use the exported names instead of
+// spelling them out: the paths SitesPath, StatsPath(site), CollectPath
+// and ScriptPath; the bodies CreateSiteRequest, CreateSiteResponse,
+// ListSitesResponse and Stats; SnippetTag for the script tag; and
+// ValidSiteID for an id's form.
+//
 // The collector keeps the sites in memory: a site never changes once
 // created, and an unknown id is looked up in the log itself (the first
 // event of its stream), so a site is usable the moment it is created.
@@ -98,14 +104,18 @@
 //
 // # Events
 //
-// Both live on the site's stream, "analytics.<site>", which the create
-// route requires to be new (kernel.Decide), so its first event is the
-// site's creation:
+// Both live on the site's stream, SiteStream(site) ("analytics.<site>",
+// of Category "analytics"), which the create route requires to be new
+// (kernel.Decide), so its first event is the site's creation:
 //
 //   - TypeSiteCreated, version 1: SiteCreated.
 //   - TypePageviewRecorded, version 1: PageviewRecorded without
 //     utm_source; version 2 adds utm_source, optional. Page views are
 //     appended without expectation: they need no decision.
+//
+// SiteCreatedVersion and PageviewRecordedVersion are the versions this
+// release appends; a client that appends page views itself through
+// POST /v1/events (`fazt demo` imports its sample that way) sends them.
 //
 // # Projection
 //

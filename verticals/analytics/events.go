@@ -1,11 +1,20 @@
 package analytics
 
 // Event types of the vertical. Both live on the site's stream,
-// "analytics.<site>": the site_created event first, then its page views.
+// SiteStream(site): the site_created event first, then its page views.
 const (
 	TypeSiteCreated      = "analytics.site_created"
 	TypePageviewRecorded = "analytics.pageview_recorded"
-	category             = "analytics"
+	// Category is the category of every stream of the vertical.
+	Category = "analytics"
+)
+
+// The schema versions this release appends its events with. A client
+// that appends page views itself through POST /v1/events, as `fazt
+// demo` does, sends these.
+const (
+	SiteCreatedVersion      = 1
+	PageviewRecordedVersion = 2
 )
 
 // SiteCreated is the data of TypeSiteCreated (schema version 1).
@@ -35,8 +44,9 @@ type PageviewRecorded struct {
 	UTMSource string `json:"utm_source,omitempty"`
 }
 
-// streamOf is the stream of a site: its creation and all its page views.
-func streamOf(site string) string { return category + "." + site }
+// SiteStream is the stream of a site, "analytics.<site>": its creation
+// and all its page views.
+func SiteStream(site string) string { return Category + "." + site }
 
 // The JSON Schemas. A shipped version never changes (the ledger in
 // schemas/ holds them to it); a new one only adds optional properties.

@@ -27,7 +27,7 @@ func TestLedgerHoldsEveryRelease(t *testing.T) {
 		t.Errorf("breaks the ledger: %s", p)
 	}
 	for _, e := range r.Unlocked {
-		if strings.HasPrefix(e.Name, category+".") {
+		if strings.HasPrefix(e.Name, Category+".") {
 			t.Errorf("not locked: %s %s version %d; run go run ./cmd/fazt schema lock", e.Kind, e.Name, e.Version)
 		}
 	}

@@ -90,7 +90,7 @@ func projection(release int) projections.Projection {
 		Name:    projectionName,
 		Version: release,
 		Tables:  tables,
-		Filter:  eventlog.Filter{Categories: []string{category}, Types: []string{TypeSiteCreated, TypePageviewRecorded}},
+		Filter:  eventlog.Filter{Categories: []string{Category}, Types: []string{TypeSiteCreated, TypePageviewRecorded}},
 		Apply:   applier(release),
 	}
 }

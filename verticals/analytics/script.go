@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -27,4 +28,10 @@ func (v *vertical) script(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "public, max-age=3600")
 	h.Set("ETag", snippetETag)
 	http.ServeContent(w, r, "script.js", time.Time{}, bytes.NewReader(snippet))
+}
+
+// SnippetTag is the script tag that a site's pages include to count
+// their views, for the server whose URL is base (no final slash).
+func SnippetTag(base, site string) string {
+	return fmt.Sprintf(`<script defer data-site="%s" src="%s%s"></script>`, site, base, ScriptPath)
 }

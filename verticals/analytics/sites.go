@@ -27,10 +27,35 @@ type Site struct {
 	Created string `json:"created,omitempty"`
 }
 
+// CreateSiteRequest is the body of POST /v1/analytics/sites. An empty
+// Name is the ID.
+type CreateSiteRequest struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Domains []string `json:"domains"`
+}
+
+// CreateSiteResponse is the answer of POST /v1/analytics/sites: the site
+// as stored (domains normalised) and the log sequence of its creation.
+type CreateSiteResponse struct {
+	Site Site   `json:"site"`
+	Seq  uint64 `json:"seq"`
+}
+
+// ListSitesResponse is the answer of GET /v1/analytics/sites, the sites
+// in id order.
+type ListSitesResponse struct {
+	Sites []Site `json:"sites"`
+}
+
 var siteIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// ValidSiteID reports whether id is a site id: 1 to 63 lower-case
+// letters, digits and '-', starting with a letter or digit.
+func ValidSiteID(id string) bool { return siteIDRE.MatchString(id) }
+
 func checkSiteID(id string) error {
-	if !siteIDRE.MatchString(id) {
+	if !ValidSiteID(id) {
 		return kernel.Invalidf("site id %q is invalid: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit", id)
 	}
 	return nil
@@ -127,7 +152,7 @@ func (v *vertical) site(ctx context.Context, id string) (Site, error) {
 	if err := checkSiteID(id); err != nil {
 		return Site{}, err
 	}
-	events, err := v.k.ReadStream(ctx, streamOf(id), 1, 1)
+	events, err := v.k.ReadStream(ctx, SiteStream(id), 1, 1)
 	if err != nil && !errors.Is(err, eventlog.ErrNotFound) {
 		return Site{}, err
 	}
@@ -149,11 +174,7 @@ func (v *vertical) createSite(w http.ResponseWriter, r *http.Request) {
 		v.k.WriteError(w, r, err)
 		return
 	}
-	var req struct {
-		ID      string   `json:"id"`
-		Name    string   `json:"name"`
-		Domains []string `json:"domains"`
-	}
+	var req CreateSiteRequest
 	if err := kernel.DecodeJSON(w, r, &req); err != nil {
 		v.k.WriteError(w, r, err)
 		return
@@ -177,7 +198,7 @@ func (v *vertical) createSite(w http.ResponseWriter, r *http.Request) {
 		v.k.WriteError(w, r, err)
 		return
 	}
-	dec, err := kernel.Decide(r.Context(), v.k, streamOf(s.ID), kernel.Decider[bool]{
+	dec, err := kernel.Decide(r.Context(), v.k, SiteStream(s.ID), kernel.Decider[bool]{
 		// The state is whether the stream has any event: a site is only
 		// created on a new stream, so its first event is its creation.
 		Evolve: func(_ bool, _ eventlog.Event) (bool, error) { return true, nil },
@@ -193,10 +214,7 @@ func (v *vertical) createSite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.sites.put(s)
-	kernel.WriteJSON(w, http.StatusCreated, struct {
-		Site Site   `json:"site"`
-		Seq  uint64 `json:"seq"`
-	}{s, dec.Result.LastSeq})
+	kernel.WriteJSON(w, http.StatusCreated, CreateSiteResponse{s, dec.Result.LastSeq})
 }
 
 // listSites is GET /v1/analytics/sites.
@@ -229,7 +247,5 @@ func (v *vertical) listSites(w http.ResponseWriter, r *http.Request) {
 		v.k.WriteError(w, r, err)
 		return
 	}
-	kernel.WriteJSON(w, http.StatusOK, struct {
-		Sites []Site `json:"sites"`
-	}{sites})
+	kernel.WriteJSON(w, http.StatusOK, ListSitesResponse{sites})
 }

@@ -101,8 +101,7 @@ func Replay(ctx context.Context, l *eventlog.Log, n int) error {
 	if err != nil {
 		return err
 	}
-	// The log's subjects are "fazt.ev." and the stream (see eventlog).
-	cons, err := js.OrderedConsumer(ctx, l.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"fazt.ev.analytics.>"}})
+	cons, err := js.OrderedConsumer(ctx, l.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{eventlog.CategorySubject(analytics.Category)}})
 	if err != nil {
 		return fmt.Errorf("ordered consumer: %w", err)
 	}

@@ -62,7 +62,7 @@ type utmRule struct {
 	p                float64
 }
 
-var uaClasses = [3]string{"desktop", "mobile", "tablet"}
+var uaClasses = [3]string{analytics.Desktop, analytics.Mobile, analytics.Tablet}
 
 // tail is n generated names after the given head, for long tails.
 func tail(head []string, n int, format string) []string {
@@ -209,7 +209,9 @@ func (s *Sample) Pageview(i int) analytics.PageviewRecorded {
 }
 
 // Event returns the i-th event of the sample, 0 <= i < Events(): a site
-// creation (schema 1) or a page view (schema 2), on the site's stream.
+// creation or a page view, with the versions the vertical appends
+// (analytics.SiteCreatedVersion, PageviewRecordedVersion), on the site's
+// stream.
 func (s *Sample) Event(i int) eventlog.Event {
 	if i < len(s.sites) {
 		st := s.sites[i]
@@ -217,12 +219,12 @@ func (s *Sample) Event(i int) eventlog.Event {
 		if err != nil {
 			panic(err) // strings only
 		}
-		return eventlog.Event{Stream: "analytics." + st.Site, Type: analytics.TypeSiteCreated, Schema: 1, Data: data}
+		return eventlog.Event{Stream: analytics.SiteStream(st.Site), Type: analytics.TypeSiteCreated, Schema: analytics.SiteCreatedVersion, Data: data}
 	}
 	pv := s.Pageview(i - len(s.sites))
 	data, err := json.Marshal(pv)
 	if err != nil {
 		panic(err)
 	}
-	return eventlog.Event{Stream: "analytics." + pv.Site, Type: analytics.TypePageviewRecorded, Schema: 2, Data: data}
+	return eventlog.Event{Stream: analytics.SiteStream(pv.Site), Type: analytics.TypePageviewRecorded, Schema: analytics.PageviewRecordedVersion, Data: data}
 }

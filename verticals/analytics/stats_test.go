@@ -30,7 +30,9 @@ func TestReadsUnavailableWhenHalted(t *testing.T) {
 	bad := res.LastSeq
 	for _, path := range []string{"/v1/analytics/blog/stats", "/v1/analytics/sites"} {
 		status, _, body := e.do(t, "GET", path, nil, "", true)
-		var eb struct{ Error struct{ Code, Message string } }
+		var eb struct {
+			Error struct{ Code, Message string }
+		}
 		if status != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &eb) != nil || eb.Error.Code != "unavailable" ||
 			!strings.Contains(eb.Error.Message, fmt.Sprintf("projection analytics is behind: version %d at seq %d (halted), want version %d at seq %d", current, bad-1, current, bad)) ||
 			!strings.Contains(eb.Error.Message, fmt.Sprintf("halted at seq %d", bad)) {

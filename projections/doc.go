@@ -24,12 +24,29 @@
 // an older backup, or another log altogether), makes the projection
 // rebuild from scratch, with a warning in the log that says why.
 //
-// Queries read the current file through [Runner.Acquire], on its
-// read-only pool. [Runner.WaitFor] gives read-your-writes: pass the
-// LastSeq of an append. [Runner.Query] runs a caller's SQL within bounds:
-// one read-only statement, a time limit, a row limit, and a byte limit
-// on the answer (16 MiB by default), checked as rows are read; SQLite's
-// own length limit refuses to make a bigger value in the first place.
+// # Reading
+//
+// [Runner.Read] is the way to read a read model. It waits, at most
+// ReadOptions.MaxWait and while the caller's context lasts, until the
+// projection has folded the log up to ReadOptions.MinSeq (an append's
+// LastSeq, to read your own writes; the log's LastSeq, to read everything
+// it held), runs the caller's function in one read-only transaction on
+// the serving file, and returns the sequence those reads saw: the
+// checkpoint, read in the same transaction, so rows and sequence agree
+// while the fold commits beside them. A projection that does not get
+// there in time, or is halted at or before MinSeq, is an error wrapping
+// eventlog.ErrUnavailable (HTTP 503) that says how far it is; a halted
+// one still serves what it has. ReadOptions.CurrentVersion also waits,
+// during a version bump, for the registered version's file. Verticals
+// and services read through Read: the checkpoint table is the runner's,
+// and no one else reads or names it.
+//
+// [Runner.Query] runs a caller's SQL through Read, within bounds: one
+// read-only statement, a time limit, a row limit, and a byte limit on
+// the answer (16 MiB by default), checked as rows are read; SQLite's own
+// length limit refuses to make a bigger value in the first place.
+// [Runner.WaitFor] and [Runner.Acquire] are the parts Read is made of,
+// for code that needs the file itself rather than a transaction on it.
 //
 // # Usage
 //
@@ -58,10 +75,11 @@
 //	defer r.Close(ctx)
 //
 //	res, _ := log.Append(ctx, events)
-//	err = r.WaitFor(ctx, "pageviews", res.LastSeq) // read your writes
-//	db, release, err := r.Acquire("pageviews")
-//	defer release()
-//	rows, err := db.Query(ctx, `SELECT path, n FROM counts ORDER BY n DESC`)
+//	var n int
+//	seq, err := r.Read(ctx, "pageviews", projections.ReadOptions{MinSeq: res.LastSeq}, // read your writes
+//		func(ctx context.Context, tx *sql.Tx) error {
+//			return tx.QueryRowContext(ctx, `SELECT n FROM counts WHERE path = ?`, "/").Scan(&n)
+//		})
 //
 // The rules for writing a projection:
 //

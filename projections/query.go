@@ -21,7 +21,7 @@ import (
 
 // Defaults and limits of Query.
 const (
-	DefaultQueryMaxWait = 5 * time.Second
+	DefaultQueryMaxWait = DefaultReadMaxWait
 	DefaultQueryTimeout = 5 * time.Second
 	DefaultQueryMaxRows = 1000
 	MaxQueryRows        = 10000
@@ -73,8 +73,8 @@ type QueryResult struct {
 }
 
 // Query runs one read-only SQL statement with args on the file serving
-// the projection name, in a read transaction that also reads the
-// checkpoint, so QueryResult.Seq is exactly the state the rows show.
+// the projection name, through Read: QueryResult.Seq is exactly the
+// state the rows show.
 //
 // With opts.MinSeq it first waits, at most opts.MaxWait, until the
 // projection has folded the log up to MinSeq; when it has not by then,
@@ -121,21 +121,17 @@ func (r *Runner) Query(ctx context.Context, name, query string, args []any, opts
 	if err := sqlitedb.CheckRead(query); err != nil {
 		return QueryResult{}, fmt.Errorf("projection %s: query: %w", name, err)
 	}
-	if opts.MinSeq > 0 {
-		if err := r.waitQuery(ctx, name, opts.MinSeq, opts.MaxWait); err != nil {
-			return QueryResult{}, err
+	var res QueryResult
+	seq, err := r.Read(ctx, name, ReadOptions{
+		MinSeq:        opts.MinSeq,
+		MaxWait:       opts.MaxWait,
+		Timeout:       opts.Timeout,
+		MaxValueBytes: DefaultQueryMaxBytes,
+	}, func(qctx context.Context, tx *sql.Tx) error {
+		var err error
+		if res, err = runQuery(qctx, tx, query, args, opts.MaxRows, opts.MaxBytes); err == nil {
+			return nil
 		}
-	}
-
-	db, release, err := r.Acquire(name)
-	if err != nil {
-		return QueryResult{}, err
-	}
-	defer release()
-	qctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
-	res, err := runQuery(qctx, db, query, args, opts.MaxRows, opts.MaxBytes)
-	if err != nil {
 		err = sqlitedb.WrapErr(query, err)
 		if qctx.Err() != nil && !errors.Is(err, qctx.Err()) {
 			// The driver reports an interrupted statement in its own
@@ -143,10 +139,14 @@ func (r *Runner) Query(ctx context.Context, name, query string, args []any, opts
 			err = fmt.Errorf("%w (%w)", qctx.Err(), err)
 		}
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return QueryResult{}, fmt.Errorf("projection %s: query timed out after %v: %w", name, opts.Timeout, err)
+			return fmt.Errorf("projection %s: query timed out after %v: %w", name, opts.Timeout, err)
 		}
-		return QueryResult{}, fmt.Errorf("projection %s: query: %w", name, classify(err))
+		return fmt.Errorf("projection %s: query: %w", name, classify(err))
+	})
+	if err != nil {
+		return QueryResult{}, err
 	}
+	res.Seq = seq
 	return res, nil
 }
 
@@ -179,52 +179,10 @@ type kindError struct{ kind, err error }
 func (e kindError) Error() string   { return e.err.Error() }
 func (e kindError) Unwrap() []error { return []error{e.kind, e.err} }
 
-// waitQuery waits at most maxWait for name to have folded up to seq.
-func (r *Runner) waitQuery(ctx context.Context, name string, seq uint64, maxWait time.Duration) error {
-	wctx, cancel := context.WithTimeout(ctx, maxWait)
-	defer cancel()
-	err := r.WaitFor(wctx, name, seq)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrHalted):
-		return fmt.Errorf("%w: projection %s is behind: at seq %d, want %d: %w",
-			eventlog.ErrUnavailable, name, r.Status(name).Seq, seq, err)
-	case ctx.Err() != nil: // the caller's context, not MaxWait
-		return err
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: projection %s is behind: at seq %d after waiting %v for %d",
-			eventlog.ErrUnavailable, name, r.Status(name).Seq, maxWait, seq)
-	}
-	return err
-}
-
-// runQuery reads the checkpoint and runs query in one read transaction,
-// on a reader connection whose length limit is lowered for the query so
-// that SQLite refuses to make a value larger than DefaultQueryMaxBytes.
-func runQuery(ctx context.Context, db *sqlitedb.DB, query string, args []any, maxRows int, maxBytes int64) (QueryResult, error) {
+// runQuery runs query in tx and reads its answer, within maxRows and
+// maxBytes.
+func runQuery(ctx context.Context, tx *sql.Tx, query string, args []any, maxRows int, maxBytes int64) (QueryResult, error) {
 	var res QueryResult
-	conn, err := db.Reader.Conn(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer conn.Close()
-	prev, err := sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_LENGTH, DefaultQueryMaxBytes)
-	if err != nil {
-		return res, err
-	}
-	// The connection goes back to the pool, for other readers.
-	defer sqlite.Limit(conn, sqlite3.SQLITE_LIMIT_LENGTH, prev)
-	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return res, err
-	}
-	defer tx.Rollback()
-	// The first read fixes the transaction's snapshot (WAL), which the
-	// query then shares.
-	if err := tx.QueryRowContext(ctx, `SELECT seq FROM fazt_checkpoint WHERE id = 1`).Scan(&res.Seq); err != nil {
-		return res, fmt.Errorf("read checkpoint: %w", err)
-	}
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return res, err

@@ -320,11 +320,15 @@ func (r *Runner) Acquire(name string) (*sqlitedb.DB, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return pr.acquire()
+}
+
+func (pr *proj) acquire() (*sqlitedb.DB, func(), error) {
 	pr.mu.Lock()
 	g := pr.cur
 	if g == nil {
 		pr.mu.Unlock()
-		return nil, nil, fmt.Errorf("projection %s: %w", name, ErrClosed)
+		return nil, nil, fmt.Errorf("projection %s: %w", pr.p.Name, ErrClosed)
 	}
 	g.refs++
 	pr.mu.Unlock()
@@ -356,28 +360,14 @@ func (r *Runner) waitFor(ctx context.Context, name string, seq uint64, current b
 	if err != nil {
 		return err
 	}
+	return pr.waitFor(ctx, seq, current)
+}
+
+func (pr *proj) waitFor(ctx context.Context, seq uint64, current bool) error {
 	for {
-		pr.mu.Lock()
-		g, wake := pr.cur, pr.changed
-		var cp uint64
-		var halt *Halt
-		stale := false
-		if g != nil {
-			cp = g.cp.Seq
-			halt = g.halt
-			if !g.follow && pr.next != nil {
-				halt = pr.next.halt // a frozen file waits for its rebuild
-			}
-			stale = current && g.version != pr.p.Version
-		}
-		pr.mu.Unlock()
-		switch {
-		case g == nil:
-			return fmt.Errorf("projection %s: %w", name, ErrClosed)
-		case cp >= seq && !stale:
-			return nil
-		case halt != nil && (halt.Seq <= seq || stale):
-			return &HaltedError{Projection: name, Halt: *halt}
+		wake, err := pr.reached(seq, current)
+		if wake == nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -385,6 +375,36 @@ func (r *Runner) waitFor(ctx context.Context, name string, seq uint64, current b
 		case <-wake:
 		}
 	}
+}
+
+// reached checks, once, whether the serving file has folded the log up
+// to seq (and, when current, is the registered version's). It returns
+// nil, nil when it has; an error when it cannot (closed, halted);
+// otherwise a channel closed at the projection's next change.
+func (pr *proj) reached(seq uint64, current bool) (<-chan struct{}, error) {
+	pr.mu.Lock()
+	g, wake := pr.cur, pr.changed
+	var cp uint64
+	var halt *Halt
+	stale := false
+	if g != nil {
+		cp = g.cp.Seq
+		halt = g.halt
+		if !g.follow && pr.next != nil {
+			halt = pr.next.halt // a frozen file waits for its rebuild
+		}
+		stale = current && g.version != pr.p.Version
+	}
+	pr.mu.Unlock()
+	switch {
+	case g == nil:
+		return nil, fmt.Errorf("projection %s: %w", pr.p.Name, ErrClosed)
+	case cp >= seq && !stale:
+		return nil, nil
+	case halt != nil && (halt.Seq <= seq || stale):
+		return nil, &HaltedError{Projection: pr.p.Name, Halt: *halt}
+	}
+	return wake, nil
 }
 
 // Retry resumes a halted projection from its checkpoint: the failing

@@ -3,7 +3,8 @@
 // top pages, referrers and campaign sources, without cookies and without
 // keeping anything that identifies a person. It is also the example
 // vertical: how to declare events, a projection and routes on the
-// kernel, and how to evolve them by EDD rules.
+// kernel, how to read the projection (stats.go), and how to evolve them
+// by EDD rules.
 //
 // # Usage
 //
@@ -97,10 +98,14 @@
 // The collector keeps the sites in memory: a site never changes once
 // created, and an unknown id is looked up in the log itself (the first
 // event of its stream), so a site is usable the moment it is created.
-// The admin reads wait until the projection has folded everything the
-// log held when they began: they read their own writes, and answer 503
-// if the projection is still catching up after Config.MaxWait (a
-// rebuild, for example).
+// The admin reads go through projections.Runner.Read, the way every
+// vertical reads its read model: they wait until the projection serves
+// this release's version and has folded everything the log held when
+// they began (MinSeq is the log's LastSeq), so they read their own
+// writes, and the "seq" of the stats is the checkpoint read in the same
+// transaction as the figures. They answer 503 if the projection is still
+// catching up after Config.MaxWait (a rebuild, for example), or at once
+// if it is halted before the log's end.
 //
 // # Events
 //

@@ -3,13 +3,11 @@ package analytics
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/projections"
 )
@@ -210,54 +208,24 @@ func scanRows(ctx context.Context, tx *sql.Tx, query string, args []any, row fun
 	return rows.Err()
 }
 
-// read runs fn in one read transaction on the projection, once it has
-// folded every event the log held when read was called (read your
-// writes), and returns the checkpoint fn's reads reflect.
+// read runs fn in one read transaction on the projection, once it
+// serves this release's version and has folded every event the log held
+// when read was called (read your writes), and returns the sequence
+// fn's reads reflect. It waits at most Config.MaxWait; a projection
+// still behind then (a rebuild under way) or halted is
+// eventlog.ErrUnavailable (503).
 func (v *vertical) read(ctx context.Context, fn func(context.Context, *sql.Tx) error) (uint64, error) {
-	if err := v.waitProjection(ctx); err != nil {
-		return 0, err
-	}
-	runner := v.k.Projections()
-	db, done, err := runner.Acquire(projectionName)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	tx, err := db.Reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	// The first read fixes the snapshot (WAL) the other reads share.
-	var seq uint64
-	if err := tx.QueryRowContext(ctx, `SELECT seq FROM fazt_checkpoint WHERE id = 1`).Scan(&seq); err != nil {
-		return 0, fmt.Errorf("read the analytics checkpoint: %w", err)
-	}
-	if err := fn(ctx, tx); err != nil {
-		return 0, fmt.Errorf("analytics projection: %w", err)
-	}
-	return seq, nil
-}
-
-// waitProjection waits until the projection serves this release's
-// version and has folded the log's current tail. It waits at most
-// Config.MaxWait; a projection still behind then (a rebuild under way)
-// or halted is eventlog.ErrUnavailable (503).
-func (v *vertical) waitProjection(ctx context.Context) error {
 	tail, err := v.k.Log().LastSeq(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	runner := v.k.Projections()
-	wctx, cancel := context.WithTimeout(ctx, v.cfg.MaxWait)
-	defer cancel()
 	// This release's queries need its own tables, not a frozen older
 	// version's file serving while a version bump rebuilds.
-	err = runner.WaitForVersion(wctx, projectionName, tail)
-	if err != nil && ctx.Err() == nil && (errors.Is(err, projections.ErrHalted) || errors.Is(err, context.DeadlineExceeded)) {
-		st := runner.Status(projectionName)
-		err = fmt.Errorf("%w: the analytics projection is behind (%s, version %d at seq %d; want version %d at seq %d): %w",
-			eventlog.ErrUnavailable, st.State, st.ServingVersion, st.Seq, v.release, tail, err)
-	}
-	return err
+	opts := projections.ReadOptions{MinSeq: tail, MaxWait: v.cfg.MaxWait, CurrentVersion: true}
+	return v.k.Projections().Read(ctx, projectionName, opts, func(ctx context.Context, tx *sql.Tx) error {
+		if err := fn(ctx, tx); err != nil {
+			return fmt.Errorf("analytics projection: %w", err)
+		}
+		return nil
+	})
 }

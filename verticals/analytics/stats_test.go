@@ -23,7 +23,7 @@ func TestReadsUnavailableWhenHalted(t *testing.T) {
 
 	// The schema's pattern admits a day the fold cannot parse.
 	data, _ := json.Marshal(PageviewRecorded{Site: "blog", Path: "/", UAClass: "desktop", Visitor: strings.Repeat("a", 32), At: "2025-13-45T10:00:00Z"})
-	res, err := e.k.Append(context.Background(), []eventlog.Event{{Stream: streamOf("blog"), Type: TypePageviewRecorded, Schema: current, Data: data}})
+	res, err := e.k.Append(context.Background(), []eventlog.Event{{Stream: SiteStream("blog"), Type: TypePageviewRecorded, Schema: current, Data: data}})
 	if err != nil {
 		t.Fatal(err)
 	}

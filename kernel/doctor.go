@@ -263,8 +263,9 @@ func (k *Kernel) checkMalformed() Check {
 
 func checkSQLite(ctx context.Context) Check {
 	c := Check{Name: "SQLite"}
-	db, err := sqlitedb.Open(ctx, filepath.Join(os.TempDir(), fmt.Sprintf("fazt-doctor-%d.db", os.Getpid())), sqlitedb.WithReaders(1))
-	if err != nil {
+	db := sqlitedb.New(filepath.Join(os.TempDir(), fmt.Sprintf("fazt-doctor-%d.db", os.Getpid())))
+	db.Readers = 1
+	if err := db.Open(ctx); err != nil {
 		c.Status, c.Detail = CheckFail, err.Error()
 		return c
 	}

@@ -92,8 +92,8 @@ func TestEDD(t *testing.T) {
 	e.close(t)
 
 	// Release 1's declarations, queries and fold on release 2's file.
-	db, err := sqlitedb.Open(ctx, file)
-	if err != nil {
+	db := sqlitedb.New(file)
+	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()

@@ -164,7 +164,7 @@ func checkFiles(name, path string) Check {
 // configuration, SQLite, every projection and reactor. Each check that
 // is not ok says what to fix.
 func (k *Kernel) Doctor(ctx context.Context) []Check {
-	out := DiagnoseDir(k.cfg.Dir)
+	out := DiagnoseDir(k.dir)
 	out = append(out, k.checkStream(ctx), k.checkStorage(), k.checkSchemas(), k.checkMalformed(), checkSQLite(ctx))
 	for _, st := range k.runner.Statuses() {
 		out = append(out, checkProjection(st))

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"log/slog"
-
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/schemas"
 )
@@ -12,9 +10,13 @@ import (
 // kernel. Tests add their own.
 var verticals []func(*kernel.Kernel) error
 
-// newKernel returns a kernel for cfg with every vertical registered.
-func newKernel(cfg kernel.Config) (*kernel.Kernel, error) {
-	k := kernel.New(cfg)
+// newKernel returns a kernel on dir, its tunables set by tune (nil:
+// the defaults), with every vertical registered.
+func newKernel(dir string, tune func(*kernel.Kernel)) (*kernel.Kernel, error) {
+	k := kernel.New(dir)
+	if tune != nil {
+		tune(k)
+	}
 	for _, register := range verticals {
 		if err := register(k); err != nil {
 			return nil, err
@@ -27,7 +29,7 @@ func newKernel(cfg kernel.Config) (*kernel.Kernel, error) {
 // ledger (schemas/ledger.jsonl) records what has shipped, and
 // `fazt schema check` holds the code to it.
 func catalog() (schemas.Catalog, error) {
-	k, err := newKernel(kernel.Config{Logger: slog.New(slog.DiscardHandler)})
+	k, err := newKernel("", nil) // never opened: only its declarations are read
 	if err != nil {
 		return schemas.Catalog{}, err
 	}

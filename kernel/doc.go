@@ -53,8 +53,10 @@
 // in New, exported tunables preset to the Default* constants, then
 // Open and Close (eventlog.New, projections.New and sqlitedb.New work
 // the same way). Open refuses a tunable set to a value it cannot use.
-// A nil Logger means slog.Default(), here and in the log, the
-// projections and the reactors.
+// One default logger: the Logger of the kernel, the log and the
+// projections runner is preset to slog.Default(), and their Open takes
+// nil for it too; a reactor without one uses the log's. The kernel hands
+// its Logger to all of them. Logs put an error under the key "err".
 //
 // A vertical registers, before Open:
 //

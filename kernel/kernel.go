@@ -581,7 +581,7 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	// refuses today is reported and skipped.
 	for _, sk := range k.reg.Skipped() {
 		k.Logger.Warn("schema registration in the log skipped: it is not applied", "seq", sk.Seq, "stream", sk.Stream,
-			"type", sk.Type, "version", sk.Version, "error", sk.Error, "fix", "register the type's schema again (fazt schema register); see fazt doctor")
+			"type", sk.Type, "version", sk.Version, "err", sk.Error, "fix", "register the type's schema again (fazt schema register); see fazt doctor")
 	}
 	tail, err := k.log.LastSeq(ctx)
 	if err != nil {

@@ -114,7 +114,7 @@ func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 			return fmt.Errorf("projection %s: record the skip of seq %d: %w", name, seq, err)
 		}
 		r.Logger.Warn("projection event skipped by the operator", "projection", name, "seq", seq, "type", halt.Type,
-			"event_id", halt.EventID, "error", halt.Error, "record_seq", res.LastSeq)
+			"event_id", halt.EventID, "err", halt.Error, "record_seq", res.LastSeq)
 	}
 	return r.Retry(name)
 }
@@ -136,7 +136,7 @@ func (r *Runner) findSkip(ctx context.Context, name string, seq uint64, id strin
 		}
 		return true
 	}, func(de *eventlog.DecodeError) {
-		r.Logger.Warn("a message among the skip decisions is not an event; passed over", "projection", name, "seq", de.Seq, "error", de)
+		r.Logger.Warn("a message among the skip decisions is not an event; passed over", "projection", name, "seq", de.Seq, "err", de)
 	})
 	return found, found != 0, err
 }

@@ -216,8 +216,11 @@ func readState(dir string) (serveState, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Addr == "" {
-		return st, fmt.Errorf("%s is damaged; delete it: %v", filepath.Join(dir, stateFile), err)
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s is damaged; delete it: %w", filepath.Join(dir, stateFile), err)
+	}
+	if st.Addr == "" {
+		return st, fmt.Errorf("%s is damaged (no address); delete it", filepath.Join(dir, stateFile))
 	}
 	return st, nil
 }

@@ -65,7 +65,7 @@ func TestTunablesAreReadAtOpen(t *testing.T) {
 	if err := k.HandlePublic("GET /hello", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})); err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncBuffer
 	k.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	k.Addr, k.Token = "127.0.0.1:0", "tok"
 	k.PublicRate, k.PublicBurst = 0.001, 1
@@ -155,20 +155,21 @@ func checkFailedOpen(t *testing.T, k *kernel.Kernel) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the logger's goroutines.
-type lockedBuffer struct {
+// syncBuffer is a bytes.Buffer that the kernel's goroutines and the
+// test can use at the same time.
+type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

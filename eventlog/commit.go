@@ -565,7 +565,7 @@ func (l *Log) publish(units []unit) *flight {
 				if units[v].asked {
 					f.remaining--
 				}
-				f.acks[v].err = fmt.Errorf("%w: publish: %v", ErrUnavailable, err)
+				f.acks[v].err = fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
 			}
 			if f.remaining == 0 {
 				close(f.complete)

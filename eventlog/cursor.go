@@ -56,7 +56,7 @@ func (l *Log) openCursor(ctx context.Context, cfg jetstream.OrderedConsumerConfi
 	}
 	cons, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: open cursor: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: open cursor: %w", ErrUnavailable, err)
 	}
 	c := &Cursor{}
 	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
@@ -65,7 +65,7 @@ func (l *Log) openCursor(ctx context.Context, cfg jetstream.OrderedConsumerConfi
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(2 * readBatch))
 	if err != nil {
-		return nil, fmt.Errorf("%w: open cursor: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: open cursor: %w", ErrUnavailable, err)
 	}
 	c.it = it
 	return c, nil
@@ -82,11 +82,11 @@ func (c *Cursor) next(ctx context.Context) (jetstream.Msg, *jetstream.MsgMetadat
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		return nil, nil, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: cursor: %w", ErrUnavailable, err)
 	}
 	md, err := m.Metadata()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: cursor: %v", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: cursor: %w", ErrUnavailable, err)
 	}
 	if md.NumPending == 0 {
 		c.ended = true // until more is appended; a new cursor sees it

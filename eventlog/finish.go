@@ -42,7 +42,7 @@ func (l *Log) finishLoop() {
 				for _, f := range batch {
 					for i := range f.acks {
 						if f.acks[i].err == nil {
-							f.acks[i].err = fmt.Errorf("%w: fsync of the log failed, the append may not be durable: %v", ErrUnavailable, err)
+							f.acks[i].err = fmt.Errorf("%w: fsync of the log failed, the append may not be durable: %w", ErrUnavailable, err)
 						}
 					}
 				}
@@ -125,7 +125,7 @@ func (l *Log) settle(f *flight) {
 		}
 		switch {
 		case err != nil:
-			f.acks[u].err = fmt.Errorf("%w: the append may or may not have landed, retry it with the same IDs: %v", ErrUnavailable, err)
+			f.acks[u].err = fmt.Errorf("%w: the append may or may not have landed, retry it with the same IDs: %w", ErrUnavailable, err)
 		case f.units[u].last <= last:
 			f.acks[u] = unitAck{seq: f.units[u].last}
 		case answered:
@@ -224,6 +224,8 @@ func (l *Log) mayRetry(r *appendReq, refused error) bool {
 	if r.tries++; r.tries <= maxTries {
 		return true
 	}
+	// %v: the last refusal is context, not the answer's kind (one for
+	// lack of storage would turn this 503 into a 507).
 	r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times, the last: %v", ErrUnavailable, maxTries, refused)}
 	return false
 }

@@ -108,7 +108,8 @@ type Log struct {
 	PollInterval time.Duration
 	// RequestTimeout bounds each round trip to JetStream.
 	RequestTimeout time.Duration
-	// Logger receives operational messages.
+	// Logger receives operational messages (slog.Default(); Open takes
+	// nil for it too).
 	Logger *slog.Logger
 	// Validate, when set, checks every event before it is appended (the
 	// kernel plugs its schema registry in here). An error refuses the whole
@@ -176,7 +177,7 @@ func New(dir string) *Log {
 		RequestTimeout:  DefaultRequestTimeout,
 		PollInterval:    DefaultPollInterval,
 		DiskReserve:     DefaultDiskReserve,
-		Logger:          slog.New(slog.DiscardHandler),
+		Logger:          slog.Default(),
 	}
 }
 
@@ -185,6 +186,9 @@ func New(dir string) *Log {
 func (l *Log) Open(ctx context.Context) error {
 	if l.MaxBatch <= 0 || l.MaxBatch > 1000 {
 		return invalidf("MaxBatch %d: want 1..1000", l.MaxBatch)
+	}
+	if l.Logger == nil {
+		l.Logger = slog.Default()
 	}
 	l.entropy = ulid.Monotonic(rand.Reader, 0)
 	l.openedAt = time.Now()
@@ -402,7 +406,7 @@ func (l *Log) WaitTail(ctx context.Context, after uint64) (uint64, error) {
 func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
 	info, err := l.rstream.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("%w: stream info: %v", ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: stream info: %w", ErrUnavailable, err)
 	}
 	return info.State.LastSeq, nil
 }

@@ -52,7 +52,7 @@ func (l *Log) directGet(ctx context.Context, req directRequest) (*nats.Msg, erro
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: direct get: %w", ErrUnavailable, err)
 	}
 	switch st := status(m); st {
 	case "":
@@ -108,12 +108,12 @@ func (l *Log) batch(ctx context.Context, req directRequest, fn func(*nats.Msg) e
 	ch := make(chan *nats.Msg, max(req.Batch, 1)+2)
 	sub, err := l.rc.ChanSubscribe(inbox, ch)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe()
 	body, _ := json.Marshal(req)
 	if err := l.rc.PublishRequest(l.directSubject(), inbox, body); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	for {
 		var m *nats.Msg
@@ -123,7 +123,7 @@ func (l *Log) batch(ctx context.Context, req directRequest, fn func(*nats.Msg) e
 			if c := context.Cause(ctx); c != nil && !errors.Is(c, context.DeadlineExceeded) {
 				return c
 			}
-			return fmt.Errorf("%w: batched read: %v", ErrUnavailable, ctx.Err())
+			return fmt.Errorf("%w: batched read: %w", ErrUnavailable, ctx.Err())
 		}
 		switch st := status(m); st {
 		case "":

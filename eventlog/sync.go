@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,8 +25,11 @@ type blockSyncer struct {
 
 func newBlockSyncer(dir string) (*blockSyncer, error) {
 	st, err := os.Stat(dir)
-	if err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("strict durability needs the stream's message folder %s, which is missing (was the NATS server layout changed?): %v", dir, err)
+	if err == nil && !st.IsDir() {
+		err = errors.New("not a directory")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("strict durability needs the stream's message folder %s, which is missing (was the NATS server layout changed?): %w", dir, err)
 	}
 	return &blockSyncer{dir: dir}, nil
 }

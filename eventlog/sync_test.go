@@ -3,6 +3,10 @@ package eventlog
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,5 +32,21 @@ func TestBlockSyncerFollowsRollover(t *testing.T) {
 	evs, err := l.ReadStream(ctx, "big.1", 1, 100)
 	if err != nil || len(evs) != 20 {
 		t.Fatalf("read back %d events: %v", len(evs), err)
+	}
+}
+
+// Strict durability needs the stream's message folder: without it the
+// error says so and keeps the file system's cause.
+func TestBlockSyncerNeedsItsFolder(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := newBlockSyncer(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "message folder") {
+		t.Fatalf("missing folder: %v, want an error wrapping fs.ErrNotExist", err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newBlockSyncer(file); err == nil || !strings.HasSuffix(err.Error(), ": not a directory") {
+		t.Fatalf("a file instead of the folder: %v, want an error saying it is not a directory", err)
 	}
 }

@@ -26,7 +26,7 @@ const maxView = 100_000 // streams remembered before the view is rebuilt
 func (l *Log) resetView(ctx context.Context) error {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: event stream info: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: event stream info: %w", ErrUnavailable, err)
 	}
 	l.view = map[string]head{}
 	l.predicted = info.State.LastSeq

@@ -36,7 +36,7 @@ func TestBuildWritesOnlyIntoBuilds(t *testing.T) {
 	build := func(out string, seq uint64) (int, string) {
 		t.Helper()
 		b, _ := json.Marshal(kernel.BuildRequest{AsOfSeq: seq, Out: out})
-		status, body, _ := call(t, k, "POST", "/v1/projections/counts/build", k.Token(), string(b))
+		status, body, _ := call(t, k, "POST", "/v1/projections/counts/build", k.Token, string(b))
 		return status, body
 	}
 	builds := filepath.Join(dir, kernel.BuildsDir)

@@ -43,12 +43,24 @@
 //
 // # Usage
 //
-// Create a kernel, let verticals register, open it, serve:
+// Create a kernel on its data directory, tune it, let verticals
+// register, open it, serve:
 //
-//	k := kernel.New(kernel.Config{Dir: "./data"})
+//	k := kernel.New("./data")  // every tunable preset to its Default*
+//	k.Addr = "127.0.0.1:9090" // tunables are exported fields, read by Open
+//	k.Logger = logger
 //	if err := analytics.Register(k, analytics.Config{}); err != nil { ... }
 //	if err := k.Open(ctx); err != nil { ... }
 //	return k.Serve(ctx) // until ctx ends, then Close
+//
+// This is the shape of every long-lived component: required arguments
+// in New, exported tunables preset to the Default* constants, then
+// Open and Close (eventlog.New, projections.New and sqlitedb.New work
+// the same way). Open refuses a tunable set to a value it cannot use.
+// One default logger: the Logger of the kernel, the log and the
+// projections runner is preset to slog.Default(), and their Open takes
+// nil for it too; a reactor without one uses the log's. The kernel hands
+// its Logger to all of them. Logs put an error under the key "err".
 //
 // A vertical registers, before Open:
 //
@@ -95,15 +107,15 @@
 //
 // One vocabulary, mapped to HTTP statuses in one place (WriteError):
 // eventlog.ErrInvalid 400, the missing token 401, eventlog.ErrNotFound
-// 404, a body slower than Config.BodyTimeout 408 (code "timeout"),
+// 404, a body slower than Kernel.BodyTimeout 408 (code "timeout"),
 // eventlog.ErrConflict and ErrRefused 409, a too-large body or query
 // answer (projections.ErrTooLarge) 413, schemas.ErrEDDViolation 422,
 // ErrRateLimited 429, an unavailable log or halted projection 503.
 //
 // # Limits
 //
-// Every resource a client can hold has a bound, each a Config field
-// preset to a Default constant: the time to send headers
+// Every resource a client can hold has a bound, each a Kernel field
+// preset by New to a Default constant: the time to send headers
 // (ReadHeaderTimeout, 10 s) and a body (BodyTimeout, 1 min, counted
 // from the handler's start and lifted once the body is read, so long
 // answers are not cut), the time to take an answer (WriteTimeout, 2 min;

@@ -165,7 +165,7 @@ func checkFiles(name, path string) Check {
 // configuration, SQLite, every projection and reactor. Each check that
 // is not ok says what to fix.
 func (k *Kernel) Doctor(ctx context.Context) []Check {
-	out := DiagnoseDir(k.cfg.Dir)
+	out := DiagnoseDir(k.dir)
 	out = append(out, k.checkStream(ctx), k.checkStorage(), k.checkSchemas(), k.checkMalformed(), checkSQLite(ctx))
 	for _, st := range k.runner.Statuses() {
 		out = append(out, checkProjection(st))
@@ -264,8 +264,9 @@ func (k *Kernel) checkMalformed() Check {
 
 func checkSQLite(ctx context.Context) Check {
 	c := Check{Name: "SQLite"}
-	db, err := sqlitedb.Open(ctx, filepath.Join(os.TempDir(), fmt.Sprintf("fazt-doctor-%d.db", os.Getpid())), sqlitedb.WithReaders(1))
-	if err != nil {
+	db := sqlitedb.New(filepath.Join(os.TempDir(), fmt.Sprintf("fazt-doctor-%d.db", os.Getpid())))
+	db.Readers = 1
+	if err := db.Open(ctx); err != nil {
 		c.Status, c.Detail = CheckFail, err.Error()
 		return c
 	}

@@ -23,7 +23,9 @@ func Example() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "fazt-example")
 	defer os.RemoveAll(dir)
-	k := kernel.New(kernel.Config{Dir: dir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	k := kernel.New(dir) // tunables are exported fields, preset to their defaults
+	k.Addr = "127.0.0.1:0"
+	k.Logger = slog.New(slog.DiscardHandler)
 	k.RegisterEvent("likes.liked", 1, []byte(`{"type":"object","properties":{"user":{"type":"string"}}}`))
 	k.RegisterProjection(projections.Projection{Name: "likes", Version: 1, Filter: eventlog.Filter{Types: []string{"likes.liked"}},
 		Tables: []schemas.Table{{Name: "counts", Columns: []schemas.Column{{Name: "post", Type: "TEXT", PrimaryKey: true}, {Name: "n", Type: "INTEGER"}}}},
@@ -58,8 +60,8 @@ func Example() {
 	defer k.Close(ctx)
 
 	for _, user := range []string{"ann", "bob", "ann"} {
-		req, _ := http.NewRequest("POST", "http://"+k.Addr()+"/v1/likes/p1?user="+user, nil)
-		req.Header.Set("Authorization", "Bearer "+k.Token())
+		req, _ := http.NewRequest("POST", "http://"+k.ListenAddr()+"/v1/likes/p1?user="+user, nil)
+		req.Header.Set("Authorization", "Bearer "+k.Token)
 		resp, _ := http.DefaultClient.Do(req)
 		body, _ := io.ReadAll(resp.Body)
 		fmt.Println(strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, body)))

@@ -23,7 +23,7 @@ import (
 // the kernel.
 func hostileKernel(t *testing.T) (*kernel.Kernel, *nats.Conn) {
 	t.Helper()
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.NATSListen, c.NATSWritable = "127.0.0.1:0", true })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.NATSListen, c.NATSWritable = "127.0.0.1:0", true })
 	if err := k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func publishAround(t *testing.T, nc *nats.Conn, subject string, h nats.Header, d
 
 func appendHit(t *testing.T, k *kernel.Kernel, stream string) eventlog.Result {
 	t.Helper()
-	status, body, _ := call(t, k, "POST", "/v1/events", k.Token(), `{"events":[{"stream":"`+stream+`","type":"t.hit","data":{}}]}`)
+	status, body, _ := call(t, k, "POST", "/v1/events", k.Token, `{"events":[{"stream":"`+stream+`","type":"t.hit","data":{}}]}`)
 	if status != http.StatusOK {
 		t.Fatalf("append to %s: %d %s", stream, status, body)
 	}
@@ -97,7 +97,7 @@ func TestRepublishedHeadersDoNotMoveCheckpoints(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 	// Readers give it its true sequence and subject.
-	_, body, _ := call(t, k, "GET", "/v1/streams/t.3", k.Token(), "")
+	_, body, _ := call(t, k, "GET", "/v1/streams/t.3", k.Token, "")
 	if !strings.Contains(body, `"seq":`+strconv.FormatUint(seq, 10)) || !strings.Contains(body, `"stream":"t.3"`) {
 		t.Fatalf("stream t.3: %s", body)
 	}
@@ -119,7 +119,7 @@ func TestAPIPagesPastMalformed(t *testing.T) {
 	last := res.LastSeq
 
 	// GET /v1/events across it.
-	status, body, _ := call(t, k, "GET", "/v1/events?after=0", k.Token(), "")
+	status, body, _ := call(t, k, "GET", "/v1/events?after=0", k.Token, "")
 	var page struct {
 		Events  []eventlog.Event `json:"events"`
 		LastSeq uint64           `json:"last_seq"`
@@ -133,7 +133,7 @@ func TestAPIPagesPastMalformed(t *testing.T) {
 		t.Fatalf("malformed entry: %+v in %s", m, body)
 	}
 	// GET /v1/streams/t.1.
-	status, body, _ = call(t, k, "GET", "/v1/streams/t.1", k.Token(), "")
+	status, body, _ = call(t, k, "GET", "/v1/streams/t.1", k.Token, "")
 	var sp struct {
 		Events []eventlog.Event `json:"events"`
 	}
@@ -143,8 +143,8 @@ func TestAPIPagesPastMalformed(t *testing.T) {
 	// The live stream.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+k.Addr()+"/v1/events/live?after=0", nil)
-	req.Header.Set("Authorization", "Bearer "+k.Token())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+k.ListenAddr()+"/v1/events/live?after=0", nil)
+	req.Header.Set("Authorization", "Bearer "+k.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -163,11 +163,11 @@ func TestAPIPagesPastMalformed(t *testing.T) {
 	cancel()
 
 	// Doctor and metrics count it.
-	_, body, _ = call(t, k, "GET", "/v1/doctor", k.Token(), "")
+	_, body, _ = call(t, k, "GET", "/v1/doctor", k.Token, "")
 	if !strings.Contains(body, "written around the kernel") || !strings.Contains(body, "seq "+strconv.FormatUint(bad, 10)) {
 		t.Fatalf("doctor: %s", body)
 	}
-	_, body, _ = call(t, k, "GET", "/metrics", k.Token(), "")
+	_, body, _ = call(t, k, "GET", "/metrics", k.Token, "")
 	if !strings.Contains(body, "fazt_log_malformed_messages_total 1") {
 		t.Fatalf("metrics lack the malformed count")
 	}
@@ -187,8 +187,8 @@ func TestAfterOverflowIsRefused(t *testing.T) {
 		{"/v1/events/live", max},
 		{"/v1/events?after=18446744073709551616", ""},
 	} {
-		req, _ := http.NewRequest("GET", "http://"+k.Addr()+tc.path, nil)
-		req.Header.Set("Authorization", "Bearer "+k.Token())
+		req, _ := http.NewRequest("GET", "http://"+k.ListenAddr()+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+k.Token)
 		if tc.lastID != "" {
 			req.Header.Set("Last-Event-ID", tc.lastID)
 		}
@@ -201,7 +201,7 @@ func TestAfterOverflowIsRefused(t *testing.T) {
 			t.Fatalf("%s (Last-Event-ID %q): %d, want 400", tc.path, tc.lastID, resp.StatusCode)
 		}
 	}
-	if status, body, _ := call(t, k, "GET", "/v1/events?after=18446744073709551614", k.Token(), ""); status != http.StatusOK || !strings.Contains(body, `"events":[]`) {
+	if status, body, _ := call(t, k, "GET", "/v1/events?after=18446744073709551614", k.Token, ""); status != http.StatusOK || !strings.Contains(body, `"events":[]`) {
 		t.Fatalf("after max-1: %d %s", status, body)
 	}
 }

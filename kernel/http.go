@@ -76,8 +76,8 @@ type api struct {
 }
 
 func newAPI(k *Kernel) *api {
-	a := &api{k: k, log: k.log, reg: k.reg, logger: k.logger, mux: http.NewServeMux(), public: map[string]bool{},
-		limiter: newLimiter(k.cfg.PublicRate, k.cfg.PublicBurst), live: newPerClient(k.cfg.MaxStreamsPerClient)}
+	a := &api{k: k, log: k.log, reg: k.reg, logger: k.Logger, mux: http.NewServeMux(), public: map[string]bool{},
+		limiter: newLimiter(k.PublicRate, k.PublicBurst), live: newPerClient(k.MaxStreamsPerClient)}
 	a.streams, a.stopStreams = context.WithCancel(context.Background())
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
@@ -147,14 +147,14 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request, pattern string) {
 		a.fail(w, r, &apiError{kind: eventlog.ErrUnavailable, msg: "the event log is not open: the server is starting or stopping"})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, a.k.cfg.MaxBodyBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, a.k.MaxBodyBytes)
 	a.mux.ServeHTTP(w, r)
 }
 
 // servePublic serves a public route: rate limited per client, with a
 // small body limit.
 func (a *api) servePublic(w http.ResponseWriter, r *http.Request) {
-	if !a.limiter.allow(clientAddr(r, a.k.cfg.TrustProxy)) {
+	if !a.limiter.allow(clientAddr(r, a.k.TrustProxy)) {
 		w.Header().Set("Retry-After", "1")
 		a.fail(w, r, &apiError{kind: ErrRateLimited, msg: "too many requests from this address: slow down"})
 		return
@@ -163,11 +163,11 @@ func (a *api) servePublic(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{kind: eventlog.ErrUnavailable, msg: "the server is starting or stopping"})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, a.k.cfg.PublicBodyBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, a.k.PublicBodyBytes)
 	a.mux.ServeHTTP(w, r)
 }
 
-// limitBodyTime gives a request with a body Config.BodyTimeout to send
+// limitBodyTime gives a request with a body Kernel.BodyTimeout to send
 // it: the connection's read deadline, lifted again once the body has
 // been read to its end (net/http lifts it too, when it starts watching
 // the connection for the client going away), so that a handler
@@ -178,10 +178,10 @@ func (a *api) limitBodyTime(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(a.k.cfg.BodyTimeout)) != nil {
+	if rc.SetReadDeadline(time.Now().Add(a.k.BodyTimeout)) != nil {
 		return // not a connection of the kernel's server
 	}
-	r.Body = &timedBody{ReadCloser: r.Body, rc: rc, limit: a.k.cfg.BodyTimeout}
+	r.Body = &timedBody{ReadCloser: r.Body, rc: rc, limit: a.k.BodyTimeout}
 }
 
 // timedBody lifts the read deadline at the body's end, and turns the
@@ -206,7 +206,7 @@ func (b *timedBody) Read(p []byte) (int, error) {
 }
 
 // BodyTimeoutError: a request's body did not arrive within
-// Config.BodyTimeout. HTTP 408 with code "timeout".
+// Kernel.BodyTimeout. HTTP 408 with code "timeout".
 type BodyTimeoutError struct{ Limit time.Duration }
 
 func (e *BodyTimeoutError) Error() string {

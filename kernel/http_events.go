@@ -158,14 +158,14 @@ func boundEntries(entries []eventlog.Event) (out []json.RawMessage, cut int) {
 }
 
 // perClientStreams caps the live streams each client address holds
-// open at Config.MaxStreamsPerClient.
+// open at Kernel.MaxStreamsPerClient.
 func (a *api) perClientStreams(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		key := clientAddr(r, a.k.cfg.TrustProxy)
+		key := clientAddr(r, a.k.TrustProxy)
 		if !a.live.acquire(key) {
 			w.Header().Set("Retry-After", "1")
 			return &apiError{kind: ErrRateLimited, msg: fmt.Sprintf(
-				"too many live event streams from this address (at most %d open at once): close one, or follow several types and categories in one stream", a.k.cfg.MaxStreamsPerClient)}
+				"too many live event streams from this address (at most %d open at once): close one, or follow several types and categories in one stream", a.k.MaxStreamsPerClient)}
 		}
 		defer a.live.release(key)
 		return h(w, r)

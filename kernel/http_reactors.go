@@ -90,5 +90,5 @@ func (a *api) reactorStatus(w http.ResponseWriter, r *http.Request, h *reactor.R
 }
 
 // statusErr: a reactor's status comes from JetStream, so failing to read
-// it means the log is unavailable.
+// it means the log is unavailable (503), whatever the cause's kind: %v.
 func statusErr(err error) error { return fmt.Errorf("%w: %v", eventlog.ErrUnavailable, err) }

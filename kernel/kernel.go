@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Defaults of Config's tunables.
+// Defaults of the Kernel's tunables, which New sets.
 const (
 	DefaultAddr            = "127.0.0.1:8080"
 	DefaultMaxBodyBytes    = 12 << 20 // above eventlog.MaxAppendBytes, for the JSON around the data
@@ -46,21 +46,23 @@ const (
 	DefaultMaxStreamsPerClient = 16
 )
 
-// Config configures a Kernel. Dir is required; every other field has a
-// default, applied by New when it is the zero value.
-type Config struct {
-	// Dir is the data directory: the log (DIR/jetstream), the read
-	// models (DIR/projections), the API token (DIR/token) and whatever
-	// verticals keep under DIR/<vertical>.
-	Dir string
+// Kernel wires the log, the schema registry, the projections runner,
+// the reactors and the HTTP API into one lifecycle.
+//
+// Create one with New, adjust the exported fields (every one is preset
+// to its default), let verticals register, then Open; Close stops it in
+// reverse order. Open reads the fields: change them before Open, never
+// after.
+type Kernel struct {
 	// Addr is the HTTP listen address (DefaultAddr); port 0 picks a free
-	// port, and Addr() tells which. NoHTTP runs the kernel without one.
+	// port, and ListenAddr tells which. NoHTTP runs the kernel without one.
 	Addr   string
 	NoHTTP bool
-	// Token is the admin API token. Empty: the one in DIR/token, created
-	// with mode 0600 at first start (see LoadOrCreateToken).
+	// Token is the admin API token. Empty (the default): Open loads the
+	// one in DIR/token, creating it with mode 0600 at first start (see
+	// LoadOrCreateToken), and sets Token to it.
 	Token string
-	// Durability of appends (eventlog.Strict by default).
+	// Durability of appends (eventlog.Strict).
 	Durability eventlog.Durability
 	// NATSURL connects to an existing NATS server instead of embedding
 	// one. NATSListen exposes the embedded server, read-only unless
@@ -68,66 +70,66 @@ type Config struct {
 	NATSURL      string
 	NATSListen   string
 	NATSWritable bool
-	// StoreLimit caps the log's storage in bytes (0: no cap but the
-	// disk); DiskReserve is the free space appends leave on the data
-	// directory's disk (0: eventlog.DefaultDiskReserve; negative: none).
-	// Appends past either fail with HTTP 507 (insufficient_storage) and
-	// resume by themselves once there is room. See eventlog.Log.
+	// StoreLimit caps the log's storage in bytes (0, the default: no cap
+	// but the disk); DiskReserve is the free space appends leave on the
+	// data directory's disk (eventlog.DefaultDiskReserve; negative:
+	// none). Appends past either fail with HTTP 507 (insufficient_storage)
+	// and resume by themselves once there is room. See eventlog.Log.
 	StoreLimit  int64
 	DiskReserve int64
-	// Logger receives the kernel's logs (slog.Default() when nil).
+	// Logger receives the kernel's logs, and those of its log,
+	// projections and reactors (slog.Default(); Open takes nil for it
+	// too). Verticals log through it.
 	Logger *slog.Logger
-	// MaxBodyBytes bounds admin request bodies; PublicBodyBytes those of
-	// public routes.
+	// MaxBodyBytes bounds admin request bodies (DefaultMaxBodyBytes);
+	// PublicBodyBytes those of public routes (DefaultPublicBodyBytes).
 	MaxBodyBytes    int64
 	PublicBodyBytes int64
 	// PublicRate and PublicBurst rate-limit public routes per client
-	// address (a token bucket each).
+	// address, a token bucket each (DefaultPublicRate, DefaultPublicBurst).
 	PublicRate  rate.Limit
 	PublicBurst int
 	// TrustProxy takes the client address of public requests from
 	// X-Forwarded-For, for a kernel behind a reverse proxy on this
-	// machine. Leave it off otherwise: clients could pick their address.
+	// machine. Leave it off (the default) otherwise: clients could pick
+	// their address.
 	TrustProxy bool
 	// ShutdownTimeout bounds Close's wait for HTTP handlers, reactors and
-	// projections.
+	// projections (DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
 
-	// ReadHeaderTimeout bounds reading a request's headers.
+	// ReadHeaderTimeout bounds reading a request's headers
+	// (DefaultReadHeaderTimeout).
 	ReadHeaderTimeout time.Duration
 	// BodyTimeout bounds reading a request's body, from when its handler
-	// starts: a slower body is answered 408 (code "timeout") and the
-	// connection closed. It covers only the body, so long answers (live
-	// streams, builds) are not cut short by it.
+	// starts (DefaultBodyTimeout): a slower body is answered 408 (code
+	// "timeout") and the connection closed. It covers only the body, so
+	// long answers (live streams, builds) are not cut short by it.
 	BodyTimeout time.Duration
 	// WriteTimeout bounds the time from the end of a request's headers to
-	// the end of its answer; live streams and projection builds lift it.
-	// Keep it above BodyTimeout, or the 408 for a slow body cannot be
-	// written.
+	// the end of its answer (DefaultWriteTimeout); live streams and
+	// projection builds lift it. Keep it above BodyTimeout, or the 408
+	// for a slow body cannot be written.
 	// A handler of a vertical that answers for longer lifts it with
 	// http.NewResponseController(w).SetWriteDeadline.
 	WriteTimeout time.Duration
-	// IdleTimeout closes keep-alive connections idle for that long.
+	// IdleTimeout closes keep-alive connections idle for that long
+	// (DefaultIdleTimeout).
 	IdleTimeout time.Duration
-	// MaxConns caps the open HTTP connections: further clients wait (in
-	// the listen backlog) until one closes. MaxConnsPerClient caps those
-	// of one client address (IPv6: one /64): a connection past it is
-	// answered 429 and closed. With TrustProxy the per-client cap is off,
-	// since every connection comes from the proxy.
+	// MaxConns caps the open HTTP connections (DefaultMaxConns): further
+	// clients wait (in the listen backlog) until one closes.
+	// MaxConnsPerClient caps those of one client address, IPv6: one /64
+	// (DefaultMaxConnsPerClient): a connection past it is answered 429
+	// and closed. With TrustProxy the per-client cap is off, since every
+	// connection comes from the proxy.
 	MaxConns          int
 	MaxConnsPerClient int
 	// MaxStreamsPerClient caps the live event streams (GET
-	// /v1/events/live) one client address holds open; one more is
-	// answered 429.
+	// /v1/events/live) one client address holds open
+	// (DefaultMaxStreamsPerClient); one more is answered 429.
 	MaxStreamsPerClient int
-}
 
-// Kernel wires the log, the schema registry, the projections runner,
-// the reactors and the HTTP API into one lifecycle. Create it with New,
-// let verticals register, then Open; Close stops it in reverse order.
-type Kernel struct {
-	cfg    Config
-	logger *slog.Logger
+	dir    string
 	reg    *schemas.Registry
 	log    *eventlog.Log
 	runner *projections.Runner
@@ -163,67 +165,37 @@ const (
 	stateClosed
 )
 
-// New returns a kernel for cfg with defaults filled in. It registers the
-// kernel's own event types; verticals register theirs before Open.
-func New(cfg Config) *Kernel {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
+// New returns a kernel keeping its data in dir (the log in
+// DIR/jetstream, the read models in DIR/projections, the API token in
+// DIR/token, and whatever verticals keep under DIR/<vertical>), with
+// every tunable at its default. It registers the kernel's own event
+// types; verticals register theirs before Open.
+func New(dir string) *Kernel {
+	k := &Kernel{
+		Addr:                DefaultAddr,
+		Durability:          eventlog.Strict,
+		DiskReserve:         eventlog.DefaultDiskReserve,
+		Logger:              slog.Default(),
+		MaxBodyBytes:        DefaultMaxBodyBytes,
+		PublicBodyBytes:     DefaultPublicBodyBytes,
+		PublicRate:          DefaultPublicRate,
+		PublicBurst:         DefaultPublicBurst,
+		ShutdownTimeout:     DefaultShutdownTimeout,
+		ReadHeaderTimeout:   DefaultReadHeaderTimeout,
+		BodyTimeout:         DefaultBodyTimeout,
+		WriteTimeout:        DefaultWriteTimeout,
+		IdleTimeout:         DefaultIdleTimeout,
+		MaxConns:            DefaultMaxConns,
+		MaxConnsPerClient:   DefaultMaxConnsPerClient,
+		MaxStreamsPerClient: DefaultMaxStreamsPerClient,
+		dir:                 dir,
+		reg:                 schemas.NewRegistry(),
+		caughtUp:            make(chan struct{}),
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.PublicBodyBytes <= 0 {
-		cfg.PublicBodyBytes = DefaultPublicBodyBytes
-	}
-	if cfg.PublicRate <= 0 {
-		cfg.PublicRate = DefaultPublicRate
-	}
-	if cfg.PublicBurst <= 0 {
-		cfg.PublicBurst = DefaultPublicBurst
-	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	for _, d := range []struct {
-		v   *time.Duration
-		def time.Duration
-	}{
-		{&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&cfg.BodyTimeout, DefaultBodyTimeout},
-		{&cfg.WriteTimeout, DefaultWriteTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout},
-	} {
-		if *d.v <= 0 {
-			*d.v = d.def
-		}
-	}
-	for _, n := range []struct {
-		v   *int
-		def int
-	}{
-		{&cfg.MaxConns, DefaultMaxConns}, {&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient},
-		{&cfg.MaxStreamsPerClient, DefaultMaxStreamsPerClient},
-	} {
-		if *n.v <= 0 {
-			*n.v = n.def
-		}
-	}
-	k := &Kernel{cfg: cfg, logger: cfg.Logger, reg: schemas.NewRegistry(), caughtUp: make(chan struct{})}
 	k.regErr = registerKernelTypes(k.reg)
-	k.log = eventlog.New(cfg.Dir)
-	k.log.URL = cfg.NATSURL
-	k.log.Listen = cfg.NATSListen
-	k.log.ListenWritable = cfg.NATSWritable
-	k.log.Durability = cfg.Durability
-	k.log.MaxStore = cfg.StoreLimit
-	if cfg.DiskReserve != 0 {
-		k.log.DiskReserve = cfg.DiskReserve
-	}
-	k.log.Logger = cfg.Logger
+	k.log = eventlog.New(dir)
 	k.log.Validate = k.reg.Validate // every append, from any route
-	k.runner = projections.New(filepath.Join(cfg.Dir, "projections"), k.log)
-	k.runner.Logger = cfg.Logger
+	k.runner = projections.New(filepath.Join(dir, "projections"), k.log)
 	var err error
 	if k.schemaW, err = k.log.Reserve(schemas.Category); err == nil {
 		if k.runner.Writer, err = k.log.Reserve(projections.Category); err == nil {
@@ -235,15 +207,57 @@ func New(cfg Config) *Kernel {
 	return k
 }
 
-// Config returns the configuration with its defaults filled in.
-func (k *Kernel) Config() Config { return k.cfg }
-
-// Logger is the kernel's logger, for verticals.
-func (k *Kernel) Logger() *slog.Logger { return k.logger }
+// configure checks the tunables and hands them to the parts New made;
+// Open calls it before it opens anything.
+func (k *Kernel) configure() error {
+	var bad []string
+	for _, t := range []struct {
+		name string
+		val  any
+		ok   bool
+	}{
+		{"MaxBodyBytes", k.MaxBodyBytes, k.MaxBodyBytes > 0},
+		{"PublicBodyBytes", k.PublicBodyBytes, k.PublicBodyBytes > 0},
+		{"PublicRate", k.PublicRate, k.PublicRate > 0},
+		{"PublicBurst", k.PublicBurst, k.PublicBurst > 0},
+		{"ShutdownTimeout", k.ShutdownTimeout, k.ShutdownTimeout > 0},
+		{"ReadHeaderTimeout", k.ReadHeaderTimeout, k.ReadHeaderTimeout > 0},
+		{"BodyTimeout", k.BodyTimeout, k.BodyTimeout > 0},
+		{"WriteTimeout", k.WriteTimeout, k.WriteTimeout > 0},
+		{"IdleTimeout", k.IdleTimeout, k.IdleTimeout > 0},
+		{"MaxConns", k.MaxConns, k.MaxConns > 0},
+		{"MaxConnsPerClient", k.MaxConnsPerClient, k.MaxConnsPerClient > 0},
+		{"MaxStreamsPerClient", k.MaxStreamsPerClient, k.MaxStreamsPerClient > 0},
+	} {
+		if !t.ok {
+			bad = append(bad, fmt.Sprintf("%s %v", t.name, t.val))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: kernel tunables %s: want positive values (New presets the Default* constants)", eventlog.ErrInvalid, strings.Join(bad, ", "))
+	}
+	if k.Logger == nil {
+		k.Logger = slog.Default()
+	}
+	k.log.URL = k.NATSURL
+	k.log.Listen = k.NATSListen
+	k.log.ListenWritable = k.NATSWritable
+	k.log.Durability = k.Durability
+	k.log.MaxStore = k.StoreLimit
+	k.log.DiskReserve = k.DiskReserve
+	k.log.Logger = k.Logger
+	k.runner.Logger = k.Logger // reactors without a Logger use the log's
+	// The API was made by New, for routes to register on; its limits are
+	// the fields as they are now.
+	k.api.logger = k.Logger
+	k.api.limiter = newLimiter(k.PublicRate, k.PublicBurst)
+	k.api.live = newPerClient(k.MaxStreamsPerClient)
+	return nil
+}
 
 // Dir returns DIR/name, the place for a vertical's own files (created on
 // demand by the vertical).
-func (k *Kernel) Dir(name string) string { return filepath.Join(k.cfg.Dir, name) }
+func (k *Kernel) Dir(name string) string { return filepath.Join(k.dir, name) }
 
 // Log is the event log. Appends through it are validated against the
 // registered schemas.
@@ -327,9 +341,6 @@ func (k *Kernel) RegisterReactor(r reactor.Reactor) error {
 			return k.fail(fmt.Errorf("%w: reactor %s is registered twice", eventlog.ErrInvalid, r.Name))
 		}
 	}
-	if r.Logger == nil {
-		r.Logger = k.logger
-	}
 	k.reactorDefs = append(k.reactorDefs, r)
 	return nil
 }
@@ -342,8 +353,8 @@ func (k *Kernel) Handle(pattern string, h http.Handler) error {
 }
 
 // HandlePublic serves a route anyone may call, without the token: it is
-// rate limited per client address and its bodies are limited to
-// Config.PublicBodyBytes.
+// rate limited per client address (PublicRate, PublicBurst) and its
+// bodies are limited to PublicBodyBytes.
 func (k *Kernel) HandlePublic(pattern string, h http.Handler) error {
 	return k.handle(pattern, h, true)
 }
@@ -387,12 +398,9 @@ func (k *Kernel) Query(ctx context.Context, projection, query string, args []any
 	return k.runner.Query(ctx, projection, query, args, opts)
 }
 
-// Token returns the admin API token (after Open).
-func (k *Kernel) Token() string { return string(k.api.token) }
-
-// Addr returns the HTTP address clients can dial, such as
+// ListenAddr returns the HTTP address clients can dial, such as
 // "127.0.0.1:8080" (after Open; empty with NoHTTP).
-func (k *Kernel) Addr() string {
+func (k *Kernel) ListenAddr() string {
 	if k.ln == nil {
 		return ""
 	}
@@ -400,7 +408,7 @@ func (k *Kernel) Addr() string {
 }
 
 // Handler is the kernel's HTTP handler, for embedding it in another
-// server (with NoHTTP).
+// server (with NoHTTP). Serve it once Open has returned.
 func (k *Kernel) Handler() http.Handler { return k.api }
 
 // Readiness is what /readyz answers: whether the node should get
@@ -476,7 +484,8 @@ func (k *Kernel) WaitReady(ctx context.Context) error {
 // /readyz turns ready when the critical projections have caught up
 // (Readiness). Nothing the log holds makes it fail: records of the
 // kernel's categories it cannot apply are skipped and reported.
-// On failure everything opened is closed again.
+// It reads the exported fields first, and refuses (ErrInvalid) a
+// tunable it cannot use. On failure everything opened is closed again.
 func (k *Kernel) Open(ctx context.Context) (err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -484,27 +493,6 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("%w: a kernel opens once", eventlog.ErrInvalid)
 	}
 	k.state = stateOpen
-	if k.regErr != nil {
-		return fmt.Errorf("registration: %w", k.regErr)
-	}
-	if k.cfg.Dir == "" {
-		return fmt.Errorf("%w: Config.Dir is required", eventlog.ErrInvalid)
-	}
-	if err := os.MkdirAll(k.cfg.Dir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	k.warnExposure()
-	if k.cfg.Token == "" {
-		tok, created, err := LoadOrCreateToken(k.cfg.Dir, k.logger)
-		if err != nil {
-			return err
-		}
-		if created {
-			k.logger.Info("created the API token", "file", filepath.Join(k.cfg.Dir, TokenFile))
-		}
-		k.cfg.Token = tok
-	}
-	k.api.token = []byte(k.cfg.Token)
 
 	var closers []func(context.Context) error
 	defer func() {
@@ -514,7 +502,7 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			err = errors.Join(err, ctx.Err())
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.cfg.ShutdownTimeout)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.ShutdownTimeout)
 		defer cancel()
 		for i := len(closers) - 1; i >= 0; i-- {
 			err = errors.Join(err, closers[i](cctx))
@@ -523,27 +511,52 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 		close(k.caughtUp)
 	}()
 
-	if !k.cfg.NoHTTP {
-		ln, err := net.Listen("tcp", strings.TrimPrefix(k.cfg.Addr, "http://"))
+	if k.regErr != nil {
+		return fmt.Errorf("registration: %w", k.regErr)
+	}
+	if k.dir == "" {
+		return fmt.Errorf("%w: the data directory is required: kernel.New(dir)", eventlog.ErrInvalid)
+	}
+	if err := k.configure(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(k.dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	k.warnExposure()
+	if k.Token == "" {
+		tok, created, err := LoadOrCreateToken(k.dir, k.Logger)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", k.cfg.Addr, err)
+			return err
+		}
+		if created {
+			k.Logger.Info("created the API token", "file", filepath.Join(k.dir, TokenFile))
+		}
+		k.Token = tok
+	}
+	k.api.token = []byte(k.Token)
+
+	if !k.NoHTTP {
+		ln, err := net.Listen("tcp", strings.TrimPrefix(k.Addr, "http://"))
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", k.Addr, err)
 		}
 		k.ln = ln
-		perClient := k.cfg.MaxConnsPerClient
-		if k.cfg.TrustProxy {
+		perClient := k.MaxConnsPerClient
+		if k.TrustProxy {
 			perClient = 0
 		}
 		k.srv = &http.Server{
 			Handler:           k.api,
-			ReadHeaderTimeout: k.cfg.ReadHeaderTimeout,
-			WriteTimeout:      k.cfg.WriteTimeout,
-			IdleTimeout:       k.cfg.IdleTimeout,
-			ErrorLog:          slog.NewLogLogger(k.logger.Handler(), slog.LevelWarn),
+			ReadHeaderTimeout: k.ReadHeaderTimeout,
+			WriteTimeout:      k.WriteTimeout,
+			IdleTimeout:       k.IdleTimeout,
+			ErrorLog:          slog.NewLogLogger(k.Logger.Handler(), slog.LevelWarn),
 		}
 		// Shutdown waits for handlers; live streams only end when told to.
 		k.srv.RegisterOnShutdown(k.api.stopStreams)
 		k.served = make(chan error, 1)
-		limited := limitListener(ln, k.cfg.MaxConns, perClient)
+		limited := limitListener(ln, k.MaxConns, perClient)
 		go func() { k.served <- k.srv.Serve(limited) }()
 		closers = append(closers, k.shutdownHTTP)
 	}
@@ -551,7 +564,7 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	// The HTTP server answers /healthz (and 503 on /readyz) while the log
 	// opens, which can take a while on a big store.
 	if err := k.log.Open(ctx); err != nil {
-		return fmt.Errorf("open event log in %s: %w", k.cfg.Dir, err)
+		return fmt.Errorf("open event log in %s: %w", k.dir, err)
 	}
 	closers = append(closers, k.closeLog)
 	if err := k.reg.Load(ctx, k.log); err != nil {
@@ -560,8 +573,8 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	// What the log holds never stops a start: a registration the kernel
 	// refuses today is reported and skipped.
 	for _, sk := range k.reg.Skipped() {
-		k.logger.Warn("schema registration in the log skipped: it is not applied", "seq", sk.Seq, "stream", sk.Stream,
-			"type", sk.Type, "version", sk.Version, "error", sk.Error, "fix", "register the type's schema again (fazt schema register); see fazt doctor")
+		k.Logger.Warn("schema registration in the log skipped: it is not applied", "seq", sk.Seq, "stream", sk.Stream,
+			"type", sk.Type, "version", sk.Version, "err", sk.Error, "fix", "register the type's schema again (fazt schema register); see fazt doctor")
 	}
 	tail, err := k.log.LastSeq(ctx)
 	if err != nil {
@@ -586,7 +599,7 @@ func (k *Kernel) Open(ctx context.Context) (err error) {
 	wctx, cancel := context.WithCancel(context.Background())
 	k.stopWait = cancel
 	go k.waitCaughtUp(wctx, tail)
-	k.logger.Info("kernel open", "data", k.cfg.Dir, "addr", k.Addr(), "durability", k.cfg.Durability.String(),
+	k.Logger.Info("kernel open", "data", k.dir, "addr", k.ListenAddr(), "durability", k.Durability.String(),
 		"projections", len(k.projDefs), "reactors", len(k.reactorDefs), "log_tail", tail)
 	return nil
 }
@@ -610,14 +623,14 @@ func (k *Kernel) waitCaughtUp(ctx context.Context, tail uint64) {
 	}
 	k.criticalCaughtUp.Store(true)
 	if len(critical) > 0 {
-		k.logger.Info("ready: critical projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
+		k.Logger.Info("ready: critical projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
 	}
 	if !k.waitProjections(ctx, others, tail) {
 		return
 	}
 	k.isCaughtUp.Store(true)
 	if len(others) > 0 {
-		k.logger.Info("projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
+		k.Logger.Info("projections caught up", "log_tail", tail, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
@@ -638,7 +651,7 @@ func (k *Kernel) waitProjections(ctx context.Context, ps []projections.Projectio
 				return false
 			}
 			st := k.runner.Status(p.Name)
-			k.logger.Warn("waiting for a projection to catch up", "projection", p.Name, "critical", p.Critical,
+			k.Logger.Warn("waiting for a projection to catch up", "projection", p.Name, "critical", p.Critical,
 				"state", st.State, "seq", st.Seq, "target", tail, "err", err)
 			if errors.Is(err, projections.ErrHalted) {
 				// Retry or Skip resumes it; check again in a while.
@@ -675,8 +688,8 @@ func (k *Kernel) Close(ctx context.Context) error {
 		return nil
 	}
 	k.state = stateClosed
-	k.logger.Info("kernel closing")
-	ctx, cancel := context.WithTimeout(ctx, k.cfg.ShutdownTimeout)
+	k.Logger.Info("kernel closing")
+	ctx, cancel := context.WithTimeout(ctx, k.ShutdownTimeout)
 	defer cancel()
 	k.stopWait()
 	var err error
@@ -733,12 +746,11 @@ func (k *Kernel) Reactors() []*reactor.Runner {
 
 // warnExposure logs what a listener beyond loopback exposes.
 func (k *Kernel) warnExposure() {
-	c := k.cfg
-	if c.NATSListen != "" && !isLoopback(c.NATSListen) {
-		k.logger.Warn("the NATS listener has no authentication: anyone who reaches it can read the log (and write events into it with --nats-writable)", "nats_listen", c.NATSListen)
+	if k.NATSListen != "" && !isLoopback(k.NATSListen) {
+		k.Logger.Warn("the NATS listener has no authentication: anyone who reaches it can read the log (and write events into it with --nats-writable)", "nats_listen", k.NATSListen)
 	}
-	if !c.NoHTTP && !isLoopback(strings.TrimPrefix(c.Addr, "http://")) {
-		k.logger.Warn("serving HTTP without TLS beyond loopback: the API token travels in clear text; put a TLS proxy in front", "addr", c.Addr)
+	if !k.NoHTTP && !isLoopback(strings.TrimPrefix(k.Addr, "http://")) {
+		k.Logger.Warn("serving HTTP without TLS beyond loopback: the API token travels in clear text; put a TLS proxy in front", "addr", k.Addr)
 	}
 }
 

@@ -28,14 +28,17 @@ import (
 
 var quiet = slog.New(slog.DiscardHandler)
 
-// newKernel returns an unopened kernel on a temp dir and a free port.
-func newKernel(t *testing.T, dir string, mod func(*kernel.Config)) *kernel.Kernel {
+// newKernel returns an unopened kernel on dir and a free port, quiet,
+// with its tunables changed by tune (nil: none). Every test of the
+// package makes its kernels here.
+func newKernel(t *testing.T, dir string, tune func(*kernel.Kernel)) *kernel.Kernel {
 	t.Helper()
-	cfg := kernel.Config{Dir: dir, Addr: "127.0.0.1:0", Logger: quiet}
-	if mod != nil {
-		mod(&cfg)
+	k := kernel.New(dir)
+	k.Addr, k.Logger = "127.0.0.1:0", quiet
+	if tune != nil {
+		tune(k)
 	}
-	return kernel.New(cfg)
+	return k
 }
 
 func open(t *testing.T, k *kernel.Kernel) {
@@ -53,7 +56,7 @@ func open(t *testing.T, k *kernel.Kernel) {
 // call sends a request; token "" sends none.
 func call(t *testing.T, k *kernel.Kernel, method, path, token, body string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+k.Addr()+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, "http://"+k.ListenAddr()+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +131,7 @@ func TestReadyOnlyWhenProjectionsCaughtUp(t *testing.T) {
 		t.Fatalf("readyz while catching up: %d %s", status, body)
 	}
 	// The admin API already answers, so progress can be watched.
-	if status, body, _ := call(t, k, "GET", "/v1/projections/counts", k.Token(), ""); status != http.StatusOK {
+	if status, body, _ := call(t, k, "GET", "/v1/projections/counts", k.Token, ""); status != http.StatusOK {
 		t.Fatalf("projection status while catching up: %d %s", status, body)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -146,7 +149,7 @@ func TestReadyOnlyWhenProjectionsCaughtUp(t *testing.T) {
 }
 
 func TestRoutes(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.PublicRate, c.PublicBurst, c.PublicBodyBytes = 0.001, 3, 16 })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.PublicRate, c.PublicBurst, c.PublicBodyBytes = 0.001, 3, 16 })
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -176,7 +179,7 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("Open after failed registrations: %v", err)
 	}
 
-	k = newKernel(t, t.TempDir(), func(c *kernel.Config) { c.PublicRate, c.PublicBurst, c.PublicBodyBytes = 0.001, 3, 16 })
+	k = newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.PublicRate, c.PublicBurst, c.PublicBodyBytes = 0.001, 3, 16 })
 	k.HandlePublic("POST /hook", echo)
 	k.Handle("POST /v1/echo", echo)
 	open(t, k)
@@ -186,7 +189,7 @@ func TestRoutes(t *testing.T) {
 	if status, body, _ := call(t, k, "POST", "/v1/echo", "", "hi"); status != http.StatusUnauthorized {
 		t.Fatalf("admin route without the token: %d %s", status, body)
 	}
-	if status, body, _ := call(t, k, "POST", "/v1/echo", k.Token(), "hi"); status != http.StatusOK || !strings.Contains(body, `"got":"hi"`) {
+	if status, body, _ := call(t, k, "POST", "/v1/echo", k.Token, "hi"); status != http.StatusOK || !strings.Contains(body, `"got":"hi"`) {
 		t.Fatalf("admin route with the token: %d %s", status, body)
 	}
 	if status, body, _ := call(t, k, "POST", "/hook", "", strings.Repeat("x", 17)); status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "16 bytes") {
@@ -203,7 +206,7 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("public call past the burst: %d %s %v", status, body, h)
 	}
 	// Admin routes are not rate limited.
-	if status, _, _ := call(t, k, "POST", "/v1/echo", k.Token(), "hi"); status != http.StatusOK {
+	if status, _, _ := call(t, k, "POST", "/v1/echo", k.Token, "hi"); status != http.StatusOK {
 		t.Fatalf("admin route after the public limit: %d", status)
 	}
 }
@@ -236,7 +239,7 @@ func bookSeat(seat, who string) kernel.Decider[seats] {
 }
 
 func TestDecide(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.NoHTTP = true })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.NoHTTP = true })
 	k.RegisterEvent("show.booked", 1, []byte(`{"type":"object"}`))
 	open(t, k)
 	ctx := context.Background()
@@ -303,7 +306,7 @@ func TestDecide(t *testing.T) {
 
 // With a single attempt, rivals that lose the race get the conflict.
 func TestDecideGivesUp(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.NoHTTP = true })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.NoHTTP = true })
 	k.RegisterEvent("show.booked", 1, []byte(`{"type":"object"}`))
 	open(t, k)
 	ctx := context.Background()
@@ -343,7 +346,7 @@ func TestDecideGivesUp(t *testing.T) {
 // conflicting attempt put into a map (in Evolve and in Decide) is not
 // seen by the retry.
 func TestDecideRetryStartsClean(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.NoHTTP = true })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.NoHTTP = true })
 	k.RegisterEvent("tally.added", 1, []byte(`{"type":"object"}`))
 	open(t, k)
 	ctx := context.Background()
@@ -426,7 +429,7 @@ func TestDoctor(t *testing.T) {
 	if err := k.Projections().WaitFor(wctx, "counts", res.LastSeq); !errors.Is(err, projections.ErrHalted) {
 		t.Fatalf("WaitFor: %v; want the projection halted", err)
 	}
-	status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token(), "")
+	status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token, "")
 	if status != http.StatusOK {
 		t.Fatalf("doctor: %d %s", status, body)
 	}
@@ -469,7 +472,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	if err := k.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	addr := k.Addr()
+	addr := k.ListenAddr()
 	if err := k.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +522,7 @@ func TestReactorsOverHTTP(t *testing.T) {
 	var st reactor.Status
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		status, body, _ := call(t, k, "GET", "/v1/reactors/mailer", k.Token(), "")
+		status, body, _ := call(t, k, "GET", "/v1/reactors/mailer", k.Token, "")
 		if status != http.StatusOK {
 			t.Fatalf("reactor status: %d %s", status, body)
 		}
@@ -535,29 +538,29 @@ func TestReactorsOverHTTP(t *testing.T) {
 	if p := st.Parked[0]; p.Seq != seq || p.Attempts != 2 || !strings.Contains(p.Error, "connection refused") {
 		t.Fatalf("parked: %+v", p)
 	}
-	if status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token(), ""); status != http.StatusOK ||
+	if status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token, ""); status != http.StatusOK ||
 		!strings.Contains(body, `"name":"reactor mailer","status":"warn"`) || !strings.Contains(body, fmt.Sprintf(`POST /v1/reactors/mailer/retry {\"seq\":%d}`, seq)) {
 		t.Fatalf("doctor with a parked event: %d %s", status, body)
 	}
-	if status, body, _ := call(t, k, "GET", "/v1/reactors", k.Token(), ""); status != http.StatusOK || !strings.Contains(body, `"name":"mailer"`) {
+	if status, body, _ := call(t, k, "GET", "/v1/reactors", k.Token, ""); status != http.StatusOK || !strings.Contains(body, `"name":"mailer"`) {
 		t.Fatalf("reactor list: %d %s", status, body)
 	}
 	body := fmt.Sprintf(`{"seq":%d}`, seq)
-	if status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), body); status != http.StatusServiceUnavailable || !strings.Contains(resp, "still parked") {
+	if status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token, body); status != http.StatusServiceUnavailable || !strings.Contains(resp, "still parked") {
 		t.Fatalf("retry while broken: %d %s", status, resp)
 	}
 	broken.Store(false)
-	status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), body)
+	status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token, body)
 	if status != http.StatusOK || !strings.Contains(resp, `"parked":[]`) {
 		t.Fatalf("retry once fixed: %d %s", status, resp)
 	}
-	if status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), body); status != http.StatusNotFound {
+	if status, resp, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token, body); status != http.StatusNotFound {
 		t.Fatalf("retry of an event no longer parked: %d %s", status, resp)
 	}
-	if status, _, _ := call(t, k, "GET", "/v1/reactors/nope", k.Token(), ""); status != http.StatusNotFound {
+	if status, _, _ := call(t, k, "GET", "/v1/reactors/nope", k.Token, ""); status != http.StatusNotFound {
 		t.Fatalf("unknown reactor: %d", status)
 	}
-	if status, _, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token(), `{}`); status != http.StatusBadRequest {
+	if status, _, _ := call(t, k, "POST", "/v1/reactors/mailer/retry", k.Token, `{}`); status != http.StatusBadRequest {
 		t.Fatalf("retry without seq: %d", status)
 	}
 }

@@ -60,7 +60,7 @@ func TestQueryAnswerBoundedInBytes(t *testing.T) {
 		{"max_bytes", "SELECT hex(zeroblob(100)) FROM counts UNION ALL SELECT hex(zeroblob(1000))", map[string]any{"max_bytes": 1000}, "max_bytes=1000"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			status, body, _ := call(t, k, "POST", "/v1/query", k.Token(), queryBody(t, c.sql, c.extra))
+			status, body, _ := call(t, k, "POST", "/v1/query", k.Token, queryBody(t, c.sql, c.extra))
 			if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, `"code":"too_large"`) || !strings.Contains(body, c.want) {
 				t.Fatalf("%d %.300s; want 413 too_large saying %q", status, body, c.want)
 			}
@@ -68,21 +68,21 @@ func TestQueryAnswerBoundedInBytes(t *testing.T) {
 	}
 
 	// Under the bound: answered in full.
-	status, body, _ := call(t, k, "POST", "/v1/query", k.Token(), queryBody(t, "SELECT length(hex(zeroblob(1000000))) AS n, hex(zeroblob(100000)) AS h", nil))
+	status, body, _ := call(t, k, "POST", "/v1/query", k.Token, queryBody(t, "SELECT length(hex(zeroblob(1000000))) AS n, hex(zeroblob(100000)) AS h", nil))
 	if status != http.StatusOK || !strings.Contains(body, `"rows":[[2000000,"`) || len(body) < 200000 {
 		t.Fatalf("query under the bound: %d %.200s", status, body)
 	}
-	status, body, _ = call(t, k, "POST", "/v1/query", k.Token(), queryBody(t, many, map[string]any{"max_rows": 10000, "max_bytes": 0}))
+	status, body, _ = call(t, k, "POST", "/v1/query", k.Token, queryBody(t, many, map[string]any{"max_rows": 10000, "max_bytes": 0}))
 	if status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("max_bytes 0 is the default: %d %.200s", status, body)
 	}
-	status, body, _ = call(t, k, "POST", "/v1/query", k.Token(), queryBody(t, "SELECT 1", map[string]any{"max_bytes": 16<<20 + 1}))
+	status, body, _ = call(t, k, "POST", "/v1/query", k.Token, queryBody(t, "SELECT 1", map[string]any{"max_bytes": 16<<20 + 1}))
 	if status != http.StatusBadRequest || !strings.Contains(body, "max_bytes=16777217 is out of range") {
 		t.Fatalf("max_bytes past the bound: %d %s", status, body)
 	}
 	// The connection's limit is restored for what shares the pool.
 	for range 8 {
-		status, body, _ = call(t, k, "POST", "/v1/query", k.Token(), queryBody(t, "SELECT count(*) FROM counts", nil))
+		status, body, _ = call(t, k, "POST", "/v1/query", k.Token, queryBody(t, "SELECT count(*) FROM counts", nil))
 		if status != http.StatusOK {
 			t.Fatalf("query after refusals: %d %s", status, body)
 		}
@@ -116,7 +116,7 @@ func TestQueryRefusesWritesAndEscapes(t *testing.T) {
 		{"SELECT * FROM nope", 400, "invalid", "no such table: nope"},
 		{"SELECT ?", 400, "invalid", "argument"},
 	} {
-		status, body, _ := call(t, k, "POST", "/v1/query", k.Token(), queryBody(t, c.sql, nil))
+		status, body, _ := call(t, k, "POST", "/v1/query", k.Token, queryBody(t, c.sql, nil))
 		if status != c.status || !strings.Contains(body, `"code":"`+c.code+`"`) || !strings.Contains(body, c.want) {
 			t.Errorf("%s: %d %s; want %d %s saying %q", c.sql, status, body, c.status, c.code, c.want)
 		}

@@ -188,5 +188,5 @@ func ClientIP(r *http.Request, trustProxy bool) string {
 	return host
 }
 
-// ClientIP is r's client address, honouring Config.TrustProxy.
-func (k *Kernel) ClientIP(r *http.Request) string { return ClientIP(r, k.cfg.TrustProxy) }
+// ClientIP is r's client address, honouring Kernel.TrustProxy.
+func (k *Kernel) ClientIP(r *http.Request) string { return ClientIP(r, k.TrustProxy) }

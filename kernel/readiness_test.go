@@ -52,7 +52,7 @@ func TestReadinessCritical(t *testing.T) {
 	}
 	metric := func(want string) {
 		t.Helper()
-		status, body, _ := call(t, k, "GET", "/metrics", k.Token(), "")
+		status, body, _ := call(t, k, "GET", "/metrics", k.Token, "")
 		if status != http.StatusOK || !strings.Contains(body, "\n"+want+"\n") {
 			t.Fatalf("metrics have no %q", want)
 		}
@@ -64,12 +64,12 @@ func TestReadinessCritical(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`"degraded":["counts (halted at seq %d, not critical`, seq)) {
 		t.Fatalf("readyz with a halted projection that is not critical: %d %s", status, body)
 	}
-	status, body, _ = call(t, k, "GET", "/v1/projections/counts", k.Token(), "")
+	status, body, _ = call(t, k, "GET", "/v1/projections/counts", k.Token, "")
 	var st projections.Status
 	if status != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || st.Halted == nil || st.Halted.Seq != seq || st.Critical {
 		t.Fatalf("status: %d %s", status, body)
 	}
-	if status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token(), ""); status != http.StatusOK ||
+	if status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token, ""); status != http.StatusOK ||
 		!strings.Contains(body, `"name":"projection counts","status":"fail"`) || !strings.Contains(body, "not critical: the node stays ready") {
 		t.Fatalf("doctor: %d %s", status, body)
 	}
@@ -90,14 +90,14 @@ func TestReadinessCritical(t *testing.T) {
 		rd.Projections[0] != fmt.Sprintf("ledger (halted at seq %d: cannot count t.hard)", seq) {
 		t.Fatalf("readyz with a halted critical projection: %d %s", status, body)
 	}
-	if status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token(), ""); status != http.StatusOK ||
+	if status, body, _ := call(t, k, "GET", "/v1/doctor", k.Token, ""); status != http.StatusOK ||
 		!strings.Contains(body, "critical: the node is not ready until it runs again") {
 		t.Fatalf("doctor: %d %s", status, body)
 	}
 	metric("fazt_ready 0")
 
 	// Skipping the event brings the node back.
-	if status, body, _ := call(t, k, "POST", "/v1/projections/ledger/skip", k.Token(), fmt.Sprintf(`{"seq":%d}`, seq)); status != http.StatusOK {
+	if status, body, _ := call(t, k, "POST", "/v1/projections/ledger/skip", k.Token, fmt.Sprintf(`{"seq":%d}`, seq)); status != http.StatusOK {
 		t.Fatalf("skip: %d %s", status, body)
 	}
 	if status, body, _ := call(t, k, "GET", "/readyz", "", ""); status != http.StatusOK {

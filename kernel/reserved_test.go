@@ -65,7 +65,7 @@ func TestReservedCategoriesOverHTTP(t *testing.T) {
 	}
 	before := lastSeq(t, k.Log())
 	for name, body := range forged {
-		status, resp, _ := call(t, k, "POST", "/v1/events", k.Token(), body)
+		status, resp, _ := call(t, k, "POST", "/v1/events", k.Token, body)
 		if status != http.StatusBadRequest || !strings.Contains(resp, `"code":"invalid"`) || !strings.Contains(resp, "is reserved for the kernel") {
 			t.Errorf("%s: %d %s; want 400 saying the category is reserved", name, status, resp)
 		}
@@ -74,7 +74,7 @@ func TestReservedCategoriesOverHTTP(t *testing.T) {
 		t.Fatalf("refused appends wrote %d events", got-before)
 	}
 	for _, stream := range []string{"schemas.t.hit", "projections.counts", "reactors.mailer"} {
-		if status, resp, _ := call(t, k, "GET", "/v1/streams/"+stream, k.Token(), ""); status != http.StatusNotFound {
+		if status, resp, _ := call(t, k, "GET", "/v1/streams/"+stream, k.Token, ""); status != http.StatusNotFound {
 			t.Errorf("stream %s: %d %s; want nothing in it", stream, status, resp)
 		}
 	}
@@ -89,17 +89,17 @@ func TestReservedCategoriesOverHTTP(t *testing.T) {
 	}
 
 	// The kernel's own paths write there, after their checks.
-	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.new", k.Token(), `{"type":"object","properties":{"n":{"type":"integer"}}}`); status != http.StatusCreated {
+	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.new", k.Token, `{"type":"object","properties":{"n":{"type":"integer"}}}`); status != http.StatusCreated {
 		t.Fatalf("register a schema: %d %s", status, resp)
 	}
-	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.new", k.Token(), `{"type":"object","properties":{"n":{"type":"string"}}}`); status != http.StatusUnprocessableEntity {
+	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.new", k.Token, `{"type":"object","properties":{"n":{"type":"string"}}}`); status != http.StatusUnprocessableEntity {
 		t.Fatalf("register an incompatible schema: %d %s; want 422", status, resp)
 	}
-	if status, resp, _ := call(t, k, "POST", "/v1/projections/counts/skip", k.Token(), fmt.Sprintf(`{"seq":%d}`, bad)); status != http.StatusOK {
+	if status, resp, _ := call(t, k, "POST", "/v1/projections/counts/skip", k.Token, fmt.Sprintf(`{"seq":%d}`, bad)); status != http.StatusOK {
 		t.Fatalf("skip: %d %s", status, resp)
 	}
 	for stream, typ := range map[string]string{"schemas.t.new": "schemas.registered", "projections.counts": "projections.event_skipped"} {
-		status, resp, _ := call(t, k, "GET", "/v1/streams/"+stream, k.Token(), "")
+		status, resp, _ := call(t, k, "GET", "/v1/streams/"+stream, k.Token, "")
 		var out struct{ Events []eventlog.Event }
 		if status != http.StatusOK || json.Unmarshal([]byte(resp), &out) != nil || len(out.Events) != 1 || out.Events[0].Type != typ {
 			t.Fatalf("stream %s: %d %s; want one %s", stream, status, resp, typ)

@@ -35,7 +35,7 @@ func rawRequest(t *testing.T, c net.Conn, br *bufio.Reader, req string) (*http.R
 
 func dial(t *testing.T, k *kernel.Kernel) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp", k.Addr())
+	c, err := net.Dial("tcp", k.ListenAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ const healthz = "GET /healthz HTTP/1.1\r\nHost: fazt\r\n\r\n"
 // cut off.
 func TestSlowBodyIsCutOff(t *testing.T) {
 	const limit = 300 * time.Millisecond
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.BodyTimeout, c.WriteTimeout = limit, 2*limit })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.BodyTimeout, c.WriteTimeout = limit, 2*limit })
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -91,7 +91,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			c, br := dial(t, k)
 			// Ten bytes of a hundred, then nothing.
-			resp, body := rawRequest(t, c, br, "POST "+path+" HTTP/1.1\r\nHost: fazt\r\nAuthorization: Bearer "+k.Token()+
+			resp, body := rawRequest(t, c, br, "POST "+path+" HTTP/1.1\r\nHost: fazt\r\nAuthorization: Bearer "+k.Token+
 				"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"project")
 			if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(body, `"code":"timeout"`) || !strings.Contains(body, "did not arrive within") {
 				t.Fatalf("slow body: %d %s; want 408 timeout", resp.StatusCode, body)
@@ -103,7 +103,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	}
 
 	// A body sent at once, then a handler working past the body timeout.
-	status, body, _ := call(t, k, "POST", "/v1/slow", k.Token(), `{}`)
+	status, body, _ := call(t, k, "POST", "/v1/slow", k.Token, `{}`)
 	if status != http.StatusOK || !strings.Contains(body, "done") {
 		t.Fatalf("long handler after its body: %d %s", status, body)
 	}
@@ -111,8 +111,8 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	// A live stream outlives both timeouts.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+k.Addr()+"/v1/events/live?after=0", nil)
-	req.Header.Set("Authorization", "Bearer "+k.Token())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+k.ListenAddr()+"/v1/events/live?after=0", nil)
+	req.Header.Set("Authorization", "Bearer "+k.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 // MaxConnsPerClient connections; one more is answered 429 and closed,
 // and once one closes a new one is served.
 func TestConnectionsPerClient(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.MaxConnsPerClient = 3 })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.MaxConnsPerClient = 3 })
 	open(t, k)
 	var conns []net.Conn
 	for range 3 {
@@ -165,7 +165,7 @@ func TestConnectionsPerClient(t *testing.T) {
 // TestConnectionsPerClientOffBehindProxy: with TrustProxy every
 // connection comes from the proxy, so only the total cap applies.
 func TestConnectionsPerClientOffBehindProxy(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.MaxConnsPerClient, c.TrustProxy = 2, true })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.MaxConnsPerClient, c.TrustProxy = 2, true })
 	open(t, k)
 	for i := range 4 {
 		c, br := dial(t, k)
@@ -178,7 +178,7 @@ func TestConnectionsPerClientOffBehindProxy(t *testing.T) {
 // TestConnectionsInAll: past MaxConns a connection waits, unanswered,
 // until another closes; then it is served.
 func TestConnectionsInAll(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.MaxConns = 2 })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.MaxConns = 2 })
 	open(t, k)
 	var conns []net.Conn
 	for range 2 {
@@ -208,14 +208,14 @@ func TestConnectionsInAll(t *testing.T) {
 // TestLiveStreamsPerClient: one more live stream than
 // MaxStreamsPerClient is answered 429; closing one makes room.
 func TestLiveStreamsPerClient(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.MaxStreamsPerClient = 2 })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.MaxStreamsPerClient = 2 })
 	open(t, k)
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
 	live := func(ctx context.Context) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+k.Addr()+"/v1/events/live?after=0", nil)
-		req.Header.Set("Authorization", "Bearer "+k.Token())
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+k.ListenAddr()+"/v1/events/live?after=0", nil)
+		req.Header.Set("Authorization", "Bearer "+k.Token)
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -244,7 +244,7 @@ func TestLiveStreamsPerClient(t *testing.T) {
 		t.Fatalf("a third stream: %d %s; want 429", resp.StatusCode, body)
 	}
 	// Other routes still answer that client.
-	if status, body, _ := call(t, k, "GET", "/v1/schemas", k.Token(), ""); status != http.StatusOK {
+	if status, body, _ := call(t, k, "GET", "/v1/schemas", k.Token, ""); status != http.StatusOK {
 		t.Fatalf("another route while the streams are open: %d %s", status, body)
 	}
 	cancels[0]()

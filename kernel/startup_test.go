@@ -39,7 +39,7 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 	if err := k.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.note", k.Token(), `{"type":"object","properties":{"n":{"type":"integer"}}}`); status != http.StatusCreated {
+	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.note", k.Token, `{"type":"object","properties":{"n":{"type":"integer"}}}`); status != http.StatusCreated {
 		t.Fatalf("register: %d %s", status, resp)
 	}
 	if err := k.Close(ctx); err != nil {
@@ -97,15 +97,15 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 	if status, resp, _ := call(t, k, "GET", "/readyz", "", ""); status != http.StatusOK {
 		t.Fatalf("readyz: %d %s", status, resp)
 	}
-	if status, resp, _ := call(t, k, "POST", "/v1/events", k.Token(), `{"events":[{"stream":"t.1","type":"t.note","data":{"n":1}}]}`); status != http.StatusOK {
+	if status, resp, _ := call(t, k, "POST", "/v1/events", k.Token, `{"events":[{"stream":"t.1","type":"t.note","data":{"n":1}}]}`); status != http.StatusOK {
 		t.Fatalf("append of the type's good version: %d %s", status, resp)
 	}
-	if status, resp, _ := call(t, k, "POST", "/v1/events", k.Token(), `{"events":[{"stream":"t.1","type":"t.note","schema":2,"data":{"n":"x"}}]}`); status != http.StatusBadRequest {
+	if status, resp, _ := call(t, k, "POST", "/v1/events", k.Token, `{"events":[{"stream":"t.1","type":"t.note","schema":2,"data":{"n":"x"}}]}`); status != http.StatusBadRequest {
 		t.Fatalf("append of the skipped version: %d %s; want 400", status, resp)
 	}
 
 	// Doctor names every skipped record.
-	status, resp, _ := call(t, k, "GET", "/v1/doctor", k.Token(), "")
+	status, resp, _ := call(t, k, "GET", "/v1/doctor", k.Token, "")
 	var doc struct{ Checks []kernel.Check }
 	if status != http.StatusOK || json.Unmarshal([]byte(resp), &doc) != nil {
 		t.Fatalf("doctor: %d %s", status, resp)
@@ -133,7 +133,7 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 	}
 
 	// GET /v1/schemas shows the types' status.
-	status, resp, _ = call(t, k, "GET", "/v1/schemas", k.Token(), "")
+	status, resp, _ = call(t, k, "GET", "/v1/schemas", k.Token, "")
 	var list struct {
 		Types   []kernel.SchemaInfo
 		Skipped []json.RawMessage
@@ -154,12 +154,12 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 	if i := infos["mail.requested"]; i.Status != "" || len(i.Skipped) != 0 {
 		t.Errorf("mail.requested: %+v", i)
 	}
-	if status, resp, _ := call(t, k, "GET", "/v1/schemas/t.junk", k.Token(), ""); status != http.StatusOK || !strings.Contains(resp, `"status":"skipped"`) {
+	if status, resp, _ := call(t, k, "GET", "/v1/schemas/t.junk", k.Token, ""); status != http.StatusOK || !strings.Contains(resp, `"status":"skipped"`) {
 		t.Errorf("a type only skipped records name: %d %s", status, resp)
 	}
 
 	// Metrics count them.
-	status, resp, _ = call(t, k, "GET", "/metrics", k.Token(), "")
+	status, resp, _ = call(t, k, "GET", "/metrics", k.Token, "")
 	for _, want := range []string{"\nfazt_schema_registrations_skipped 4\n", "\nfazt_reactor_records_unreadable{reactor=\"mailer\"} 2\n", "\nfazt_ready 1\n"} {
 		if status != http.StatusOK || !strings.Contains(resp, want) {
 			t.Errorf("metrics do not have %q", strings.TrimSpace(want))
@@ -167,7 +167,7 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 	}
 
 	// The type goes on from its last good version.
-	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.note", k.Token(), `{"type":"object","properties":{"n":{"type":"integer"},"m":{"type":"string"}}}`); status != http.StatusCreated || !strings.Contains(resp, `"version":2`) {
+	if status, resp, _ := call(t, k, "POST", "/v1/schemas/t.note", k.Token, `{"type":"object","properties":{"n":{"type":"integer"},"m":{"type":"string"}}}`); status != http.StatusCreated || !strings.Contains(resp, `"version":2`) {
 		t.Fatalf("register after a skipped version: %d %s", status, resp)
 	}
 }

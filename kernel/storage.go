@@ -9,8 +9,8 @@ import (
 )
 
 // The log's storage: appends stop (HTTP 507, insufficient_storage) when
-// the disk is down to Config.DiskReserve or the log reaches
-// Config.StoreLimit, and resume by themselves once space returns. The
+// the disk is down to Kernel.DiskReserve or the log reaches
+// Kernel.StoreLimit, and resume by themselves once space returns. The
 // node keeps serving reads meanwhile, so /readyz stays as it is and
 // /readyz/writes says whether appends are taken; doctor and /metrics
 // show the figures.
@@ -72,8 +72,8 @@ func (a *api) readyzWrites(w http.ResponseWriter, r *http.Request) {
 func (k *Kernel) checkStorage() Check {
 	st := k.log.Storage()
 	c := Check{Name: "log storage", Status: CheckOK}
-	if k.cfg.NATSURL != "" {
-		c.Detail = "on the NATS server at " + k.cfg.NATSURL + ": its own limits apply"
+	if k.NATSURL != "" {
+		c.Detail = "on the NATS server at " + k.NATSURL + ": its own limits apply"
 		return c
 	}
 	limit := "no limit but the disk"

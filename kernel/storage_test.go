@@ -44,7 +44,7 @@ func logLength(t *testing.T, k *kernel.Kernel) uint64 {
 // insufficient_storage and writes nothing; readiness of writes, doctor
 // and metrics say so, while /readyz (reads) stays ready.
 func TestStorageLimitOverHTTP(t *testing.T) {
-	k := newKernel(t, t.TempDir(), func(c *kernel.Config) { c.Token = "tok"; c.StoreLimit = 1 << 20 })
+	k := newKernel(t, t.TempDir(), func(c *kernel.Kernel) { c.Token = "tok"; c.StoreLimit = 1 << 20 })
 	if err := k.RegisterEvent("disk.filled", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestDiskReserveOverHTTP(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 
-	k := newKernel(t, dir, func(c *kernel.Config) { c.Token = "tok"; c.DiskReserve = 8 << 20 })
+	k := newKernel(t, dir, func(c *kernel.Kernel) { c.Token = "tok"; c.DiskReserve = 8 << 20 })
 	if err := k.RegisterEvent("disk.filled", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}

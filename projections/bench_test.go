@@ -207,8 +207,9 @@ func rawReplay(tb testing.TB, l *eventlog.Log, n int) int {
 func batchInsert(tb testing.TB, path string, n int, keys []string, prepared bool) {
 	tb.Helper()
 	ctx := context.Background()
-	db, err := sqlitedb.Open(ctx, path, sqlitedb.WithReaders(1))
-	if err != nil {
+	db := sqlitedb.New(path)
+	db.Readers = 1
+	if err := db.Open(ctx); err != nil {
 		tb.Fatal(err)
 	}
 	defer db.Close()
@@ -218,6 +219,7 @@ func batchInsert(tb testing.TB, path string, n int, keys []string, prepared bool
 	const upsert = `INSERT INTO counters (key, n) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1`
 	var stmt *sql.Stmt
 	if prepared {
+		var err error
 		if stmt, err = db.Writer.PrepareContext(ctx, upsert); err != nil {
 			tb.Fatal(err)
 		}

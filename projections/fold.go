@@ -280,7 +280,7 @@ func (g *gen) fold(ctx context.Context, cp checkpoint, events []eventlog.Event, 
 	}
 	if j, err := g.commit(ctx, events[:i], before, nil, false); err != nil {
 		if j >= 0 {
-			return true, fmt.Errorf("projection %s: event %d failed in a batch, then event %d before it failed on its own (%v): Apply is not deterministic", g.pr.p.Name, bad.Seq, events[j].Seq, err)
+			return true, fmt.Errorf("projection %s: event %d failed in a batch, then event %d before it failed on its own (%w): Apply is not deterministic", g.pr.p.Name, bad.Seq, events[j].Seq, err)
 		}
 		return true, err
 	}
@@ -290,7 +290,7 @@ func (g *gen) fold(ctx context.Context, cp checkpoint, events []eventlog.Event, 
 	switch {
 	case err2 == nil:
 		g.pr.r.Logger.Warn("projection event failed in a batch but applied on its own; Apply may depend on something besides its event",
-			"projection", g.pr.p.Name, "seq", bad.Seq, "type", bad.Type, "error", err)
+			"projection", g.pr.p.Name, "seq", bad.Seq, "type", bad.Type, "err", err)
 		return true, nil
 	case j < 0:
 		return true, err2
@@ -322,6 +322,8 @@ func (g *gen) failed(ctx context.Context, seq uint64, id, typ string, cause erro
 	pr := g.pr
 	rec, found, err := pr.r.findSkip(ctx, pr.p.Name, seq, id, g.version)
 	if err != nil {
+		// %v: this is the skip read's failure, retried; the event's own
+		// (cause) is only context, and must not classify it.
 		return fmt.Errorf("projection %s: event %d failed (%v) and the skip decisions could not be read: %w", pr.p.Name, seq, cause, err)
 	}
 	if !found {
@@ -333,7 +335,7 @@ func (g *gen) failed(ctx context.Context, seq uint64, id, typ string, cause erro
 		return err
 	}
 	pr.r.Logger.Warn("projection skipped an event, as recorded in the log", "projection", pr.p.Name, "seq", seq,
-		"type", typ, "event_id", id, "error", cause.Error(), "record_seq", rec, "file", g.path)
+		"type", typ, "event_id", id, "err", cause.Error(), "record_seq", rec, "file", g.path)
 	return nil
 }
 
@@ -541,7 +543,7 @@ func (g *gen) setHalt(h *Halt) {
 	pr.broadcast()
 	if h != nil {
 		pr.r.Logger.Error("projection halted", "projection", pr.p.Name, "seq", h.Seq, "type", h.Type, "event_id", h.EventID,
-			"error", h.Error, "file", g.path, "next", "fix the cause and retry, or skip the event (the skip is recorded in the log)")
+			"err", h.Error, "file", g.path, "next", "fix the cause and retry, or skip the event (the skip is recorded in the log)")
 	}
 }
 
@@ -557,7 +559,7 @@ func (g *gen) setErr(err error) {
 	g.lastErr = msg
 	pr.mu.Unlock()
 	if changed && err != nil {
-		pr.r.Logger.Warn("projection cannot make progress; retrying", "projection", pr.p.Name, "file", g.path, "error", err, "retry_in", pr.r.RetryInterval)
+		pr.r.Logger.Warn("projection cannot make progress; retrying", "projection", pr.p.Name, "file", g.path, "err", err, "retry_in", pr.r.RetryInterval)
 	}
 }
 

@@ -302,8 +302,8 @@ func hashOf(tb testing.TB, r *projections.Runner, name string, tables ...schemas
 // openFile opens a SQLite file the runner wrote, closed at cleanup.
 func openFile(tb testing.TB, path string) *sqlitedb.DB {
 	tb.Helper()
-	db, err := sqlitedb.Open(context.Background(), path)
-	if err != nil {
+	db := sqlitedb.New(path)
+	if err := db.Open(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })

@@ -294,8 +294,9 @@ func (pr *proj) openGen(ctx context.Context, file string, tail uint64) (*gen, er
 // openFile opens (creating) a generation file and migrates it.
 func (pr *proj) openFile(ctx context.Context, file string) (*gen, error) {
 	path := filepath.Join(pr.dir, file)
-	db, err := sqlitedb.Open(ctx, path, sqlitedb.WithReaders(pr.r.Readers))
-	if err != nil {
+	db := sqlitedb.New(path)
+	db.Readers = pr.r.Readers
+	if err := db.Open(ctx); err != nil {
 		return nil, fmt.Errorf("projection %s: %w", pr.p.Name, err)
 	}
 	if err := sqlitedb.Migrate(ctx, db, pr.p.tables()...); err != nil {
@@ -480,7 +481,7 @@ func (pr *proj) trySwap(g *gen) error {
 }
 
 // BuildAsOf builds name from the log's start up to and including seq
-// into a new SQLite file out, which sqlitedb.Open can then query: the
+// into a new SQLite file out, which sqlitedb can then open and query: the
 // read model as it was at seq. Events recorded as skipped are skipped
 // as they are in the live file. It works without Open (the log must be
 // open).
@@ -508,8 +509,9 @@ func (r *Runner) BuildAsOf(ctx context.Context, name string, seq uint64, out str
 		return err
 	}
 	// From here every file named out[-wal|-shm|-journal] is this build's.
-	db, err := sqlitedb.Open(ctx, out, sqlitedb.WithReaders(1))
-	if err != nil {
+	db := sqlitedb.New(out)
+	db.Readers = 1
+	if err := db.Open(ctx); err != nil {
 		removeGen(filepath.Dir(out), filepath.Base(out))
 		return err
 	}

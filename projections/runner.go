@@ -43,7 +43,8 @@ type Runner struct {
 	PollInterval time.Duration
 	// Readers is the read-only connection pool size of each file.
 	Readers int
-	// Logger receives rebuilds, halts, skips and transient errors.
+	// Logger receives rebuilds, halts, skips and transient errors
+	// (slog.Default(); Open takes nil for it too).
 	Logger *slog.Logger
 	// Writer appends skip decisions when the log reserves Category (see
 	// skip.go); nil: the log's ordinary Append.
@@ -129,9 +130,12 @@ func (r *Runner) Register(p Projection) error {
 // a warning and rebuilt from scratch; a version change is rebuilt blue/
 // green while the old file serves.
 func (r *Runner) Open(ctx context.Context) error {
-	if r.BatchSize < 1 || r.RetryInterval <= 0 || r.PollInterval <= 0 || r.Readers < 1 || r.Logger == nil {
-		return invalidf("runner tunables: BatchSize %d, RetryInterval %v, PollInterval %v, Readers %d, Logger %v: want positive values and a logger",
-			r.BatchSize, r.RetryInterval, r.PollInterval, r.Readers, r.Logger)
+	if r.BatchSize < 1 || r.RetryInterval <= 0 || r.PollInterval <= 0 || r.Readers < 1 {
+		return invalidf("runner tunables: BatchSize %d, RetryInterval %v, PollInterval %v, Readers %d: want positive values",
+			r.BatchSize, r.RetryInterval, r.PollInterval, r.Readers)
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -268,7 +272,7 @@ func (r *Runner) followTail(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			r.Logger.Warn("projections cannot follow the log; retrying", "error", err, "retry_in", r.RetryInterval)
+			r.Logger.Warn("projections cannot follow the log; retrying", "err", err, "retry_in", r.RetryInterval)
 			sleep(ctx, r.RetryInterval)
 		default:
 			r.setTail(seq)

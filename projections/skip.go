@@ -110,7 +110,7 @@ func (r *Runner) Skip(ctx context.Context, name string, seq uint64) error {
 			return fmt.Errorf("projection %s: record the skip of seq %d: %w", name, seq, err)
 		}
 		r.Logger.Warn("projection event skipped by the operator", "projection", name, "seq", seq, "type", halt.Type,
-			"event_id", halt.EventID, "error", halt.Error, "record_seq", res.LastSeq)
+			"event_id", halt.EventID, "err", halt.Error, "record_seq", res.LastSeq)
 	}
 	return r.Retry(name)
 }
@@ -123,7 +123,7 @@ func (r *Runner) findSkip(ctx context.Context, name string, seq uint64, id strin
 	stream := SkipStream(name)
 	_, err := r.log.ReadEach(ctx, 0, eventlog.Filter{Categories: []string{Category}}, func(e eventlog.Event) bool {
 		if e.Malformed != nil {
-			r.Logger.Warn("a message among the skip decisions is not an event; passed over", "projection", name, "seq", e.Seq, "error", e.Err())
+			r.Logger.Warn("a message among the skip decisions is not an event; passed over", "projection", name, "seq", e.Seq, "err", e.Err())
 			return true
 		}
 		var rec skipRecord

@@ -75,7 +75,7 @@ func ParseLedger(b []byte) (*Ledger, error) {
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("ledger line %d: %v", n, err)
+			return nil, fmt.Errorf("ledger line %d: %w", n, err)
 		}
 		if _, err := dec.Token(); err != io.EOF {
 			return nil, fmt.Errorf("ledger line %d: data after the entry; one JSON object per line", n)
@@ -97,7 +97,7 @@ func ParseLedger(b []byte) (*Ledger, error) {
 		l.Entries = append(l.Entries, e)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("ledger: %v", err)
+		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	return l, nil
 }

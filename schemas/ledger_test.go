@@ -644,3 +644,13 @@ func TestIsPrefixOf(t *testing.T) {
 		})
 	}
 }
+
+// A ledger line that is not JSON names the line and keeps the decoder's
+// error.
+func TestParseLedgerKeepsTheCause(t *testing.T) {
+	_, err := ParseLedger([]byte("{\"kind\": event}\n"))
+	var syntax *json.SyntaxError
+	if !errors.As(err, &syntax) || !strings.HasPrefix(err.Error(), "ledger line 1: ") {
+		t.Fatalf("ParseLedger: %v, want ledger line 1 wrapping a *json.SyntaxError", err)
+	}
+}

@@ -151,7 +151,7 @@ func parseList(s string, parse func(string) (int, error)) ([]int, error) {
 		}
 		n, err := parse(f)
 		if err != nil {
-			return nil, fmt.Errorf("%q: %v", f, err)
+			return nil, fmt.Errorf("%q: %w", f, err)
 		}
 		out = append(out, n)
 	}

@@ -239,8 +239,8 @@ func TestProjectionsBuildAsOf(t *testing.T) {
 	// totals reads the built file the way a user would, with SQLite.
 	totals := func(path string) string {
 		t.Helper()
-		db, err := sqlitedb.Open(context.Background(), path)
-		if err != nil {
+		db := sqlitedb.New(path)
+		if err := db.Open(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		defer db.Close()

@@ -128,17 +128,13 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 		fmt.Fprintf(a.stdout, "API token (stored in %s, shown once): %s\n", filepath.Join(dir, kernel.TokenFile), token)
 	}
 
-	k, err := a.newKernel(kernel.Config{
-		Dir:          dir,
-		Addr:         o.addr,
-		Token:        token,
-		Durability:   durability,
-		NATSURL:      o.natsURL,
-		NATSListen:   o.natsListen,
-		NATSWritable: o.natsWrite,
-		StoreLimit:   storeLimit,
-		DiskReserve:  reserve,
-		Logger:       logger,
+	k, err := a.newKernel(dir, func(k *kernel.Kernel) {
+		k.Addr = o.addr
+		k.Token = token
+		k.Durability = durability
+		k.NATSURL, k.NATSListen, k.NATSWritable = o.natsURL, o.natsListen, o.natsWrite
+		k.StoreLimit, k.DiskReserve = storeLimit, reserve
+		k.Logger = logger
 	})
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
@@ -150,7 +146,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 		return err
 	}
 
-	st := serveState{Addr: "http://" + k.Addr(), PID: os.Getpid()}
+	st := serveState{Addr: "http://" + k.ListenAddr(), PID: os.Getpid()}
 	if o.natsListen != "" {
 		st.NATS = k.Log().ClientURL()
 	}
@@ -220,8 +216,11 @@ func readState(dir string) (serveState, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Addr == "" {
-		return st, fmt.Errorf("%s is damaged; delete it: %v", filepath.Join(dir, stateFile), err)
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s is damaged; delete it: %w", filepath.Join(dir, stateFile), err)
+	}
+	if st.Addr == "" {
+		return st, fmt.Errorf("%s is damaged (no address); delete it", filepath.Join(dir, stateFile))
 	}
 	return st, nil
 }

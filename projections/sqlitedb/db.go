@@ -13,28 +13,45 @@ import (
 	"modernc.org/sqlite"
 )
 
+// Defaults of a DB's tunables.
 const (
 	// DefaultReaders is the size of the read-only connection pool.
 	DefaultReaders = 4
 	// DefaultBusyTimeout is how long a connection waits for a lock.
 	DefaultBusyTimeout = 10 * time.Second
-	// MinSQLiteVersion is the oldest SQLite Open accepts.
-	MinSQLiteVersion = "3.51.3"
+	// DefaultCheckpointInterval is how often the WAL is checkpointed.
+	DefaultCheckpointInterval = 250 * time.Millisecond
 )
+
+// MinSQLiteVersion is the oldest SQLite Open accepts.
+const MinSQLiteVersion = "3.51.3"
 
 // DB is one SQLite file with a one-connection writer pool and a pool of
 // read-only connections. Every connection carries the EDD authorizer.
+//
+// Create one with New, adjust the exported tunables, then call Open;
+// Close closes it. A DB opens once.
 type DB struct {
 	// Path is the database file.
 	Path string
+	// Readers is the size of the read-only connection pool
+	// (DefaultReaders); at least 1.
+	Readers int
+	// CheckpointInterval is how often the WAL is checkpointed in the
+	// background (DefaultCheckpointInterval).
+	CheckpointInterval time.Duration
+	// BusyTimeout is how long a connection waits for a lock
+	// (DefaultBusyTimeout).
+	BusyTimeout time.Duration
+
 	// SQLiteVersion is the library version found at Open.
 	SQLiteVersion string
 	// Writer has exactly one connection: SQLite has one writer at a
 	// time anyway, and one connection turns lock contention into
-	// queueing in database/sql instead of SQLITE_BUSY.
+	// queueing in database/sql instead of SQLITE_BUSY. Set by Open.
 	Writer *sql.DB
 	// Reader is a pool of read-only connections (mode=ro, query_only
-	// and an authorizer that refuses every write).
+	// and an authorizer that refuses every write). Set by Open.
 	Reader *sql.DB
 
 	// ckpt is one connection that checkpoints the WAL in the background,
@@ -42,79 +59,72 @@ type DB struct {
 	ckpt     *sql.DB
 	stopCkpt chan struct{}
 	ckptDone chan struct{}
+	opened   bool
 }
 
-// DefaultCheckpointInterval is how often the WAL is checkpointed.
-const DefaultCheckpointInterval = 250 * time.Millisecond
-
-// Option tunes Open.
-type Option func(*config)
-
-type config struct {
-	readers     int
-	busyTimeout time.Duration
-	checkpoint  time.Duration
-}
-
-// WithReaders sets the reader pool size (default DefaultReaders).
-func WithReaders(n int) Option { return func(c *config) { c.readers = n } }
-
-// WithCheckpointInterval sets how often the WAL is checkpointed in the
-// background (default DefaultCheckpointInterval).
-func WithCheckpointInterval(d time.Duration) Option { return func(c *config) { c.checkpoint = d } }
-
-// WithBusyTimeout sets how long a connection waits for a lock (default
-// DefaultBusyTimeout).
-func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busyTimeout = d } }
-
-// Open opens (creating if needed) the database file at path, switches it
-// to WAL, and checks the SQLite version. It fails if the version is older
-// than MinSQLiteVersion or the file cannot use WAL.
-func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
-	cfg := config{readers: DefaultReaders, busyTimeout: DefaultBusyTimeout, checkpoint: DefaultCheckpointInterval}
-	for _, o := range opts {
-		o(&cfg)
+// New returns a DB for the file at path, with every tunable at its
+// default. Nothing is opened until Open.
+func New(path string) *DB {
+	return &DB{
+		Path:               path,
+		Readers:            DefaultReaders,
+		CheckpointInterval: DefaultCheckpointInterval,
+		BusyTimeout:        DefaultBusyTimeout,
 	}
-	if cfg.readers < 1 {
-		return nil, fmt.Errorf("sqlitedb: open %s: need at least one reader, got %d", path, cfg.readers)
+}
+
+// Open opens (creating if needed) the database file, switches it to WAL,
+// and checks the SQLite version. It fails if the version is older than
+// MinSQLiteVersion or the file cannot use WAL; on failure nothing stays
+// open.
+func (db *DB) Open(ctx context.Context) error {
+	path := db.Path
+	if db.opened {
+		return fmt.Errorf("sqlitedb: open %s: a DB opens once", path)
+	}
+	if db.Readers < 1 {
+		return fmt.Errorf("sqlitedb: open %s: need at least one reader, got %d", path, db.Readers)
+	}
+	if db.CheckpointInterval <= 0 {
+		return fmt.Errorf("sqlitedb: open %s: CheckpointInterval %v: want a positive interval", path, db.CheckpointInterval)
 	}
 	if path == "" {
-		return nil, errors.New("sqlitedb: open: empty path")
+		return errors.New("sqlitedb: open: empty path")
 	}
-	db := &DB{Path: path}
+	db.opened = true
 	var err error
-	if db.Writer, err = openPool(writerDSN(path, cfg), policy{role: roleWriter}); err != nil {
-		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	if db.Writer, err = openPool(writerDSN(path, db.BusyTimeout), policy{role: roleWriter}); err != nil {
+		return fmt.Errorf("sqlitedb: open %s: %w", path, err)
 	}
 	db.Writer.SetMaxOpenConns(1)
 	db.Writer.SetMaxIdleConns(1)
 	if err := db.start(ctx); err != nil {
-		db.Writer.Close()
-		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+		db.Close()
+		return fmt.Errorf("sqlitedb: open %s: %w", path, err)
 	}
 	// Readers open after the writer has created the file and made it
 	// WAL: a mode=ro connection can do neither.
-	if db.Reader, err = openPool(readerDSN(path, cfg), policy{role: roleReader}); err != nil {
-		db.Writer.Close()
-		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	if db.Reader, err = openPool(readerDSN(path, db.BusyTimeout), policy{role: roleReader}); err != nil {
+		db.Close()
+		return fmt.Errorf("sqlitedb: open %s: %w", path, err)
 	}
-	db.Reader.SetMaxOpenConns(cfg.readers)
-	db.Reader.SetMaxIdleConns(cfg.readers)
+	db.Reader.SetMaxOpenConns(db.Readers)
+	db.Reader.SetMaxIdleConns(db.Readers)
 	if err := db.Reader.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("sqlitedb: open %s: reader: %w", path, err)
+		return fmt.Errorf("sqlitedb: open %s: reader: %w", path, err)
 	}
 	// The writer never checkpoints (wal_autocheckpoint 0): a checkpoint
 	// fsyncs the database, which would stall the commit that triggers it.
-	if db.ckpt, err = openPool(checkpointDSN(path, cfg), policy{role: roleWriter}); err != nil {
+	if db.ckpt, err = openPool(checkpointDSN(path, db.BusyTimeout), policy{role: roleWriter}); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("sqlitedb: open %s: checkpointer: %w", path, err)
+		return fmt.Errorf("sqlitedb: open %s: checkpointer: %w", path, err)
 	}
 	db.ckpt.SetMaxOpenConns(1)
 	db.ckpt.SetMaxIdleConns(1)
 	db.stopCkpt, db.ckptDone = make(chan struct{}), make(chan struct{})
-	go db.checkpoints(cfg.checkpoint)
-	return db, nil
+	go db.checkpoints(db.CheckpointInterval)
+	return nil
 }
 
 // checkpoints copies the WAL into the database every interval, passively:
@@ -153,7 +163,8 @@ func (db *DB) start(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools.
+// Close stops the checkpointer and closes the pools; it is safe after a
+// failed Open.
 func (db *DB) Close() error {
 	var errs []error
 	if db.stopCkpt != nil {
@@ -190,25 +201,25 @@ func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 // Pragmas go in the DSN so every connection, including ones database/sql
 // opens later, gets them before its first statement; busy_timeout comes
 // first so the others already wait for locks (the PocketBase way).
-func pragmas(cfg config) string {
-	return "_pragma=busy_timeout(" + strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10) + ")"
+func pragmas(busyTimeout time.Duration) string {
+	return "_pragma=busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")"
 }
 
-func writerDSN(path string, cfg config) string {
+func writerDSN(path string, busyTimeout time.Duration) string {
 	// _txlock=immediate takes the write lock at BEGIN, so a transaction
 	// never fails halfway when upgrading a read lock.
-	return fileURI(path) + "?" + pragmas(cfg) +
+	return fileURI(path) + "?" + pragmas(busyTimeout) +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 }
 
-func checkpointDSN(path string, cfg config) string {
-	return fileURI(path) + "?" + pragmas(cfg) + "&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)"
+func checkpointDSN(path string, busyTimeout time.Duration) string {
+	return fileURI(path) + "?" + pragmas(busyTimeout) + "&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)"
 }
 
-func readerDSN(path string, cfg config) string {
+func readerDSN(path string, busyTimeout time.Duration) string {
 	// journal_mode is a property of the file (set by the writer); a
 	// read-only connection could not change it anyway.
-	return fileURI(path) + "?" + pragmas(cfg) +
+	return fileURI(path) + "?" + pragmas(busyTimeout) +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(0)&_pragma=query_only(1)&mode=ro"
 }
 

@@ -73,7 +73,7 @@ func TestOpenChecksVersion(t *testing.T) {
 // connections held at once (so they are distinct connections).
 func TestPragmas(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t, WithReaders(3))
+	db := openTest(t, func(db *DB) { db.Readers = 3 })
 	want := map[string]string{
 		"journal_mode": "wal",
 		"synchronous":  "1",
@@ -129,8 +129,8 @@ func TestPragmas(t *testing.T) {
 	}
 }
 
-func TestWithBusyTimeout(t *testing.T) {
-	db := openTest(t, WithBusyTimeout(2500e6))
+func TestBusyTimeout(t *testing.T) {
+	db := openTest(t, func(db *DB) { db.BusyTimeout = 2500 * time.Millisecond })
 	var got int
 	if err := db.Reader.QueryRow("PRAGMA busy_timeout").Scan(&got); err != nil {
 		t.Fatal(err)
@@ -140,16 +140,59 @@ func TestWithBusyTimeout(t *testing.T) {
 	}
 }
 
+// TestNewPresetsDefaults: New sets every tunable to its Default*
+// constant, and those are what Open applies.
+func TestNewPresetsDefaults(t *testing.T) {
+	db := New(filepath.Join(t.TempDir(), "x.db"))
+	if db.Readers != DefaultReaders || db.CheckpointInterval != DefaultCheckpointInterval || db.BusyTimeout != DefaultBusyTimeout {
+		t.Fatalf("New: Readers %d, CheckpointInterval %v, BusyTimeout %v; want the defaults %d, %v, %v",
+			db.Readers, db.CheckpointInterval, db.BusyTimeout, DefaultReaders, DefaultCheckpointInterval, DefaultBusyTimeout)
+	}
+	if err := db.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var busy int64
+	if err := db.Reader.QueryRow("PRAGMA busy_timeout").Scan(&busy); err != nil || busy != DefaultBusyTimeout.Milliseconds() {
+		t.Fatalf("busy_timeout = %d (%v), want %d", busy, err, DefaultBusyTimeout.Milliseconds())
+	}
+	if s := db.Reader.Stats(); s.MaxOpenConnections != DefaultReaders {
+		t.Fatalf("reader pool allows %d connections, want %d", s.MaxOpenConnections, DefaultReaders)
+	}
+	if err := db.Open(context.Background()); err == nil || !strings.Contains(err.Error(), "opens once") {
+		t.Fatalf("a second Open: %v, want a refusal", err)
+	}
+}
+
 func TestOpenRejectsBadOptions(t *testing.T) {
 	ctx := context.Background()
-	if _, err := Open(ctx, filepath.Join(t.TempDir(), "x.db"), WithReaders(0)); err == nil {
-		t.Fatal("Open with 0 readers succeeded")
-	}
-	if _, err := Open(ctx, ""); err == nil {
-		t.Fatal("Open with an empty path succeeded")
-	}
-	if _, err := Open(ctx, filepath.Join(t.TempDir(), "missing-dir", "x.db")); err == nil {
-		t.Fatal("Open in a missing directory succeeded")
+	for name, tc := range map[string]struct {
+		path string
+		tune func(*DB)
+		want string
+	}{
+		"no readers":        {"x.db", func(db *DB) { db.Readers = 0 }, "at least one reader"},
+		"no checkpoints":    {"x.db", func(db *DB) { db.CheckpointInterval = 0 }, "CheckpointInterval"},
+		"empty path":        {"", nil, "empty path"},
+		"missing directory": {filepath.Join("missing-dir", "x.db"), nil, "missing-dir"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := tc.path
+			if path != "" {
+				path = filepath.Join(t.TempDir(), path)
+			}
+			db := New(path)
+			if tc.tune != nil {
+				tc.tune(db)
+			}
+			err := db.Open(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open: %v, want an error naming %q", err, tc.want)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatalf("Close after a failed Open: %v", err)
+			}
+		})
 	}
 }
 
@@ -158,8 +201,8 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 func TestOpenPathIsNotAURI(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "odd?name#x%41.db")
-	db, err := Open(context.Background(), path)
-	if err != nil {
+	db := New(path)
+	if err := db.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -186,8 +229,9 @@ func TestReadersSeeCommittedWrites(t *testing.T) {
 func TestBackgroundCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "ckpt.db")
-	db, err := Open(ctx, path, WithCheckpointInterval(20*time.Millisecond))
-	if err != nil {
+	db := New(path)
+	db.CheckpointInterval = 20 * time.Millisecond
+	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()

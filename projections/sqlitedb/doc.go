@@ -5,13 +5,16 @@
 //
 // # Overview
 //
-// [Open] returns a [DB] with two pools on one file: Writer, a single
-// connection (SQLite has one writer at a time; database/sql queues the
-// rest), and Reader, a pool of read-only connections. Pragmas are in the
-// DSN, busy_timeout first, so every connection gets them: WAL,
-// synchronous=NORMAL, foreign_keys off (relations are soft, checked in
-// Go), a 10 s busy timeout. Open refuses SQLite older than
-// [MinSQLiteVersion].
+// [New] returns a [DB] for a file with its tunables (Readers,
+// CheckpointInterval, BusyTimeout) preset to the Default* constants;
+// change them, then [DB.Open] opens two pools on the file: Writer, a
+// single connection (SQLite has one writer at a time; database/sql
+// queues the rest), and Reader, a pool of read-only connections, and a
+// connection that checkpoints the WAL in the background. [DB.Close]
+// closes them. Pragmas are in the DSN, busy_timeout first, so every
+// connection gets them: WAL, synchronous=NORMAL, foreign_keys off
+// (relations are soft, checked in Go), the busy timeout (10 s). Open
+// refuses SQLite older than [MinSQLiteVersion].
 //
 // Every connection carries an SQLite authorizer. It refuses every DROP,
 // every ALTER TABLE and every CREATE, except that [Migrate] may create
@@ -57,8 +60,9 @@
 //		Indexes: []schemas.Index{{Name: "pageviews_path", Columns: []string{"path"}}},
 //	}
 //
-//	db, err := sqlitedb.Open(ctx, filepath.Join(dir, "analytics.db"))
-//	if err != nil {
+//	db := sqlitedb.New(filepath.Join(dir, "analytics.db"))
+//	db.Readers = 2 // tunables are exported fields, preset to the defaults
+//	if err := db.Open(ctx); err != nil {
 //		return err
 //	}
 //	defer db.Close()

@@ -29,8 +29,8 @@ func Example() {
 		Indexes: []schemas.Index{{Name: "pageviews_path", Columns: []string{"path"}}},
 	}
 
-	db, err := sqlitedb.Open(ctx, filepath.Join(dir, "analytics.db"))
-	if err != nil {
+	db := sqlitedb.New(filepath.Join(dir, "analytics.db")) // tunables are exported fields
+	if err := db.Open(ctx); err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()

@@ -14,11 +14,15 @@ import (
 	"github.com/fazt-sh/fazt/schemas"
 )
 
-// openTest opens a fresh database in t.TempDir and closes it at cleanup.
-func openTest(tb testing.TB, opts ...Option) *DB {
+// openTest opens a fresh database in t.TempDir, with its tunables
+// changed by tune, and closes it at cleanup.
+func openTest(tb testing.TB, tune ...func(*DB)) *DB {
 	tb.Helper()
-	db, err := Open(context.Background(), filepath.Join(tb.TempDir(), "test.db"), opts...)
-	if err != nil {
+	db := New(filepath.Join(tb.TempDir(), "test.db"))
+	for _, f := range tune {
+		f(db)
+	}
+	if err := db.Open(context.Background()); err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
 	tb.Cleanup(func() {

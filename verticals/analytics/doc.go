@@ -8,7 +8,7 @@
 //
 // # Usage
 //
-//	k := kernel.New(kernel.Config{Dir: "./data"})
+//	k := kernel.New("./data")
 //	if err := analytics.Register(k, analytics.Config{}); err != nil { ... }
 //	if err := k.Open(ctx); err != nil { ... }
 //

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
-	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/projections/sqlitedb"
 	"github.com/fazt-sh/fazt/schemas"
@@ -49,11 +48,10 @@ func TestReleaseDeclarationsEvolve(t *testing.T) {
 func TestEDD(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	kc := kernel.Config{TrustProxy: true, PublicRate: 10000, PublicBurst: 10000}
 	const day = "?from=2025-03-10&to=2025-03-10"
 
 	// Release 1.
-	e := start(t, dir, 1, kc, Config{})
+	e := start(t, dir, 1, trustClients, Config{})
 	e.createSite(t, "blog", "blog.example.com")
 	e.hit(t, "198.51.100.1", chromeUA, "blog", "https://blog.example.com/a?utm_source=early", "")
 	e.hit(t, "198.51.100.2", chromeUA, "blog", "https://blog.example.com/b", "https://news.example.net/")
@@ -69,7 +67,7 @@ func TestEDD(t *testing.T) {
 
 	// Release 2 on the same data: version 2 rebuilds from the log before
 	// the kernel reports ready.
-	e = start(t, dir, 2, kc, Config{})
+	e = start(t, dir, 2, trustClients, Config{})
 	e.hit(t, "198.51.100.3", iphoneUA, "blog", "https://blog.example.com/c?utm_source=Later", "")
 	if pv := pageviewOf(t, e.newEvents(t)[0]); pv.UTMSource != "later" {
 		t.Errorf("release 2 page view %+v; want utm_source later", pv)
@@ -92,8 +90,8 @@ func TestEDD(t *testing.T) {
 	e.close(t)
 
 	// Release 1's declarations, queries and fold on release 2's file.
-	db, err := sqlitedb.Open(ctx, file)
-	if err != nil {
+	db := sqlitedb.New(file)
+	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
@@ -140,7 +138,7 @@ func TestEDD(t *testing.T) {
 
 	// Rollback: release 1 runs on the data release 2 wrote. Its previous
 	// file serves again and folds the v2 event, ignoring utm_source.
-	e = start(t, dir, 1, kc, Config{})
+	e = start(t, dir, 1, trustClients, Config{})
 	if st := e.stats(t, "blog", day); st.Views != 3 || len(st.TopSources) != 0 {
 		t.Errorf("release 1 after the rollback: %+v", st)
 	}

@@ -20,7 +20,9 @@ func ExampleRegister() {
 	dir, _ := os.MkdirTemp("", "fazt-analytics-example")
 	defer os.RemoveAll(dir)
 
-	k := kernel.New(kernel.Config{Dir: dir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	k := kernel.New(dir)
+	k.Addr = "127.0.0.1:0"
+	k.Logger = slog.New(slog.DiscardHandler)
 	noon := func() time.Time { return time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC) }
 	if err := analytics.Register(k, analytics.Config{Now: noon}); err != nil {
 		panic(err)
@@ -29,14 +31,14 @@ func ExampleRegister() {
 		panic(err)
 	}
 	defer k.Close(ctx)
-	base := "http://" + k.Addr()
+	base := "http://" + k.ListenAddr()
 
 	send := func(method, path, contentType, body string, admin bool) (int, []byte) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", contentType)
 		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/127.0")
 		if admin {
-			req.Header.Set("Authorization", "Bearer "+k.Token())
+			req.Header.Set("Authorization", "Bearer "+k.Token)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -62,19 +62,22 @@ type env struct {
 	seen  uint64 // the log position newEvents continues from
 }
 
-// start opens a kernel in dir with the vertical at a release; kc tunes
-// the kernel, cfg the vertical (its Now is the env's clock). Cleanup
-// closes it.
-func start(t *testing.T, dir string, release int, kc kernel.Config, cfg Config) *env {
+// start opens a kernel in dir with the vertical at a release; tune
+// changes the kernel's tunables (nil: none), cfg tunes the vertical (its
+// Now is the env's clock). Cleanup closes it. Every test of the package
+// makes its kernels here.
+func start(t *testing.T, dir string, release int, tune func(*kernel.Kernel), cfg Config) *env {
 	t.Helper()
-	kc.Dir = dir
-	kc.Addr = "127.0.0.1:0"
-	kc.Logger = slog.New(slog.DiscardHandler)
 	e := &env{clock: newClock("2025-03-10T10:00:00Z")}
 	if cfg.Now == nil {
 		cfg.Now = e.clock.Now
 	}
-	e.k = kernel.New(kc)
+	e.k = kernel.New(dir)
+	e.k.Addr = "127.0.0.1:0"
+	e.k.Logger = slog.New(slog.DiscardHandler)
+	if tune != nil {
+		tune(e.k)
+	}
 	if err := register(e.k, cfg, release); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +91,7 @@ func start(t *testing.T, dir string, release int, kc kernel.Config, cfg Config) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.base = "http://" + e.k.Addr()
+	e.base = "http://" + e.k.ListenAddr()
 	// newEvents reports only what the test appends from now on.
 	if e.seen, err = e.k.Log().LastSeq(ctx); err != nil {
 		t.Fatal(err)
@@ -96,10 +99,15 @@ func start(t *testing.T, dir string, release int, kc kernel.Config, cfg Config) 
 	return e
 }
 
-// startDefault is start with a kernel that lets the tests pick client
-// addresses (X-Forwarded-For) and does not rate limit them.
+// trustClients lets the tests pick client addresses (X-Forwarded-For)
+// and does not rate limit them.
+func trustClients(k *kernel.Kernel) {
+	k.TrustProxy, k.PublicRate, k.PublicBurst = true, 10000, 10000
+}
+
+// startDefault is start with trustClients.
 func startDefault(t *testing.T) *env {
-	return start(t, t.TempDir(), current, kernel.Config{TrustProxy: true, PublicRate: 10000, PublicBurst: 10000}, Config{})
+	return start(t, t.TempDir(), current, trustClients, Config{})
 }
 
 func (e *env) close(t *testing.T) {
@@ -118,7 +126,7 @@ func (e *env) do(t *testing.T, method, path string, headers map[string]string, b
 		t.Fatal(err)
 	}
 	if admin {
-		req.Header.Set("Authorization", "Bearer "+e.k.Token())
+		req.Header.Set("Authorization", "Bearer "+e.k.Token)
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)

@@ -276,14 +276,13 @@ func TestStats(t *testing.T) {
 // a restart keeps the day's salt: the same visitor stays one.
 func TestSiteAtOnceAndSaltAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	kc := kernel.Config{TrustProxy: true, PublicRate: 10000, PublicBurst: 10000}
-	e := start(t, dir, current, kc, Config{})
+	e := start(t, dir, current, trustClients, Config{})
 	e.createSite(t, "blog", "blog.example.com")
 	e.hit(t, "198.51.100.1", chromeUA, "blog", "https://blog.example.com/", "")
 	first := pageviewOf(t, e.newEvents(t)[0])
 	e.close(t)
 
-	e = start(t, dir, current, kc, Config{})
+	e = start(t, dir, current, trustClients, Config{})
 	e.hit(t, "198.51.100.1", chromeUA, "blog", "https://blog.example.com/", "")
 	if again := pageviewOf(t, e.newEvents(t)[0]); again.Visitor != first.Visitor {
 		t.Errorf("visitor %s after a restart, %s before; want the same within a day", again.Visitor, first.Visitor)
@@ -295,7 +294,7 @@ func TestSiteAtOnceAndSaltAcrossRestart(t *testing.T) {
 
 // Config.AllowHosts admits a development host for every site.
 func TestAllowHosts(t *testing.T) {
-	e := start(t, t.TempDir(), current, kernel.Config{}, Config{AllowHosts: []string{"LocalHost"}})
+	e := start(t, t.TempDir(), current, nil, Config{AllowHosts: []string{"LocalHost"}})
 	e.createSite(t, "blog", "blog.example.com")
 	e.hit(t, "", chromeUA, "blog", "http://localhost:3000/draft", "http://localhost:3000/")
 	pv := pageviewOf(t, e.newEvents(t)[0])
@@ -306,7 +305,7 @@ func TestAllowHosts(t *testing.T) {
 
 // The public routes are rate limited per client address by the kernel.
 func TestRateLimit(t *testing.T) {
-	e := start(t, t.TempDir(), current, kernel.Config{PublicRate: 0.001, PublicBurst: 2}, Config{})
+	e := start(t, t.TempDir(), current, func(k *kernel.Kernel) { k.PublicRate, k.PublicBurst = 0.001, 2 }, Config{})
 	e.createSite(t, "blog", "blog.example.com")
 	body := `{"site":"blog","url":"https://blog.example.com/","referrer":""}`
 	h := collectHeaders("", chromeUA)

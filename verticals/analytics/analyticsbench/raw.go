@@ -142,8 +142,9 @@ const RowsPerTx = projections.DefaultBatchSize
 // not making the rows. Fill the log with the sample first.
 func (s *Sample) Insert(ctx context.Context, path string) (time.Duration, error) {
 	start := time.Now()
-	db, err := sqlitedb.Open(ctx, path, sqlitedb.WithReaders(1))
-	if err != nil {
+	db := sqlitedb.New(path)
+	db.Readers = 1
+	if err := db.Open(ctx); err != nil {
 		return 0, err
 	}
 	defer db.Close()
@@ -325,8 +326,9 @@ func (w *writer) close() {
 // table, its row count and a hash of every row in key order. Two files
 // with equal digests hold the same read model.
 func Digest(ctx context.Context, path string) (map[string]string, error) {
-	db, err := sqlitedb.Open(ctx, path, sqlitedb.WithReaders(1))
-	if err != nil {
+	db := sqlitedb.New(path)
+	db.Readers = 1
+	if err := db.Open(ctx); err != nil {
 		return nil, err
 	}
 	defer db.Close()

@@ -519,8 +519,8 @@ func (b *bench) queries(ctx context.Context, dir string) ([]Row, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	db, err := sqlitedb.Open(ctx, filepath.Join(dir, "raw.db"))
-	if err != nil {
+	db := sqlitedb.New(filepath.Join(dir, "raw.db"))
+	if err := db.Open(ctx); err != nil {
 		return nil, err
 	}
 	defer db.Close()

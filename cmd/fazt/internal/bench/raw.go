@@ -106,8 +106,8 @@ func orderedReplay(ctx context.Context, l *eventlog.Log, n int) (sample, []strin
 // latency of the sample is per transaction.
 func rawInsert(ctx context.Context, path string, keys []string) (sample, error) {
 	start := time.Now()
-	db, err := sqlitedb.Open(ctx, path)
-	if err != nil {
+	db := sqlitedb.New(path)
+	if err := db.Open(ctx); err != nil {
 		return sample{}, err
 	}
 	defer db.Close()

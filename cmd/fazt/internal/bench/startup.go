@@ -383,7 +383,7 @@ func (b *bench) prepareStartup(ctx context.Context, dir string, n int) (time.Tim
 	closeRunner(r)
 	page, err := l.Read(ctx, last-1, 1, eventlog.Filter{})
 	if err != nil || len(page.Events) == 0 {
-		return time.Time{}, fmt.Errorf("read the last event: %v", err)
+		return time.Time{}, fmt.Errorf("read the last event: %w", err)
 	}
 	return page.Events[0].Time, nil
 }

@@ -430,8 +430,20 @@ func reopenAndReadIDs(t *testing.T, dir string) []string {
 }
 
 // logGoroutines returns the stacks of goroutines running the log's
-// loops, if any.
+// loops, if any are left. A loop has signalled that it stopped just
+// before it returns, so this waits a little for those on their way out.
 func logGoroutines() string {
+	var left string
+	for range 10000 {
+		if left = logStacks(); left == "" {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return left
+}
+
+func logStacks() string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)

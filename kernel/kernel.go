@@ -88,8 +88,9 @@ type Config struct {
 	// X-Forwarded-For, for a kernel behind a reverse proxy on this
 	// machine. Leave it off otherwise: clients could pick their address.
 	TrustProxy bool
-	// ShutdownTimeout bounds Close's wait for HTTP handlers, reactors and
-	// projections.
+	// ShutdownTimeout bounds Close's wait for HTTP handlers, reactors,
+	// projections and the log's appends in flight; what it cuts short is
+	// reported (eventlog.CloseError).
 	ShutdownTimeout time.Duration
 
 	// ReadHeaderTimeout bounds reading a request's headers.

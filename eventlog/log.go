@@ -367,13 +367,9 @@ func (l *Log) cutShort(cause error) error {
 		return nil
 	}
 	e := &CloseError{Component: "event log", Running: running, Err: cause}
-	l.Logger.Warn(closeWarning, "component", e.Component, "cut_short", e.Running, "err", e.Err)
+	e.Warn(l.Logger)
 	return e
 }
-
-// closeWarning is the message a component logs when its Close was cut
-// short (CloseError).
-const closeWarning = "closed before the work in flight finished"
 
 // CloseError is what a Close with a context returns when the context
 // ends while work is still in flight: the event log's (Log.Close) and the
@@ -381,7 +377,7 @@ const closeWarning = "closed before the work in flight finished"
 // (later calls fail with ErrClosed) and stopped waiting for that work;
 // Running says what was cut short and what became of it. errors.Is(err,
 // context.DeadlineExceeded) tells a missed deadline (context.Canceled a
-// cancelled context). The component also logs it, as a warning.
+// cancelled context). The component also logs it, with Warn.
 type CloseError struct {
 	Component string   // "event log", "projections"
 	Running   []string // what was cut short, each with its consequence
@@ -390,6 +386,12 @@ type CloseError struct {
 
 func (e *CloseError) Error() string {
 	return fmt.Sprintf("%s closed before the work in flight finished (%v); cut short: %s", e.Component, e.Err, strings.Join(e.Running, "; "))
+}
+
+// Warn logs e as a warning: the one line every component logs when its
+// Close is cut short.
+func (e *CloseError) Warn(logger *slog.Logger) {
+	logger.Warn("closed before the work in flight finished", "component", e.Component, "cut_short", e.Running, "err", e.Err)
 }
 
 // Unwrap returns the context's error.

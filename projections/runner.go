@@ -221,7 +221,7 @@ func (r *Runner) cutShort(cause error) error {
 		return nil
 	}
 	e := &eventlog.CloseError{Component: "projections", Running: running, Err: cause}
-	r.Logger.Warn("closed before the work in flight finished", "component", e.Component, "cut_short", e.Running, "err", e.Err)
+	e.Warn(r.Logger)
 	return e
 }
 

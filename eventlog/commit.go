@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -73,6 +74,14 @@ type commitState struct {
 	ackSub    *nats.Subscription
 	ackPrefix string
 	syncer    *blockSyncer
+
+	// Shutting down (Close).
+	senders  atomic.Int64  // appends between AppendAsync's closed check and the queue
+	backoffs atomic.Int64  // retries waiting out a backoff before they queue
+	abort    chan struct{} // closed when Close's context ends first
+	cut      struct {
+		unknown, unsent atomic.Int64 // appends answered because Close's context ended
+	}
 
 	stats struct {
 		appends, events, groups, batches, fsyncs, retries, rebuilds atomic.Uint64
@@ -156,6 +165,7 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	l.ackSub = sub
 	l.reqs = make(chan *appendReq, 4096)
 	l.done = make(chan struct{})
+	l.abort = make(chan struct{})
 	l.flights = make(chan *flight, flightDepth) // groups queued for the finisher
 	l.wg.Add(2)
 	go l.commitLoop()
@@ -177,9 +187,8 @@ func (l *Log) commitLoop() {
 	defer close(l.flights)
 	for {
 		group := l.gather()
-		if group == nil {
-			l.shutRetries()
-			l.drain()
+		if group == nil || l.aborted() {
+			l.stop(group)
 			return
 		}
 		if f := l.launch(group); f != nil {
@@ -197,8 +206,9 @@ func (l *Log) commitLoop() {
 }
 
 // gather takes the appends held back earlier, then every one queued, up
-// to MaxBatch events. It returns nil when the log closes, and an empty
-// group when retries are waiting (launch takes them).
+// to MaxBatch events. It returns nil when the log has closed and nothing
+// is left to commit (drained), and an empty group when retries are
+// waiting (launch takes them).
 func (l *Log) gather() []*appendReq {
 	queue := l.backlog
 	l.backlog = nil
@@ -239,7 +249,10 @@ func (l *Log) gather() []*appendReq {
 		case <-l.kick:
 			return []*appendReq{}
 		case <-l.done:
-			return nil
+			if l.drained() {
+				return nil
+			}
+			return []*appendReq{}
 		}
 	}
 	for n < l.MaxBatch {
@@ -274,15 +287,87 @@ func hasAny(ids map[string]bool, events []Event) bool {
 	return false
 }
 
-// drain fails appends still queued at Close.
-func (l *Log) drain() {
+// drained reports, once Close has begun, whether nothing is left to
+// commit: no append queued or on its way to the queue, every flight
+// answered, no retry waiting. Close's context ending makes it true at
+// once (stop fails what is left). It waits for the flights, whose answers
+// may queue retries, and for the appends that passed AppendAsync's check
+// before Close: those are committed too.
+func (l *Log) drained() bool {
+	for !l.aborted() {
+		if len(l.reqs) > 0 {
+			return false
+		}
+		if l.senders.Load() > 0 {
+			runtime.Gosched() // an append is a moment from the queue
+			continue
+		}
+		l.waitIdle()
+		l.retryMu.Lock()
+		retries := len(l.retryQ) > 0
+		l.retryMu.Unlock()
+		if retries {
+			return false
+		}
+		if l.backoffs.Load() > 0 {
+			select {
+			case <-l.kick: // retry queues it and kicks
+			case <-l.abort:
+			}
+			return false
+		}
+		return len(l.reqs) == 0 && l.senders.Load() == 0
+	}
+	return true
+}
+
+// stop ends the loop. After drained nothing is left; when Close's context
+// ended first, the appends the loop still holds (queued, held back,
+// waiting for a retry) were never sent: they fail with ErrClosed, and
+// nothing of them is written.
+func (l *Log) stop(group []*appendReq) {
+	l.retryMu.Lock()
+	l.retryShut = true
+	q := l.retryQ
+	l.retryQ = nil
+	l.retryMu.Unlock()
+	for _, r := range slices.Concat(group, l.backlog, q) {
+		l.failUnsent(r)
+	}
+	l.backlog = nil
 	for {
 		select {
 		case r := <-l.reqs:
-			r.res <- appendResp{err: ErrClosed}
+			l.failUnsent(r)
+			continue
 		default:
+		}
+		// An append that passed AppendAsync's check before Close is a
+		// moment from the queue: it must find someone to answer it.
+		if l.senders.Load() == 0 && len(l.reqs) == 0 {
 			return
 		}
+		runtime.Gosched()
+	}
+}
+
+// errUnsent answers the appends still queued when Close's context ended.
+var errUnsent = fmt.Errorf("%w: the append was still queued when Close's context ended; nothing of it was written", ErrClosed)
+
+// failUnsent answers r, which was never sent, at a Close cut short.
+func (l *Log) failUnsent(r *appendReq) {
+	l.cut.unsent.Add(1)
+	r.res <- appendResp{err: errUnsent}
+}
+
+// aborted reports whether Close's context has ended: nothing waits for
+// JetStream any more.
+func (l *Log) aborted() bool {
+	select {
+	case <-l.abort:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -291,7 +376,7 @@ func (l *Log) retry(r *appendReq) {
 	l.retryMu.Lock()
 	if l.retryShut {
 		l.retryMu.Unlock()
-		r.res <- appendResp{err: ErrClosed}
+		l.failUnsent(r) // the loop has stopped: Close's context ended
 		return
 	}
 	l.retryQ = append(l.retryQ, r)
@@ -308,17 +393,6 @@ func (l *Log) takeRetries() []*appendReq {
 	q := l.retryQ
 	l.retryQ = nil
 	return q
-}
-
-func (l *Log) shutRetries() {
-	l.retryMu.Lock()
-	l.retryShut = true
-	q := l.retryQ
-	l.retryQ = nil
-	l.retryMu.Unlock()
-	for _, r := range q {
-		r.res <- appendResp{err: ErrClosed}
-	}
 }
 
 // flight is one published group, waiting for its acknowledgements.
@@ -390,7 +464,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 		l.Logger.Debug("rebuilding the commit view from the log", "stale", l.stale.Load(), "streams", len(l.view))
 		if err := l.resetView(ctx); err != nil {
 			for _, r := range group {
-				r.res <- appendResp{err: err}
+				l.failBeforeSending(r, err)
 			}
 			return nil
 		}
@@ -432,7 +506,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 			l.answerDuplicateOr(ctx, r, err, false)
 			continue
 		case err != nil:
-			r.res <- appendResp{err: err}
+			l.failBeforeSending(r, err)
 			continue
 		}
 		for i := range r.events {
@@ -579,6 +653,17 @@ func (l *Log) publish(units []unit) *flight {
 		units[u].msgs = nil
 	}
 	return f
+}
+
+// failBeforeSending answers r, not sent because of err. When Close's
+// context has ended, err is likely the closed connection's, and r was
+// never sent: ErrClosed.
+func (l *Log) failBeforeSending(r *appendReq, err error) {
+	if l.aborted() {
+		l.failUnsent(r)
+		return
+	}
+	r.res <- appendResp{err: err}
 }
 
 // msgBuf returns a message buffer for the commit loop to fill.

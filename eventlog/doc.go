@@ -106,6 +106,24 @@
 // skip all of this. The log makes them as it writes, so they follow the
 // log's order.
 //
+// # Shutdown
+//
+// Close never leaves an append without an answer, and never answers one
+// with an error that hides a write. Appends made once Close has begun
+// fail with ErrClosed. Appends already accepted (Append waiting, a
+// Pending from AppendAsync) are finished: Close waits until they are
+// committed, or answered as they would be anyway. If Close's context
+// ends first, Close stops waiting for JetStream: an append already sent
+// fails with ErrUnavailable (it may have landed: read the log, or retry
+// it with the same IDs), one not sent yet fails with ErrClosed (nothing
+// of it was written), and Close logs a warning and returns a
+// *CloseError that wraps the context's error (errors.Is(err,
+// context.DeadlineExceeded)) and counts both. The projections runner's
+// Close reports a missed deadline the same way. When nothing was cut
+// short Close returns nil, whatever its context. Either way the log is
+// closed when Close returns: its goroutines have stopped and the
+// embedded server is shut down.
+//
 // # Reserved categories
 //
 // A program can reserve categories for its own records ([Log.Reserve]):

@@ -61,13 +61,14 @@ func (l *Log) await(f *flight) {
 	select {
 	case <-f.complete:
 	case <-timer.C:
+	case <-l.abort: // Close's context ended: wait no longer
 	}
 	timer.Stop()
 	l.flightMu.Lock()
 	delete(l.inflight, f.round)
 	for u := range f.acks {
 		if f.acks[u].err == errNoAck {
-			f.acks[u].err = fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+			f.acks[u].err = l.noAck()
 		}
 	}
 	l.flightMu.Unlock()
@@ -131,9 +132,18 @@ func (l *Log) settle(f *flight) {
 		case answered:
 			f.acks[u].err = errNotStored
 		default:
-			f.acks[u].err = fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+			f.acks[u].err = l.noAck()
 		}
 	}
+}
+
+// noAck is the answer for a unit JetStream has not acknowledged, in time
+// or before Close's context ended: its outcome is unknown.
+func (l *Log) noAck() error {
+	if l.aborted() {
+		return fmt.Errorf("%w: the log closed (Close's context ended) before JetStream acknowledged the append; it may or may not have landed: read the log, or retry it with the same IDs", ErrUnavailable)
+	}
+	return fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
 }
 
 // answer answers a finished flight's appends: results, duplicates,
@@ -175,6 +185,13 @@ func (l *Log) answer(f *flight) {
 					l.retry(r)
 				}
 			}
+		case errors.Is(a.err, ErrUnavailable):
+			// The outcome is unknown: the unit may have landed. Sent
+			// again, events with IDs the log made would be stored twice,
+			// so the callers are told and decide.
+			for _, r := range un.reqs {
+				l.fail(r, a.err)
+			}
 		case len(un.reqs) > 1:
 			// A shared batch was refused: retrying each append on its own
 			// finds the one that caused it.
@@ -188,7 +205,7 @@ func (l *Log) answer(f *flight) {
 			r := un.reqs[0]
 			var je *jsError
 			if !errors.As(a.err, &je) {
-				r.res <- appendResp{err: a.err}
+				l.fail(r, a.err)
 				continue
 			}
 			switch je.code {
@@ -198,17 +215,21 @@ func (l *Log) answer(f *flight) {
 				if !l.mayRetry(r, a.err) {
 					continue
 				}
-				if r.tries == 1 || l.soleWriter {
+				if r.tries == 1 || l.soleWriter || l.aborted() {
 					// For the sole writer this is only the chain: a write
 					// before it failed. Retried at once, it keeps its place.
 					l.retry(r)
 					continue
 				}
 				// Writers racing for the same streams back off, at random,
-				// so that one of them gets through.
-				time.AfterFunc(time.Duration(mathrand.Int64N(int64(min(r.tries, 20))*int64(time.Millisecond))), func() { l.retry(r) })
+				// so that one of them gets through. Close waits for them.
+				l.backoffs.Add(1)
+				time.AfterFunc(time.Duration(mathrand.Int64N(int64(min(r.tries, 20))*int64(time.Millisecond))), func() {
+					l.retry(r)
+					l.backoffs.Add(-1)
+				})
 			default:
-				r.res <- appendResp{err: a.err}
+				l.fail(r, a.err)
 			}
 		}
 	}
@@ -216,6 +237,15 @@ func (l *Log) answer(f *flight) {
 	l.doneRnd = f.round
 	l.doneCond.Broadcast()
 	l.doneMu.Unlock()
+}
+
+// fail answers r with err. An unknown outcome (ErrUnavailable) once
+// Close's context has ended counts as cut short by it.
+func (l *Log) fail(r *appendReq, err error) {
+	if errors.Is(err, ErrUnavailable) && l.aborted() {
+		l.cut.unknown.Add(1)
+	}
+	r.res <- appendResp{err: err}
 }
 
 // mayRetry counts a try of r after a refused write and reports whether
@@ -226,7 +256,7 @@ func (l *Log) mayRetry(r *appendReq, refused error) bool {
 	}
 	// %v: the last refusal is context, not the answer's kind (one for
 	// lack of storage would turn this 503 into a 507).
-	r.res <- appendResp{err: fmt.Errorf("%w: the append was refused %d times, the last: %v", ErrUnavailable, maxTries, refused)}
+	l.fail(r, fmt.Errorf("%w: the append was refused %d times, the last: %v", ErrUnavailable, maxTries, refused))
 	return false
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,8 +300,26 @@ func (l *Log) StreamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 	return s.Info(ctx)
 }
 
-// Close stops accepting appends, finishes those already queued, and shuts
-// down the embedded server.
+// Close shuts the log down. Every append gets exactly one answer, and
+// an error never hides a write:
+//
+//   - An append made once Close has begun fails at once with ErrClosed:
+//     nothing of it is written.
+//   - An append already accepted (Append waiting, or a Pending from
+//     AppendAsync) is finished as if Close had not come: committed, or
+//     answered as it would be anyway (a conflict, a refusal,
+//     ErrUnavailable when JetStream does not answer within
+//     RequestTimeout). Close waits for them.
+//
+// If ctx ends before they are finished, Close waits no longer: appends
+// sent to JetStream and not yet acknowledged fail with ErrUnavailable
+// (they may have landed; read the log, or retry with the same IDs),
+// appends not sent yet fail with ErrClosed (nothing of them was
+// written), and Close returns a *CloseError that wraps ctx's error and
+// counts both. When nothing was cut short Close returns nil, also with a
+// ctx that has ended. Either way, when Close returns the log's
+// goroutines have stopped and the embedded server is shut down; later
+// calls to Close return nil.
 func (l *Log) Close(ctx context.Context) error {
 	l.mu.Lock()
 	if l.closed || l.reqs == nil {
@@ -312,19 +331,75 @@ func (l *Log) Close(ctx context.Context) error {
 	l.mu.Unlock()
 	finished := make(chan struct{})
 	go func() { l.wg.Wait(); close(finished) }()
+	var err error
 	select {
 	case <-finished:
-	case <-ctx.Done():
-	}
-	if l.ackSub != nil {
 		_ = l.ackSub.Unsubscribe()
+	case <-ctx.Done():
+		// Nothing waits for JetStream now: the loops answer what they
+		// hold and stop, and closing the connection ends the requests
+		// they may be making.
+		close(l.abort)
+		l.closeConn()
+		<-finished
+	}
+	// A retry backing off (other writers) queues, or fails, shortly.
+	for l.backoffs.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if l.aborted() {
+		err = l.cutShort(ctx.Err())
+	} else {
+		l.closeConn()
 	}
 	if l.syncer != nil {
-		l.syncer.close()
+		l.syncer.close() // the finisher has stopped using it
 	}
-	l.closeConn()
-	return nil
+	return err
 }
+
+// cutShort reports the appends a Close cut short, if any.
+func (l *Log) cutShort(cause error) error {
+	var running []string
+	if n := l.cut.unknown.Load(); n > 0 {
+		running = append(running, fmt.Sprintf("%d appends sent to JetStream and not acknowledged (answered ErrUnavailable: they may have landed; read the log, or retry them with the same IDs)", n))
+	}
+	if n := l.cut.unsent.Load(); n > 0 {
+		running = append(running, fmt.Sprintf("%d appends not sent yet (answered ErrClosed: nothing of them was written)", n))
+	}
+	if running == nil {
+		return nil
+	}
+	e := &CloseError{Component: "event log", Running: running, Err: cause}
+	e.Warn(l.Logger)
+	return e
+}
+
+// CloseError is what a Close with a context returns when the context
+// ends while work is still in flight: the event log's (Log.Close) and the
+// projections runner's alike. The component is closed all the same
+// (later calls fail with ErrClosed) and stopped waiting for that work;
+// Running says what was cut short and what became of it. errors.Is(err,
+// context.DeadlineExceeded) tells a missed deadline (context.Canceled a
+// cancelled context). The component also logs it, with Warn.
+type CloseError struct {
+	Component string   // "event log", "projections"
+	Running   []string // what was cut short, each with its consequence
+	Err       error    // the context's error
+}
+
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("%s closed before the work in flight finished (%v); cut short: %s", e.Component, e.Err, strings.Join(e.Running, "; "))
+}
+
+// Warn logs e as a warning: the one line every component logs when its
+// Close is cut short.
+func (e *CloseError) Warn(logger *slog.Logger) {
+	logger.Warn("closed before the work in flight finished", "component", e.Component, "cut_short", e.Running, "err", e.Err)
+}
+
+// Unwrap returns the context's error.
+func (e *CloseError) Unwrap() error { return e.Err }
 
 func (l *Log) closeConn() {
 	if l.rc != nil && l.rc != l.nc {
@@ -462,7 +537,8 @@ type appendResp struct {
 // ErrInsufficientStorage when the log's storage is full (nothing was
 // written; retry once space is freed), ErrUnavailable
 // when JetStream cannot be reached (the outcome is unknown; retry with the
-// same IDs), ErrClosed, or the context's error.
+// same IDs), ErrClosed when the log is closed (nothing was written; see
+// Close), or the context's error.
 func (l *Log) Append(ctx context.Context, events []Event, expect ...Expectation) (Result, error) {
 	p, err := l.AppendAsync(ctx, events, expect...)
 	if err != nil {
@@ -523,6 +599,10 @@ func (l *Log) appendAsync(ctx context.Context, w *Writer, events []Event, expect
 			return &Pending{done: true, res: res}, nil
 		}
 	}
+	// Close finishes every append that passed this check (the commit
+	// loop waits for the senders), and fails every later one here.
+	l.senders.Add(1)
+	defer l.senders.Add(-1)
 	l.mu.Lock()
 	closed := l.closed || l.reqs == nil
 	l.mu.Unlock()
@@ -531,8 +611,6 @@ func (l *Log) appendAsync(ctx context.Context, w *Writer, events []Event, expect
 	}
 	select {
 	case l.reqs <- req:
-	case <-l.done:
-		return nil, ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

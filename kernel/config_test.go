@@ -13,7 +13,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
-	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/kernel/reactor"
 )
 
 // TestNewPresetsDefaults: New sets every tunable to its default, so that
@@ -53,7 +53,7 @@ func TestNewPresetsDefaults(t *testing.T) {
 func TestTunablesAreReadAtOpen(t *testing.T) {
 	k := kernel.New(t.TempDir())
 	k.RegisterEvent("mail.requested", 1, []byte(`{"type":"object"}`))
-	if err := k.RegisterReactor(projections.Reactor{
+	if err := k.RegisterReactor(reactor.Reactor{
 		Name:        "mailer",
 		Filter:      eventlog.Filter{Types: []string{"mail.requested"}},
 		Handle:      func(context.Context, eventlog.Event, string) error { return errors.New("smtp: connection refused") },

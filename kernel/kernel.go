@@ -94,8 +94,10 @@ type Kernel struct {
 	// machine. Leave it off (the default) otherwise: clients could pick
 	// their address.
 	TrustProxy bool
-	// ShutdownTimeout bounds Close's wait for HTTP handlers, reactors and
-	// projections (DefaultShutdownTimeout).
+	// ShutdownTimeout bounds Close's wait for HTTP handlers, reactors,
+	// projections and the log's appends in flight
+	// (DefaultShutdownTimeout); what it cuts short is reported
+	// (eventlog.CloseError).
 	ShutdownTimeout time.Duration
 
 	// ReadHeaderTimeout bounds reading a request's headers

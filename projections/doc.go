@@ -188,6 +188,21 @@
 // the world (sends a mail, issues a certificate) is a reactor, in package
 // kernel/reactor, and a rebuild never runs it again.
 //
+// # Shutdown
+//
+// [Runner.Close] stops every projection's loop: a transaction in flight
+// is rolled back and its events are folded again at the next Open, so
+// nothing is lost or folded twice. Close waits for the loops until its
+// context ends. If a projection is still folding then (behind the log's
+// tail or rebuilding; an Apply that ignores its context, say), Close
+// stops waiting, logs a warning and returns an [eventlog.CloseError] that
+// wraps the context's error (errors.Is(err, context.DeadlineExceeded))
+// and names the projection, as the log's Close does for the appends it
+// cuts short. Idle projections stop at once and are not named. The
+// runner is closed either way: reads fail with ErrClosed, and each file
+// closes as soon as its loop and its readers let go. Close the runner
+// before the log it reads.
+//
 // # Critical projections
 //
 // [Projection.Critical] says the node is useless without the read model:

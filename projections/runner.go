@@ -100,6 +100,7 @@ type proj struct {
 	next    *gen   // being rebuilt, nil if none
 	prev    string // file kept from the last swap, for rollback
 	maxNum  int    // highest generation number used
+	loops   int    // generations' loops not yet returned (Close)
 	changed chan struct{}
 }
 
@@ -173,9 +174,19 @@ func (r *Runner) Open(ctx context.Context) error {
 	return nil
 }
 
-// Close stops every projection (a transaction in flight is rolled back
-// and redone at the next Open) and closes the files once the last
-// reader has released them. It waits for the goroutines until ctx ends.
+// Close stops every projection and closes the files once their loops
+// and the last reader have released them. A transaction in flight is
+// rolled back; its events are folded again at the next Open, so nothing
+// is lost or folded twice. Close waits for the loops until ctx ends.
+//
+// If ctx ends while a projection is still folding (behind the log's tail,
+// or rebuilding), Close waits no longer and returns an
+// *eventlog.CloseError that wraps ctx's error and names those
+// projections; their files close as soon as their loops stop. Idle
+// projections stop at once and are not named: when none was busy, Close
+// returns nil, also with a ctx that has ended. Either way the runner is
+// closed when Close returns: later calls fail with ErrClosed, and later
+// calls to Close return nil.
 func (r *Runner) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if r.state != runnerOpen {
@@ -188,22 +199,66 @@ func (r *Runner) Close(ctx context.Context) error {
 	r.mu.Unlock()
 	finished := make(chan struct{})
 	go func() { r.wg.Wait(); close(finished) }()
+	var err error
 	select {
 	case <-finished:
 	case <-ctx.Done():
-		return ctx.Err()
+		err = r.cutShort(ctx.Err())
 	}
 	for _, name := range r.names {
 		r.projs[name].shut()
 	}
-	return nil
+	return err
+}
+
+// cutShort reports the projections still folding when Close's context
+// ended, if any.
+func (r *Runner) cutShort(cause error) error {
+	tail := r.tailSeq()
+	var running []string
+	for _, name := range r.names {
+		if r.projs[name].busy(tail) {
+			running = append(running, "projection "+name+" (its transaction in flight is rolled back and folded again at the next Open)")
+		}
+	}
+	if running == nil {
+		return nil
+	}
+	e := &eventlog.CloseError{Component: "projections", Running: running, Err: cause}
+	e.Warn(r.Logger)
+	return e
+}
+
+// busy reports whether a loop of pr has not stopped and has work: a
+// generation neither halted nor caught up with tail. An idle loop stops
+// the moment it is cancelled.
+func (pr *proj) busy(tail uint64) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.loops == 0 {
+		return false
+	}
+	for _, g := range []*gen{pr.cur, pr.next} {
+		if g != nil && g.cancel != nil && g.halt == nil && (!g.live || g.behind || g.cp.Seq < tail) {
+			return true
+		}
+	}
+	return false
 }
 
 // start runs g's loop. pr.mu is held.
 func (pr *proj) start(ctx context.Context, g *gen) {
 	ctx, g.cancel = context.WithCancel(ctx)
 	g.refs++ // the loop's
-	pr.r.wg.Go(func() { g.run(ctx) })
+	pr.loops++
+	pr.r.wg.Go(func() {
+		defer func() {
+			pr.mu.Lock()
+			pr.loops--
+			pr.mu.Unlock()
+		}()
+		g.run(ctx)
+	})
 }
 
 // shut retires every generation; files close when readers let go.

@@ -19,7 +19,8 @@ import (
 // wait for the log's tail, the read transaction and the JSON answer.
 func BenchmarkStats(b *testing.B) {
 	ctx := context.Background()
-	k := kernel.New(kernel.Config{Dir: b.TempDir(), Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	k := kernel.New(b.TempDir())
+	k.Addr, k.Logger = "127.0.0.1:0", slog.New(slog.DiscardHandler)
 	if err := analytics.Register(k, analytics.Config{}); err != nil {
 		b.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func BenchmarkStats(b *testing.B) {
 	h := k.Handler()
 	for b.Loop() {
 		req := httptest.NewRequest("GET", "/v1/analytics/blog/stats?from=2026-01-05&to=2026-04-04", nil)
-		req.Header.Set("Authorization", "Bearer "+k.Token())
+		req.Header.Set("Authorization", "Bearer "+k.Token)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		var st analytics.Stats

@@ -206,7 +206,7 @@ func Start(ctx context.Context, log *eventlog.Log, r Reactor) (*Runner, error) {
 		r.Logger = log.Logger
 	}
 	if r.Logger == nil {
-		r.Logger = slog.New(slog.DiscardHandler)
+		r.Logger = slog.Default()
 	}
 	js, err := jetstream.New(log.Conn())
 	if err != nil {
@@ -385,8 +385,9 @@ func (h *Runner) Name() string { return h.r.Name }
 
 // Stop stops fetching events, waits for the handler call in flight to
 // finish and be acknowledged, and returns. If ctx ends first, the
-// handler's context is cancelled and Stop returns ctx's error; the
-// unfinished event will be redelivered. Stop may take up to FetchWait.
+// handler's context is cancelled and Stop returns an
+// *eventlog.CloseError wrapping ctx's error, as the log and the
+// projections runner do; the unfinished event will be redelivered. Stop may take up to FetchWait.
 func (h *Runner) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() { close(h.stop) })
 	select {
@@ -395,7 +396,9 @@ func (h *Runner) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		h.cancel()
-		return ctx.Err()
+		err := &eventlog.CloseError{Component: "reactor " + h.r.Name, Running: []string{"a handler call, cancelled"}, Err: ctx.Err()}
+		err.Warn(h.logger)
+		return err
 	}
 }
 

@@ -640,3 +640,36 @@ func TestFilterChangeOnRestart(t *testing.T) {
 		t.Fatalf("handled %v, want %v", got, want)
 	}
 }
+
+// A Stop whose context ends while a handler runs cancels the handler and
+// reports the deadline as the log and the runner do: an
+// *eventlog.CloseError wrapping the context's error.
+func TestStopDeadlineIsACloseError(t *testing.T) {
+	l := openLog(t)
+	entered := make(chan struct{})
+	var once sync.Once
+	r := reactor.Reactor{
+		Name:   "stuck",
+		Filter: eventlog.Filter{Categories: []string{"jobs"}},
+		Handle: func(ctx context.Context, e eventlog.Event, key string) error {
+			once.Do(func() { close(entered) })
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	}
+	h := reactorStart(t, l, r)
+	reactorAppend(t, l, "jobs.1", "jobs.run")
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := h.Stop(ctx)
+	var ce *eventlog.CloseError
+	if !errors.As(err, &ce) || !errors.Is(err, context.DeadlineExceeded) || ce.Component != "reactor stuck" {
+		t.Fatalf("Stop past its deadline: %v (%T), want an *eventlog.CloseError for reactor stuck wrapping DeadlineExceeded", err, err)
+	}
+	select {
+	case <-h.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the reactor did not stop once its handler was cancelled")
+	}
+}

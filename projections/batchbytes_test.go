@@ -147,4 +147,3 @@ func TestReadUpToBytes(t *testing.T) {
 		t.Fatalf("cursor pages of %v events with maxBytes just under 4 events, want [4 4 2]", pages)
 	}
 }
-

@@ -63,13 +63,26 @@ func (l *Log) openCursor(ctx context.Context, cfg jetstream.OrderedConsumerConfi
 		c.ended = true
 		return c, nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * readBatch))
+	// Buffered by bytes, not messages: 2000 messages of the largest size
+	// the server takes would hold gigabytes.
+	it, err := cons.Messages(jetstream.PullMaxBytes(l.cursorBuffer()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: open cursor: %w", ErrUnavailable, err)
 	}
 	c.it = it
 	return c, nil
 }
+
+// cursorBuffer is how many bytes a cursor's consumer buffers ahead:
+// DefaultCursorBuffer, or room for two of the largest messages the server
+// takes when that is more (a message larger than the buffer is never
+// delivered).
+func (l *Log) cursorBuffer() int {
+	return max(DefaultCursorBuffer, 2*int(l.rc.MaxPayload())+64<<10)
+}
+
+// DefaultCursorBuffer is the most a cursor reads ahead of its caller.
+const DefaultCursorBuffer = 16 << 20
 
 // next returns the next message, or nil at the end of the log as it was
 // when the last message was delivered.
@@ -103,11 +116,19 @@ func (c *Cursor) Pos() uint64 { return c.pos }
 // new Pos. A message that is not a valid event is an entry with
 // Malformed set; the cursor goes on past it.
 func (c *Cursor) Next(ctx context.Context, limit int) (Page, error) {
+	return c.NextUpTo(ctx, limit, 0)
+}
+
+// NextUpTo is Next with a bound on the page's size as well, like
+// Log.ReadUpTo: the page ends once the data of its entries reach
+// maxBytes, and holds one entry at least. maxBytes <= 0: no bound.
+func (c *Cursor) NextUpTo(ctx context.Context, limit, maxBytes int) (Page, error) {
 	p := Page{Events: []Event{}, LastSeq: c.pos}
 	if limit <= 0 {
 		return p, invalidf("limit %d: want a positive number", limit)
 	}
-	for len(p.Events) < limit {
+	size := 0
+	for len(p.Events) < limit && (maxBytes <= 0 || size < maxBytes) {
 		m, md, err := c.next(ctx)
 		if err != nil || m == nil {
 			return p, err
@@ -121,6 +142,7 @@ func (c *Cursor) Next(ctx context.Context, limit int) (Page, error) {
 		c.pos, p.LastSeq = e.Seq, e.Seq
 		if c.f.Match(&e) {
 			p.Events = append(p.Events, e)
+			size += len(e.Data)
 		}
 		if c.ended {
 			break

@@ -25,6 +25,9 @@ type directRequest struct {
 	StartTime *time.Time `json:"start_time,omitempty"`
 	MultiLast []string   `json:"multi_last,omitempty"`
 	UpToSeq   uint64     `json:"up_to_seq,omitempty"`
+	// MaxBytes ends a batch once the messages sent reach it (the server
+	// always sends one); 0: the server's max_pending.
+	MaxBytes int `json:"max_bytes,omitempty"`
 }
 
 const readBatch = 1000
@@ -348,6 +351,15 @@ func checkAfter(after uint64) error {
 // Versions are checked by ReadStream, not here: a version out of
 // sequence needs the stream's history.
 func (l *Log) Read(ctx context.Context, after uint64, limit int, f Filter) (Page, error) {
+	return l.ReadUpTo(ctx, after, limit, 0, f)
+}
+
+// ReadUpTo is Read with a bound on the page's size as well: the page
+// ends once the data of its entries reach maxBytes (see Page.DataBytes),
+// and holds one entry at least, however large. maxBytes <= 0: no bound.
+// A page that ends at limit or at maxBytes may have more after it; one
+// that ends before both has reached the end of the log.
+func (l *Log) ReadUpTo(ctx context.Context, after uint64, limit, maxBytes int, f Filter) (Page, error) {
 	if limit <= 0 {
 		return Page{}, invalidf("limit %d: want a positive number", limit)
 	}
@@ -358,10 +370,11 @@ func (l *Log) Read(ctx context.Context, after uint64, limit int, f Filter) (Page
 		return Page{}, err
 	}
 	p := Page{Events: []Event{}, LastSeq: after}
-	req := directRequest{Seq: after + 1, NextFor: f.subject(), Batch: readBatch}
+	req := directRequest{Seq: after + 1, NextFor: f.subject(), Batch: readBatch, MaxBytes: max(maxBytes, 0)}
 	if len(f.Types) == 0 && len(f.Categories) <= 1 {
 		req.Batch = min(limit, readBatch)
 	}
+	size := 0
 	err := l.scan(ctx, req, func(m *nats.Msg) (bool, error) {
 		e := decode(m)
 		p.LastSeq = e.Seq
@@ -370,10 +383,21 @@ func (l *Log) Read(ctx context.Context, after uint64, limit int, f Filter) (Page
 		}
 		if f.Match(&e) {
 			p.Events = append(p.Events, e)
+			size += len(e.Data)
 		}
-		return len(p.Events) < limit, nil
+		return len(p.Events) < limit && (maxBytes <= 0 || size < maxBytes), nil
 	})
 	return p, err
+}
+
+// DataBytes is the size of the page's event data (Event.Data), what
+// ReadUpTo and Cursor.NextUpTo bound.
+func (p Page) DataBytes() int {
+	n := 0
+	for i := range p.Events {
+		n += len(p.Events[i].Data)
+	}
+	return n
 }
 
 // Subscribe calls fn for every entry with sequence greater than after

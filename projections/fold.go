@@ -132,6 +132,8 @@ func (g *gen) step(ctx context.Context, upto uint64) (done bool, err error) {
 	if rerr != nil {
 		return false, rerr
 	}
+	// Measured before the filter below edits the page in place.
+	full := len(page.Events) >= r.BatchSize || page.DataBytes() >= r.BatchBytes
 	events := page.Events
 	if live {
 		events = slices.DeleteFunc(events, func(e eventlog.Event) bool { return !f.Match(&e) })
@@ -143,7 +145,7 @@ func (g *gen) step(ctx context.Context, upto uint64) (done bool, err error) {
 		errors.As(events[i].Err(), &de)
 		events = events[:i]
 	}
-	full := de == nil && len(page.Events) >= r.BatchSize
+	full = full && de == nil
 	if full && (upto == 0 || page.LastSeq < upto) {
 		g.readAhead(ctx, page.LastSeq, live, readFilter)
 	}
@@ -188,10 +190,10 @@ func (g *gen) read(ctx context.Context, after uint64, live bool, f eventlog.Filt
 }
 
 func (g *gen) readNow(ctx context.Context, after uint64, live bool, f eventlog.Filter) (eventlog.Page, error) {
-	log, size := g.pr.r.log, g.pr.r.BatchSize
+	log, size, bytes := g.pr.r.log, g.pr.r.BatchSize, g.pr.r.BatchBytes
 	if live {
 		g.closeCursor()
-		return log.Read(ctx, after, size, f)
+		return log.ReadUpTo(ctx, after, size, bytes, f)
 	}
 	if g.cursor != nil && g.cursor.Pos() != after {
 		g.closeCursor()
@@ -203,7 +205,7 @@ func (g *gen) readNow(ctx context.Context, after uint64, live bool, f eventlog.F
 		}
 		g.cursor = c
 	}
-	p, err := g.cursor.Next(ctx, size)
+	p, err := g.cursor.NextUpTo(ctx, size, bytes)
 	if err != nil {
 		g.closeCursor() // a retry starts afresh from the checkpoint
 	}

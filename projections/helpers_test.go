@@ -105,6 +105,7 @@ type runnerOpts struct {
 	dir    string
 	logger *slog.Logger
 	batch  int
+	bytes  int // BatchBytes
 }
 
 // openRunner registers ps on a runner over l, opens it and closes it at
@@ -122,6 +123,9 @@ func openRunner(tb testing.TB, l *eventlog.Log, o runnerOpts, ps ...projections.
 	}
 	if o.batch > 0 {
 		r.BatchSize = o.batch
+	}
+	if o.bytes > 0 {
+		r.BatchBytes = o.bytes
 	}
 	for _, p := range ps {
 		if err := r.Register(p); err != nil {

@@ -17,6 +17,7 @@ import (
 // Defaults for the tunables of a Runner.
 const (
 	DefaultBatchSize     = 1000
+	DefaultBatchBytes    = 8 << 20
 	DefaultRetryInterval = time.Second
 	DefaultPollInterval  = 50 * time.Millisecond
 )
@@ -35,6 +36,10 @@ type Runner struct {
 	// transaction; catching up uses whole batches, live folding commits
 	// whatever has arrived.
 	BatchSize int
+	// BatchBytes also ends a batch, once its events' data reach it (a
+	// batch holds one event at least): large events are folded a few at
+	// a time rather than BatchSize of them in memory at once.
+	BatchBytes int
 	// RetryInterval is how long a projection waits after a transient
 	// error (log unavailable, disk) before trying again.
 	RetryInterval time.Duration
@@ -77,6 +82,7 @@ func New(dir string, log *eventlog.Log) *Runner {
 	return &Runner{
 		Dir:           dir,
 		BatchSize:     DefaultBatchSize,
+		BatchBytes:    DefaultBatchBytes,
 		RetryInterval: DefaultRetryInterval,
 		PollInterval:  DefaultPollInterval,
 		Readers:       sqlitedb.DefaultReaders,
@@ -131,9 +137,9 @@ func (r *Runner) Register(p Projection) error {
 // a warning and rebuilt from scratch; a version change is rebuilt blue/
 // green while the old file serves.
 func (r *Runner) Open(ctx context.Context) error {
-	if r.BatchSize < 1 || r.RetryInterval <= 0 || r.PollInterval <= 0 || r.Readers < 1 {
-		return invalidf("runner tunables: BatchSize %d, RetryInterval %v, PollInterval %v, Readers %d: want positive values",
-			r.BatchSize, r.RetryInterval, r.PollInterval, r.Readers)
+	if r.BatchSize < 1 || r.BatchBytes < 1 || r.RetryInterval <= 0 || r.PollInterval <= 0 || r.Readers < 1 {
+		return invalidf("runner tunables: BatchSize %d, BatchBytes %d, RetryInterval %v, PollInterval %v, Readers %d: want positive values",
+			r.BatchSize, r.BatchBytes, r.RetryInterval, r.PollInterval, r.Readers)
 	}
 	if r.Logger == nil {
 		r.Logger = slog.Default()

@@ -78,13 +78,11 @@ func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectS
 			o.syncers = map[string]*dirSyncer{}
 		}
 		if o.syncers[bucket] == nil {
-			// The blocks written before this call were made durable by the
-			// process that wrote them, or lost with it before any event
-			// named them; start at the newest.
+			// The first sync covers every block, also those an earlier
+			// process wrote and may not have fsynced before it ended
+			// (fsyncing a block with nothing unwritten is cheap).
 			dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.accountName(), "streams", "OBJ_"+bucket, "msgs")
-			s := &dirSyncer{dir: dir}
-			s.from, _ = newestBlock(dir)
-			o.syncers[bucket] = s
+			o.syncers[bucket] = &dirSyncer{dir: dir, from: 1}
 		}
 	}
 	return store, nil
@@ -93,7 +91,8 @@ func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectS
 // SyncObjectStore makes everything written to the bucket so far durable
 // before it returns. Under Strict durability with the embedded server it
 // fsyncs the bucket's stream's message blocks written since the last
-// call (and their folder when a block appeared), the way the log fsyncs
+// call (the first call: all of them), and their folder when a block
+// appeared, the way the log fsyncs
 // each group of appends: the server writes every acknowledged message
 // to its block file at once, so after the acknowledgement an fsync
 // makes it durable. Under Relaxed durability the server fsyncs every

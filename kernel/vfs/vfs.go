@@ -1,0 +1,392 @@
+package vfs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel"
+)
+
+// Defaults and limits.
+const (
+	// DefaultMaxBlobBytes bounds one file's size (Config.MaxBlobBytes).
+	DefaultMaxBlobBytes = 100 << 20
+	// DefaultMaxFiles bounds the files of one deploy (Config.MaxFiles).
+	DefaultMaxFiles = 10000
+	// DefaultCacheBytes bounds the memory cache of blob bytes in front of
+	// the projection (Config.CacheBytes).
+	DefaultCacheBytes = 64 << 20
+	// DefaultMaxCompressBytes: larger files get no precompressed variants
+	// (Config.MaxCompressBytes).
+	DefaultMaxCompressBytes = 8 << 20
+	// MaxPathBytes bounds a path in a manifest and in a request.
+	MaxPathBytes = 512
+	// MaxTypeBytes bounds a content type.
+	MaxTypeBytes = 255
+	// MaxManifestBytes bounds the encoded deploy event: the log's
+	// messages are at most 4 MiB.
+	MaxManifestBytes = 3 << 20
+	// ChunkBytes is the size of the rows that hold blob bytes in the
+	// projection: a Range read touches only the chunks it needs.
+	ChunkBytes = 256 << 10
+	// Bucket is the JetStream object store bucket of the blobs.
+	Bucket = "fazt_vfs_blobs"
+	// projectionName is the read model's name (one SQLite file).
+	projectionName = "vfs"
+)
+
+// Config tunes the service. The zero value is ready to use.
+type Config struct {
+	// MaxBlobBytes is the largest file PutBlob accepts
+	// (DefaultMaxBlobBytes).
+	MaxBlobBytes int64
+	// MaxFiles is the most files a deploy may have (DefaultMaxFiles).
+	MaxFiles int
+	// CacheBytes bounds the memory cache of blob bytes
+	// (DefaultCacheBytes); negative: no cache.
+	CacheBytes int64
+	// MaxCompressBytes: compressible files up to this size get gzip and
+	// brotli variants at deploy (DefaultMaxCompressBytes); negative:
+	// none do.
+	MaxCompressBytes int64
+	// TempDir holds uploads while their hash is checked (default
+	// k.Dir("vfs")).
+	TempDir string
+}
+
+// Service is the vfs service on one kernel (see the package doc).
+type Service struct {
+	k     *kernel.Kernel
+	cfg   Config
+	w     *eventlog.Writer
+	cache *chunkCache
+
+	mu    sync.Mutex
+	store jetstream.ObjectStore
+	known map[string]int64 // sizes of blobs known to be stored
+	locks map[string]*hashLock
+}
+
+// Register declares the vfs service on k, before k.Open: its event
+// types, its projection, and the category "vfs", which only the service
+// writes.
+func Register(k *kernel.Kernel, cfg Config) (*Service, error) {
+	if cfg.MaxBlobBytes <= 0 {
+		cfg.MaxBlobBytes = DefaultMaxBlobBytes
+	}
+	if cfg.MaxFiles <= 0 {
+		cfg.MaxFiles = DefaultMaxFiles
+	}
+	if cfg.CacheBytes == 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.MaxCompressBytes == 0 {
+		cfg.MaxCompressBytes = DefaultMaxCompressBytes
+	}
+	if cfg.TempDir == "" {
+		cfg.TempDir = k.Dir("vfs")
+	}
+	s := &Service{k: k, cfg: cfg, cache: newChunkCache(cfg.CacheBytes), known: map[string]int64{}, locks: map[string]*hashLock{}}
+	for _, e := range eventSchemas {
+		if err := k.RegisterEvent(e.typ, e.version, []byte(e.schema)); err != nil {
+			return nil, fmt.Errorf("vfs: %w", err)
+		}
+	}
+	if err := k.RegisterProjection(s.projection()); err != nil {
+		return nil, fmt.Errorf("vfs: %w", err)
+	}
+	w, err := k.Log().Reserve(Category)
+	if err != nil {
+		return nil, fmt.Errorf("vfs: %w", err)
+	}
+	s.w = w
+	return s, nil
+}
+
+// blobs opens the bucket once the log is open.
+func (s *Service) blobs(ctx context.Context) (jetstream.ObjectStore, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store != nil {
+		return s.store, nil
+	}
+	st, err := s.k.Log().ObjectStore(ctx, Bucket)
+	if err != nil {
+		if errors.Is(err, eventlog.ErrClosed) {
+			return nil, fmt.Errorf("%w: the blob store is not open (is the kernel open?)", eventlog.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("%w: %v", eventlog.ErrUnavailable, err)
+	}
+	s.store = st
+	return st, nil
+}
+
+// ValidHash reports whether h is a blob name: 64 lower-case hex digits.
+func ValidHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Hash returns the blob name of b: its SHA-256 in lower-case hex.
+func Hash(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Missing returns the hashes among hashes that are not stored, in their
+// order, each once. Errors: ErrInvalid for a malformed hash.
+func (s *Service) Missing(ctx context.Context, hashes []string) ([]string, error) {
+	store, err := s.blobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, h := range hashes {
+		if !ValidHash(h) {
+			return nil, kernel.Invalidf("blob hash %q: want the SHA-256 of the content, 64 lower-case hex digits", clip(h))
+		}
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		_, ok, err := s.stored(ctx, store, h)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// stored reports whether the blob h is in the bucket, and its size.
+func (s *Service) stored(ctx context.Context, store jetstream.ObjectStore, h string) (int64, bool, error) {
+	s.mu.Lock()
+	size, ok := s.known[h]
+	s.mu.Unlock()
+	if ok {
+		return size, true, nil
+	}
+	info, err := store.GetInfo(ctx, h)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: blob store: %v", eventlog.ErrUnavailable, err)
+	}
+	if info.Deleted {
+		return 0, false, nil
+	}
+	s.mu.Lock()
+	s.known[h] = int64(info.Size)
+	s.mu.Unlock()
+	return int64(info.Size), true, nil
+}
+
+// PutBlob stores the content read from r as the blob hash, once r's
+// bytes are checked against it: a mismatch is ErrInvalid and nothing is
+// stored. Content over Config.MaxBlobBytes is ErrInvalid too (and an
+// *http.MaxBytesError, which the kernel answers 413). A blob already stored is not read again, nor changed.
+// When PutBlob returns nil the blob is durable (see the package doc).
+func (s *Service) PutBlob(ctx context.Context, hash string, r io.Reader) error {
+	if !ValidHash(hash) {
+		return kernel.Invalidf("blob hash %q: want the SHA-256 of the content, 64 lower-case hex digits", clip(hash))
+	}
+	store, err := s.blobs(ctx)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(hash)
+	defer unlock()
+	if _, ok, err := s.stored(ctx, store, hash); err != nil || ok {
+		return err
+	}
+	sp, err := spool(r, s.cfg.MaxBlobBytes, s.cfg.TempDir)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	if sp.hash != hash {
+		return kernel.Invalidf("blob %s: the content's SHA-256 is %s: nothing was stored; upload the file's own bytes under its hash", hash, sp.hash)
+	}
+	return s.putVerified(ctx, store, hash, sp.size, sp.reader())
+}
+
+// putVerified stores content known to hash to hash, and fsyncs it.
+func (s *Service) putVerified(ctx context.Context, store jetstream.ObjectStore, hash string, size int64, r io.Reader) error {
+	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: hash}, r); err != nil {
+		return fmt.Errorf("%w: store blob %s: %v", eventlog.ErrUnavailable, hash, err)
+	}
+	if err := s.k.Log().SyncObjectStore(Bucket); err != nil {
+		return fmt.Errorf("%w: make blob %s durable: %v", eventlog.ErrUnavailable, hash, err)
+	}
+	s.mu.Lock()
+	s.known[hash] = size
+	s.mu.Unlock()
+	return nil
+}
+
+// putBytes stores b, whose hash the caller computed, unless stored.
+func (s *Service) putBytes(ctx context.Context, hash string, b []byte) error {
+	store, err := s.blobs(ctx)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(hash)
+	defer unlock()
+	if _, ok, err := s.stored(ctx, store, hash); err != nil || ok {
+		return err
+	}
+	return s.putVerified(ctx, store, hash, int64(len(b)), bytes.NewReader(b))
+}
+
+// tooLarge is the error for content over a limit of max bytes: it wraps
+// eventlog.ErrInvalid and an *http.MaxBytesError (HTTP 413).
+func tooLarge(max int64, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %w", eventlog.ErrInvalid, fmt.Sprintf(format, args...), &http.MaxBytesError{Limit: max})
+}
+
+// hashLock serialises the writers of one blob.
+type hashLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (s *Service) lock(h string) func() {
+	s.mu.Lock()
+	l := s.locks[h]
+	if l == nil {
+		l = &hashLock{}
+		s.locks[h] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.locks, h)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// spooled is content read once, hashed, kept in memory or a file.
+type spooled struct {
+	hash string
+	size int64
+	mem  []byte
+	f    *os.File
+}
+
+// spoolMem is the most of an upload kept in memory; more goes to a file.
+const spoolMem = 1 << 20
+
+// spool reads r (at most max bytes) and hashes it.
+func spool(r io.Reader, max int64, dir string) (*spooled, error) {
+	h := sha256.New()
+	sp := &spooled{}
+	buf := make([]byte, 0, 32<<10)
+	lr := io.LimitReader(r, max+1)
+	var n int64
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= spoolMem {
+				break
+			}
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		m, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		n += int64(m)
+		if err == io.EOF {
+			sp.mem = buf
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read upload: %w", err)
+		}
+	}
+	if sp.mem == nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		f, err := os.CreateTemp(dir, "upload-*")
+		if err != nil {
+			return nil, err
+		}
+		_ = os.Remove(f.Name()) // gone when closed, even after a crash
+		sp.f = f
+		if _, err := f.Write(buf); err != nil {
+			sp.close()
+			return nil, err
+		}
+		m, err := io.Copy(f, lr)
+		n += m
+		if err != nil {
+			sp.close()
+			return nil, fmt.Errorf("read upload: %w", err)
+		}
+		h.Write(buf)
+		if _, err := f.Seek(int64(len(buf)), io.SeekStart); err != nil {
+			sp.close()
+			return nil, err
+		}
+		if _, err := io.Copy(h, f); err != nil {
+			sp.close()
+			return nil, err
+		}
+	} else {
+		h.Write(sp.mem)
+	}
+	if n > max {
+		sp.close()
+		return nil, tooLarge(max, "a blob of more than %d bytes: files are at most that large (Config.MaxBlobBytes)", max)
+	}
+	sp.hash, sp.size = hex.EncodeToString(h.Sum(nil)), n
+	return sp, nil
+}
+
+func (sp *spooled) reader() io.Reader {
+	if sp.f != nil {
+		_, _ = sp.f.Seek(0, io.SeekStart)
+		return sp.f
+	}
+	return bytes.NewReader(sp.mem)
+}
+
+func (sp *spooled) close() {
+	if sp.f != nil {
+		sp.f.Close()
+	}
+}
+
+// clip shortens a caller's string for an error message.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
 )
 
@@ -114,4 +116,27 @@ func (e *env) get(t testing.TB, method, path string, headers map[string]string) 
 		t.Fatal(err)
 	}
 	return resp, string(b)
+}
+
+// files reads a deploy's files from the log (its deploy_recorded event).
+func (e *env) files(t testing.TB, id string) map[string]File {
+	t.Helper()
+	var out map[string]File
+	_, err := e.k.Log().ReadEach(context.Background(), 0, eventlog.Filter{Types: []string{TypeDeployRecorded}}, func(ev eventlog.Event) bool {
+		var d DeployRecorded
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Deploy == id {
+			out = d.Files
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out == nil {
+		t.Fatalf("no deploy %s in the log", id)
+	}
+	return out
 }

@@ -140,3 +140,10 @@ func (e *env) files(t testing.TB, id string) map[string]File {
 	}
 	return out
 }
+
+// httptestServer serves h on loopback until the test ends.
+func httptestServer(t testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}

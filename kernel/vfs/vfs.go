@@ -198,10 +198,21 @@ func (s *Service) stored(ctx context.Context, store jetstream.ObjectStore, h str
 	if info.Deleted {
 		return 0, false, nil
 	}
-	s.mu.Lock()
-	s.known[h] = int64(info.Size)
-	s.mu.Unlock()
+	s.remember(h, int64(info.Size))
 	return int64(info.Size), true, nil
+}
+
+// maxKnown bounds the sizes of stored blobs kept in memory; past it
+// they are looked up in the bucket again.
+const maxKnown = 100000
+
+func (s *Service) remember(h string, size int64) {
+	s.mu.Lock()
+	if len(s.known) >= maxKnown {
+		clear(s.known)
+	}
+	s.known[h] = size
+	s.mu.Unlock()
 }
 
 // PutBlob stores the content read from r as the blob hash, once r's
@@ -241,9 +252,7 @@ func (s *Service) putVerified(ctx context.Context, store jetstream.ObjectStore, 
 	if err := s.k.Log().SyncObjectStore(Bucket); err != nil {
 		return fmt.Errorf("%w: make blob %s durable: %v", eventlog.ErrUnavailable, hash, err)
 	}
-	s.mu.Lock()
-	s.known[hash] = size
-	s.mu.Unlock()
+	s.remember(hash, size)
 	return nil
 }
 

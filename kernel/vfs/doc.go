@@ -103,7 +103,12 @@
 // transaction, so a request is answered from one deploy even while
 // another is activated; the bytes are then read by hash, which never
 // changes, through a memory cache of chunks bounded by
-// Config.CacheBytes. What it does:
+// Config.CacheBytes. What a path resolved to is remembered (at most
+// 20,000 paths) with the checkpoint of the snapshot it was read from,
+// and used only while the fold has begun no vfs event past that
+// checkpoint: the fold raises that mark before it commits, so a cached
+// answer never outlives the deploy it came from, and a hot path costs no
+// SQLite read at all. What it does:
 //
 //   - "/" and "/dir/" serve index.html of the folder; "/about" serves
 //     about, else about.html, else redirects (301) to "/about/" when

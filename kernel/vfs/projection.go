@@ -69,6 +69,14 @@ func (s *Service) projection() projections.Projection {
 }
 
 func (s *Service) apply(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+	// Before anything commits: the resolutions cached from older
+	// snapshots are no longer used (see resolveCache).
+	for {
+		cur := s.applied.Load()
+		if e.Seq <= cur || s.applied.CompareAndSwap(cur, e.Seq) {
+			break
+		}
+	}
 	at := e.Time.UTC().Format(time.RFC3339Nano)
 	switch e.Type {
 	case TypeDeployRecorded:

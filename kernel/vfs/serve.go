@@ -146,9 +146,13 @@ func (s *Service) resolve(ctx context.Context, site, rel string, dir bool) (*ser
 	} else {
 		cands = []string{rel, rel + ".html", rel + "/index.html"}
 	}
+	key := resolveKey{site, rel, dir}
+	if f, ok := s.resolved.get(key, s.applied.Load()); ok {
+		return f, nil
+	}
 	var found []served
 	var fallback, notFound string
-	_, err := s.k.Projections().Read(ctx, projectionName, projections.ReadOptions{}, func(ctx context.Context, tx *sql.Tx) error {
+	seq, err := s.k.Projections().Read(ctx, projectionName, projections.ReadOptions{}, func(ctx context.Context, tx *sql.Tx) error {
 		args := []any{site}
 		for _, c := range cands {
 			args = append(args, c)
@@ -183,6 +187,13 @@ func (s *Service) resolve(ctx context.Context, site, rel string, dir bool) (*ser
 	if err != nil {
 		return nil, err
 	}
+	f := choose(found, cands, dir, fallback, notFound)
+	s.resolved.put(key, f, seq)
+	return f, nil
+}
+
+// choose picks what answers a request among the files found.
+func choose(found []served, cands []string, dir bool, fallback, notFound string) *served {
 	pick := func(p string) *served {
 		for i := range found {
 			if found[i].path == p {
@@ -196,21 +207,64 @@ func (s *Service) resolve(ctx context.Context, site, rel string, dir bool) (*ser
 	for i, c := range cands {
 		if f := pick(c); f != nil {
 			f.redirect = !dir && i == 2
-			return f, nil
+			return f
 		}
 	}
 	if fallback != "" {
 		if f := pick(fallback); f != nil {
-			return f, nil
+			return f
 		}
 	}
 	if notFound != "" {
 		if f := pick(notFound); f != nil {
 			f.status = http.StatusNotFound
-			return f, nil
+			return f
 		}
 	}
-	return nil, nil
+	return nil
+}
+
+// resolveCache remembers what requests resolved to, each with the
+// checkpoint of the snapshot it was read from. An entry is used only
+// while no vfs event past that checkpoint has been folded, or is being
+// folded: the fold raises Service.applied before it commits, so an
+// entry read from a snapshot older than a change is never used once the
+// change can be seen. It holds at most maxResolved entries, and starts
+// over when full.
+type resolveCache struct {
+	mu sync.Mutex
+	m  map[resolveKey]resolvedEntry
+}
+
+type resolveKey struct {
+	site, rel string
+	dir       bool
+}
+
+type resolvedEntry struct {
+	f   *served // nil: nothing answers
+	seq uint64
+}
+
+const maxResolved = 20000
+
+func (c *resolveCache) get(k resolveKey, applied uint64) (*served, bool) {
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if !ok || applied > e.seq {
+		return nil, false
+	}
+	return e.f, true
+}
+
+func (c *resolveCache) put(k resolveKey, f *served, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxResolved {
+		c.m = map[resolveKey]resolvedEntry{}
+	}
+	c.m[k] = resolvedEntry{f, seq}
 }
 
 // acceptsEncodings reports whether an Accept-Encoding header accepts

@@ -49,13 +49,16 @@ func TestAtomicSwapUnderReaders(t *testing.T) {
 	seen := map[byte]int{}
 	var bad []string
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	base := e.srv.URL
+	// The readers stop before the test ends, also when it fails.
+	defer func() { stop.Store(true); wg.Wait() }()
 	for r := 0; r < 4; r++ {
 		wg.Add(1)
 		go func(r int) {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
 				p := paths[(i+r)%len(paths)]
-				req, _ := http.NewRequest("GET", e.srv.URL+strings.TrimSuffix(p, "#range"), nil)
+				req, _ := http.NewRequest("GET", base+strings.TrimSuffix(p, "#range"), nil)
 				if strings.HasSuffix(p, "#range") {
 					req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", ChunkBytes-50, 2*ChunkBytes+50))
 				}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -71,6 +72,10 @@ type Service struct {
 	cfg   Config
 	w     *eventlog.Writer
 	cache *chunkCache
+	// resolved caches what requests resolve to; applied is the newest
+	// vfs event the fold has begun to apply, which invalidates it.
+	resolved resolveCache
+	applied  atomic.Uint64
 
 	mu    sync.Mutex
 	store jetstream.ObjectStore

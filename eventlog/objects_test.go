@@ -91,6 +91,9 @@ func TestObjectStoreListenerCannotWrite(t *testing.T) {
 	if _, err := store.PutString(ctx, "a", "kernel's"); err != nil {
 		t.Fatal(err)
 	}
+	if err := l.SyncObjectStore("blobs_test"); err != nil {
+		t.Fatalf("sync with a listener: %v", err)
+	}
 	info := func() uint64 {
 		st, err := store.Status(ctx)
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/fazt-sh/fazt/eventlog"
 )
 
@@ -86,5 +88,31 @@ func TestPutBlobSizeBound(t *testing.T) {
 	store, _ := e.s.blobs(ctx)
 	if got, err := store.GetBytes(ctx, h); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("large blob read back: %d bytes, %v", len(got), err)
+	}
+}
+
+// Concurrent uploads of one blob all succeed and store it once.
+func TestPutBlobConcurrentSameHash(t *testing.T) {
+	e := start(t, t.TempDir(), Config{})
+	ctx := context.Background()
+	content := bytes.Repeat([]byte("same"), 100<<10)
+	h := Hash(content)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- e.s.PutBlob(ctx, h, bytes.NewReader(content)) }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, _ := e.s.blobs(ctx)
+	st, err := store.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One object: its chunks (128 KiB each) and one meta message.
+	if n, want := st.(interface{ StreamInfo() *jetstream.StreamInfo }).StreamInfo().State.Msgs, uint64((len(content)+(128<<10)-1)/(128<<10)+1); n != want {
+		t.Fatalf("the bucket holds %d messages, want %d (one copy)", n, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,7 +96,8 @@ func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectS
 // appeared, the way the log fsyncs
 // each group of appends: the server writes every acknowledged message
 // to its block file at once, so after the acknowledgement an fsync
-// makes it durable. Under Relaxed durability the server fsyncs every
+// makes it durable. Concurrent calls share fsyncs (a call is covered
+// by an fsync that began after it). Under Relaxed durability the server fsyncs every
 // SyncInterval; with URL durability is that server's business: both
 // return nil at once. The bucket must have been opened with ObjectStore.
 func (l *Log) SyncObjectStore(bucket string) error {
@@ -121,15 +123,24 @@ func (l *Log) closeObjects() {
 }
 
 // dirSyncer fsyncs the message blocks of one stream from a block on.
+// Concurrent callers share fsyncs: a call returns without one when an
+// fsync that began after the call did has completed.
 type dirSyncer struct {
-	mu   sync.Mutex
-	dir  string
-	from int // the oldest block that may hold writes not yet fsynced
+	calls   atomic.Uint64 // calls so far
+	mu      sync.Mutex
+	covered uint64 // the calls whose writes an fsync covered
+	dir     string
+	from    int // the oldest block that may hold writes not yet fsynced
 }
 
 func (s *dirSyncer) sync() error {
+	mine := s.calls.Add(1) // the caller's writes came before this
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.covered >= mine {
+		return nil
+	}
+	upTo := s.calls.Load()
 	newest, err := newestBlock(s.dir)
 	if err != nil {
 		return fmt.Errorf("sync object store blocks in %s: %w", s.dir, err)
@@ -155,6 +166,7 @@ func (s *dirSyncer) sync() error {
 		}
 	}
 	s.from = newest
+	s.covered = upTo
 	return nil
 }
 

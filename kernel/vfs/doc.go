@@ -43,8 +43,10 @@
 // acknowledged the blob and before it returns: that fsyncs the bucket's
 // stream's message blocks written since the last call (the first call
 // of a process: every block, including those an earlier process wrote),
-// and their folder when a block appeared. RecordDeploy and Deploy call
-// it once more just before appending the deploy event. So a deploy
+// and their folder when a block appeared; concurrent uploads share
+// fsyncs. RecordDeploy and Deploy call it once more just before
+// appending the deploy event, which also covers the compressed variants
+// the deploy made (stored without an fsync each). So a deploy
 // event is appended only after every blob it names is on disk: no crash
 // keeps the event and loses a blob. Under relaxed durability blobs, like
 // events, are fsynced every second; with an external NATS server
@@ -75,10 +77,11 @@
 // listing them. The server fills an empty content type from the
 // extension (a fixed table for web files, then the system's), else by
 // sniffing the content, and makes gzip (best compression) and brotli
-// (github.com/andybalholm/brotli, pure Go, quality 9) variants of
+// (github.com/andybalholm/brotli, pure Go, Config.BrotliQuality) variants of
 // compressible types (text/*, JavaScript, JSON, XML, SVG, wasm, fonts
 // and icons) from 256 bytes to Config.MaxCompressBytes, kept when at
-// most 95% of the size. The variants are blobs of their own, and a
+// most 95% of the size, on every core. The variants are blobs of their
+// own, fsynced together just before the deploy event, and a
 // redeploy reuses those made for the same content. Deploy records and
 // activates in one atomic append. Every write returns once the vfs
 // projection has folded it: when Deploy or Activate returns, requests

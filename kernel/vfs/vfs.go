@@ -34,6 +34,11 @@ const (
 	// DefaultMaxCompressBytes: larger files get no precompressed variants
 	// (Config.MaxCompressBytes).
 	DefaultMaxCompressBytes = 8 << 20
+	// DefaultBrotliQuality is the brotli quality of the variants made at
+	// deploy (Config.BrotliQuality). On web files 5 compresses as well as
+	// 9 at a tenth of the time (about 1-3 ms for 10 KiB); 11 is about 10%
+	// smaller and 15 times slower.
+	DefaultBrotliQuality = 5
 	// MaxPathBytes bounds a path in a manifest and in a request.
 	MaxPathBytes = 512
 	// MaxTypeBytes bounds a content type.
@@ -64,6 +69,9 @@ type Config struct {
 	// brotli variants at deploy (DefaultMaxCompressBytes); negative:
 	// none do.
 	MaxCompressBytes int64
+	// BrotliQuality is the brotli quality of the variants, 0 to 11
+	// (DefaultBrotliQuality).
+	BrotliQuality int
 	// TempDir holds uploads while their hash is checked (default
 	// k.Dir("vfs")).
 	TempDir string
@@ -101,6 +109,9 @@ func Register(k *kernel.Kernel, cfg Config) (*Service, error) {
 	}
 	if cfg.MaxCompressBytes == 0 {
 		cfg.MaxCompressBytes = DefaultMaxCompressBytes
+	}
+	if cfg.BrotliQuality <= 0 || cfg.BrotliQuality > 11 {
+		cfg.BrotliQuality = DefaultBrotliQuality
 	}
 	if cfg.TempDir == "" {
 		cfg.TempDir = k.Dir("vfs")
@@ -288,13 +299,19 @@ func (s *Service) PutBlob(ctx context.Context, hash string, r io.Reader) error {
 	if sp.hash != hash {
 		return kernel.Invalidf("blob %s: the content's SHA-256 is %s: nothing was stored; upload the file's own bytes under its hash", hash, sp.hash)
 	}
-	return s.putVerified(ctx, store, hash, sp.size, sp.reader())
+	return s.putVerified(ctx, store, hash, sp.size, sp.reader(), true)
 }
 
-// putVerified stores content known to hash to hash, and fsyncs it.
-func (s *Service) putVerified(ctx context.Context, store jetstream.ObjectStore, hash string, size int64, r io.Reader) error {
+// putVerified stores content known to hash to hash, and fsyncs it when
+// sync is set (the variants made at deploy are fsynced together, before
+// the deploy event is appended).
+func (s *Service) putVerified(ctx context.Context, store jetstream.ObjectStore, hash string, size int64, r io.Reader, sync bool) error {
 	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: hash}, r); err != nil {
 		return fmt.Errorf("%w: store blob %s: %v", eventlog.ErrUnavailable, hash, err)
+	}
+	if !sync {
+		// Known only once fsynced: Missing must not report it stored.
+		return nil
 	}
 	if err := s.k.Log().SyncObjectStore(Bucket); err != nil {
 		return fmt.Errorf("%w: make blob %s durable: %v", eventlog.ErrUnavailable, hash, err)
@@ -303,7 +320,9 @@ func (s *Service) putVerified(ctx context.Context, store jetstream.ObjectStore, 
 	return nil
 }
 
-// putBytes stores b, whose hash the caller computed, unless stored.
+// putBytes stores b, whose hash the caller computed, unless stored,
+// without fsyncing it: the caller calls SyncObjectStore before an event
+// names it.
 func (s *Service) putBytes(ctx context.Context, hash string, b []byte) error {
 	store, err := s.blobs(ctx)
 	if err != nil {
@@ -314,7 +333,7 @@ func (s *Service) putBytes(ctx context.Context, hash string, b []byte) error {
 	if _, ok, err := s.stored(ctx, store, hash); err != nil || ok {
 		return err
 	}
-	return s.putVerified(ctx, store, hash, int64(len(b)), bytes.NewReader(b))
+	return s.putVerified(ctx, store, hash, int64(len(b)), bytes.NewReader(b), false)
 }
 
 // tooLarge is the error for content over a limit of max bytes: it wraps

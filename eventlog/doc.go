@@ -59,6 +59,17 @@
 // written; projections that folded it notice at start (their checkpoint
 // is ahead of the log) and rebuild.
 //
+// # Object stores
+//
+// ObjectStore opens a JetStream object store bucket on the log's server
+// (file storage, the log's Replicas), for large immutable contents that
+// events name, such as the vfs service's file blobs. The group commit
+// fsyncs only the event stream: under Strict durability, call
+// SyncObjectStore after writing to a bucket and before appending an event
+// that names what was written, so that no crash keeps the event and
+// loses the content. NATS listener clients reach neither the buckets nor
+// their streams.
+//
 // # Concurrency
 //
 // One commit loop publishes; it keeps a view of every stream's last

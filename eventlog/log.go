@@ -160,6 +160,7 @@ type Log struct {
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced when new events are stored
 
+	objects  objectStores  // buckets opened with ObjectStore (objects.go)
 	reserved reservations  // categories only a Writer appends to (reserve.go)
 	seen     malformedSeen // malformed messages readers came across
 }
@@ -196,6 +197,7 @@ func (l *Log) Open(ctx context.Context) error {
 	var err error
 	if l.URL == "" {
 		writerPass, readerPass := rand.Text(), rand.Text()
+		l.objects.pass = writerPass
 		var reserved []string // a writable listener may not publish into them
 		if p := l.reserved.cats.Load(); p != nil {
 			reserved = *p
@@ -402,6 +404,7 @@ func (e *CloseError) Warn(logger *slog.Logger) {
 func (e *CloseError) Unwrap() error { return e.Err }
 
 func (l *Log) closeConn() {
+	l.closeObjects()
 	if l.rc != nil && l.rc != l.nc {
 		l.rc.Close()
 	}

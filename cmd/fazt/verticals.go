@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/verticals/analytics"
 )
 
@@ -14,5 +15,8 @@ type vertical func(*kernel.Kernel) error
 func compiledIn() []vertical {
 	return []vertical{
 		func(k *kernel.Kernel) error { return analytics.Register(k, analytics.Config{}) },
+		// The vfs service: blobs, deploys and the vfs read model. The
+		// hosting vertical will take the *vfs.Service it returns.
+		func(k *kernel.Kernel) error { _, err := vfs.Register(k, vfs.Config{}); return err },
 	}
 }

@@ -8,7 +8,7 @@
 //
 // # Usage
 //
-//	k := kernel.New(kernel.Config{Dir: "./data"})
+//	k := kernel.New("./data")
 //	svc, err := vfs.Register(k, vfs.Config{})  // before k.Open
 //	...
 //	// A client sends its manifest; the server answers what it lacks.
@@ -50,7 +50,7 @@
 // event is appended only after every blob it names is on disk: no crash
 // keeps the event and loses a blob. Under relaxed durability blobs, like
 // events, are fsynced every second; with an external NATS server
-// (kernel.Config.NATSURL) durability is that server's.
+// (kernel.Kernel.NATSURL) durability is that server's.
 //
 // # Deploys
 //

@@ -19,7 +19,8 @@ func Example() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "vfs-example")
 	defer os.RemoveAll(dir)
-	k := kernel.New(kernel.Config{Dir: dir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	k := kernel.New(dir)
+	k.Addr, k.Logger = "127.0.0.1:0", slog.New(slog.DiscardHandler)
 	svc, err := vfs.Register(k, vfs.Config{})
 	if err != nil {
 		panic(err)

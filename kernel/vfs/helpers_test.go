@@ -27,7 +27,9 @@ type env struct {
 
 // newKernel is the one way the tests make a kernel.
 func newKernel(dir string) *kernel.Kernel {
-	return kernel.New(kernel.Config{Dir: dir, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	k := kernel.New(dir)
+	k.Addr, k.Logger = "127.0.0.1:0", slog.New(slog.DiscardHandler)
+	return k
 }
 
 // start opens a kernel in dir with the service tuned by cfg; Cleanup

@@ -17,7 +17,8 @@ func TestLedgerHoldsTheService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := kernel.New(kernel.Config{Logger: slog.New(slog.DiscardHandler)})
+	k := kernel.New("") // never opened: only its declarations are read
+	k.Logger = slog.New(slog.DiscardHandler)
 	if _, err := Register(k, Config{}); err != nil {
 		t.Fatal(err)
 	}

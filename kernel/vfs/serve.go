@@ -52,7 +52,7 @@ func (s *Service) ServeSite(w http.ResponseWriter, r *http.Request, site string)
 	switch {
 	case err != nil:
 		if r.Context().Err() == nil {
-			s.k.Logger().Warn("vfs: serve", "site", site, "path", r.URL.Path, "err", err)
+			s.k.Logger.Warn("vfs: serve", "site", site, "path", r.URL.Path, "err", err)
 		}
 		http.Error(w, "503 the site's files are not available right now; retry", http.StatusServiceUnavailable)
 		return

@@ -52,20 +52,11 @@ func open(t *testing.T, k *kernel.Kernel) {
 // call sends a request; token "" sends none.
 func call(t *testing.T, k *kernel.Kernel, method, path, token, body string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+k.Addr()+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	auth := ""
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		auth = "Bearer " + token
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
+	return request(t, k, method, path, body, map[string]string{"Authorization": auth})
 }
 
 // counter is a projection counting events of type typ per stream; slow

@@ -27,7 +27,7 @@ func hostileKernel(t *testing.T) (*kernel.Kernel, *nats.Conn) {
 	if err := k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.RegisterProjection(counter("t.hit", 0, "")); err != nil {
+	if err := k.RegisterProjection(counter("t.hit", "")); err != nil {
 		t.Fatal(err)
 	}
 	open(t, k)

@@ -3,13 +3,13 @@ package kernel_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 )
 
 // apiTypes are the event types the API tests append: any object, and a
@@ -37,46 +37,23 @@ func apiKernel(t *testing.T, mod func(*kernel.Config)) *kernel.Kernel {
 	return k
 }
 
+// client calls k's API with its token.
+func client(k *kernel.Kernel) kerneltest.Client {
+	return kerneltest.Client{Base: "http://" + k.Addr(), Token: k.Token()}
+}
+
 // request sends a request to k's API with its token, unless headers set
 // Authorization ("" sends none), and returns the status, body and
 // headers of the answer.
 func request(t *testing.T, k *kernel.Kernel, method, path, body string, headers map[string]string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+k.Addr()+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+k.Token())
-	for name, v := range headers {
-		req.Header.Del(name)
-		if v != "" {
-			req.Header.Set(name, v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read the answer: %v", method, path, err)
-	}
-	return resp.StatusCode, string(b), resp.Header
+	return client(k).Do(t, method, path, strings.NewReader(body), headers)
 }
 
 // postEvents posts a body to /v1/events and requires success.
 func postEvents(t *testing.T, k *kernel.Kernel, body string) eventlog.Result {
 	t.Helper()
-	status, resp, _ := request(t, k, "POST", "/v1/events", body, nil)
-	if status != http.StatusOK {
-		t.Fatalf("append %.200s: %d %s", body, status, resp)
-	}
-	var res eventlog.Result
-	if err := json.Unmarshal([]byte(resp), &res); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return client(k).Append(t, body)
 }
 
 // scenario is one HTTP request, PocketBase style: what is sent, what

@@ -54,15 +54,7 @@ func publishAround(t *testing.T, nc *nats.Conn, subject string, h nats.Header, d
 
 func appendHit(t *testing.T, k *kernel.Kernel, stream string) eventlog.Result {
 	t.Helper()
-	status, body, _ := call(t, k, "POST", "/v1/events", k.Token(), `{"events":[{"stream":"`+stream+`","type":"t.hit","data":{}}]}`)
-	if status != http.StatusOK {
-		t.Fatalf("append to %s: %d %s", stream, status, body)
-	}
-	var res eventlog.Result
-	if err := json.Unmarshal([]byte(body), &res); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return postEvents(t, k, `{"events":[{"stream":"`+stream+`","type":"t.hit","data":{}}]}`)
 }
 
 // A message republished with the headers JetStream adds to direct gets

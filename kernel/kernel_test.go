@@ -21,6 +21,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
 )
@@ -52,11 +53,7 @@ func open(t *testing.T, k *kernel.Kernel) {
 // call sends a request; token "" sends none.
 func call(t *testing.T, k *kernel.Kernel, method, path, token, body string) (int, string, http.Header) {
 	t.Helper()
-	auth := ""
-	if token != "" {
-		auth = "Bearer " + token
-	}
-	return request(t, k, method, path, body, map[string]string{"Authorization": auth})
+	return kerneltest.Client{Base: "http://" + k.Addr(), Token: token}.Do(t, method, path, strings.NewReader(body), nil)
 }
 
 // counter is a projection counting events of type typ per stream; it

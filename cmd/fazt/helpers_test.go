@@ -17,6 +17,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 )
 
 // syncBuffer is a bytes.Buffer that a running command and the test can
@@ -119,42 +120,17 @@ func (s *testServer) stop(t *testing.T) error {
 // Authorization; "" sends none) and returns the status and body.
 func (s *testServer) do(t *testing.T, method, path string, body io.Reader, headers map[string]string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, s.addr+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	for k, v := range headers {
-		if v == "" {
-			req.Header.Del(k)
-		} else {
-			req.Header.Set(k, v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp.StatusCode, string(b), resp.Header
+	return s.client().Do(t, method, path, body, headers)
 }
 
 // appendJSON posts a body to /v1/events and requires success.
 func (s *testServer) appendJSON(t *testing.T, body string) eventlog.Result {
 	t.Helper()
-	status, resp, _ := s.do(t, "POST", "/v1/events", strings.NewReader(body), nil)
-	if status != http.StatusOK {
-		t.Fatalf("append %s: %d %s", body, status, resp)
-	}
-	var res eventlog.Result
-	if err := json.Unmarshal([]byte(resp), &res); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return s.client().Append(t, body)
+}
+
+func (s *testServer) client() kerneltest.Client {
+	return kerneltest.Client{Base: s.addr, Token: s.token}
 }
 
 // events returns every event in the log.

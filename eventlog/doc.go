@@ -298,4 +298,10 @@
 // A writable listener still refuses every administrative verb. Another
 // fazt process can use the log through it (URL): it finds the stream as
 // it is, since the listener does not let it update the configuration.
+//
+// # Testing
+//
+// Tests of any package open a real log with package eventlogtest:
+// eventlogtest.Open(t) starts one in t.TempDir() and closes it when the
+// test ends.
 package eventlog

@@ -13,6 +13,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 )
 
 // writableLog opens a log whose listener lets others publish into the
@@ -363,28 +364,15 @@ func TestReusedIDIsAConflict(t *testing.T) {
 
 	// After a restart, within JetStream's dedupe window: its own dedupe
 	// answer, and the lookup in the event's stream.
-	l = openLog2(t, dir, nil)
+	l = eventlogtest.OpenDir(t, dir)
 	check("after a restart", l)
 	l.Close(ctx)
 
 	// Past the dedupe window, the lookup in the event's stream.
-	l = openLog2(t, dir, func(l *eventlog.Log) { l.DuplicateWindow = 100 * time.Millisecond })
+	l = eventlogtest.OpenDir(t, dir, func(l *eventlog.Log) { l.DuplicateWindow = 100 * time.Millisecond })
 	time.Sleep(200 * time.Millisecond) // the only way to leave a time window
 	delete(variants, "another stream") // past the window, IDs are looked up in their own stream
 	check("past the window", l)
-}
-
-func openLog2(t *testing.T, dir string, tune func(*eventlog.Log)) *eventlog.Log {
-	t.Helper()
-	l := eventlog.New(dir)
-	if tune != nil {
-		tune(l)
-	}
-	if err := l.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(context.Background()) })
-	return l
 }
 
 // Data that is not valid UTF-8 is refused with its offset; metadata comes

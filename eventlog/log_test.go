@@ -13,21 +13,11 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 )
 
 // openLog starts a real embedded log in a temp dir, closed at cleanup.
-func openLog(tb testing.TB, tune ...func(*eventlog.Log)) *eventlog.Log {
-	tb.Helper()
-	l := eventlog.New(tb.TempDir())
-	for _, f := range tune {
-		f(l)
-	}
-	if err := l.Open(context.Background()); err != nil {
-		tb.Fatalf("open log: %v", err)
-	}
-	tb.Cleanup(func() { l.Close(context.Background()) })
-	return l
-}
+var openLog = eventlogtest.Open
 
 func ev(stream, typ string, data any) eventlog.Event {
 	b, _ := json.Marshal(data)

@@ -23,7 +23,7 @@ func TestBuildWritesOnlyIntoBuilds(t *testing.T) {
 	if err := k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.RegisterProjection(counter("t.hit", 0, "t.bad")); err != nil {
+	if err := k.RegisterProjection(counter("t.hit", "t.bad")); err != nil {
 		t.Fatal(err)
 	}
 	open(t, k)

@@ -140,4 +140,12 @@
 // to fix. DiagnoseStopped checks a data directory no server has open
 // without writing to it: what is on disk, and, as skipped, what only an
 // open log can tell.
+//
+// # Testing
+//
+// Test a vertical against a real kernel: New on a t.TempDir() with Addr
+// "127.0.0.1:0", register, Open, and call the API with package
+// kerneltest (kerneltest.Client{Base: "http://" + k.ListenAddr(), Token:
+// k.Token}). Package eventlogtest opens a bare log for tests below the
+// kernel.
 package kernel

@@ -14,6 +14,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/projections"
 )
@@ -27,7 +28,7 @@ func hostileKernel(t *testing.T) (*kernel.Kernel, *nats.Conn) {
 	if err := k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.RegisterProjection(counter("t.hit", 0, "")); err != nil {
+	if err := k.RegisterProjection(counter("t.hit", "")); err != nil {
 		t.Fatal(err)
 	}
 	open(t, k)
@@ -40,29 +41,12 @@ func hostileKernel(t *testing.T) (*kernel.Kernel, *nats.Conn) {
 }
 
 func publishAround(t *testing.T, nc *nats.Conn, subject string, h nats.Header, data string) uint64 {
-	t.Helper()
-	m, err := nc.RequestMsg(&nats.Msg{Subject: subject, Header: h, Data: []byte(data)}, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ack struct{ Seq uint64 }
-	if err := json.Unmarshal(m.Data, &ack); err != nil || ack.Seq == 0 {
-		t.Fatalf("publish: %s %v", m.Data, err)
-	}
-	return ack.Seq
+	return eventlogtest.PublishAround(t, nc, subject, h, data)
 }
 
 func appendHit(t *testing.T, k *kernel.Kernel, stream string) eventlog.Result {
 	t.Helper()
-	status, body, _ := call(t, k, "POST", "/v1/events", k.Token, `{"events":[{"stream":"`+stream+`","type":"t.hit","data":{}}]}`)
-	if status != http.StatusOK {
-		t.Fatalf("append to %s: %d %s", stream, status, body)
-	}
-	var res eventlog.Result
-	if err := json.Unmarshal([]byte(body), &res); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return postEvents(t, k, `{"events":[{"stream":"`+stream+`","type":"t.hit","data":{}}]}`)
 }
 
 // A message republished with the headers JetStream adds to direct gets

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/kernel/reactor"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
@@ -56,32 +57,18 @@ func open(t *testing.T, k *kernel.Kernel) {
 // call sends a request; token "" sends none.
 func call(t *testing.T, k *kernel.Kernel, method, path, token, body string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+k.ListenAddr()+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
+	return kerneltest.Client{Base: "http://" + k.ListenAddr(), Token: token}.Do(t, method, path, strings.NewReader(body), nil)
 }
 
-// counter is a projection counting events of type typ per stream; slow
-// makes each Apply take that long, to watch a catch-up.
-func counter(typ string, slow time.Duration, fail string) projections.Projection {
+// counter is a projection counting events of type typ per stream; it
+// fails on the events of stream fail.
+func counter(typ string, fail string) projections.Projection {
 	return projections.Projection{
 		Name: "counts", Version: 1,
 		Tables: []schemas.Table{{Name: "counts", Columns: []schemas.Column{
 			{Name: "stream", Type: "TEXT", PrimaryKey: true}, {Name: "n", Type: "INTEGER", NotNull: true}}}},
 		Filter: eventlog.Filter{Types: []string{typ}},
 		Apply: func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
-			time.Sleep(slow)
 			if e.Stream == fail {
 				return fmt.Errorf("cannot count %s", e.Stream)
 			}
@@ -120,12 +107,25 @@ func TestReadyOnlyWhenProjectionsCaughtUp(t *testing.T) {
 	// is.
 	k = newKernel(t, dir, nil)
 	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
-	p := counter("t.hit", 5*time.Millisecond, "")
+	p := counter("t.hit", "")
 	p.Critical = true
+	// It folds nothing until the test has seen it catching up.
+	gate := make(chan struct{})
+	apply := p.Apply
+	p.Apply = func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return apply(ctx, tx, e)
+	}
 	if err := k.RegisterProjection(p); err != nil {
 		t.Fatal(err)
 	}
 	open(t, k)
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before Close, should the test stop early
 	status, body, _ := call(t, k, "GET", "/readyz", "", "")
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"catching_up"`) || !strings.Contains(body, "counts") {
 		t.Fatalf("readyz while catching up: %d %s", status, body)
@@ -134,6 +134,7 @@ func TestReadyOnlyWhenProjectionsCaughtUp(t *testing.T) {
 	if status, body, _ := call(t, k, "GET", "/v1/projections/counts", k.Token, ""); status != http.StatusOK {
 		t.Fatalf("projection status while catching up: %d %s", status, body)
 	}
+	release()
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := k.WaitReady(wctx); err != nil {
@@ -417,7 +418,7 @@ func TestDiagnoseStoppedPermissions(t *testing.T) {
 func TestDoctor(t *testing.T) {
 	k := newKernel(t, t.TempDir(), nil)
 	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
-	k.RegisterProjection(counter("t.hit", 0, "t.bad"))
+	k.RegisterProjection(counter("t.hit", "t.bad"))
 	open(t, k)
 	ctx := context.Background()
 	res, err := k.Append(ctx, []eventlog.Event{{Stream: "t.good", Type: "t.hit", Data: []byte(`{}`)}, {Stream: "t.bad", Type: "t.hit", Data: []byte(`{}`)}})

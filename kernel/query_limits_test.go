@@ -19,7 +19,7 @@ func queryKernel(t *testing.T) *kernel.Kernel {
 	if err := k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.RegisterProjection(counter("t.hit", 0, "")); err != nil {
+	if err := k.RegisterProjection(counter("t.hit", "")); err != nil {
 		t.Fatal(err)
 	}
 	open(t, k)

@@ -21,8 +21,8 @@ import (
 func TestReadinessCritical(t *testing.T) {
 	k := newKernel(t, t.TempDir(), nil)
 	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
-	soft := counter("t.hit", 0, "t.soft") // "counts", not critical
-	hard := counter("t.hit", 0, "t.hard")
+	soft := counter("t.hit", "t.soft") // "counts", not critical
+	hard := counter("t.hit", "t.hard")
 	hard.Name, hard.Critical = "ledger", true
 	for _, p := range []projections.Projection{soft, hard} {
 		if err := k.RegisterProjection(p); err != nil {

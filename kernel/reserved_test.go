@@ -32,7 +32,7 @@ func lastSeq(t *testing.T, l *eventlog.Log) uint64 {
 func TestReservedCategoriesOverHTTP(t *testing.T) {
 	k := newKernel(t, t.TempDir(), nil)
 	k.RegisterEvent("t.hit", 1, []byte(`{"type":"object"}`))
-	k.RegisterProjection(counter("t.hit", 0, "t.bad"))
+	k.RegisterProjection(counter("t.hit", "t.bad"))
 	open(t, k)
 	ctx := context.Background()
 	res, err := k.Append(ctx, []eventlog.Event{{Stream: "t.good", Type: "t.hit", Data: []byte(`{}`)}, {Stream: "t.bad", Type: "t.hit", Data: []byte(`{}`)}})

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/reactor"
 )
@@ -48,11 +49,7 @@ func TestStartSurvivesBadLogContent(t *testing.T) {
 
 	// Around the kernel: the log without its validation or reservations,
 	// and raw messages through a writable listener.
-	l := eventlog.New(dir)
-	l.Listen, l.ListenWritable = "127.0.0.1:0", true
-	if err := l.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := eventlogtest.OpenDir(t, dir, func(l *eventlog.Log) { l.Listen, l.ListenWritable = "127.0.0.1:0", true })
 	deep := `{"type":"object","properties":{"a":` + strings.Repeat(`{"type":"object","properties":{"a":`, 2400) + `{}` + strings.Repeat(`}}`, 2400) + `}}`
 	var seqs []uint64
 	for _, e := range []eventlog.Event{

@@ -10,29 +10,18 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/projections"
 )
 
-// publishPoison publishes a message straight into the stream, around
-// the kernel, and returns its sequence.
+// publishPoison publishes a message that is not an event on subject,
+// around the log, and returns its sequence.
 func publishPoison(tb testing.TB, nc *nats.Conn, subject string) uint64 {
-	tb.Helper()
-	m, err := nc.Request(subject, []byte(`{"x":1}`), 5*time.Second)
-	if err != nil {
-		tb.Fatalf("publish into the stream: %v", err)
-	}
-	var ack struct {
-		Seq uint64 `json:"seq"`
-	}
-	if err := json.Unmarshal(m.Data, &ack); err != nil || ack.Seq == 0 {
-		tb.Fatalf("publish ack %s: %v", m.Data, err)
-	}
-	return ack.Seq
+	return eventlogtest.PublishAround(tb, nc, subject, nil, `{"x":1}`)
 }
 
 func TestPoisonMessage(t *testing.T) {

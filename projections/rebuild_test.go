@@ -143,6 +143,7 @@ func TestBlueGreenRebuild(t *testing.T) {
 		oldMaxSeq       uint64
 	}
 	results := make([]seen, 3)
+	var newReads atomic.Int64 // reads on the new file, while they go on
 	for i := range results {
 		wg.Go(func() {
 			s := &results[i]
@@ -191,6 +192,7 @@ func TestBlueGreenRebuild(t *testing.T) {
 				default:
 					sawNew = true
 					s.new++
+					newReads.Add(1)
 				}
 			}
 		})
@@ -215,7 +217,12 @@ func TestBlueGreenRebuild(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	took := time.Since(start)
-	time.Sleep(100 * time.Millisecond) // reads on the new file
+	// The swap is done: the readers move to the new file.
+	for deadline := time.Now().Add(time.Minute); newReads.Load() == 0 && !t.Failed(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no read on the new file within a minute of the swap")
+		}
+	}
 	halt()
 	if t.Failed() {
 		return

@@ -11,25 +11,8 @@ import (
 	"testing"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 )
-
-// runtimeLog opens a real log with an embedded NATS server in dir (a new
-// temp dir when dir is ""), closed at cleanup.
-func runtimeLog(tb testing.TB, dir string, tune ...func(*eventlog.Log)) *eventlog.Log {
-	tb.Helper()
-	if dir == "" {
-		dir = tb.TempDir()
-	}
-	l := eventlog.New(dir)
-	for _, f := range tune {
-		f(l)
-	}
-	if err := l.Open(context.Background()); err != nil {
-		tb.Fatalf("open log: %v", err)
-	}
-	tb.Cleanup(func() { l.Close(context.Background()) })
-	return l
-}
 
 // writers holds the writer of the "schemas" category of each log.
 var writers sync.Map // *eventlog.Log → *eventlog.Writer
@@ -146,7 +129,7 @@ const usersV1 = `{
 func TestRegisterAtRuntime(t *testing.T) {
 	ctx := context.Background()
 	r := kernelRegistry(t)
-	l := runtimeLog(t, "", func(l *eventlog.Log) { l.Validate = r.Validate })
+	l := eventlogtest.Open(t, func(l *eventlog.Log) { l.Validate = r.Validate })
 
 	for i, s := range []string{ordersV1, ordersV2} {
 		v, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "orders.placed", []byte(s))
@@ -230,7 +213,7 @@ func TestRegisterAtRuntime(t *testing.T) {
 func TestRegisterAtRuntimeRefuses(t *testing.T) {
 	ctx := context.Background()
 	r := kernelRegistry(t)
-	l := runtimeLog(t, "", func(l *eventlog.Log) { l.Validate = r.Validate })
+	l := eventlogtest.Open(t, func(l *eventlog.Log) { l.Validate = r.Validate })
 	if err := r.Register("billing.paid", 1, []byte(`{"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +261,7 @@ func TestRegisterAtRuntimeRefuses(t *testing.T) {
 	// Without the kernel types, a log that validates refuses the
 	// registration event itself, and nothing is applied.
 	bare := NewRegistry()
-	l2 := runtimeLog(t, "", func(l *eventlog.Log) { l.Validate = bare.Validate })
+	l2 := eventlogtest.Open(t, func(l *eventlog.Log) { l.Validate = bare.Validate })
 	if _, err := bare.RegisterAtRuntime(ctx, schemasWriter(t, l2), "orders.placed", []byte(ordersV1)); !errors.Is(err, eventlog.ErrInvalid) {
 		t.Fatalf("unvalidated registration: %v", err)
 	}
@@ -291,12 +274,7 @@ func TestRegistryLoad(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	r := kernelRegistry(t)
-	l := eventlog.New(dir)
-	l.Validate = r.Validate
-	if err := l.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(ctx)
+	l := eventlogtest.OpenDir(t, dir, func(l *eventlog.Log) { l.Validate = r.Validate })
 
 	// Other events around the registrations, also in the "schemas"
 	// category, must not confuse Load.
@@ -373,7 +351,7 @@ func TestRegistryLoad(t *testing.T) {
 	if err := l.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	l2 := runtimeLog(t, dir)
+	l2 := eventlogtest.OpenDir(t, dir)
 	r3 := rebuilt(l2)
 	runtimeSame(t, r2, r3)
 	runtimeValidates(t, r2, r3)
@@ -388,7 +366,7 @@ func TestRegistryLoad(t *testing.T) {
 	}
 	// An empty log has nothing to load.
 	r4 := NewRegistry()
-	if err := r4.Load(ctx, runtimeLog(t, "")); err != nil || len(r4.Types()) != 0 {
+	if err := r4.Load(ctx, eventlogtest.Open(t)); err != nil || len(r4.Types()) != 0 {
 		t.Fatalf("empty log: %q %v", r4.Types(), err)
 	}
 }
@@ -396,7 +374,7 @@ func TestRegistryLoad(t *testing.T) {
 // Load pages through the log (1,000 events per read).
 func TestRegistryLoadManyPages(t *testing.T) {
 	ctx := context.Background()
-	l := runtimeLog(t, "")
+	l := eventlogtest.Open(t)
 	const n = 2100
 	var evs []eventlog.Event
 	flush := func() {
@@ -463,7 +441,7 @@ func TestRegistryLoadSkipsBadRegistrations(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			l := runtimeLog(t, "")
+			l := eventlogtest.Open(t)
 			for _, d := range tc.data {
 				if _, err := l.Append(ctx, []eventlog.Event{{Stream: "schemas.a.b", Type: TypeRegistered, Data: json.RawMessage(d)}}); err != nil {
 					t.Fatal(err)
@@ -504,7 +482,7 @@ func TestRegistryLoadSkipsBadRegistrations(t *testing.T) {
 // in code a type that was first registered at run time.
 func TestRegistryLoadSkipsKnownVersions(t *testing.T) {
 	ctx := context.Background()
-	l := runtimeLog(t, "")
+	l := eventlogtest.Open(t)
 	r := NewRegistry()
 	for _, s := range []string{ordersV1, ordersV2} {
 		if _, err := r.RegisterAtRuntime(ctx, schemasWriter(t, l), "orders.placed", []byte(s)); err != nil {
@@ -547,7 +525,7 @@ func TestRegistryLoadSkipsKnownVersions(t *testing.T) {
 // learns the winner's version by Load, and can register the next.
 func TestRegisterAtRuntimeRace(t *testing.T) {
 	ctx := context.Background()
-	l := runtimeLog(t, "")
+	l := eventlogtest.Open(t)
 	schemasWriter(t, l) // before the goroutines use it
 	regs := []*Registry{NewRegistry(), NewRegistry()}
 	schema := func(who int) []byte {
@@ -636,7 +614,7 @@ func TestRegisterAtRuntimeRace(t *testing.T) {
 // out once each, in order, with no gaps.
 func TestRegisterAtRuntimeConcurrentOneRegistry(t *testing.T) {
 	ctx := context.Background()
-	l := runtimeLog(t, "")
+	l := eventlogtest.Open(t)
 	schemasWriter(t, l) // before the goroutines use it
 	r := NewRegistry()
 	const n = 8

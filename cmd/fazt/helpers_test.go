@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 )
 
 // syncBuffer is a bytes.Buffer that a running command and the test can
@@ -38,6 +38,9 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// oneEvent is an append of one event.
+const oneEvent = `{"events":[{"stream":"orders.1","type":"orders.created","data":{"total":12}}]}`
 
 // noEnv keeps the tests independent of the environment they run in.
 func noEnv(string) string { return "" }
@@ -123,42 +126,17 @@ func (s *testServer) stop(t *testing.T) error {
 // Authorization; "" sends none) and returns the status and body.
 func (s *testServer) do(t *testing.T, method, path string, body io.Reader, headers map[string]string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, s.addr+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	for k, v := range headers {
-		if v == "" {
-			req.Header.Del(k)
-		} else {
-			req.Header.Set(k, v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp.StatusCode, string(b), resp.Header
+	return s.client().Do(t, method, path, body, headers)
 }
 
 // appendJSON posts a body to /v1/events and requires success.
 func (s *testServer) appendJSON(t *testing.T, body string) eventlog.Result {
 	t.Helper()
-	status, resp, _ := s.do(t, "POST", "/v1/events", strings.NewReader(body), nil)
-	if status != http.StatusOK {
-		t.Fatalf("append %s: %d %s", body, status, resp)
-	}
-	var res eventlog.Result
-	if err := json.Unmarshal([]byte(resp), &res); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return s.client().Append(t, body)
+}
+
+func (s *testServer) client() kerneltest.Client {
+	return kerneltest.Client{Base: s.addr, Token: s.token}
 }
 
 // events returns every event in the log.
@@ -173,77 +151,6 @@ func (s *testServer) events(t *testing.T) []eventlog.Event {
 		t.Fatal(err)
 	}
 	return p.Events
-}
-
-// sseEvent is one Server-Sent Event as a client sees it.
-type sseEvent struct {
-	id, event, data string
-}
-
-// openLive connects to /v1/events/live and returns the events as they
-// arrive; the channel closes when the stream ends.
-func (s *testServer) openLive(t *testing.T, ctx context.Context, query string, headers map[string]string) (<-chan sseEvent, *http.Response) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, "GET", s.addr+"/v1/events/live"+query, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("live: %d %s", resp.StatusCode, b)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("live: Content-Type %q", ct)
-	}
-	out := make(chan sseEvent, 100)
-	go func() {
-		defer close(out)
-		defer resp.Body.Close()
-		var e sseEvent
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			line := sc.Text()
-			field, value, _ := strings.Cut(line, ": ")
-			switch {
-			case line == "":
-				if e != (sseEvent{}) {
-					out <- e
-				}
-				e = sseEvent{}
-			case field == "id":
-				e.id = value
-			case field == "event":
-				e.event = value
-			case field == "data":
-				e.data = value
-			}
-		}
-	}()
-	return out, resp
-}
-
-// next waits for the next event on a live stream.
-func next(t *testing.T, ch <-chan sseEvent) sseEvent {
-	t.Helper()
-	select {
-	case e, ok := <-ch:
-		if !ok {
-			t.Fatal("live stream ended")
-		}
-		return e
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event on the live stream within 10s")
-	}
-	return sseEvent{}
 }
 
 // waitFor polls until cond holds.

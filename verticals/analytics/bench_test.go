@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/verticals/analytics"
 	"github.com/fazt-sh/fazt/verticals/analytics/analyticsbench"
@@ -35,13 +36,10 @@ var rebuildViews = flag.Int("rebuild.views", 20_000,
 // checks that the rebuilt file and the inserted one hold the same rows.
 func BenchmarkRebuildAnalytics(b *testing.B) {
 	ctx := context.Background()
-	l := eventlog.New(b.TempDir())
-	l.Durability = eventlog.Relaxed
-	l.Logger = slog.New(slog.DiscardHandler)
-	if err := l.Open(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close(context.Background()) })
+	l := eventlogtest.Open(b, func(l *eventlog.Log) {
+		l.Durability = eventlog.Relaxed
+		l.Logger = slog.New(slog.DiscardHandler)
+	})
 
 	s := analyticsbench.NewSample(*rebuildViews, 1)
 	fill := time.Now()

@@ -12,6 +12,7 @@ import (
 	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
 	"github.com/fazt-sh/fazt/verticals/analytics"
@@ -26,14 +27,10 @@ func openTestLog(t *testing.T) *eventlog.Log {
 	if err := analytics.RegisterSchemas(reg); err != nil {
 		t.Fatal(err)
 	}
-	l := eventlog.New(t.TempDir())
-	l.Logger = slog.New(slog.DiscardHandler)
-	l.Validate = reg.Validate
-	if err := l.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(context.Background()) })
-	return l
+	return eventlogtest.Open(t, func(l *eventlog.Log) {
+		l.Logger = slog.New(slog.DiscardHandler)
+		l.Validate = reg.Validate
+	})
 }
 
 // The fold gives the rows analyticsbench counts without it, whatever

@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel/reactor"
 	"github.com/fazt-sh/fazt/schemas"
-	"github.com/nats-io/nats.go"
 )
 
 // reactorAppend appends one event per type, in one append, and returns
@@ -120,8 +122,38 @@ func reactorStop(tb testing.TB, h *reactor.Runner) {
 	}
 }
 
-// reactorSettle gives a wrongly redelivered event time to show up.
-func reactorSettle() { time.Sleep(300 * time.Millisecond) }
+// reactorInfo returns the state of reactor name's durable consumer.
+func reactorInfo(tb testing.TB, l *eventlog.Log, name string) *jetstream.ConsumerInfo {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, err := jetstream.New(l.Conn())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := js.Consumer(ctx, l.StreamName, reactor.ConsumerName(name))
+	if err != nil {
+		tb.Fatalf("reactor %s's consumer: %v", name, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		tb.Fatalf("reactor %s's consumer: %v", name, err)
+	}
+	return info
+}
+
+// reactorSettle waits until reactor name has nothing pending: every
+// event of its categories delivered and acknowledged (handled, skipped
+// by type or parked). JetStream redelivers nothing after that, so the
+// calls made are all there will be.
+func reactorSettle(tb testing.TB, l *eventlog.Log, name string) {
+	tb.Helper()
+	var info *jetstream.ConsumerInfo
+	reactorWait(tb, "reactor "+name+" to have nothing pending", func() bool {
+		info = reactorInfo(tb, l, name)
+		return info.NumPending == 0 && info.NumAckPending == 0
+	})
+}
 
 func reactorSeqs(pos []eventlog.Position, idx ...int) []uint64 {
 	out := make([]uint64, len(idx))
@@ -159,7 +191,7 @@ func TestDeliversMatchingEventsInOrder(t *testing.T) {
 	d := reactorAppend(t, l, "orders.2", "orders.placed")
 	want := []uint64{a[0].Seq, c[0].Seq, d[0].Seq}
 	reactorWait(t, "three events", func() bool { return len(calls.all()) >= 3 })
-	reactorSettle()
+	reactorSettle(t, l, "mailer")
 	if got := calls.seqs(); !reactorEqual(got, want) {
 		t.Fatalf("handled %v, want %v (stock %v skipped by category, others by type)", got, want, b)
 	}
@@ -215,7 +247,7 @@ func TestRetriesWithBackoffThenAcks(t *testing.T) {
 	pos := reactorAppend(t, l, "jobs.1", "jobs.flaky", "jobs.steady")
 	flaky, steady := pos[0], pos[1]
 	reactorWait(t, "the event after the flaky one", func() bool { return len(calls.of(steady.Seq)) == 1 })
-	reactorSettle()
+	reactorSettle(t, l, "retrier")
 	got := calls.of(flaky.Seq)
 	if len(got) != 3 {
 		t.Fatalf("flaky event handled %d times, want 3: %+v", len(got), got)
@@ -289,7 +321,7 @@ func TestParksAfterMaxAttempts(t *testing.T) {
 	pos := reactorAppend(t, l, "jobs.1", "jobs.good", "jobs.bad", "jobs.good")
 	bad := pos[1]
 	reactorWait(t, "the event after the bad one", func() bool { return len(calls.of(pos[2].Seq)) == 1 })
-	reactorSettle()
+	reactorSettle(t, l, "certs")
 	if n := len(calls.of(bad.Seq)); n != 3 {
 		t.Fatalf("bad event tried %d times, want MaxAttempts=3", n)
 	}
@@ -334,7 +366,7 @@ func TestParksAfterMaxAttempts(t *testing.T) {
 	checkParked(h2, 3, "disk full")
 	more := reactorAppend(t, l, "jobs.2", "jobs.good")
 	reactorWait(t, "an event after the restart", func() bool { return len(calls.of(more[0].Seq)) == 1 })
-	reactorSettle()
+	reactorSettle(t, l, "certs")
 	if n := len(calls.of(bad.Seq)); n != 3 {
 		t.Fatalf("parked event redelivered after restart: tried %d times", n)
 	}
@@ -382,13 +414,14 @@ func TestResumesAfterRestart(t *testing.T) {
 	reactorWait(t, "first events", func() bool { return len(calls.all()) == 3 })
 	reactorStop(t, h)
 	second := reactorAppend(t, l, "files.1", "files.put", "files.deleted", "files.put")
-	reactorSettle()
-	if n := len(calls.all()); n != 3 {
-		t.Fatalf("a stopped reactor handled events: %d calls", n)
+	// Its loop has ended (reactorStop waits for Done): nothing fetches
+	// the new events, and the consumer still holds all three.
+	if info := reactorInfo(t, l, "copier"); info.NumPending != 3 || info.NumAckPending != 0 || len(calls.all()) != 3 {
+		t.Fatalf("a stopped reactor took events: %d pending, %d awaiting ack, %d calls; want 3, 0, 3", info.NumPending, info.NumAckPending, len(calls.all()))
 	}
 	reactorStart(t, l, r)
 	reactorWait(t, "events after the restart", func() bool { return len(calls.all()) >= 6 })
-	reactorSettle()
+	reactorSettle(t, l, "copier")
 	want := append(reactorSeqs(first, 0, 1, 2), reactorSeqs(second, 0, 1, 2)...)
 	if got := calls.seqs(); !reactorEqual(got, want) {
 		t.Fatalf("handled %v, want %v, each once", got, want)
@@ -456,7 +489,7 @@ func TestSharedDurableSplitsWork(t *testing.T) {
 		pos = append(pos, reactorAppend(t, l, fmt.Sprintf("backups.%d", i%4), "backups.taken")...)
 	}
 	reactorWait(t, "every event", func() bool { return len(calls.all()) >= len(pos) })
-	reactorSettle()
+	reactorSettle(t, l, "replicator")
 	all := calls.all()
 	if len(all) != len(pos) {
 		t.Fatalf("%d calls for %d events", len(all), len(pos))
@@ -495,7 +528,8 @@ func TestNewStartsAtNowUnlessFromBeginning(t *testing.T) {
 	reactorStart(t, l, reactor.Reactor{Name: "replay", FromBeginning: true, Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: replay.handler("a")})
 	now := reactorAppend(t, l, "sites.a", "sites.deployed")
 	reactorWait(t, "the new event", func() bool { return len(fresh.all()) == 1 && len(replay.all()) == 3 })
-	reactorSettle()
+	reactorSettle(t, l, "fresh")
+	reactorSettle(t, l, "replay")
 	if got := fresh.seqs(); !reactorEqual(got, reactorSeqs(now, 0)) {
 		t.Fatalf("new reactor handled %v, want only %d", got, now[0].Seq)
 	}
@@ -507,7 +541,7 @@ func TestNewStartsAtNowUnlessFromBeginning(t *testing.T) {
 	reactorStart(t, l, reactor.Reactor{Name: "fresh", FromBeginning: true, Filter: eventlog.Filter{Categories: []string{"sites"}}, Handle: fresh.handler("a")})
 	later := reactorAppend(t, l, "sites.a", "sites.deployed")
 	reactorWait(t, "the later event", func() bool { return len(fresh.all()) == 2 })
-	reactorSettle()
+	reactorSettle(t, l, "fresh")
 	if got := fresh.seqs(); !reactorEqual(got, []uint64{now[0].Seq, later[0].Seq}) {
 		t.Fatalf("restarted reactor handled %v", got)
 	}
@@ -628,7 +662,7 @@ func TestFilterChangeOnRestart(t *testing.T) {
 	second := reactorAppend(t, l, "b.1", "b.x")
 	third := reactorAppend(t, l, "a.1", "a.x")
 	reactorWait(t, "events of both categories", func() bool { return len(calls.of(third[0].Seq)) == 1 })
-	reactorSettle()
+	reactorSettle(t, l, "widen")
 	// The b event appended before the change may or may not be delivered
 	// (it depends on how far JetStream had scanned); nothing else varies.
 	got := calls.seqs()

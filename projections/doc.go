@@ -10,8 +10,10 @@
 // its own SQLite file (see [sqlitedb]) and folds the log into it on a
 // goroutine of its own: it reads the events after the file's checkpoint,
 // applies them, and writes the new checkpoint in the same transaction,
-// up to BatchSize events per transaction while catching up, whatever has
-// arrived while live. A crash loses nothing and repeats nothing: the
+// up to BatchSize events (10,000) per transaction while catching up,
+// whatever has arrived while live; a batch also ends once its events'
+// data reach BatchBytes (8 MiB), so large events are held a few at a
+// time. A crash loses nothing and repeats nothing: the
 // rows and the checkpoint commit together or not at all.
 //
 // The checkpoint (table fazt_checkpoint, one row) holds the last log

@@ -16,7 +16,7 @@ import (
 
 // Defaults for the tunables of a Runner.
 const (
-	DefaultBatchSize     = 1000
+	DefaultBatchSize     = 10000
 	DefaultBatchBytes    = 8 << 20
 	DefaultRetryInterval = time.Second
 	DefaultPollInterval  = 50 * time.Millisecond

@@ -22,8 +22,11 @@ func TestLedgerHoldsEveryRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := l.Check(k.Catalog())
+	// Only this vertical's entries: the others are not registered here.
 	for _, p := range r.Problems {
-		t.Errorf("breaks the ledger: %s", p)
+		if strings.Contains(p, " "+Category+".") {
+			t.Errorf("breaks the ledger: %s", p)
+		}
 	}
 	for _, e := range r.Unlocked {
 		if strings.HasPrefix(e.Name, Category+".") {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/projections/sqlitedb"
 )
 
@@ -101,9 +102,9 @@ func orderedReplay(ctx context.Context, l *eventlog.Log, n int) (sample, []strin
 }
 
 // rawInsert writes the counting rows for keys into a new SQLite file at
-// path, 1000 per transaction, as the runner batches them, with the
-// statement prepared once per transaction as a careful loader would. The
-// latency of the sample is per transaction.
+// path, projections.DefaultBatchSize per transaction, as the runner
+// batches them, with the statement prepared once per transaction as a
+// careful loader would. The latency of the sample is per transaction.
 func rawInsert(ctx context.Context, path string, keys []string) (sample, error) {
 	start := time.Now()
 	db := sqlitedb.New(path)
@@ -117,7 +118,7 @@ func rawInsert(ctx context.Context, path string, keys []string) (sample, error) 
 	s := sample{ops: len(keys)}
 	for len(keys) > 0 {
 		t := time.Now()
-		k := min(len(keys), 1000)
+		k := min(len(keys), projections.DefaultBatchSize)
 		tx, err := db.Writer.BeginTx(ctx, nil)
 		if err != nil {
 			return s, err

@@ -29,9 +29,10 @@ func newKernel(dir string) *kernel.Kernel {
 // env is a real kernel (embedded NATS, SQLite, its HTTP listener on
 // loopback) with vfs and the vertical registered.
 type env struct {
-	k    *kernel.Kernel
-	base string // http://127.0.0.1:PORT
-	port string
+	k     *kernel.Kernel // nil for a server in a child process
+	base  string         // http://127.0.0.1:PORT
+	port  string
+	token string
 	seen uint64 // the log position newEvents continues from
 }
 
@@ -63,7 +64,7 @@ func start(t testing.TB, dir string, tune func(*kernel.Kernel)) *env {
 	if err := e.k.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.base = "http://" + e.k.ListenAddr()
+	e.base, e.token = "http://"+e.k.ListenAddr(), e.k.Token
 	_, e.port, _ = net.SplitHostPort(e.k.ListenAddr())
 	if e.seen, err = e.k.Log().LastSeq(ctx); err != nil {
 		t.Fatal(err)
@@ -97,7 +98,7 @@ func (e *env) do(t testing.TB, method, host, path string, body io.Reader, admin 
 		req.Host = host
 	}
 	if admin {
-		req.Header.Set("Authorization", "Bearer "+e.k.Token)
+		req.Header.Set("Authorization", "Bearer "+e.token)
 	}
 	r, err := client.Do(req)
 	if err != nil {

@@ -33,7 +33,7 @@ type env struct {
 	base  string         // http://127.0.0.1:PORT
 	port  string
 	token string
-	seen uint64 // the log position newEvents continues from
+	seen  uint64 // the log position newEvents continues from
 }
 
 // start opens a kernel in dir; tune changes its tunables (nil: none).

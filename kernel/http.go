@@ -63,6 +63,8 @@ type api struct {
 	mux    *http.ServeMux
 	// public holds the patterns of public routes: no token, rate limited.
 	public map[string]bool
+	// bodyLimits holds the admin routes' own body limits (HandleBody).
+	bodyLimits map[string]int64
 	// hosts, when set (Kernel.RouteHost), picks a handler by Host before
 	// the routes above see the request.
 	hosts   func(*http.Request) http.Handler
@@ -156,7 +158,11 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request, pattern string) {
 		a.fail(w, r, &apiError{kind: eventlog.ErrUnavailable, msg: "the event log is not open: the server is starting or stopping"})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, a.k.MaxBodyBytes)
+	limit := a.k.MaxBodyBytes
+	if l, ok := a.bodyLimits[pattern]; ok {
+		limit = l
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	a.mux.ServeHTTP(w, r)
 }
 

@@ -354,6 +354,25 @@ func (k *Kernel) Handle(pattern string, h http.Handler) error {
 	return k.handle(pattern, h, false)
 }
 
+// HandleBody serves an admin route as Handle does, with request bodies of
+// up to maxBytes instead of MaxBodyBytes: for uploads, such as a site's
+// files. The handler bounds what it keeps of a body itself.
+func (k *Kernel) HandleBody(pattern string, h http.Handler, maxBytes int64) error {
+	if maxBytes <= 0 {
+		return k.fail(fmt.Errorf("%w: route %q: body limit %d: want a positive number of bytes", eventlog.ErrInvalid, pattern, maxBytes))
+	}
+	if err := k.handle(pattern, h, false); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.api.bodyLimits == nil {
+		k.api.bodyLimits = map[string]int64{}
+	}
+	k.api.bodyLimits[pattern] = maxBytes
+	return nil
+}
+
 // HandlePublic serves a route anyone may call, without the token: it is
 // rate limited per client address (PublicRate, PublicBurst) and its
 // bodies are limited to PublicBodyBytes.

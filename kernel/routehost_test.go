@@ -2,6 +2,7 @@ package kernel_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -89,5 +90,38 @@ func TestRouteHostRefusesNilAndASecond(t *testing.T) {
 	}
 	if err := k.RouteHost(none); !errors.Is(err, eventlog.ErrInvalid) {
 		t.Fatalf("a second RouteHost: %v, want ErrInvalid", err)
+	}
+}
+
+// HandleBody gives one admin route its own body limit; the others keep
+// MaxBodyBytes.
+func TestHandleBodyLimitsOneRoute(t *testing.T) {
+	k := newKernel(t, t.TempDir(), func(k *kernel.Kernel) { k.MaxBodyBytes = 100 })
+	read := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			k.WriteError(w, r, fmt.Errorf("%w: %w", eventlog.ErrInvalid, err))
+			return
+		}
+		fmt.Fprintf(w, "%d", len(b))
+	})
+	if err := k.HandleBody("PUT /v1/test/upload", read, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Handle("PUT /v1/test/small", read); err != nil {
+		t.Fatal(err)
+	}
+	open(t, k)
+	if status, body, _ := call(t, k, "PUT", "/v1/test/upload", k.Token, strings.Repeat("x", 1000)); status != 200 || body != "1000" {
+		t.Errorf("1000 bytes to the upload route: %d %s", status, body)
+	}
+	if status, body, _ := call(t, k, "PUT", "/v1/test/upload", k.Token, strings.Repeat("x", 1001)); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("1001 bytes to the upload route: %d %s, want 413", status, body)
+	}
+	if status, body, _ := call(t, k, "PUT", "/v1/test/small", k.Token, strings.Repeat("x", 101)); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("101 bytes to another route: %d %s, want 413", status, body)
+	}
+	if err := newKernel(t, t.TempDir(), nil).HandleBody("PUT /v1/x", read, 0); !errors.Is(err, eventlog.ErrInvalid) {
+		t.Errorf("HandleBody with limit 0: %v, want ErrInvalid", err)
 	}
 }

@@ -56,6 +56,10 @@ func DomainsPath(app string) string { return AppPath(app) + "/domains" }
 
 // Config tunes the vertical. The zero value is ready to use.
 type Config struct {
+	// MaxUploadBytes bounds the body of a blob upload
+	// (vfs.DefaultMaxBlobBytes; the vfs service's MaxBlobBytes bounds it
+	// too).
+	MaxUploadBytes int64
 	// MaxWait bounds how long the admin reads wait for the projection to
 	// catch up with the log (DefaultMaxWait); past it they answer 503.
 	MaxWait time.Duration
@@ -83,6 +87,9 @@ func Register(k *kernel.Kernel, files *vfs.Service, cfg Config) error {
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = vfs.DefaultMaxBlobBytes
 	}
 	v := &vertical{k: k, files: files, cfg: cfg}
 	v.hosts.load = v.loadHosts
@@ -118,11 +125,19 @@ func Register(k *kernel.Kernel, files *vfs.Service, cfg Config) error {
 	}
 	for _, rt := range routes {
 		h := rt.h
-		if err := k.Handle(rt.pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := h(w, r); err != nil {
 				k.WriteError(w, r, err)
 			}
-		})); err != nil {
+		})
+		var err error
+		if strings.HasPrefix(rt.pattern, "PUT ") {
+			// Uploads: a file may be larger than the API's other bodies.
+			err = k.HandleBody(rt.pattern, handler, cfg.MaxUploadBytes)
+		} else {
+			err = k.Handle(rt.pattern, handler)
+		}
+		if err != nil {
 			return fmt.Errorf("apps: %w", err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 // Every route answers bad input with a clear 4xx and writes nothing:
 // no event, no blob, the live deploy unchanged.
 func TestBadInputWritesNothing(t *testing.T) {
-	e := start(t, t.TempDir(), func(k *kernel.Kernel) { k.MaxBodyBytes = 64 << 10 })
+	e := start(t, t.TempDir(), func(k *kernel.Kernel) { k.MaxBodyBytes = 64 << 10 }, Config{MaxUploadBytes: 64 << 10})
 	live, _ := e.deploy(t, "blog", map[string]string{"index.html": "v1"})
 	e.newEvents(t)
 
@@ -108,7 +108,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 // A deploy stopped after half its uploads leaves nothing visible, and
 // running it again uploads only the rest.
 func TestInterruptedDeploy(t *testing.T) {
-	e := start(t, t.TempDir(), nil)
+	e := start(t, t.TempDir(), nil, Config{})
 	e.deploy(t, "blog", map[string]string{"index.html": "old"})
 	e.newEvents(t)
 	files := map[string]string{"index.html": "new"}

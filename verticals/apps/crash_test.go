@@ -33,7 +33,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the child of TestSIGKILLDuringDeploy")
 	}
-	e := start(t, dir, nil)
+	e := start(t, dir, nil, Config{})
 	fmt.Printf("ready %s %s\n", e.k.ListenAddr(), e.token)
 	time.Sleep(2 * time.Minute)
 }

@@ -29,8 +29,9 @@
 //     written.
 //   - PUT /v1/apps/{app}/blobs/{sha256}: the file's bytes, stored once
 //     checked against the hash (vfs.PutBlob; a mismatch is 400 and
-//     stores nothing). The body is limited by the kernel's MaxBodyBytes
-//     (12 MiB by default; 413 beyond) and vfs's MaxBlobBytes.
+//     stores nothing). The body is at most Config.MaxUploadBytes and the
+//     vfs service's MaxBlobBytes (both 100 MiB by default; 413 beyond);
+//     the other routes keep the kernel's MaxBodyBytes.
 //   - POST /v1/apps/{app}/deploys, the same body: records the deploy and
 //     makes it live in one atomic append (vfs.Deploy) and answers 201
 //     {"id", "app", "files", "url"}. A manifest naming a blob not stored

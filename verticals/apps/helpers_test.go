@@ -36,9 +36,9 @@ type env struct {
 	seen  uint64 // the log position newEvents continues from
 }
 
-// start opens a kernel in dir; tune changes its tunables (nil: none).
-// Cleanup closes it.
-func start(t testing.TB, dir string, tune func(*kernel.Kernel)) *env {
+// start opens a kernel in dir; tune changes its tunables (nil: none),
+// cfg tunes the vertical. Cleanup closes it.
+func start(t testing.TB, dir string, tune func(*kernel.Kernel), cfg Config) *env {
 	t.Helper()
 	e := &env{k: newKernel(dir)}
 	if tune != nil {
@@ -48,7 +48,7 @@ func start(t testing.TB, dir string, tune func(*kernel.Kernel)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Register(e.k, files, Config{}); err != nil {
+	if err := Register(e.k, files, cfg); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 )
 
@@ -21,7 +22,7 @@ var helloSite = map[string]string{
 // A deploy through the API is live at NAME.localhost on the kernel's
 // listener, with the API still on the listener's own address.
 func TestDeployServesAtNameLocalhost(t *testing.T) {
-	e := start(t, t.TempDir(), nil)
+	e := start(t, t.TempDir(), nil, Config{})
 	_, uploaded := e.deploy(t, "hello", helloSite)
 	if uploaded != len(helloSite) {
 		t.Errorf("first deploy uploaded %d blobs, want %d", uploaded, len(helloSite))
@@ -65,7 +66,7 @@ func TestDeployServesAtNameLocalhost(t *testing.T) {
 // A redeploy that changes one file of many uploads one blob, and the
 // server answers from the new deploy as soon as the finalise returns.
 func TestRedeployUploadsOneBlob(t *testing.T) {
-	e := start(t, t.TempDir(), nil)
+	e := start(t, t.TempDir(), nil, Config{})
 	files := map[string]string{}
 	for i := range 200 {
 		files[fmt.Sprintf("page/%03d.html", i)] = fmt.Sprintf("<p>page %d</p>", i)
@@ -88,7 +89,7 @@ func TestRedeployUploadsOneBlob(t *testing.T) {
 // Rollback makes the previous deploy live, or the one named; delete is
 // a tombstone that keeps the history, and a rollback brings it back.
 func TestRollbackHistoryDelete(t *testing.T) {
-	e := start(t, t.TempDir(), nil)
+	e := start(t, t.TempDir(), nil, Config{})
 	v1, _ := e.deploy(t, "blog", map[string]string{"index.html": "v1"})
 	wantStatus(t, "rollback of the first deploy", e.api(t, "POST", RollbackPath("blog"), RollbackRequest{}), http.StatusConflict)
 	v2, _ := e.deploy(t, "blog", map[string]string{"index.html": "v2"})
@@ -130,7 +131,7 @@ func TestRollbackHistoryDelete(t *testing.T) {
 
 // An alias serves the app at ALIAS.localhost; names are claimed once.
 func TestAliases(t *testing.T) {
-	e := start(t, t.TempDir(), nil)
+	e := start(t, t.TempDir(), nil, Config{})
 	e.deploy(t, "blog", map[string]string{"index.html": "blog"})
 	e.deploy(t, "shop", map[string]string{"index.html": "shop"})
 	e.newEvents(t)
@@ -172,7 +173,7 @@ func TestAliases(t *testing.T) {
 // A custom domain is recorded, validated, and served by Host on the
 // kernel's listener; once removed the host reaches the API again.
 func TestDomains(t *testing.T) {
-	e := start(t, t.TempDir(), nil)
+	e := start(t, t.TempDir(), nil, Config{})
 	e.deploy(t, "blog", map[string]string{"index.html": "blog"})
 	e.deploy(t, "shop", map[string]string{"index.html": "shop"})
 	e.newEvents(t)
@@ -212,7 +213,7 @@ func TestDomains(t *testing.T) {
 // The Host header is read strictly: garbage under .localhost is 400 and
 // reaches nothing; paths cannot leave the app.
 func TestHostsAreStrict(t *testing.T) {
-	e := start(t, t.TempDir(), nil)
+	e := start(t, t.TempDir(), nil, Config{})
 	e.deploy(t, "blog", map[string]string{"index.html": "blog"})
 	e.deploy(t, "other", map[string]string{"secret.html": "secret"})
 	for _, host := range []string{"a.blog.localhost", "_x.localhost", "-x.localhost", "blog..localhost", strings.Repeat("a", 64) + ".localhost"} {
@@ -251,5 +252,16 @@ func TestParseHost(t *testing.T) {
 		if ok != c.ok || (ok && got != c.want) {
 			t.Errorf("ParseHost(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// A file larger than the API's other bodies uploads: the blob route has
+// its own limit (Config.MaxUploadBytes).
+func TestUploadLargerThanAPIBodies(t *testing.T) {
+	e := start(t, t.TempDir(), func(k *kernel.Kernel) { k.MaxBodyBytes = 64 << 10 }, Config{})
+	big := strings.Repeat("0123456789", 20<<10) // 200 KiB
+	e.deploy(t, "media", map[string]string{"video.bin": big})
+	if r := e.site(t, "media.localhost", "/video.bin"); r.status != 200 || r.body != big {
+		t.Errorf("video.bin: %d, %d bytes, want the %d uploaded", r.status, len(r.body), len(big))
 	}
 }

@@ -29,11 +29,12 @@ func newKernel(dir string) *kernel.Kernel {
 // env is a real kernel (embedded NATS, SQLite, its HTTP listener on
 // loopback) with vfs and the vertical registered.
 type env struct {
-	k     *kernel.Kernel // nil for a server in a child process
-	base  string         // http://127.0.0.1:PORT
-	port  string
-	token string
-	seen  uint64 // the log position newEvents continues from
+	k      *kernel.Kernel // nil for a server in a child process
+	base   string         // http://127.0.0.1:PORT
+	port   string
+	token  string
+	seen   uint64 // the log position newEvents continues from
+	closed bool
 }
 
 // start opens a kernel in dir; tune changes its tunables (nil: none),
@@ -56,11 +57,7 @@ func start(t testing.TB, dir string, tune func(*kernel.Kernel), cfg Config) *env
 	if err := e.k.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := e.k.Close(context.Background()); err != nil {
-			t.Errorf("close kernel: %v", err)
-		}
-	})
+	t.Cleanup(func() { e.close(t) })
 	if err := e.k.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +67,18 @@ func start(t testing.TB, dir string, tune func(*kernel.Kernel), cfg Config) *env
 		t.Fatal(err)
 	}
 	return e
+}
+
+// close closes the kernel (once).
+func (e *env) close(t testing.TB) {
+	t.Helper()
+	if e.closed {
+		return
+	}
+	e.closed = true
+	if err := e.k.Close(context.Background()); err != nil {
+		t.Errorf("close kernel: %v", err)
+	}
 }
 
 // resp is an answer with its body read.

@@ -19,8 +19,8 @@ import (
 // NAME.localhost, which browsers resolve to loopback with no DNS.
 const LocalSuffix = ".localhost"
 
-// ParseHost reads a request's Host header: the port dropped, lower-cased,
-// one trailing dot dropped. ok is false for a Host that is not a valid
+// ParseHost reads a request's Host header: the port (digits) dropped,
+// lower-cased, one trailing dot dropped. ok is false for a Host that is not a valid
 // host name or address.
 func ParseHost(raw string) (host string, ok bool) {
 	h := raw
@@ -29,8 +29,9 @@ func ParseHost(raw string) (host string, ok bool) {
 	case bracketed && strings.HasSuffix(h, "]"):
 		h = h[1 : len(h)-1]
 	case bracketed || strings.Count(h, ":") == 1:
+		var port string
 		var err error
-		if h, _, err = net.SplitHostPort(h); err != nil {
+		if h, port, err = net.SplitHostPort(h); err != nil || len(port) > 5 || strings.Trim(port, "0123456789") != "" {
 			return "", false
 		}
 	}

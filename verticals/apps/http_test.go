@@ -247,6 +247,8 @@ func TestParseHost(t *testing.T) {
 		{"a/b", "", false},
 		{"ü.localhost", "", false},
 		{"x.localhost:", "x.localhost", true},
+		{"x.localhost:x", "", false},
+		{"x.localhost:123456", "", false},
 	} {
 		got, ok := ParseHost(c.in)
 		if ok != c.ok || (ok && got != c.want) {

@@ -98,7 +98,7 @@ func Register(k *kernel.Kernel, files *vfs.Service, cfg Config) error {
 			return fmt.Errorf("apps: %w", err)
 		}
 	}
-	if err := k.RegisterProjection(projection()); err != nil {
+	if err := k.RegisterProjection(v.projection()); err != nil {
 		return fmt.Errorf("apps: %w", err)
 	}
 	w, err := k.Log().Reserve(Category)
@@ -532,11 +532,11 @@ func (v *vertical) bind(w http.ResponseWriter, r *http.Request, app, host, kind 
 	if err != nil {
 		return err
 	}
-	// Folded before the answer, so that the next request is routed by it.
+	// Folded before the answer, so that the next request is routed by it
+	// (the fold drops the host map; see hostMap).
 	if _, err := v.k.Projections().Read(ctx, projectionName, projections.ReadOptions{MinSeq: res.LastSeq, MaxWait: v.cfg.MaxWait}, func(context.Context, *sql.Tx) error { return nil }); err != nil {
 		return err
 	}
-	v.hosts.changed()
 	status := http.StatusOK
 	if add {
 		status = http.StatusCreated

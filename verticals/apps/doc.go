@@ -81,7 +81,9 @@
 //     "_x.localhost") is 400: it reaches neither an app nor the API.
 //   - A bound custom domain serves its app.
 //   - Every other host (127.0.0.1, localhost, unbound names) reaches
-//     the API exactly as before.
+//     the API exactly as before; so does every host but NAME.localhost
+//     while the apps projection cannot be read (the API stays reachable
+//     to repair it; NAME.localhost then answers the error, 503).
 //
 // Path handling, caching headers, compression and ranges are
 // ServeSite's (see package vfs). The aliases and domains are held in

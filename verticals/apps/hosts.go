@@ -122,9 +122,10 @@ func NormalizeDomain(d string) (string, error) {
 }
 
 // hostMap is the aliases and domains of every app, host → app, in
-// memory: serving a request costs no SQLite read. It is loaded from the
-// projection on the first request after a change of the vertical's own
-// (the vertical alone writes them: its category is reserved).
+// memory: serving a request costs no SQLite read. The projection's fold
+// drops it when it applies a change (before committing it), and the next
+// request loads it again with a read that waits until the projection has
+// folded the whole log.
 type hostMap struct {
 	mu   sync.Mutex
 	gen  uint64            // bumped by every change
@@ -199,7 +200,12 @@ func (v *vertical) route(r *http.Request) http.Handler {
 	}
 	hosts, err := v.hosts.get(r.Context())
 	if err != nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { v.k.WriteError(w, r, err) })
+		if local {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { v.k.WriteError(w, r, err) })
+		}
+		// The domains cannot be read (the projection is halted or
+		// catching up): the API stays reachable by any name, to fix it.
+		return nil
 	}
 	app, found := hosts[name]
 	switch {

@@ -49,18 +49,26 @@ func tablesV1() []schemas.Table {
 	}
 }
 
-func projection() projections.Projection {
+func (v *vertical) projection() projections.Projection {
 	return projections.Projection{
 		Name:    projectionName,
 		Version: 1,
 		Tables:  tablesV1(),
 		Filter: eventlog.Filter{Types: []string{vfs.TypeDeployRecorded, vfs.TypeDeployActivated, vfs.TypeSiteDeleted,
 			TypeAliasAdded, TypeAliasRemoved, TypeDomainAdded, TypeDomainRemoved}},
-		Apply: apply,
+		Apply: v.apply,
 	}
 }
 
-func apply(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+func (v *vertical) apply(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+	switch e.Type {
+	case TypeAliasAdded, TypeAliasRemoved, TypeDomainAdded, TypeDomainRemoved:
+		// Before the change commits: the host map in memory is reloaded
+		// by the next request, from a read that waits for this commit.
+		// So changes written by another node, or replayed by a rebuild,
+		// route too.
+		v.hosts.changed()
+	}
 	at := e.Time.UTC().Format(time.RFC3339Nano)
 	exec := func(q string, args ...any) error {
 		_, err := tx.ExecContext(ctx, q, args...)

@@ -234,3 +234,31 @@ func TestDeploySample(t *testing.T) {
 		t.Errorf("sample /nope: %d, want its 404.html", status)
 	}
 }
+
+// A deploy interrupted after half its uploads, run again with fazt
+// deploy, uploads only the rest.
+func TestDeployCLIResumes(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, n := range []string{"a", "b", "c", "d", "e", "f"} {
+		files[n+".txt"] = "file " + n
+	}
+	writeTree(t, dir, files)
+	for _, n := range []string{"a", "b", "c"} {
+		c := files[n+".txt"]
+		if status, body, _ := s.do(t, "PUT", apps.BlobPath("site", vfs.Hash([]byte(c))), strings.NewReader(c), nil); status != 200 {
+			t.Fatalf("upload %s: %d %s", n, status, body)
+		}
+	}
+	if status, _ := getHost(t, s, "site.localhost:"+port(s), "/a.txt"); status != 404 {
+		t.Errorf("blobs alone serve something: %d", status)
+	}
+	out, _, err := fazt(t, nil, "", "deploy", dir, "--app", "site", "--data", s.dir)
+	if err != nil || !strings.Contains(out, "deployed site: 6 files, 3 uploaded") {
+		t.Fatalf("deploy after half the uploads: %v\n%s", err, out)
+	}
+	if _, body := getHost(t, s, "site.localhost:"+port(s), "/f.txt"); body != "file f" {
+		t.Errorf("f.txt: %q", body)
+	}
+}

@@ -307,10 +307,18 @@ func (v *vertical) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err := checkManifest(&m); err != nil {
 		return err
 	}
-	v.names.Lock()
-	defer v.names.Unlock()
-	if err := v.claimable(r.Context(), app); err != nil {
+	existing, err := v.apps(r.Context(), app)
+	if err != nil {
 		return err
+	}
+	if len(existing) == 0 {
+		// A new name: claimed against aliases, one command at a time.
+		// Deploys of existing apps run concurrently.
+		v.names.Lock()
+		defer v.names.Unlock()
+		if err := v.claimable(r.Context(), app); err != nil {
+			return err
+		}
 	}
 	id, err := v.files.Deploy(r.Context(), app, m)
 	if err != nil {

@@ -267,3 +267,34 @@ func TestUploadLargerThanAPIBodies(t *testing.T) {
 		t.Errorf("video.bin: %d, %d bytes, want the %d uploaded", r.status, len(r.body), len(big))
 	}
 }
+
+// A name is claimed once: racing an alias and a first deploy of the same
+// name, exactly one wins, and the name serves what won.
+func TestNameClaimedOnce(t *testing.T) {
+	e := start(t, t.TempDir(), nil, Config{})
+	e.deploy(t, "blog", map[string]string{"index.html": "blog"})
+	files := map[string]string{"index.html": "new app"}
+	m := manifestOf(files)
+	e.upload(t, "x", files, e.missing(t, "x", m))
+	for i := range 5 {
+		name := fmt.Sprintf("race%d", i)
+		results := make(chan int, 2)
+		go func() { results <- e.api(t, "POST", AliasesPath("blog"), AliasRequest{Alias: name}).status }()
+		go func() { results <- e.api(t, "POST", DeploysPath(name), m).status }()
+		a, b := <-results, <-results
+		won := 0
+		for _, s := range []int{a, b} {
+			if s == http.StatusCreated {
+				won++
+			} else if s != http.StatusConflict {
+				t.Errorf("%s: status %d, want 201 or 409", name, s)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%s: %d claims won (%d, %d), want exactly 1", name, won, a, b)
+		}
+		if r := e.site(t, name+".localhost", "/"); r.status != 200 || (r.body != "blog" && r.body != "new app") {
+			t.Errorf("%s.localhost: %d %q", name, r.status, r.body)
+		}
+	}
+}

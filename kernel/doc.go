@@ -70,7 +70,12 @@
 //   - side-effect consumers: RegisterReactor (see package reactor);
 //   - HTTP routes: Handle for admin routes under /v1/ (the bearer token
 //     is required), HandlePublic for routes anyone may call (rate limited
-//     per client address, small bodies).
+//     per client address, small bodies); HandleBody for an admin route
+//     with a body limit of its own (uploads);
+//   - serving by Host: RouteHost, one function that sees each request
+//     first and returns the handler for the hosts it serves (sites at
+//     NAME.localhost, custom domains) or nil to leave the request to the
+//     API.
 //
 // Verticals never import each other; they share only the log. Command
 // handlers use Decide: load a stream, fold it to a state, decide the new

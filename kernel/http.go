@@ -62,7 +62,12 @@ type api struct {
 	token  []byte
 	mux    *http.ServeMux
 	// public holds the patterns of public routes: no token, rate limited.
-	public  map[string]bool
+	public map[string]bool
+	// bodyLimits holds the admin routes' own body limits (HandleBody).
+	bodyLimits map[string]int64
+	// hosts, when set (Kernel.RouteHost), picks a handler by Host before
+	// the routes above see the request.
+	hosts   func(*http.Request) http.Handler
 	limiter *limiter
 	// live counts each client's open live streams.
 	live    *perClient
@@ -116,6 +121,12 @@ func (a *api) route(pattern string, h http.Handler, public bool) {
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if a.hosts != nil {
+		if h := a.hosts(r); h != nil {
+			a.serveHost(w, r, h, start)
+			return
+		}
+	}
 	_, pattern := a.mux.Handler(r)
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() { a.httpm.observe(pattern, cmp.Or(sw.status, http.StatusOK), time.Since(start)) }()
@@ -147,8 +158,23 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request, pattern string) {
 		a.fail(w, r, &apiError{kind: eventlog.ErrUnavailable, msg: "the event log is not open: the server is starting or stopping"})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, a.k.MaxBodyBytes)
+	limit := a.k.MaxBodyBytes
+	if l, ok := a.bodyLimits[pattern]; ok {
+		limit = l
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	a.mux.ServeHTTP(w, r)
+}
+
+// serveHost serves a request RouteHost's function took: no token, the
+// public body limit, and one metrics label for all of them.
+func (a *api) serveHost(w http.ResponseWriter, r *http.Request, h http.Handler, start time.Time) {
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() { a.httpm.observe(HostRoute, cmp.Or(sw.status, http.StatusOK), time.Since(start)) }()
+	sw.Header().Set("X-Content-Type-Options", "nosniff")
+	a.limitBodyTime(sw, r)
+	r.Body = http.MaxBytesReader(sw, r.Body, a.k.PublicBodyBytes)
+	h.ServeHTTP(sw, r)
 }
 
 // servePublic serves a public route: rate limited per client, with a

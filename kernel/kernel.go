@@ -354,6 +354,25 @@ func (k *Kernel) Handle(pattern string, h http.Handler) error {
 	return k.handle(pattern, h, false)
 }
 
+// HandleBody serves an admin route as Handle does, with request bodies of
+// up to maxBytes instead of MaxBodyBytes: for uploads, such as a site's
+// files. The handler bounds what it keeps of a body itself.
+func (k *Kernel) HandleBody(pattern string, h http.Handler, maxBytes int64) error {
+	if maxBytes <= 0 {
+		return k.fail(fmt.Errorf("%w: route %q: body limit %d: want a positive number of bytes", eventlog.ErrInvalid, pattern, maxBytes))
+	}
+	if err := k.handle(pattern, h, false); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.api.bodyLimits == nil {
+		k.api.bodyLimits = map[string]int64{}
+	}
+	k.api.bodyLimits[pattern] = maxBytes
+	return nil
+}
+
 // HandlePublic serves a route anyone may call, without the token: it is
 // rate limited per client address (PublicRate, PublicBurst) and its
 // bodies are limited to PublicBodyBytes.
@@ -381,6 +400,37 @@ func (k *Kernel) handle(pattern string, h http.Handler, public bool) (err error)
 		}
 	}()
 	k.api.route(pattern, h, public)
+	return nil
+}
+
+// HostRoute is the route label of the requests a RouteHost function
+// took, in the HTTP metrics.
+const HostRoute = "host"
+
+// RouteHost sets fn to see every request before the API's routes do:
+// when fn returns a handler, that handler answers the request, whatever
+// its path; when it returns nil, the request goes on to the API exactly
+// as without fn. It is how a vertical serves sites by Host (app.localhost,
+// a custom domain) on the kernel's listener, without the kernel knowing
+// of it. fn runs on every request, so it must be cheap and must return
+// nil for the hosts of the API (127.0.0.1, localhost, ...). The handler
+// it returns gets no token check and no rate limit, a request body of at
+// most PublicBodyBytes, X-Content-Type-Options: nosniff, and is counted
+// in the metrics under the route HostRoute. One function per kernel,
+// set before Open.
+func (k *Kernel) RouteHost(fn func(r *http.Request) http.Handler) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.registering("a host router"); err != nil {
+		return err
+	}
+	if fn == nil {
+		return k.fail(fmt.Errorf("%w: RouteHost: nil function", eventlog.ErrInvalid))
+	}
+	if k.api.hosts != nil {
+		return k.fail(fmt.Errorf("%w: RouteHost: a host router is set already (one per kernel)", eventlog.ErrInvalid))
+	}
+	k.api.hosts = fn
 	return nil
 }
 

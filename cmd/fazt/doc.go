@@ -39,6 +39,9 @@
 //	fazt reactors status | retry NAME --seq N
 //	fazt schema check|lock|register|list|show ...
 //	fazt analytics top SITE | sites | add-site ID --domain HOST
+//	fazt deploy DIR --app NAME [--spa] [--jobs N]
+//	fazt apps list | history NAME | rollback NAME [--to ID] | delete NAME
+//	fazt apps alias add|remove NAME ALIAS | domain add|remove NAME DOMAIN
 //	fazt demo [--views N] [--days N] [--sites a,b,c]
 //	fazt bench [--json] ...
 //	fazt doctor [--data DIR] [--json]
@@ -46,7 +49,10 @@
 // Query runs read-only SQL over a projection (answers above 16 MiB are
 // refused); projections operates them (build --as-of SEQ|TIME --out NAME
 // builds one as of a past point into the server's DIR/builds/NAME); demo
-// loads a sample of page views into a running server; bench measures
+// loads a sample of page views into a running server; deploy sends a
+// folder as an app (dotfiles and .faztignore patterns left out, only the
+// files the server lacks uploaded) and prints its URL,
+// http://NAME.localhost:PORT/; apps manages the apps; bench measures
 // the kernel against raw JetStream and SQLite; doctor checks a data
 // directory and its server and says what to fix (with no server running
 // it only reads the directory, and reports what it could not check).

@@ -4,6 +4,7 @@ import (
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/verticals/analytics"
+	"github.com/fazt-sh/fazt/verticals/apps"
 )
 
 // vertical is a business module: it registers its event types,
@@ -15,8 +16,14 @@ type vertical func(*kernel.Kernel) error
 func compiledIn() []vertical {
 	return []vertical{
 		func(k *kernel.Kernel) error { return analytics.Register(k, analytics.Config{}) },
-		// The vfs service: blobs, deploys and the vfs read model. The
-		// hosting vertical will take the *vfs.Service it returns.
-		func(k *kernel.Kernel) error { _, err := vfs.Register(k, vfs.Config{}); return err },
+		// The vfs service (blobs, deploys, the vfs read model), and the
+		// hosting vertical on the *vfs.Service it returns.
+		func(k *kernel.Kernel) error {
+			files, err := vfs.Register(k, vfs.Config{})
+			if err != nil {
+				return err
+			}
+			return apps.Register(k, files, apps.Config{})
+		},
 	}
 }

@@ -253,16 +253,23 @@ func (v *vertical) claimable(ctx context.Context, app string) error {
 	return nil
 }
 
-func (v *vertical) manifest(w http.ResponseWriter, r *http.Request) error {
+// readManifest reads the app's name from the path and its manifest from
+// the body, checked.
+func readManifest(w http.ResponseWriter, r *http.Request) (string, vfs.Manifest, error) {
+	var m vfs.Manifest
 	app, err := appName(r)
 	if err != nil {
-		return err
+		return "", m, err
 	}
-	var m vfs.Manifest
 	if err := kernel.DecodeJSON(w, r, &m); err != nil {
-		return err
+		return "", m, err
 	}
-	if err := checkManifest(&m); err != nil {
+	return app, m, checkManifest(&m)
+}
+
+func (v *vertical) manifest(w http.ResponseWriter, r *http.Request) error {
+	app, m, err := readManifest(w, r)
+	if err != nil {
 		return err
 	}
 	if err := v.claimable(r.Context(), app); err != nil {
@@ -296,15 +303,8 @@ func (v *vertical) putBlob(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (v *vertical) deploy(w http.ResponseWriter, r *http.Request) error {
-	app, err := appName(r)
+	app, m, err := readManifest(w, r)
 	if err != nil {
-		return err
-	}
-	var m vfs.Manifest
-	if err := kernel.DecodeJSON(w, r, &m); err != nil {
-		return err
-	}
-	if err := checkManifest(&m); err != nil {
 		return err
 	}
 	existing, err := v.apps(r.Context(), app)

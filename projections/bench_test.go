@@ -201,8 +201,8 @@ func rawReplay(tb testing.TB, l *eventlog.Log, n int) int {
 }
 
 // batchInsert writes the counter rows of n events cycling through keys,
-// 1000 per transaction (the runner's BatchSize): the raw ingredient of a
-// fold. Prepared, the statement is compiled once; unprepared, SQLite
+// projections.DefaultBatchSize per transaction (the runner's BatchSize):
+// the raw ingredient of a fold. Prepared, the statement is compiled once; unprepared, SQLite
 // compiles it for every row (tx.ExecContext with the text).
 func batchInsert(tb testing.TB, path string, n int, keys []string, prepared bool) {
 	tb.Helper()

@@ -539,14 +539,16 @@ func nullable(s string) any {
 
 func (g *gen) setHalt(h *Halt) {
 	pr := g.pr
-	pr.mu.Lock()
-	g.halt = h
-	pr.mu.Unlock()
-	pr.broadcast()
+	// Logged before Status shows it, so whoever sees the halt finds it
+	// in the log too.
 	if h != nil {
 		pr.r.Logger.Error("projection halted", "projection", pr.p.Name, "seq", h.Seq, "type", h.Type, "event_id", h.EventID,
 			"err", h.Error, "file", g.path, "next", "fix the cause and retry, or skip the event (the skip is recorded in the log)")
 	}
+	pr.mu.Lock()
+	g.halt = h
+	pr.mu.Unlock()
+	pr.broadcast()
 }
 
 // setErr records a transient problem for Status, logging each new one once.

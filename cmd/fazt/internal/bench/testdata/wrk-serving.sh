@@ -25,6 +25,7 @@ work=$(mktemp -d)
 pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
+trap 'echo "failed at line $LINENO; logs:" >&2; tail -n 5 "$work"/*.log "$work"/nginx/error.log >&2 2>/dev/null' ERR
 
 mkdir -p "$work/site" "$work/nginx"
 head -c 9216 /dev/urandom >"$work/site/small.bin"

@@ -38,7 +38,7 @@ func cases(rows []Row) string {
 
 // Without nginx on PATH the scenario measures the kernel against
 // http.FileServer and says how to get nginx.
-func TestServingWithoutNginx(t *testing.T) {
+func TestBenchServingWithoutNginx(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	rows := runServing(t)
 	want := "9 KiB file, vs http.FileServer; 1 MiB file, vs http.FileServer"
@@ -54,7 +54,7 @@ func TestServingWithoutNginx(t *testing.T) {
 
 // With nginx on PATH (the Debian package nginx), each file is measured
 // against nginx too, with the bar as the target.
-func TestServingWithNginx(t *testing.T) {
+func TestBenchServingWithNginx(t *testing.T) {
 	if _, err := exec.LookPath("nginx"); err != nil {
 		t.Skip("nginx not on PATH; install the Debian package nginx to run this test")
 	}

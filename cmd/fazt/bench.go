@@ -58,6 +58,10 @@ Scenarios:
      vs a bare JetStream server recovering the same store; JetStream
      re-reads its last two minutes at start (both sides), here every
      event, unless --settle waits them out first
+  7  static serving: a site deployed through the deploy API, its 9 KiB
+     and 1 MiB files fetched over 32 keep-alive connections from the
+     kernel's listener (Host NAME.localhost) vs the same files from disk
+     by Go's http.FileServer and by nginx when nginx is on PATH
 
 The defaults (200k events at start-up, 50k folded) take about a minute
 on 2 cores. The table goes to stdout (--json for one JSON
@@ -66,6 +70,7 @@ document), progress to stderr. Every file is removed at the end unless
 		Example: `  fazt bench
   fazt bench --scenarios 1,2 --duration 2s --rounds 5
   fazt bench --scenarios 6 --events 1M --settle --dir .
+  fazt bench --scenarios 7 --duration 2s
   fazt bench --json > bench.json`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
@@ -103,7 +108,7 @@ document), progress to stderr. Every file is removed at the end unless
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6", "scenarios to run, comma-separated")
+	f.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")
 	f.DurationVar(&o.duration, "duration", 500*time.Millisecond, "length of each timed round (scenario 4 paces each rate for 4 rounds' worth)")
 	f.IntVar(&o.rounds, "rounds", 3, "rounds per case; raw and kernel rounds alternate and the medians are reported")
 	f.StringVar(&o.sizes, "sizes", "256,4KiB", "payload sizes of scenario 1 (scenario 2 uses the first): bytes, or with k/KiB")

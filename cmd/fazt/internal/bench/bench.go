@@ -19,9 +19,9 @@ import (
 
 // Config says what to measure and how much.
 type Config struct {
-	// Scenarios to run, 1 to 6; empty runs them all.
+	// Scenarios to run, 1 to 7; empty runs them all.
 	Scenarios []int
-	// Duration of each timed round (scenarios 1, 2, 5; scenario 4 paces
+	// Duration of each timed round (scenarios 1, 2, 5, 7; scenario 4 paces
 	// each rate for four rounds' worth).
 	Duration time.Duration
 	// Rounds per case; raw and kernel rounds alternate and the report
@@ -59,7 +59,7 @@ type Config struct {
 }
 
 // AllScenarios are the scenario numbers, in the order they run.
-var AllScenarios = []int{1, 2, 3, 4, 5, 6}
+var AllScenarios = []int{1, 2, 3, 4, 5, 6, 7}
 
 // Titles of the scenarios.
 var Titles = map[int]string{
@@ -69,13 +69,14 @@ var Titles = map[int]string{
 	4: "append to visible in read model",
 	5: "read-only queries",
 	6: "start-up",
+	7: "static serving",
 }
 
 // Check reports a configuration that cannot run (Child aside).
 func (c Config) Check() error {
 	for _, s := range c.Scenarios {
 		if Titles[s] == "" {
-			return fmt.Errorf("scenario %d: want 1 to 6", s)
+			return fmt.Errorf("scenario %d: want 1 to %d", s, len(AllScenarios))
 		}
 	}
 	switch {
@@ -250,7 +251,7 @@ func (b *bench) scenario(ctx context.Context, s int) ([]Row, error) {
 	if !b.cfg.Keep {
 		defer os.RemoveAll(dir)
 	}
-	b.prog.setScenario(fmt.Sprintf("[%d/6 %s]", s, Titles[s]))
+	b.prog.setScenario(fmt.Sprintf("[%d/%d %s]", s, len(AllScenarios), Titles[s]))
 	debug.FreeOSMemory() // what earlier scenarios left does not count
 	resetPeak()
 	var rows []Row
@@ -268,6 +269,8 @@ func (b *bench) scenario(ctx context.Context, s int) ([]Row, error) {
 		rows, err = b.queries(ctx, dir)
 	case 6:
 		rows, err = b.startup(ctx, dir)
+	case 7:
+		rows, err = b.serving(ctx, dir)
 	}
 	peak := peakRSS()
 	for i := range rows {

@@ -21,7 +21,14 @@
 //  6. start-up (exec to log open and projection caught up) with a
 //     projected log, and again after SIGKILL in the middle of appends,
 //     vs a bare JetStream server recovering the same store. It runs in a
-//     child process: the program re-executed, running RunChild.
+//     child process: the program re-executed, running RunChild;
+//  7. static serving: a kernel with the vfs service and the hosting
+//     vertical, as the binary registers them, a site deployed through
+//     the deploy API, and its 9 KiB and 1 MiB files fetched over 32
+//     keep-alive connections from the kernel's listener (Host
+//     NAME.localhost), vs http.FileServer and, when nginx is on PATH, an
+//     nginx child serving the same files from disk. The bar
+//     (wrk and the server on separate cores) is testdata/wrk-serving.sh.
 //
 // The kernel is an eventlog.Log on its embedded server and a
 // projections.Runner folding one counting projection; raw JetStream is a
@@ -49,5 +56,6 @@
 //	fazt bench                                  # every scenario, defaults
 //	fazt bench --scenarios 1,2 --rounds 5       # some of them, more rounds
 //	fazt bench --scenarios 6 --events 1M        # start-up with a million events
+//	fazt bench --scenarios 7 --duration 1s      # static serving vs nginx
 //	fazt bench --dir . --json                   # the disk of the current directory; JSON out
 package bench

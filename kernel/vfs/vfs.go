@@ -43,9 +43,11 @@ const (
 	MaxPathBytes = 512
 	// MaxTypeBytes bounds a content type.
 	MaxTypeBytes = 255
-	// MaxManifestBytes bounds the encoded deploy event: the log's
-	// messages are at most 4 MiB.
-	MaxManifestBytes = 3 << 20
+	// MaxManifestBytes bounds the encoded deploy event: the log takes
+	// at most eventlog.MaxEventSize of data per event. With compressed
+	// variants that is about 3,000 files; a larger site needs its
+	// manifest stored as a blob (not done yet).
+	MaxManifestBytes = eventlog.MaxEventSize
 	// ChunkBytes is the size of the rows that hold blob bytes in the
 	// projection: a Range read touches only the chunks it needs.
 	ChunkBytes = 256 << 10

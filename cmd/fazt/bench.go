@@ -63,7 +63,7 @@ Scenarios:
      kernel's listener (Host NAME.localhost) vs the same files from disk
      by Go's http.FileServer and by nginx when nginx is on PATH
 
-The defaults (200k events at start-up, 50k folded) take about a minute
+The defaults (200k events at start-up, 50k folded) take a minute and a half
 on 2 cores. The table goes to stdout (--json for one JSON
 document), progress to stderr. Every file is removed at the end unless
 --keep.`,

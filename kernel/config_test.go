@@ -1,18 +1,17 @@
 package kernel_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/kernel/reactor"
 )
 
@@ -155,21 +154,5 @@ func checkFailedOpen(t *testing.T, k *kernel.Kernel) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that the kernel's goroutines and the
-// test can use at the same time.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer the kernel and the test use at once.
+type syncBuffer = kerneltest.Buffer

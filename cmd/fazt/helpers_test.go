@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,24 +19,8 @@ import (
 	"github.com/fazt-sh/fazt/kernel/kerneltest"
 )
 
-// syncBuffer is a bytes.Buffer that a running command and the test can
-// use at the same time.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer the kernel and the test use at once.
+type syncBuffer = kerneltest.Buffer
 
 // oneEvent is an append of one event.
 const oneEvent = `{"events":[{"stream":"orders.1","type":"orders.created","data":{"total":12}}]}`

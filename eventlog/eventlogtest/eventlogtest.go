@@ -76,3 +76,22 @@ func PublishAround(tb testing.TB, nc *nats.Conn, subject string, h nats.Header, 
 	}
 	return ack.Seq
 }
+
+// ReadAfter returns every entry of l after sequence after and the last
+// sequence examined, to pass as after next time: what a test appended
+// since it last looked.
+func ReadAfter(tb testing.TB, l *eventlog.Log, after uint64) ([]eventlog.Event, uint64) {
+	tb.Helper()
+	var out []eventlog.Event
+	for {
+		page, err := l.Read(context.Background(), after, 1000, eventlog.Filter{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, page.Events...)
+		if page.LastSeq == after {
+			return out, after
+		}
+		after = page.LastSeq
+	}
+}

@@ -13,10 +13,12 @@
 package kerneltest
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -72,4 +74,23 @@ func (c Client) Append(tb testing.TB, body string) eventlog.Result {
 		tb.Fatalf("append answer %s: %v", resp, err)
 	}
 	return res
+}
+
+// Buffer is a bytes.Buffer that a running kernel (its logger, a
+// command's output) and the test can use at the same time.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/kernel"
 )
 
@@ -146,18 +147,9 @@ func (e *env) do(t *testing.T, method, path string, headers map[string]string, b
 // newEvents returns the events appended since the last call.
 func (e *env) newEvents(t *testing.T) []eventlog.Event {
 	t.Helper()
-	var out []eventlog.Event
-	for {
-		page, err := e.k.Log().Read(context.Background(), e.seen, 1000, eventlog.Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, page.Events...)
-		if page.LastSeq == e.seen {
-			return out
-		}
-		e.seen = page.LastSeq
-	}
+	events, seen := eventlogtest.ReadAfter(t, e.k.Log(), e.seen)
+	e.seen = seen
+	return events
 }
 
 // createSite creates a site through the API.

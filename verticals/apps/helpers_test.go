@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 )
@@ -202,18 +203,9 @@ func (e *env) deploy(t testing.TB, app string, files map[string]string) (string,
 // newEvents returns the events appended since the last call.
 func (e *env) newEvents(t testing.TB) []eventlog.Event {
 	t.Helper()
-	var out []eventlog.Event
-	for {
-		page, err := e.k.Log().Read(context.Background(), e.seen, 1000, eventlog.Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, page.Events...)
-		if page.LastSeq == e.seen {
-			return out
-		}
-		e.seen = page.LastSeq
-	}
+	events, seen := eventlogtest.ReadAfter(t, e.k.Log(), e.seen)
+	e.seen = seen
+	return events
 }
 
 // types lists the events' types.

@@ -10,23 +10,14 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 )
 
 // hostCall sends a request with a Host header to the kernel's listener.
 func hostCall(t *testing.T, k *kernel.Kernel, method, host, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+k.ListenAddr()+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	status, b, _ := kerneltest.Client{Base: "http://" + k.ListenAddr()}.Do(t, method, path, strings.NewReader(body), map[string]string{"Host": host})
+	return status, b
 }
 
 // RouteHost's function takes the requests for its hosts, whatever their

@@ -3,13 +3,12 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/verticals/apps"
 )
@@ -31,18 +30,8 @@ func writeTree(t *testing.T, dir string, files map[string]string) {
 // getHost GETs path from the server with a Host header.
 func getHost(t *testing.T, s *testServer, host, path string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", s.addr+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	status, body, _ := kerneltest.Client{Base: s.addr}.Do(t, "GET", path, nil, map[string]string{"Host": host})
+	return status, body
 }
 
 func port(s *testServer) string { return s.addr[strings.LastIndexByte(s.addr, ':')+1:] }

@@ -34,6 +34,8 @@ type Client struct {
 // Do sends a request and returns the answer's status, body and headers;
 // it fails tb when there is no answer. headers are set on the request,
 // over the token's Authorization; a header given as "" is not sent.
+// "Host" sets the request's Host (which net/http takes from req.Host,
+// not from its headers).
 func (c Client) Do(tb testing.TB, method, path string, body io.Reader, headers map[string]string) (int, string, http.Header) {
 	tb.Helper()
 	req, err := http.NewRequest(method, c.Base+path, body)
@@ -44,6 +46,10 @@ func (c Client) Do(tb testing.TB, method, path string, body io.Reader, headers m
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	for name, v := range headers {
+		if http.CanonicalHeaderKey(name) == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Del(name)
 		if v != "" {
 			req.Header.Set(name, v)

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -145,5 +146,29 @@ func TestReadUpToBytes(t *testing.T) {
 	}
 	if fmt.Sprint(pages) != "[4 4 2]" {
 		t.Fatalf("cursor pages of %v events with maxBytes just under 4 events, want [4 4 2]", pages)
+	}
+}
+
+// Open refuses tunables that cannot work, BatchBytes among them, rather
+// than fold with batches that never end or never begin.
+func TestOpenRefusesBadTunables(t *testing.T) {
+	l := openLog(t)
+	for name, tune := range map[string]func(*projections.Runner){
+		"BatchSize 0":       func(r *projections.Runner) { r.BatchSize = 0 },
+		"BatchBytes 0":      func(r *projections.Runner) { r.BatchBytes = 0 },
+		"BatchBytes -1":     func(r *projections.Runner) { r.BatchBytes = -1 },
+		"RetryInterval 0":   func(r *projections.Runner) { r.RetryInterval = 0 },
+		"PollInterval -1ns": func(r *projections.Runner) { r.PollInterval = -1 },
+		"Readers 0":         func(r *projections.Runner) { r.Readers = 0 },
+	} {
+		r := projections.New(t.TempDir(), l)
+		tune(r)
+		err := r.Open(context.Background())
+		if !errors.Is(err, eventlog.ErrInvalid) {
+			if err == nil {
+				r.Close(context.Background())
+			}
+			t.Errorf("%s: Open returned %v, want ErrInvalid", name, err)
+		}
 	}
 }

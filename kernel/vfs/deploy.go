@@ -161,7 +161,11 @@ func (s *Service) Deploy(ctx context.Context, site string, m Manifest) (string, 
 
 func (d *DeployRecorded) event() eventlog.Event {
 	b, _ := json.Marshal(d)
-	return eventlog.Event{Stream: SiteStream(d.Site), Type: TypeDeployRecorded, Data: b}
+	e := eventlog.Event{Stream: SiteStream(d.Site), Type: TypeDeployRecorded, Data: b}
+	if d.ManifestBlob != nil {
+		e.Schema = 2 // version 1 stays the form of every deploy that fits
+	}
+	return e
 }
 
 // prepare checks m and completes it into the deploy's record.
@@ -228,7 +232,18 @@ func (s *Service) prepare(ctx context.Context, site string, m Manifest) (*Deploy
 	}
 	d := &DeployRecorded{Site: site, Deploy: s.k.Log().NewID(), Manifest: Manifest{Files: files, Fallback: m.Fallback, NotFound: m.NotFound}}
 	if b, _ := json.Marshal(d); len(b) > MaxManifestBytes {
-		return nil, tooLarge(MaxManifestBytes, "the deploy's manifest is %d bytes encoded, at most %d: deploy fewer files or shorter paths", len(b), MaxManifestBytes)
+		// Too large for one event: the manifest becomes a blob, stored
+		// (and synced below) before the event that names it.
+		mb, _ := json.Marshal(d.Manifest)
+		if max := s.cfg.MaxManifestBlobBytes; len(mb) > max {
+			return nil, tooLarge(int64(max), "the deploy's manifest is %d bytes encoded, at most %d: deploy fewer files or shorter paths", len(mb), max)
+		}
+		h := Hash(mb)
+		if err := s.putBytes(ctx, h, mb); err != nil {
+			return nil, err
+		}
+		d.Manifest = Manifest{Files: map[string]File{}}
+		d.ManifestBlob = &Variant{SHA256: h, Size: int64(len(mb))}
 	}
 	// Every blob named, also those an earlier process stored, is durable
 	// before the event that names them is appended.
@@ -410,10 +425,18 @@ func (s *Service) compress(ctx context.Context, store jetstream.ObjectStore, f F
 		return nil, nil, fmt.Errorf("%w: read blob %s: %v", eventlog.ErrUnavailable, f.SHA256, err)
 	}
 	worth := func(n int) bool { return int64(n) < f.Size-f.Size/20 }
+	// Writers are reused: making one costs more than compressing a
+	// small page (brotli's allocates megabytes).
 	var zb bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&zb, gzip.BestCompression)
+	zw, _ := s.gzipWriters.Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&zb, gzip.BestCompression)
+	} else {
+		zw.Reset(&zb)
+	}
 	zw.Write(raw)
 	zw.Close()
+	s.gzipWriters.Put(zw)
 	if worth(zb.Len()) {
 		h := Hash(zb.Bytes())
 		if err := s.putBytes(ctx, h, zb.Bytes()); err != nil {
@@ -422,9 +445,15 @@ func (s *Service) compress(ctx context.Context, store jetstream.ObjectStore, f F
 		gz = &Variant{SHA256: h, Size: int64(zb.Len())}
 	}
 	var bb bytes.Buffer
-	bw := brotli.NewWriterLevel(&bb, s.cfg.BrotliQuality)
+	bw, _ := s.brotliWriters.Get().(*brotli.Writer)
+	if bw == nil {
+		bw = brotli.NewWriterLevel(&bb, s.cfg.BrotliQuality)
+	} else {
+		bw.Reset(&bb)
+	}
 	bw.Write(raw)
 	bw.Close()
+	s.brotliWriters.Put(bw)
 	if worth(bb.Len()) {
 		h := Hash(bb.Bytes())
 		if err := s.putBytes(ctx, h, bb.Bytes()); err != nil {

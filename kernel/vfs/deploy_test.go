@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -41,7 +42,7 @@ func TestRecordDeployMissingBlob(t *testing.T) {
 // Bad manifests are refused at the API, with nothing appended.
 func TestRecordDeployRefusesBadManifests(t *testing.T) {
 	e := start(t, t.TempDir(), Config{MaxFiles: 3})
-	big := start(t, t.TempDir(), Config{})
+	big := start(t, t.TempDir(), Config{MaxManifestBlobBytes: 1 << 20})
 	ctx := context.Background()
 	h := e.put(t, "x")
 	ok := File{SHA256: h, Size: 1}
@@ -58,18 +59,21 @@ func TestRecordDeployRefusesBadManifests(t *testing.T) {
 	bad["client variant"] = Manifest{Files: map[string]File{"a": {SHA256: h, Size: 1, Gzip: &Variant{SHA256: h, Size: 1}}}}
 	bad["bad type"] = Manifest{Files: map[string]File{"a": {SHA256: h, Size: 1, Type: "text/html\r\nX-Evil: 1"}}}
 	long := Manifest{Files: map[string]File{}}
-	for i := range DefaultMaxFiles {
+	for i := range 3000 {
 		long.Files[fmt.Sprintf("%0400d", i)] = ok
 	}
-	bad["manifest over MaxManifestBytes"] = long
 	bad["fallback not a file"] = Manifest{Files: map[string]File{"a": ok}, Fallback: "index.html"}
 	bad["not_found not a file"] = Manifest{Files: map[string]File{"a": ok}, NotFound: "404.html"}
 	before, _ := e.k.Log().LastSeq(ctx)
 	big.put(t, "x")
-	if _, err := big.s.RecordDeploy(ctx, "blog", long); !errors.Is(err, eventlog.ErrInvalid) || !strings.Contains(err.Error(), "manifest") {
-		t.Errorf("a manifest over MaxManifestBytes: %v", err)
+	bigBefore, _ := big.k.Log().LastSeq(ctx)
+	var mbe *http.MaxBytesError
+	if _, err := big.s.RecordDeploy(ctx, "blog", long); !errors.Is(err, eventlog.ErrInvalid) || !errors.As(err, &mbe) || !strings.Contains(err.Error(), "manifest") {
+		t.Errorf("a manifest over Config.MaxManifestBlobBytes: %v", err)
 	}
-	delete(bad, "manifest over MaxManifestBytes")
+	if after, _ := big.k.Log().LastSeq(ctx); after != bigBefore {
+		t.Fatalf("the log grew from %d to %d", bigBefore, after)
+	}
 	for name, m := range bad {
 		if _, err := e.s.RecordDeploy(ctx, "blog", m); !errors.Is(err, eventlog.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)

@@ -61,6 +61,13 @@
 //   - TypeDeployRecorded (DeployRecorded): the deploy's ULID and its
 //     manifest: path → SHA-256, size, content type, and the gzip and
 //     brotli variants' hashes and sizes; Fallback and NotFound paths.
+//     A manifest that does not fit in one event (MaxManifestBytes, the
+//     log's limit, about 3,000 files with variants) is stored as a blob
+//     of its own before the event, which then names it in ManifestBlob
+//     with Files empty (schema version 2; version 1 stays the form of
+//     every deploy that fits). The fold reads and checks that blob (hash,
+//     size, paths, hashes) and halts at the event if it is bad. A binary
+//     older than version 2 reads such a deploy as one with no files.
 //   - TypeDeployActivated (DeployActivated): the deploy serves the site
 //     from now on. Rollback is activating an earlier deploy.
 //   - TypeSiteDeleted (SiteDeleted): a tombstone; the site serves
@@ -72,7 +79,8 @@
 // control characters or backslashes, with no empty, "." or ".."
 // segment, at most MaxPathBytes (ValidatePath); sizes match the stored
 // blobs; variants are the server's to make; Fallback and NotFound name
-// files of the manifest; the encoded event is at most MaxManifestBytes.
+// files of the manifest; the encoded manifest is at most
+// Config.MaxManifestBlobBytes.
 // A manifest naming blobs not stored is a *MissingError (ErrInvalid)
 // listing them. The server fills an empty content type from the
 // extension (a fixed table for web files, then the system's), else by

@@ -57,11 +57,17 @@ type Variant struct {
 	Size   int64  `json:"size"`
 }
 
-// DeployRecorded is the data of TypeDeployRecorded (version 1).
+// DeployRecorded is the data of TypeDeployRecorded. Version 1 carries
+// the manifest in the event. Version 2 adds ManifestBlob: a deploy whose
+// manifest does not fit in one event (MaxManifestBytes) stores it as a
+// blob of its own and names it there, with Files empty.
 type DeployRecorded struct {
 	Site   string `json:"site"`
 	Deploy string `json:"deploy"` // a ULID
 	Manifest
+	// ManifestBlob, when set, names the blob holding the manifest as
+	// JSON (files, fallback, not_found); the event's Files is then empty.
+	ManifestBlob *Variant `json:"manifest,omitempty"`
 }
 
 // DeployActivated is the data of TypeDeployActivated (version 1): the
@@ -82,7 +88,13 @@ type SiteDeleted struct {
 const (
 	variantSchema = `{"type": "object", "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "size": {"type": "integer", "minimum": 0}}, "required": ["sha256", "size"]}`
 
-	deployRecordedV1 = `{
+	deployRecordedV1 = deployRecordedHead + deployRecordedTail
+
+	// Version 2 adds "manifest", for deploys too large for one event.
+	deployRecordedV2 = deployRecordedHead + `,
+    "manifest": {"type": "object", "description": "when set, the blob (SHA-256 and size) holding the manifest as JSON {files, fallback, not_found}, stored before; files is then empty", "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "size": {"type": "integer", "minimum": 0}}, "required": ["sha256", "size"]}` + deployRecordedTail
+
+	deployRecordedHead = `{
   "type": "object",
   "description": "a deploy of a site: its files by path, each naming the blob (SHA-256) that holds it; every blob was stored before",
   "properties": {
@@ -104,7 +116,8 @@ const (
       }
     },
     "fallback": {"type": "string", "maxLength": 512, "description": "path served for requests that match no file (single-page apps)"},
-    "not_found": {"type": "string", "maxLength": 512, "description": "path served with 404 for requests that match no file"}
+    "not_found": {"type": "string", "maxLength": 512, "description": "path served with 404 for requests that match no file"}`
+	deployRecordedTail = `
   },
   "required": ["site", "deploy", "files"]
 }`
@@ -136,6 +149,7 @@ var eventSchemas = []struct {
 	schema  string
 }{
 	{TypeDeployRecorded, 1, deployRecordedV1},
+	{TypeDeployRecorded, 2, deployRecordedV2},
 	{TypeDeployActivated, 1, deployActivatedV1},
 	{TypeSiteDeleted, 1, siteDeletedV1},
 }

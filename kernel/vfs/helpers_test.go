@@ -131,6 +131,13 @@ func (e *env) files(t testing.TB, id string) map[string]File {
 		}
 		if d.Deploy == id {
 			out = d.Files
+			if d.ManifestBlob != nil {
+				m, err := e.s.loadManifest(context.Background(), *d.ManifestBlob)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = m.Files
+			}
 		}
 		return true
 	})

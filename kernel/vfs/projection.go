@@ -84,6 +84,13 @@ func (s *Service) apply(ctx context.Context, tx *sql.Tx, e eventlog.Event) error
 		if err := json.Unmarshal(e.Data, &d); err != nil {
 			return fmt.Errorf("decode %s: %w", e.Type, err)
 		}
+		if d.ManifestBlob != nil {
+			m, err := s.loadManifest(ctx, *d.ManifestBlob)
+			if err != nil {
+				return fmt.Errorf("deploy %s of site %s: %w", d.Deploy, d.Site, err)
+			}
+			d.Manifest = m
+		}
 		var bytes int64
 		for _, f := range d.Files {
 			bytes += f.Size
@@ -217,4 +224,49 @@ func (s *Service) copyBlobs(ctx context.Context, tx *sql.Tx, blobs []Variant) er
 		}
 	}
 	return nil
+}
+
+// loadManifest reads a manifest stored as a blob (DeployRecorded version
+// 2), checked against its hash and size, and checks what the event's
+// schema checks for an inline one: the blob was not validated on append.
+func (s *Service) loadManifest(ctx context.Context, ref Variant) (Manifest, error) {
+	var m Manifest
+	if ref.Size > MaxManifestBlobBytes {
+		return m, fmt.Errorf("manifest blob %s: %d bytes, at most %d", ref.SHA256, ref.Size, MaxManifestBlobBytes)
+	}
+	store, err := s.blobs(ctx)
+	if err != nil {
+		return m, err
+	}
+	b, err := store.GetBytes(ctx, ref.SHA256)
+	if err != nil {
+		return m, fmt.Errorf("manifest blob %s: %w", ref.SHA256, err)
+	}
+	if got := Hash(b); got != ref.SHA256 || int64(len(b)) != ref.Size {
+		return m, fmt.Errorf("manifest blob %s in the object store holds %d bytes hashing to %s, not the %d bytes named", ref.SHA256, len(b), got, ref.Size)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("manifest blob %s: %w", ref.SHA256, err)
+	}
+	if len(m.Files) == 0 {
+		return m, fmt.Errorf("manifest blob %s holds no files", ref.SHA256)
+	}
+	for p, f := range m.Files {
+		if err := ValidatePath(p); err != nil {
+			return m, fmt.Errorf("manifest blob %s: %w", ref.SHA256, err)
+		}
+		ok := ValidHash(f.SHA256) && f.Size >= 0 && len(f.Type) <= MaxTypeBytes
+		for _, v := range []*Variant{f.Gzip, f.Br} {
+			ok = ok && (v == nil || (ValidHash(v.SHA256) && v.Size >= 0))
+		}
+		if !ok {
+			return m, fmt.Errorf("manifest blob %s: file %q: bad hash, size or type", ref.SHA256, clip(p))
+		}
+	}
+	for _, p := range []string{m.Fallback, m.NotFound} {
+		if _, ok := m.Files[p]; p != "" && !ok {
+			return m, fmt.Errorf("manifest blob %s: %q is not a file of the manifest", ref.SHA256, clip(p))
+		}
+	}
+	return m, nil
 }

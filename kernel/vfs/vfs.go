@@ -43,11 +43,15 @@ const (
 	MaxPathBytes = 512
 	// MaxTypeBytes bounds a content type.
 	MaxTypeBytes = 255
-	// MaxManifestBytes bounds the encoded deploy event: the log takes
-	// at most eventlog.MaxEventSize of data per event. With compressed
-	// variants that is about 3,000 files; a larger site needs its
-	// manifest stored as a blob (not done yet).
+	// MaxManifestBytes bounds the deploy event: the log takes at most
+	// eventlog.MaxEventSize of data per event. With compressed variants
+	// that is about 3,000 files; a deploy whose manifest is larger
+	// stores it as a blob and names it in the event (version 2).
 	MaxManifestBytes = eventlog.MaxEventSize
+	// MaxManifestBlobBytes bounds a manifest stored as a blob, the most
+	// Config.MaxManifestBlobBytes may be: far above DefaultMaxFiles files
+	// with the longest paths (about 10 MB).
+	MaxManifestBlobBytes = 64 << 20
 	// ChunkBytes is the size of the rows that hold blob bytes in the
 	// projection: a Range read touches only the chunks it needs.
 	ChunkBytes = 256 << 10
@@ -74,6 +78,9 @@ type Config struct {
 	// BrotliQuality is the brotli quality of the variants, 0 to 11
 	// (DefaultBrotliQuality).
 	BrotliQuality int
+	// MaxManifestBlobBytes bounds the manifest of a deploy too large for
+	// one event, encoded (at most and by default MaxManifestBlobBytes).
+	MaxManifestBlobBytes int
 	// TempDir holds uploads while their hash is checked (default
 	// k.Dir("vfs")).
 	TempDir string
@@ -89,6 +96,9 @@ type Service struct {
 	// vfs event the fold has begun to apply, which invalidates it.
 	resolved resolveCache
 	applied  atomic.Uint64
+
+	// gzipWriters and brotliWriters hold the compressors of deploys.
+	gzipWriters, brotliWriters sync.Pool
 
 	mu    sync.Mutex
 	store jetstream.ObjectStore
@@ -111,6 +121,9 @@ func Register(k *kernel.Kernel, cfg Config) (*Service, error) {
 	}
 	if cfg.MaxCompressBytes == 0 {
 		cfg.MaxCompressBytes = DefaultMaxCompressBytes
+	}
+	if cfg.MaxManifestBlobBytes <= 0 || cfg.MaxManifestBlobBytes > MaxManifestBlobBytes {
+		cfg.MaxManifestBlobBytes = MaxManifestBlobBytes
 	}
 	if cfg.BrotliQuality <= 0 || cfg.BrotliQuality > 11 {
 		cfg.BrotliQuality = DefaultBrotliQuality

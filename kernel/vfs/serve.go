@@ -31,13 +31,52 @@ type served struct {
 	at             time.Time
 	status         int // 200, or 404 for the deploy's not-found page
 	redirect       bool
+	// The response header values, made once per resolution (served is
+	// cached) and shared by every response: each has capacity 1, so an
+	// Add elsewhere copies it rather than write into it.
+	hType, hCache, hLastMod []string
+	enc                     [3]encoding // identity, gzip, br
 }
+
+// encoding is one form of a served file's bytes.
+type encoding struct {
+	sha                  string
+	size                 int64
+	etag, length, header []string // header: Content-Encoding (nil for identity)
+}
+
+// headers fills f's shared header values.
+func (f *served) headers() {
+	f.hType = []string{f.typ}
+	f.hCache = []string{cacheControl(f.path, f.typ)}
+	if f.status == http.StatusNotFound {
+		f.hCache = []string{"no-cache"}
+	}
+	f.hLastMod = []string{f.at.UTC().Format(http.TimeFormat)}
+	for i, v := range []*Variant{{SHA256: f.sha, Size: f.size}, f.gzip, f.br} {
+		if v == nil {
+			continue
+		}
+		e := encoding{sha: v.SHA256, size: v.Size, etag: []string{`"` + v.SHA256 + `"`}, length: []string{strconv.FormatInt(v.Size, 10)}}
+		if i > 0 {
+			e.header = []string{[]string{"", "gzip", "br"}[i]}
+		}
+		f.enc[i] = e
+	}
+}
+
+// Shared header values of every response.
+var (
+	hNosniff = []string{"nosniff"}
+	hVary    = []string{"Accept-Encoding"}
+	hBytes   = []string{"bytes"}
+)
 
 // ServeSite answers r, a GET or HEAD of r.URL.Path, from site's live
 // deploy (see the package doc for what it does).
 func (s *Service) ServeSite(w http.ResponseWriter, r *http.Request, site string) {
 	h := w.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["X-Content-Type-Options"] = hNosniff
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
 		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
@@ -67,39 +106,64 @@ func (s *Service) ServeSite(w http.ResponseWriter, r *http.Request, site string)
 		http.Redirect(w, r, to, http.StatusMovedPermanently)
 		return
 	}
-	h.Set("Content-Type", f.typ)
-	h.Set("Cache-Control", cacheControl(f.path, f.typ))
-	sha, size := f.sha, f.size
+	h["Content-Type"] = f.hType
+	h["Cache-Control"] = f.hCache
+	e := &f.enc[0]
 	if f.gzip != nil || f.br != nil {
-		h.Set("Vary", "Accept-Encoding")
+		h["Vary"] = hVary
 		// A range is of the identity bytes: the variants are for whole
 		// responses.
 		if r.Header.Get("Range") == "" {
 			br, gz := acceptsEncodings(r.Header.Get("Accept-Encoding"))
 			switch {
 			case br && f.br != nil:
-				sha, size = f.br.SHA256, f.br.Size
-				h.Set("Content-Encoding", "br")
+				e = &f.enc[2]
 			case gz && f.gzip != nil:
-				sha, size = f.gzip.SHA256, f.gzip.Size
-				h.Set("Content-Encoding", "gzip")
+				e = &f.enc[1]
+			}
+			if e.header != nil {
+				h["Content-Encoding"] = e.header
 			}
 		}
 	}
-	body := &blobReader{ctx: r.Context(), s: s, sha: sha, size: size}
+	body := &blobReader{ctx: r.Context(), s: s, sha: e.sha, size: e.size}
 	if f.status == http.StatusNotFound {
-		h.Set("Cache-Control", "no-cache")
-		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		h["Content-Length"] = e.length
 		w.WriteHeader(http.StatusNotFound)
 		if r.Method == http.MethodGet {
-			_, _ = io.Copy(w, body)
+			_, _ = body.WriteTo(w)
 		}
 		return
 	}
-	h.Set("ETag", `"`+sha+`"`)
+	h["Etag"] = e.etag
+	if !conditional(r.Header) {
+		// The whole file, as ServeContent answers it, without its copy
+		// buffer: the body goes from the cached chunks to w. The length
+		// is known for a variant too (ServeContent leaves it out when
+		// Content-Encoding is set, making the response chunked).
+		h["Accept-Ranges"] = hBytes
+		h["Last-Modified"] = f.hLastMod
+		h["Content-Length"] = e.length
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = body.WriteTo(w)
+		}
+		return
+	}
 	// ServeContent answers If-None-Match (304), If-Modified-Since, HEAD
 	// and single or multiple ranges (206, 416) and streams the body.
 	http.ServeContent(w, r, "", f.at, body)
+}
+
+// conditional reports whether a request carries a header that makes
+// its answer other than the whole file: a range or a precondition.
+func conditional(h http.Header) bool {
+	for _, k := range [...]string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"} {
+		if _, ok := h[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // requestPath checks a request's path and returns it relative to the
@@ -140,15 +204,15 @@ func requestPath(r *http.Request) (rel string, dir bool, status int, msg string)
 // request is answered from one deploy even while another is activated.
 // Blob bytes are immutable, so they are read afterwards.
 func (s *Service) resolve(ctx context.Context, site, rel string, dir bool) (*served, error) {
+	key := resolveKey{site, rel, dir}
+	if f, ok := s.resolved.get(key, s.applied.Load()); ok {
+		return f, nil
+	}
 	var cands []string
 	if dir {
 		cands = []string{rel + "index.html"}
 	} else {
 		cands = []string{rel, rel + ".html", rel + "/index.html"}
-	}
-	key := resolveKey{site, rel, dir}
-	if f, ok := s.resolved.get(key, s.applied.Load()); ok {
-		return f, nil
 	}
 	var found []served
 	var fallback, notFound string
@@ -188,6 +252,9 @@ func (s *Service) resolve(ctx context.Context, site, rel string, dir bool) (*ser
 		return nil, err
 	}
 	f := choose(found, cands, dir, fallback, notFound)
+	if f != nil {
+		f.headers()
+	}
 	s.resolved.put(key, f, seq)
 	return f, nil
 }
@@ -382,6 +449,30 @@ func (b *blobReader) Read(p []byte) (int, error) {
 	m := copy(p, c[start:])
 	b.off += int64(m)
 	return m, nil
+}
+
+// WriteTo writes the rest of the blob to w a chunk at a time, straight
+// from the cache: io.Copy uses it and needs no buffer of its own.
+func (b *blobReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for b.off < b.size {
+		n := int(b.off / ChunkBytes)
+		c, err := b.s.chunk(b.ctx, b.sha, n)
+		if err != nil {
+			return total, err
+		}
+		start := b.off - int64(n)*ChunkBytes
+		if start >= int64(len(c)) {
+			return total, fmt.Errorf("blob %s: chunk %d holds %d bytes, want more", b.sha, n, len(c))
+		}
+		m, err := w.Write(c[start:])
+		b.off += int64(m)
+		total += int64(m)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 func (b *blobReader) Seek(offset int64, whence int) (int64, error) {

@@ -132,6 +132,18 @@ func TestServeStaticSite(t *testing.T) {
 		if resp.Header.Get("ETag") != `"`+wantTag+`"` {
 			t.Errorf("Accept-Encoding %q: ETag %s, want the variant's sha", enc, resp.Header.Get("ETag"))
 		}
+		// The variant's length is known: sent, not chunked.
+		if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+			t.Errorf("Accept-Encoding %q: Content-Length %d, Transfer-Encoding %v for a body of %d bytes", enc, resp.ContentLength, resp.TransferEncoding, len(body))
+		}
+		if resp.Header.Get("Accept-Ranges") != "bytes" || resp.Header.Get("Last-Modified") == "" {
+			t.Errorf("Accept-Encoding %q: Accept-Ranges %q, Last-Modified %q", enc, resp.Header.Get("Accept-Ranges"), resp.Header.Get("Last-Modified"))
+		}
+		// Revalidation of the variant it got.
+		again, _ := e.get(t, "GET", js, map[string]string{"Accept-Encoding": enc, "If-None-Match": resp.Header.Get("ETag")})
+		if again.StatusCode != http.StatusNotModified {
+			t.Errorf("Accept-Encoding %q with If-None-Match its ETag: %d, want 304", enc, again.StatusCode)
+		}
 	}
 	resp, body = e.get(t, "GET", js, map[string]string{"Accept-Encoding": "gzip", "Range": "bytes=0-6"})
 	if resp.StatusCode != 206 || resp.Header.Get("Content-Encoding") != "" || body != "console" {

@@ -329,6 +329,7 @@ func (s *KVStorage) sync() error {
 // kvHeldLock is a lock this KVStorage holds, kept fresh by refresh.
 type kvHeldLock struct {
 	name, key string
+	acquired  time.Time
 	stop      chan struct{} // closed by Unlock
 	done      chan struct{} // closed when refresh has returned
 
@@ -453,9 +454,10 @@ func (s *KVStorage) tryLock(name string) (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kvLockOpTimeout)
 	defer cancel()
-	rev, err := s.kv.Create(ctx, key, s.record(time.Now()))
+	now := time.Now()
+	rev, err := s.kv.Create(ctx, key, s.record(now, now))
 	if err == nil {
-		s.hold(name, key, rev)
+		s.hold(name, key, rev, now)
 		return true, nil
 	}
 	if !kvConflict(err) {
@@ -469,7 +471,7 @@ func (s *KVStorage) tryLock(name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("certificate storage: lock %q: %w", name, err)
 	}
-	now := time.Now()
+	now = time.Now()
 	s.mu.Lock()
 	seen, ok := s.seen[key]
 	if !ok || seen.rev != e.Revision() {
@@ -481,7 +483,7 @@ func (s *KVStorage) tryLock(name string) (bool, error) {
 	if now.Sub(seen.at) < s.LockTTL {
 		return false, nil
 	}
-	rev, err = s.kv.Update(ctx, key, s.record(now), e.Revision())
+	rev, err = s.kv.Update(ctx, key, s.record(now, now), e.Revision())
 	if kvConflict(err) {
 		return false, nil // refreshed, released or taken over by another
 	}
@@ -489,13 +491,13 @@ func (s *KVStorage) tryLock(name string) (bool, error) {
 		return false, fmt.Errorf("certificate storage: take over stale lock %q: %w", name, err)
 	}
 	s.logger().Warn("took over a stale certificate lock: its holder did not refresh it", "lock", name, "unchanged_for", now.Sub(seen.at).Round(time.Millisecond), "previous", string(e.Value()))
-	s.hold(name, key, rev)
+	s.hold(name, key, rev, now)
 	return true, nil
 }
 
 // hold records a lock taken at rev and starts refreshing it.
-func (s *KVStorage) hold(name, key string, rev uint64) {
-	h := &kvHeldLock{name: name, key: key, rev: rev, stop: make(chan struct{}), done: make(chan struct{})}
+func (s *KVStorage) hold(name, key string, rev uint64, acquired time.Time) {
+	h := &kvHeldLock{name: name, key: key, acquired: acquired, rev: rev, stop: make(chan struct{}), done: make(chan struct{})}
 	s.mu.Lock()
 	delete(s.seen, key)
 	s.held[name] = h
@@ -509,9 +511,11 @@ func (s *KVStorage) forget(key string) {
 	s.mu.Unlock()
 }
 
-// keepFresh rewrites the lock every LockRefresh until Unlock, or until
-// the lock is lost. A refresh that fails for another reason (NATS
-// unreachable for a moment) is tried again at the next tick.
+// keepFresh rewrites the lock every LockRefresh until Unlock, until the
+// lock is lost, or until the connection is closed for good (the lock then
+// goes stale and another node takes it over). A refresh that fails for
+// another reason (NATS unreachable for a moment) is tried again at the
+// next tick.
 func (s *KVStorage) keepFresh(h *kvHeldLock) {
 	defer close(h.done)
 	t := time.NewTicker(s.LockRefresh)
@@ -526,7 +530,7 @@ func (s *KVStorage) keepFresh(h *kvHeldLock) {
 			h.mu.Lock()
 			lost := h.lost != nil
 			h.mu.Unlock()
-			if lost {
+			if lost || errors.Is(err, nats.ErrConnectionClosed) {
 				return
 			}
 			s.logger().Warn("could not refresh a certificate lock; trying again", "lock", h.name, "err", err)
@@ -543,7 +547,7 @@ func (s *KVStorage) refresh(ctx context.Context, h *kvHeldLock) error {
 	}
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kvLockOpTimeout)
 	defer cancel()
-	rev, err := s.kv.Update(octx, h.key, s.record(time.Now()), h.rev)
+	rev, err := s.kv.Update(octx, h.key, s.record(h.acquired, time.Now()), h.rev)
 	if kvConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		return s.lostLock(h)
 	}
@@ -563,8 +567,8 @@ func (s *KVStorage) lostLock(h *kvHeldLock) error {
 	return h.lost
 }
 
-func (s *KVStorage) record(now time.Time) []byte {
-	b, _ := json.Marshal(kvLockRecord{Owner: s.owner, Acquired: now, Updated: now})
+func (s *KVStorage) record(acquired, now time.Time) []byte {
+	b, _ := json.Marshal(kvLockRecord{Owner: s.owner, Acquired: acquired, Updated: now})
 	return b
 }
 

@@ -3,17 +3,15 @@ package edge
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io/fs"
+	"log"
 	"log/slog"
-	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +20,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/miekg/dns"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,10 +35,10 @@ import (
 	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 )
 
-// startNATS starts a real embedded NATS JetStream server, without a
+// kvStartNATS starts a real embedded NATS JetStream server, without a
 // network listener, for tests that need several connections to one
 // bucket: the nodes of a cluster, each with its own connection.
-func startNATS(t *testing.T) *server.Server {
+func kvStartNATS(t *testing.T) *server.Server {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{
 		ServerName: "kvstorage-test",
@@ -59,15 +62,15 @@ func startNATS(t *testing.T) *server.Server {
 	return srv
 }
 
-// testNode is one node: its own connection to the server, its own
+// kvTestNode is one node: its own connection to the server, its own
 // KVStorage on the shared bucket.
-type testNode struct {
+type kvTestNode struct {
 	nc *nats.Conn
 	kv jetstream.KeyValue
 	s  *KVStorage
 }
 
-func newNode(t *testing.T, srv *server.Server, bucket string) *testNode {
+func kvNewNode(t *testing.T, srv *server.Server, bucket string) *kvTestNode {
 	t.Helper()
 	nc, err := nats.Connect("", nats.InProcessServer(srv))
 	if err != nil {
@@ -84,10 +87,10 @@ func newNode(t *testing.T, srv *server.Server, bucket string) *testNode {
 	}
 	s := NewKVStorage(kv)
 	s.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
-	return &testNode{nc: nc, kv: kv, s: s}
+	return &kvTestNode{nc: nc, kv: kv, s: s}
 }
 
-func mustNotExist(t *testing.T, what string, err error) {
+func kvMustNotExist(t *testing.T, what string, err error) {
 	t.Helper()
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("%s: %v, want an error matching fs.ErrNotExist", what, err)
@@ -110,13 +113,13 @@ func TestKVStorageBehaviour(t *testing.T) {
 
 	// Nothing there yet.
 	_, err = s.Load(ctx, "certificates/ca/a.example/a.example.crt")
-	mustNotExist(t, "Load of a missing key", err)
+	kvMustNotExist(t, "Load of a missing key", err)
 	_, err = s.Stat(ctx, "certificates")
-	mustNotExist(t, "Stat of a missing key", err)
+	kvMustNotExist(t, "Stat of a missing key", err)
 	_, err = s.List(ctx, "certificates", true)
-	mustNotExist(t, "List of a missing prefix", err)
+	kvMustNotExist(t, "List of a missing prefix", err)
 	_, err = s.List(ctx, "", false)
-	mustNotExist(t, "List of an empty bucket", err)
+	kvMustNotExist(t, "List of an empty bucket", err)
 	if s.Exists(ctx, "certificates") {
 		t.Error("Exists of a missing key: true")
 	}
@@ -225,7 +228,7 @@ func TestKVStorageBehaviour(t *testing.T) {
 		}
 	}
 	_, err = s.Load(ctx, "certificates/ca/a.example/a.example.key")
-	mustNotExist(t, "Load after Delete", err)
+	kvMustNotExist(t, "Load after Delete", err)
 	if got, err := s.List(ctx, "certificates/ca", true); err != nil || !slices.Equal(got, []string{"certificates/ca/b.example", "certificates/ca/b.example/b.example.crt"}) {
 		t.Errorf("List after Delete: %q, %v", got, err)
 	}
@@ -234,7 +237,7 @@ func TestKVStorageBehaviour(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Stat(ctx, "last_clean.json")
-	mustNotExist(t, "Stat after Delete", err)
+	kvMustNotExist(t, "Stat after Delete", err)
 	if err := s.Delete(ctx, "last_clean.json"); err != nil {
 		t.Errorf("Delete of a deleted key: %v", err)
 	}
@@ -266,7 +269,7 @@ func TestKVStorageBehaviour(t *testing.T) {
 // only where a mapping could confuse them stay apart.
 func TestKVStorageOddKeys(t *testing.T) {
 	ctx := context.Background()
-	s := newNode(t, startNATS(t), "odd").s
+	s := kvNewNode(t, kvStartNATS(t), "odd").s
 	odd := []string{
 		"a.b",
 		"a/b",
@@ -363,7 +366,7 @@ func TestKVStorageValueTooLarge(t *testing.T) {
 	}
 	t.Log(err)
 	_, err = s.Load(ctx, "big")
-	mustNotExist(t, "Load of a refused value", err)
+	kvMustNotExist(t, "Load of a refused value", err)
 	// Under the limit is fine.
 	if err := s.Store(ctx, "big", make([]byte, 1<<20)); err != nil {
 		t.Fatalf("Store of 1 MiB: %v", err)
@@ -373,10 +376,10 @@ func TestKVStorageValueTooLarge(t *testing.T) {
 // Two nodes, each with its own connection, and two goroutines on each,
 // contend for one lock: never two inside at once, and every one gets in.
 func TestKVStorageLockExcludes(t *testing.T) {
-	srv := startNATS(t)
+	srv := kvStartNATS(t)
 	var nodes []*KVStorage
 	for range 2 {
-		n := newNode(t, srv, "locks")
+		n := kvNewNode(t, srv, "locks")
 		n.s.LockPoll = 2 * time.Millisecond
 		n.s.LockRefresh = 20 * time.Millisecond
 		nodes = append(nodes, n.s)
@@ -421,8 +424,8 @@ func TestKVStorageLockExcludes(t *testing.T) {
 // it. TryLock reports a held lock without waiting, and Lock gives up when
 // its context ends while it waits.
 func TestKVStorageLockContext(t *testing.T) {
-	srv := startNATS(t)
-	a, b := newNode(t, srv, "locks").s, newNode(t, srv, "locks").s
+	srv := kvStartNATS(t)
+	a, b := kvNewNode(t, srv, "locks").s, kvNewNode(t, srv, "locks").s
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := a.Lock(cancelled, "foo"); err != nil {
@@ -462,7 +465,7 @@ func TestKVStorageLockContext(t *testing.T) {
 		t.Fatalf("Lock of another name: %v", err)
 	}
 	// Tunables that cannot work are refused.
-	bad := newNode(t, srv, "locks").s
+	bad := kvNewNode(t, srv, "locks").s
 	bad.LockRefresh = bad.LockTTL
 	if err := bad.Lock(context.Background(), "z"); !errors.Is(err, eventlog.ErrInvalid) {
 		t.Fatalf("Lock with LockRefresh = LockTTL: %v, want ErrInvalid", err)
@@ -474,8 +477,8 @@ func TestKVStorageLockContext(t *testing.T) {
 // the old holder then cannot release its successor's lock, and learns it
 // lost it. A holder that keeps refreshing is never taken over.
 func TestKVStorageStaleLockTakeover(t *testing.T) {
-	srv := startNATS(t)
-	stalled, live, waiter := newNode(t, srv, "locks"), newNode(t, srv, "locks"), newNode(t, srv, "locks")
+	srv := kvStartNATS(t)
+	stalled, live, waiter := kvNewNode(t, srv, "locks"), kvNewNode(t, srv, "locks"), kvNewNode(t, srv, "locks")
 	// The stalled holder refreshes so rarely that it never does here.
 	stalled.s.LockRefresh, stalled.s.LockTTL = time.Hour, 2*time.Hour
 	waiter.s.LockTTL, waiter.s.LockRefresh, waiter.s.LockPoll = 300*time.Millisecond, 50*time.Millisecond, 10*time.Millisecond
@@ -545,147 +548,16 @@ func TestKVStorageStaleLockTakeover(t *testing.T) {
 	}
 }
 
-// The one-order property: two nodes, each a certmagic.Config on its own
-// KVStorage of one bucket, are asked for the same certificate at once.
-// One of them obtains it from the issuer, once; the other finds it in
-// the bucket. The issuer is a certmagic.Issuer that signs with a test CA
-// and counts its orders; it holds the first order until both nodes have
-// asked for the lock, so that without a working lock the second would
-// place an order too.
-func TestKVStorageOneOrder(t *testing.T) {
-	srv := startNATS(t)
-	iss := newCountingIssuer(t)
-	asked := make(chan struct{}, 2)
-	iss.wait = func(ctx context.Context) error {
-		for range 2 {
-			select {
-			case <-asked:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	}
-	var cfgs []*certmagic.Config
-	var stores []*KVStorage
-	for range 2 {
-		s := newNode(t, srv, "certs").s
-		s.LockPoll = 5 * time.Millisecond
-		stores = append(stores, s)
-		var cfg *certmagic.Config
-		cache := certmagic.NewCache(certmagic.CacheOptions{
-			GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-			Logger:           zap.NewNop(),
-		})
-		t.Cleanup(cache.Stop)
-		cfg = certmagic.New(cache, certmagic.Config{
-			Storage: s,
-			Issuers: []certmagic.Issuer{iss},
-			Logger:  zap.New(&messageHook{message: "acquiring lock", seen: asked}),
-		})
-		cfgs = append(cfgs, cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, cfg := range cfgs {
-		wg.Go(func() {
-			if err := cfg.ObtainCertSync(ctx, "one.example"); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if n := iss.orders.Load(); n != 1 {
-		t.Fatalf("%d orders placed for one name asked of two nodes at once, want 1", n)
-	}
-	// Both nodes see the one certificate.
-	key := certmagic.StorageKeys.SiteCert(iss.IssuerKey(), "one.example")
-	a, errA := stores[0].Load(ctx, key)
-	b, errB := stores[1].Load(ctx, key)
-	if errA != nil || errB != nil || !bytes.Equal(a, b) || len(a) == 0 {
-		t.Fatalf("the certificate as each node loads it: %d bytes, %v; %d bytes, %v", len(a), errA, len(b), errB)
-	}
-	// Asked again, neither orders.
-	for _, cfg := range cfgs {
-		if err := cfg.ObtainCertSync(ctx, "one.example"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := iss.orders.Load(); n != 1 {
-		t.Fatalf("%d orders after asking again, want still 1", n)
-	}
-}
-
-// countingIssuer is a certmagic.Issuer that signs every request with a
-// test CA and counts them.
-type countingIssuer struct {
-	ca     *x509.Certificate
-	key    *ecdsa.PrivateKey
-	orders atomic.Int32
-	wait   func(context.Context) error // before the first order is answered
-}
-
-func newCountingIssuer(t *testing.T) *countingIssuer {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &countingIssuer{ca: ca, key: key}
-}
-
-func (c *countingIssuer) IssuerKey() string { return "counting-test-ca" }
-
-func (c *countingIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest) (*certmagic.IssuedCertificate, error) {
-	if c.orders.Add(1) == 1 && c.wait != nil {
-		if err := c.wait(ctx); err != nil {
-			return nil, err
-		}
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: csr.Subject.CommonName},
-		DNSNames:     csr.DNSNames,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(23 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca, csr.PublicKey, c.key)
-	if err != nil {
-		return nil, err
-	}
-	return &certmagic.IssuedCertificate{Certificate: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
-}
-
-// messageHook is a zap core that signals each log entry with a message.
-type messageHook struct {
+// kvMessageHook is a zap core that signals each log entry with a message.
+type kvMessageHook struct {
 	message string
 	seen    chan<- struct{}
 }
 
-func (h *messageHook) Enabled(zapcore.Level) bool        { return true }
-func (h *messageHook) With([]zapcore.Field) zapcore.Core { return h }
-func (h *messageHook) Sync() error                       { return nil }
-func (h *messageHook) Write(e zapcore.Entry, _ []zapcore.Field) error {
+func (h *kvMessageHook) Enabled(zapcore.Level) bool        { return true }
+func (h *kvMessageHook) With([]zapcore.Field) zapcore.Core { return h }
+func (h *kvMessageHook) Sync() error                       { return nil }
+func (h *kvMessageHook) Write(e zapcore.Entry, _ []zapcore.Field) error {
 	if e.Message == h.message {
 		select {
 		case h.seen <- struct{}{}:
@@ -694,6 +566,164 @@ func (h *messageHook) Write(e zapcore.Entry, _ []zapcore.Field) error {
 	}
 	return nil
 }
-func (h *messageHook) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+func (h *kvMessageHook) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	return ce.AddCore(e, h)
+}
+
+// The one-order property against a real ACME CA: an in-process Pebble,
+// validating HTTP-01 challenges on loopback, with an in-process DNS
+// server that points the test domain at 127.0.0.1. Two nodes, each a
+// certmagic.Config with a real ACMEIssuer on its own KVStorage of one
+// bucket, are asked for the same certificate at once: Pebble sees one
+// order. Pebble holds that first order until both nodes have asked for
+// the lock, so that without a working lock the second would order too.
+// The challenge is answered by an HTTP server in front of both nodes'
+// challenge handlers, from the challenge data in the shared bucket, as
+// the edge's port 80 answers it.
+func TestKVStorageOneACMEOrder(t *testing.T) {
+	const domain = "one.kvstorage.fazt.test"
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort := httpLn.Addr().(*net.TCPAddr).Port
+	asked := make(chan struct{}, 2)
+	var orders atomic.Int32
+	acme := kvStartPebble(t, kvStartDNS(t, domain), httpPort, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" && orders.Add(1) == 1 {
+			for range 2 {
+				select {
+				case <-asked:
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+
+	var cfgs []*certmagic.Config
+	var issuers []*certmagic.ACMEIssuer
+	srv := kvStartNATS(t)
+	for range 2 {
+		s := kvNewNode(t, srv, "certs").s
+		s.LockPoll = 5 * time.Millisecond
+		var cfg *certmagic.Config
+		cache := certmagic.NewCache(certmagic.CacheOptions{
+			GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+			Logger:           zap.NewNop(),
+		})
+		t.Cleanup(cache.Stop)
+		cfg = certmagic.New(cache, certmagic.Config{
+			Storage: s,
+			Logger:  zap.New(&kvMessageHook{message: "acquiring lock", seen: asked}),
+		})
+		iss := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
+			CA:                      acme.url,
+			TestCA:                  acme.url,
+			Email:                   "admin@kvstorage.fazt.test",
+			Agreed:                  true,
+			TrustedRoots:            acme.roots,
+			DisableTLSALPNChallenge: true,
+			ListenHost:              "127.0.0.1",
+			AltHTTPPort:             httpPort,
+			Logger:                  zap.NewNop(),
+		})
+		cfg.Issuers = []certmagic.Issuer{iss}
+		cfgs, issuers = append(cfgs, cfg), append(issuers, iss)
+	}
+	// Port 80 of the cluster: either node's handler answers a challenge
+	// either node presented.
+	front := &http.Server{Handler: issuers[1].HTTPChallengeHandler(issuers[0].HTTPChallengeHandler(http.NotFoundHandler())), ReadHeaderTimeout: 10 * time.Second}
+	go front.Serve(httpLn)
+	t.Cleanup(func() { front.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, cfg := range cfgs {
+		wg.Go(func() {
+			if err := cfg.ObtainCertSync(ctx, domain); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := orders.Load(); n != 1 {
+		t.Fatalf("Pebble saw %d orders for one name asked of two nodes at once, want 1", n)
+	}
+	// Both nodes load the one certificate, issued by Pebble for the name.
+	var hashes []string
+	for i, cfg := range cfgs {
+		cert, err := cfg.CacheManagedCertificate(ctx, domain)
+		if err != nil {
+			t.Fatalf("node %d: the certificate from the bucket: %v", i, err)
+		}
+		if cert.Leaf == nil || !slices.Contains(cert.Leaf.DNSNames, domain) || !strings.Contains(cert.Leaf.Issuer.CommonName, "Pebble") {
+			t.Fatalf("node %d: certificate for %v, want %s from Pebble", i, cert.Names, domain)
+		}
+		hashes = append(hashes, cert.Hash())
+	}
+	if hashes[0] != hashes[1] {
+		t.Fatal("the two nodes serve different certificates")
+	}
+	// Asked again, neither node orders: the certificate is in the bucket.
+	for _, cfg := range cfgs {
+		if err := cfg.ObtainCertSync(ctx, domain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := orders.Load(); n != 1 {
+		t.Fatalf("Pebble saw %d orders after asking again, want still 1", n)
+	}
+}
+
+// kvPebble is an in-process Pebble ACME CA.
+type kvPebble struct {
+	url   string         // the ACME directory
+	roots *x509.CertPool // trusts the directory's HTTPS server
+}
+
+// kvStartPebble starts Pebble on a loopback HTTPS server, validating
+// HTTP-01 challenges on httpPort of the addresses dnsAddr gives. gate
+// sees each request to Pebble before Pebble does.
+func kvStartPebble(t *testing.T, dnsAddr string, httpPort int, gate func(http.ResponseWriter, *http.Request, http.Handler)) *kvPebble {
+	t.Helper()
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	t.Setenv("PEBBLE_AUTHZREUSE", "0")
+	logger := log.New(t.Output(), "pebble ", 0)
+	store := db.NewMemoryStore()
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	validator := va.New(logger, httpPort, 0, false, dnsAddr, store)
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
+	next := front.Handler()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { gate(w, r, next) }))
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	return &kvPebble{url: srv.URL + wfe.DirectoryPath, roots: roots}
+}
+
+// kvStartDNS starts a DNS server on loopback TCP (Pebble asks over TCP)
+// that answers A queries for domain with 127.0.0.1, and nothing else.
+func kvStartDNS(t *testing.T, domain string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		for _, q := range r.Question {
+			if q.Qtype == dns.TypeA && strings.EqualFold(q.Name, dns.Fqdn(domain)) {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET}, A: net.IPv4(127, 0, 0, 1)})
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
 }

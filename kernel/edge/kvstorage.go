@@ -1,56 +1,5 @@
 package edge
 
-// Certificate storage on a JetStream key-value bucket.
-//
-// certmagic keeps every TLS asset (certificates, private keys, their
-// metadata, the ACME account, OCSP staples) in a certmagic.Storage and
-// coordinates the expensive work (obtaining, renewing, cleaning) with the
-// storage's named locks. KVStorage puts both in one JetStream key-value
-// bucket, so every node connected to the same NATS shares the same
-// certificates and the same locks: when two nodes are asked for one
-// certificate at once, one of them places the ACME order and the other
-// finds the certificate in the bucket when the lock is released.
-//
-// Opening it on the log:
-//
-//	kv, err := log.KeyValue(ctx, "fazt_certs")
-//	if err != nil { ... }
-//	storage := edge.NewKVStorage(kv)
-//	storage.Sync = func() error { return log.SyncKeyValue("fazt_certs") }
-//	cfg := certmagic.New(cache, certmagic.Config{Storage: storage})
-//
-// Keys. certmagic's keys are paths ("certificates/<ca>/<name>/<name>.crt").
-// JetStream keys are NATS subjects, which refuse most punctuation and use
-// the dot to separate tokens; so each path element is one token, escaped:
-// letters, digits, '-' and '_' stay as they are, every other byte
-// (including '.', '=' and any non-ASCII byte) becomes '=' and two
-// uppercase hex digits. "certificates/example.com" is stored as
-// "d.certificates.example=2Ecom"; the mapping is reversible, so List
-// returns exactly the keys that were stored. Data keys live under "d.",
-// locks under "l.": a stored path can never be mistaken for a lock.
-//
-// Values are stored whole, as one message: at most the NATS server's
-// max_payload (4 MiB on the embedded server, 1 MiB by default elsewhere)
-// less a few hundred bytes of headers. A larger Store fails with
-// eventlog.ErrInvalid and says so; certmagic's assets are a few
-// kilobytes.
-//
-// Locks. A lock is a key created with the bucket's Create, which
-// JetStream refuses when the key exists: of many contenders, on any
-// number of nodes, exactly one creates it. The holder rewrites the key
-// every LockRefresh while it holds the lock (a new revision each time),
-// as certmagic's FileStorage rewrites its lock file. A contender that
-// watches the same revision stay for LockTTL, by its own clock, concludes
-// the holder is dead and takes the lock over with an Update conditioned
-// on that revision, so of several contenders again only one succeeds,
-// and none does if the holder refreshed in the meantime. No clock is
-// compared with another node's. Unlock deletes the key only at the
-// revision the holder last wrote: a holder that lost its lock to a
-// takeover (it stalled for longer than LockTTL) cannot delete its
-// successor's lock, and learns at its next refresh, at RenewLockLease
-// (which certmagic calls before each attempt to obtain) and at Unlock
-// that it lost it.
-
 import (
 	"context"
 	"crypto/rand"
@@ -99,15 +48,62 @@ var (
 	_ certmagic.LockLeaseRenewer = (*KVStorage)(nil)
 )
 
-// KVStorage is a certmagic.Storage on a JetStream key-value bucket,
-// shared by every node connected to the same NATS (see the comment at
-// the top of this file for the key mapping and the lock protocol).
+// KVStorage is a certmagic.Storage on a JetStream key-value bucket:
+// certificate storage shared by every node connected to the same NATS.
 //
-// Create one with NewKVStorage, adjust the exported fields, then hand it
-// to certmagic (certmagic.Config.Storage). The fields must not change
-// once it is in use. All methods are safe for concurrent use. Two
-// KVStorage values on one bucket, in one process or on two nodes, share
-// files and locks.
+// certmagic keeps every TLS asset (certificates, private keys, their
+// metadata, the ACME account, OCSP staples) in its Storage and
+// coordinates the expensive work (obtaining, renewing, cleaning) with the
+// storage's named locks. KVStorage puts both in one bucket, so the nodes
+// of a cluster share certificates and locks: when two nodes are asked for
+// one certificate at once, one of them places the ACME order and the
+// other finds the certificate in the bucket once the lock is released.
+//
+// On the event log (the bucket lives beside the event stream, and is
+// fsynced after each write under Strict durability):
+//
+//	storage, err := edge.OpenKVStorage(ctx, log, "fazt_certs")
+//	if err != nil { ... }
+//	cfg := certmagic.New(cache, certmagic.Config{Storage: storage})
+//
+// On any bucket: NewKVStorage(kv), then adjust the exported fields before
+// handing it to certmagic; they must not change once it is in use. All
+// methods are safe for concurrent use. Two KVStorage values on one
+// bucket, in one process or on two nodes, share files and locks.
+//
+// Keys. certmagic's keys are paths ("certificates/<ca>/<name>/<name>.crt").
+// JetStream keys are NATS subjects, which refuse most punctuation and
+// separate tokens with dots; so each path element becomes one token,
+// escaped: letters, digits, '-' and '_' stay as they are, every other
+// byte (including '.', '=' and any non-ASCII byte) becomes '=' and two
+// uppercase hex digits. "certificates/example.com" is stored as
+// "d.certificates.example=2Ecom". The mapping is reversible, so List
+// returns exactly the keys that were stored, and a directory is listed
+// with a subject filter the server applies. Data keys live under "d.",
+// locks under "l.": a stored path is never mistaken for a lock. Keys
+// must be names separated by single slashes, with no slash at either
+// end (as certmagic makes them); others fail with eventlog.ErrInvalid.
+//
+// Values are stored whole, in one message: at most the NATS server's
+// max_payload (4 MiB on the embedded server, 1 MiB by default
+// elsewhere). A larger Store fails with eventlog.ErrInvalid and says so;
+// certmagic's assets are a few kilobytes.
+//
+// Locks. A lock is a key made with the bucket's Create, which JetStream
+// refuses when the key exists: of any number of contenders, on any
+// number of nodes, exactly one creates it. The holder rewrites the key
+// every LockRefresh while it holds the lock (a new revision each time),
+// as certmagic's FileStorage rewrites its lock file. A contender that
+// sees the same revision stay for LockTTL, by its own clock, concludes
+// the holder is dead and takes the lock over with an Update conditioned
+// on that revision: of several contenders again only one succeeds, and
+// none does if the holder refreshed meanwhile. No node's clock is
+// compared with another's. Unlock deletes the key only at the revision
+// its holder last wrote, so a holder that lost its lock to a takeover
+// (it stalled for longer than LockTTL) cannot delete its successor's
+// lock; it learns that it lost it from RenewLockLease (which certmagic
+// calls before each attempt to obtain a certificate) and from Unlock,
+// both with eventlog.ErrConflict.
 type KVStorage struct {
 	// LockTTL is how long a lock may go without a refresh before another
 	// contender takes it over (DefaultLockTTL). It must exceed
@@ -133,9 +129,24 @@ type KVStorage struct {
 	seen map[string]kvSighting  // by lock key: the revision a contender watches
 }
 
+// OpenKVStorage opens (creating it if needed) the key-value bucket on
+// the log's NATS server with Log.KeyValue, and returns a KVStorage on it
+// whose Sync is Log.SyncKeyValue of the bucket. Errors: those of
+// Log.KeyValue (eventlog.ErrClosed when the log is not open).
+func OpenKVStorage(ctx context.Context, log *eventlog.Log, bucket string) (*KVStorage, error) {
+	kv, err := log.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("certificate storage: %w", err)
+	}
+	s := NewKVStorage(kv)
+	s.Sync = func() error { return log.SyncKeyValue(bucket) }
+	return s, nil
+}
+
 // NewKVStorage returns a KVStorage on the bucket kv, with every tunable
-// at its default. Open the bucket with eventlog's Log.KeyValue, or with
-// jetstream's CreateOrUpdateKeyValue on any connection to the cluster.
+// at its default. Open the bucket with eventlog's Log.KeyValue (or use
+// OpenKVStorage), or with jetstream's CreateOrUpdateKeyValue on any
+// connection to the cluster.
 func NewKVStorage(kv jetstream.KeyValue) *KVStorage {
 	host, _ := os.Hostname()
 	return &KVStorage{

@@ -103,13 +103,13 @@ func kvMustNotExist(t *testing.T, what string, err error) {
 func TestKVStorageBehaviour(t *testing.T) {
 	ctx := context.Background()
 	l := eventlogtest.Open(t)
-	kv, err := l.KeyValue(ctx, "certs_test")
+	s, err := OpenKVStorage(ctx, l, "certs_test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewKVStorage(kv)
-	syncs := 0
-	s.Sync = func() error { syncs++; return l.SyncKeyValue("certs_test") }
+	var syncs atomic.Int32
+	logSync := s.Sync
+	s.Sync = func() error { syncs.Add(1); return logSync() }
 
 	// Nothing there yet.
 	_, err = s.Load(ctx, "certificates/ca/a.example/a.example.crt")
@@ -143,8 +143,8 @@ func TestKVStorageBehaviour(t *testing.T) {
 		}
 	}
 	after := time.Now()
-	if syncs != len(files) {
-		t.Errorf("Sync called %d times for %d stores", syncs, len(files))
+	if n := syncs.Load(); n != int32(len(files)) {
+		t.Errorf("Sync called %d times for %d stores", n, len(files))
 	}
 	for k, v := range files {
 		got, err := s.Load(ctx, k)
@@ -215,12 +215,12 @@ func TestKVStorageBehaviour(t *testing.T) {
 	}
 
 	// Delete a directory: everything under it, nothing beside it.
-	syncs = 0
+	syncs.Store(0)
 	if err := s.Delete(ctx, "certificates/ca/a.example"); err != nil {
 		t.Fatal(err)
 	}
-	if syncs != 1 {
-		t.Errorf("Sync called %d times for a Delete", syncs)
+	if n := syncs.Load(); n != 1 {
+		t.Errorf("Sync called %d times for a Delete", n)
 	}
 	for _, k := range []string{"certificates/ca/a.example", "certificates/ca/a.example/a.example.crt"} {
 		if s.Exists(ctx, k) {
@@ -354,12 +354,10 @@ func TestKVStorageOddKeys(t *testing.T) {
 // ErrInvalid, and nothing is stored.
 func TestKVStorageValueTooLarge(t *testing.T) {
 	ctx := context.Background()
-	l := eventlogtest.Open(t)
-	kv, err := l.KeyValue(ctx, "certs_big")
+	s, err := OpenKVStorage(ctx, eventlogtest.Open(t), "certs_big")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewKVStorage(kv)
 	err = s.Store(ctx, "big", make([]byte, 5<<20))
 	if !errors.Is(err, eventlog.ErrInvalid) {
 		t.Fatalf("Store of 5 MiB: %v, want ErrInvalid", err)

@@ -123,6 +123,9 @@ type KVStorage struct {
 
 	kv    jetstream.KeyValue
 	owner string // written into the locks this value takes, for operators
+	// beforeTakeover, set only by tests, runs between reading a stale
+	// lock and the conditional write that takes it over.
+	beforeTakeover func()
 
 	mu   sync.Mutex
 	held map[string]*kvHeldLock // by lock name
@@ -493,6 +496,9 @@ func (s *KVStorage) tryLock(name string) (bool, error) {
 	s.mu.Unlock()
 	if now.Sub(seen.at) < s.LockTTL {
 		return false, nil
+	}
+	if s.beforeTakeover != nil {
+		s.beforeTakeover()
 	}
 	rev, err = s.kv.Update(ctx, key, s.record(now, now), e.Revision())
 	if kvConflict(err) {

@@ -529,6 +529,79 @@ func TestKVStorageStaleLockTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// TryLock never waits, but remembers what it saw: called again after
+	// the lock stayed unchanged for LockTTL, it takes a stale lock over.
+	if err := stalled.s.Lock(ctx, "try"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := waiter.s.TryLock(ctx, "try"); ok || err != nil {
+		t.Fatalf("TryLock of a lock just taken: %v, %v", ok, err)
+	}
+	time.Sleep(waiter.s.LockTTL + 50*time.Millisecond) // the holder stays silent
+	if ok, err := waiter.s.TryLock(ctx, "try"); !ok || err != nil {
+		t.Fatalf("TryLock of a lock unchanged for LockTTL: %v, %v; want taken over", ok, err)
+	}
+	if err := waiter.s.Unlock(ctx, "try"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stalled.s.Unlock(ctx, "try"); !errors.Is(err, eventlog.ErrConflict) {
+		t.Fatalf("Unlock of a lock taken over by TryLock: %v, want ErrConflict", err)
+	}
+
+	// A dead node (its connection gone) holds a lock; two contenders on
+	// two other nodes wait for it: one takes it over, and the other gets
+	// it only after the first released it.
+	dead := kvNewNode(t, srv, "locks")
+	if err := dead.s.Lock(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	dead.nc.Close()
+	other := kvNewNode(t, srv, "locks")
+	other.s.LockTTL, other.s.LockRefresh, other.s.LockPoll = waiter.s.LockTTL, waiter.s.LockRefresh, waiter.s.LockPoll
+	// Both contenders read the stale lock before either writes: only the
+	// revision condition keeps the second from taking it over too.
+	var takeovers atomic.Int32
+	arrived, release := make(chan struct{}, 2), make(chan struct{})
+	for _, n := range []*kvTestNode{waiter, other} {
+		n.s.beforeTakeover = func() {
+			if takeovers.Add(1) <= 2 {
+				arrived <- struct{}{}
+				<-release
+			}
+		}
+	}
+	go func() {
+		<-arrived
+		<-arrived
+		close(release)
+	}()
+	var inside, overlaps atomic.Int32
+	var wg sync.WaitGroup
+	for _, n := range []*kvTestNode{waiter, other} {
+		wg.Go(func() {
+			if err := n.s.Lock(ctx, "dead"); err != nil {
+				t.Error(err)
+				return
+			}
+			if inside.Add(1) != 1 {
+				overlaps.Add(1)
+			}
+			time.Sleep(20 * time.Millisecond) // hold it while the other may try
+			inside.Add(-1)
+			if err := n.s.Unlock(ctx, "dead"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := overlaps.Load(); n != 0 {
+		t.Fatal("both contenders took the dead node's lock over at once")
+	}
+	if n := takeovers.Load(); n < 2 {
+		t.Fatalf("%d contenders tried to take the stale lock over, want both", n)
+	}
+	waiter.s.beforeTakeover, other.s.beforeTakeover = nil, nil
+
 	// A live holder, refreshing every 20ms, is not taken over by a
 	// contender that waits well past its LockTTL.
 	live.s.LockRefresh = 20 * time.Millisecond

@@ -42,6 +42,9 @@ const (
 // knows it has it.
 const kvLockOpTimeout = 10 * time.Second
 
+// kvListTimeout bounds a listing of keys.
+const kvListTimeout = time.Minute
+
 var (
 	_ certmagic.Storage          = (*KVStorage)(nil)
 	_ certmagic.TryLocker        = (*KVStorage)(nil)
@@ -311,6 +314,10 @@ func (s *KVStorage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, er
 
 // under returns the bucket keys below the bucket key k.
 func (s *KVStorage) under(ctx context.Context, k string) ([]string, error) {
+	// A listing ends when the server says it sent every key; should that
+	// word never come, the bound turns a hang into an error.
+	ctx, cancel := context.WithTimeout(ctx, kvListTimeout)
+	defer cancel()
 	lister, err := s.kv.ListKeysFiltered(ctx, k+".>")
 	if err != nil {
 		return nil, err

@@ -36,7 +36,7 @@ func (l *Log) connectBuckets() error {
 		var err error
 		nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt-objects"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, o.pass))
 		if err != nil {
-			return fmt.Errorf("connect to nats for object stores: %w", err)
+			return fmt.Errorf("connect to nats for object stores and key-value buckets: %w", err)
 		}
 	}
 	js, err := jetstream.New(nc)

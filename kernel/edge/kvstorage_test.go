@@ -603,12 +603,12 @@ func TestKVStorageStaleLockTakeover(t *testing.T) {
 	waiter.s.beforeTakeover, other.s.beforeTakeover = nil, nil
 
 	// A live holder, refreshing every 20ms, is not taken over by a
-	// contender that waits well past its LockTTL.
+	// contender that waits past its LockTTL.
 	live.s.LockRefresh = 20 * time.Millisecond
 	if err := live.s.Lock(ctx, "live"); err != nil {
 		t.Fatal(err)
 	}
-	waiter.s.LockTTL = time.Second
+	waiter.s.LockTTL = 2 * time.Second // a hundred refreshes
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := waiter.s.Lock(wctx, "live"); !errors.Is(err, context.DeadlineExceeded) {

@@ -120,6 +120,7 @@ type KVStorage struct {
 	// Sync, when set, is called after each Store and Delete before it
 	// returns, to make the write durable: with the event log's embedded
 	// server under Strict durability, Log.SyncKeyValue of the bucket.
+	// Locks are not synced: a lock a crash loses is as good as released.
 	Sync func() error
 	// Logger receives lock takeovers and lost locks (slog.Default()).
 	Logger *slog.Logger

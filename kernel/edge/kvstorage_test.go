@@ -102,7 +102,8 @@ func kvMustNotExist(t *testing.T, what string, err error) {
 // Stat, fs.ErrNotExist for what is missing.
 func TestKVStorageBehaviour(t *testing.T) {
 	ctx := context.Background()
-	l := eventlogtest.Open(t)
+	dir := t.TempDir()
+	l := eventlogtest.OpenDir(t, dir)
 	s, err := OpenKVStorage(ctx, l, "certs_test")
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +263,29 @@ func TestKVStorageBehaviour(t *testing.T) {
 		})
 	}
 	wg.Wait()
+
+	// A restart: the reopened log's bucket has what was stored, and not
+	// what was deleted.
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenKVStorage(ctx, l, "certs_test"); !errors.Is(err, eventlog.ErrClosed) {
+		t.Fatalf("OpenKVStorage on a closed log: %v, want ErrClosed", err)
+	}
+	s2, err := OpenKVStorage(ctx, eventlogtest.OpenDir(t, dir), "certs_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s2.Load(ctx, "certificates/ca/b.example/b.example.crt"); err != nil || string(got) != "cert b" {
+		t.Errorf("Load after a restart: %q, %v", got, err)
+	}
+	want := []string{
+		"certificates/ca", "certificates/ca/b.example", "certificates/ca/b.example/b.example.crt",
+		"certificates/other", "certificates/other/c.example", "certificates/other/c.example/c.example.crt",
+	}
+	if got, err := s2.List(ctx, "certificates", true); err != nil || !slices.Equal(got, want) {
+		t.Errorf("List after a restart: %q, %v; want %q", got, err, want)
+	}
 }
 
 // Keys with characters a JetStream key refuses (dots, spaces, wildcards,

@@ -70,6 +70,11 @@
 // loses the content. NATS listener clients reach neither the buckets nor
 // their streams.
 //
+// KeyValue opens a JetStream key-value bucket the same way, on the same
+// connection, for small mutable state that is not an event (the edge's
+// certificates and its cluster-wide locks); SyncKeyValue is its
+// SyncObjectStore.
+//
 // # Concurrency
 //
 // One commit loop publishes; it keeps a view of every stream's last

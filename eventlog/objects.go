@@ -20,6 +20,34 @@ type objectStores struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	syncers map[string]*dirSyncer // by bucket, under strict durability
+	// kvSyncers are syncers of the key-value buckets (kv.go), by bucket.
+	kvSyncers map[string]*dirSyncer
+}
+
+// connectBuckets opens the buckets' connection if it is not open yet;
+// o.mu is held.
+func (l *Log) connectBuckets() error {
+	o := &l.objects
+	if o.js != nil {
+		return nil
+	}
+	nc := l.nc
+	if l.srv != nil {
+		var err error
+		nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt-objects"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, o.pass))
+		if err != nil {
+			return fmt.Errorf("connect to nats for object stores and key-value buckets: %w", err)
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		if nc != l.nc {
+			nc.Close()
+		}
+		return err
+	}
+	o.nc, o.js = nc, js
+	return nil
 }
 
 // ObjectStore opens the JetStream object store bucket on the log's NATS
@@ -47,23 +75,8 @@ func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectS
 	o := &l.objects
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.js == nil {
-		nc := l.nc
-		if l.srv != nil {
-			var err error
-			nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt-objects"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, o.pass))
-			if err != nil {
-				return nil, fmt.Errorf("connect to nats for object stores: %w", err)
-			}
-		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			if nc != l.nc {
-				nc.Close()
-			}
-			return nil, err
-		}
-		o.nc, o.js = nc, js
+	if err := l.connectBuckets(); err != nil {
+		return nil, err
 	}
 	store, err := o.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      bucket,

@@ -139,6 +139,10 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
 	}
+	// Under systemd (Type=notify): READY=1 once /readyz would say ready,
+	// STOPPING=1 when ctx ends, watchdog pings if the unit asks.
+	stopNotify := a.notifySystemd(ctx, k, logger)
+	defer stopNotify()
 	if err := k.Open(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while starting

@@ -15,8 +15,8 @@ import (
 // on the socket systemd names in NOTIFY_SOCKET: a dozen lines, so Fazt
 // speaks it itself rather than importing a module for it.
 
-// Intervals of Supervise.
-const (
+// Intervals of Supervise (variables for the tests).
+var (
 	// readyPollMax bounds the wait between two looks at readiness while
 	// the server starts (the first looks come sooner).
 	readyPollMax = 500 * time.Millisecond

@@ -35,6 +35,15 @@ under DIR and runs no systemctl.`,
 			if _, err := in.Options.Validate(); err != nil {
 				return usagef(cmd, "%v", trimInvalid(err))
 			}
+			// The unit passes the options to serve: refuse one this
+			// binary's serve does not take, rather than write a unit
+			// that cannot start.
+			serve := a.serveCmd().Flags()
+			for _, name := range []string{"domain", "email", "backup"} {
+				if cmd.Flags().Changed(name) && serve.Lookup(name) == nil {
+					return usagef(cmd, "--%s: this fazt's serve has no --%s flag: install a release whose serve has one", name, name)
+				}
+			}
 			if !cmd.Flags().Changed("binary") {
 				exe, err := os.Executable()
 				if err != nil {

@@ -127,10 +127,11 @@ func checkEmail(e string) error {
 
 // checkBackupURL takes an absolute URL of URL characters, without a
 // password (the unit file is world-readable: credentials go in EnvFile)
-// and without quotes, backslashes or dollar signs (percent-encode them).
+// and without quotes, backslashes, dollar signs or commas (a flag may
+// split on them): percent-encode those.
 func checkBackupURL(s string) error {
 	okURL := func(r rune) bool {
-		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~:/?#[]@!&()*+,;=%", r)
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~:/?#[]@!&()*+;=%", r)
 	}
 	if bad := firstUnsafe(s, okURL); bad != "" {
 		return fmt.Errorf("%q has %s: percent-encode it (a space is %%20)", s, bad)

@@ -189,6 +189,7 @@ func TestOptionsRefuseHostile(t *testing.T) {
 		{"--backup", Options{Backup: []string{"s3://b/$HOME"}}, `the character '$'`},
 		{"--backup", Options{Backup: []string{`s3://b/x\y`}}, `the character '\\'`},
 		{"--backup", Options{Backup: []string{"sftp://me:secret@host/fazt"}}, "holds a password"},
+		{"--backup", Options{Backup: []string{"s3://b/x,s3://evil/y"}}, "the character ','"},
 		{"--backup", Options{Backup: []string{"relative/path"}}, "not a replica URL"},
 		{"--backup", Options{Backup: []string{"s3://b/x", "s3://b/x"}}, "given twice"},
 	} {

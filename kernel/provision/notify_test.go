@@ -155,7 +155,10 @@ func TestSupervise(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); n.Supervise(ctx, readiness, func(msg string, err error) { t.Errorf("%s: %v", msg, err) }) }()
+	go func() {
+		defer close(done)
+		n.Supervise(ctx, readiness, func(msg string, err error) { t.Errorf("%s: %v", msg, err) })
+	}()
 
 	first := s.until(t, "STATUS=catching_up: apps (seq 3 of 9)")
 	// Pings come while it waits, and the start timeout is extended while

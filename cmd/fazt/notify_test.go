@@ -168,15 +168,16 @@ func TestServeNotifiesSystemd(t *testing.T) {
 	}
 }
 
-// Without NOTIFY_SOCKET, serve sends nothing and runs as before; with a
-// socket nobody listens on, it warns and serves all the same.
-func TestServeNotifyMissingSocket(t *testing.T) {
+// Run by systemd, serve keeps the API token out of its output (the
+// journal), and a notify socket nobody listens on is a warning, not a
+// failure.
+func TestServeUnderSystemdQuirks(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	var stdout, stderr syncBuffer
-	env := envMap(map[string]string{"NOTIFY_SOCKET": filepath.Join(t.TempDir(), "nobody")})
+	env := envMap(map[string]string{"NOTIFY_SOCKET": filepath.Join(t.TempDir(), "nobody"), "INVOCATION_ID": "0123456789abcdef"})
 	go func() {
 		done <- run(ctx, testVerticals, []string{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, env, strings.NewReader(""), &stdout, &stderr)
 	}()
@@ -188,6 +189,17 @@ func TestServeNotifyMissingSocket(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, "ready", func() bool { return readyz(t, st.Addr) == http.StatusOK })
+	token, err := os.ReadFile(filepath.Join(dir, kernel.TokenFile))
+	if err != nil || len(strings.TrimSpace(string(token))) < 32 {
+		t.Fatalf("token: %q %v", token, err)
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "API token created in "+filepath.Join(dir, kernel.TokenFile)+" (not logged: read it there)\n") {
+		t.Errorf("stdout does not say where the token is:\n%s", out)
+	}
+	if strings.Contains(out+stderr.String(), strings.TrimSpace(string(token))) {
+		t.Errorf("the token is in the output:\n%s", out)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v\n%s", err, stderr.String())

@@ -124,7 +124,12 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if created {
+	switch {
+	case created && a.getenv("INVOCATION_ID") != "":
+		// Run by systemd: stdout goes to the journal, which more users
+		// may read than the token file.
+		fmt.Fprintf(a.stdout, "API token created in %s (not logged: read it there)\n", filepath.Join(dir, kernel.TokenFile))
+	case created:
 		fmt.Fprintf(a.stdout, "API token (stored in %s, shown once): %s\n", filepath.Join(dir, kernel.TokenFile), token)
 	}
 

@@ -51,10 +51,11 @@ type Uninstall struct {
 	Out    io.Writer
 }
 
-// step is one line of a plan.
+// step is one line of a plan, and what it shows below it (a diff).
 type step struct {
 	verb, what string
 	do         func() error
+	detail     string
 }
 
 // Run carries out the install, printing each step as it goes.
@@ -75,22 +76,23 @@ func (in Install) Run(ctx context.Context) error {
 	unitPath, binPath := in.path(UnitPath), in.path(BinPath)
 
 	var steps []step
-	var diff string
+	writeUnit := func() error { return writeFile(unitPath, bytes.NewReader(unit), 0o644) }
 	old, err := os.ReadFile(unitPath)
 	unitChanged := true
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		steps = append(steps, step{"create", UnitPath, func() error { return writeFile(unitPath, bytes.NewReader(unit), 0o644) }})
+		s := step{verb: "create", what: UnitPath, do: writeUnit}
 		if in.DryRun {
-			diff = udiff.Unified("/dev/null", UnitPath, "", string(unit))
+			s.detail = udiff.Unified("/dev/null", UnitPath, "", string(unit))
 		}
+		steps = append(steps, s)
 	case err != nil:
 		return fmt.Errorf("read the installed unit: %w", err)
 	case bytes.Equal(old, unit):
 		unitChanged = false
 	default:
-		steps = append(steps, step{"update", UnitPath, func() error { return writeFile(unitPath, bytes.NewReader(unit), 0o644) }})
-		diff = udiff.Unified(UnitPath+" (installed)", UnitPath+" (new)", string(old), string(unit))
+		steps = append(steps, step{verb: "update", what: UnitPath, do: writeUnit,
+			detail: udiff.Unified(UnitPath+" (installed)", UnitPath+" (new)", string(old), string(unit))})
 	}
 
 	var notes []string
@@ -104,7 +106,7 @@ func (in Install) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("the binary to install: %w", err)
 		}
-		steps = append(steps, step{"create", fmt.Sprintf("%s (a copy of %s, sha256 %s)", BinPath, in.Binary, src[:16]), func() error {
+		steps = append(steps, step{verb: "create", what: fmt.Sprintf("%s (a copy of %s, sha256 %s)", BinPath, in.Binary, src[:16]), do: func() error {
 			f, err := os.Open(in.Binary)
 			if err != nil {
 				return err
@@ -129,17 +131,17 @@ func (in Install) Run(ctx context.Context) error {
 	if in.Root == "" {
 		sd := systemctl{ctx: ctx}
 		if unitChanged {
-			steps = append(steps, step{"run", "systemctl daemon-reload", func() error { return sd.run("daemon-reload") }})
+			steps = append(steps, step{verb: "run", what: "systemctl daemon-reload", do: func() error { return sd.run("daemon-reload") }})
 		}
 		if unitChanged || !sd.ok("is-enabled", "--quiet", UnitName) {
-			steps = append(steps, step{"run", "systemctl enable " + UnitName, func() error { return sd.run("enable", "--quiet", UnitName) }})
+			steps = append(steps, step{verb: "run", what: "systemctl enable " + UnitName, do: func() error { return sd.run("enable", "--quiet", UnitName) }})
 		}
 		active := sd.ok("is-active", "--quiet", UnitName)
 		switch {
 		case active && unitChanged:
-			steps = append(steps, step{"run", "systemctl restart " + UnitName + " (waits until the server is ready)", func() error { return sd.run("restart", UnitName) }})
+			steps = append(steps, step{verb: "run", what: "systemctl restart " + UnitName + " (waits until the server is ready)", do: func() error { return sd.run("restart", UnitName) }})
 		case !active:
-			steps = append(steps, step{"run", "systemctl start " + UnitName + " (waits until the server is ready)", func() error { return sd.run("start", UnitName) }})
+			steps = append(steps, step{verb: "run", what: "systemctl start " + UnitName + " (waits until the server is ready)", do: func() error { return sd.run("start", UnitName) }})
 		}
 	}
 
@@ -157,16 +159,8 @@ func (in Install) Run(ctx context.Context) error {
 	if in.DryRun {
 		fmt.Fprintf(out, "fazt install would%s:\n", where)
 	}
-	for _, s := range steps {
-		if !in.DryRun {
-			if err := s.do(); err != nil {
-				return fmt.Errorf("%s %s: %w", s.verb, s.what, err)
-			}
-		}
-		fmt.Fprintf(out, "  %-6s %s\n", s.verb, s.what)
-	}
-	if diff != "" {
-		fmt.Fprint(out, diff)
+	if err := doSteps(out, steps, in.DryRun); err != nil {
+		return err
 	}
 	switch {
 	case in.DryRun:
@@ -201,27 +195,27 @@ func (u Uninstall) Run(ctx context.Context) error {
 	if haveUnit {
 		if u.Root == "" {
 			sd := systemctl{ctx: ctx}
-			steps = append(steps, step{"run", "systemctl disable --now " + UnitName, func() error { return sd.run("disable", "--now", "--quiet", UnitName) }})
+			steps = append(steps, step{verb: "run", what: "systemctl disable --now " + UnitName, do: func() error { return sd.run("disable", "--now", "--quiet", UnitName) }})
 		}
-		steps = append(steps, step{"remove", UnitPath, func() error { return os.Remove(unitPath) }})
+		steps = append(steps, step{verb: "remove", what: UnitPath, do: func() error { return os.Remove(unitPath) }})
 		if u.Root == "" {
 			sd := systemctl{ctx: ctx}
-			steps = append(steps, step{"run", "systemctl daemon-reload", func() error {
+			steps = append(steps, step{verb: "run", what: "systemctl daemon-reload", do: func() error {
 				sd.ok("reset-failed", UnitName) // forget a failed state; fine if there is none
 				return sd.run("daemon-reload")
 			}})
 		}
 	}
 	var kept []string
-	for _, d := range []string{StateDir, PrivateStateDir} {
-		p := root.path(d)
+	for _, d := range []struct{ path, what string }{{StateDir, "the data and the binary"}, {PrivateStateDir, "where systemd keeps them"}} {
+		p := root.path(d.path)
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}
 		if u.Purge {
-			steps = append(steps, step{"remove", d + " (the data and the binary)", func() error { return os.RemoveAll(p) }})
-		} else if d == StateDir {
-			kept = append(kept, d)
+			steps = append(steps, step{verb: "remove", what: d.path + " (" + d.what + ")", do: func() error { return os.RemoveAll(p) }})
+		} else if d.path == StateDir {
+			kept = append(kept, d.path)
 		}
 	}
 	where := ""
@@ -235,13 +229,8 @@ func (u Uninstall) Run(ctx context.Context) error {
 	if u.DryRun {
 		fmt.Fprintf(out, "fazt uninstall would%s:\n", where)
 	}
-	for _, s := range steps {
-		if !u.DryRun {
-			if err := s.do(); err != nil {
-				return fmt.Errorf("%s %s: %w", s.verb, s.what, err)
-			}
-		}
-		fmt.Fprintf(out, "  %-6s %s\n", s.verb, s.what)
+	if err := doSteps(out, steps, u.DryRun); err != nil {
+		return err
 	}
 	for _, d := range kept {
 		fmt.Fprintf(out, "kept %s: the data and the binary (fazt uninstall --purge removes them)\n", d)
@@ -251,6 +240,22 @@ func (u Uninstall) Run(ctx context.Context) error {
 	}
 	if u.DryRun {
 		fmt.Fprintln(out, "dry run: nothing changed")
+	}
+	return nil
+}
+
+// doSteps prints each step and its detail, and carries it out unless
+// dryRun, stopping at the first that fails.
+func doSteps(out io.Writer, steps []step, dryRun bool) error {
+	for _, s := range steps {
+		fmt.Fprintf(out, "  %-6s %s\n", s.verb, s.what)
+		fmt.Fprint(out, s.detail)
+		if dryRun {
+			continue
+		}
+		if err := s.do(); err != nil {
+			return fmt.Errorf("%s %s: %w", s.verb, s.what, err)
+		}
 	}
 	return nil
 }

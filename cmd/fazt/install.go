@@ -58,7 +58,7 @@ under DIR and runs no systemctl.`,
 	f := cmd.Flags()
 	f.StringVar(&in.Domain, "domain", "", "the public domain to serve, such as example.com (serve --domain)")
 	f.StringVar(&in.Email, "email", "", "the ACME contact email for certificates (serve --email)")
-	f.StringArrayVar(&in.Backup, "backup", nil, "a backup replica URL, such as s3://bucket/fazt (serve --backup); repeatable; no credentials in it (use "+provision.EnvFile+")")
+	f.StringArrayVar(&in.Backup, "backup", nil, "a backup replica URL, such as s3://bucket/fazt, or file://"+provision.StateDir+"/backup (serve --backup); repeatable; no credentials in it (use "+provision.EnvFile+")")
 	f.StringVar(&in.Root, "root", "", "stage the files under this directory instead of / and run no systemctl")
 	f.StringVar(&in.Binary, "binary", "", "the fazt binary to install (default: this one)")
 	f.BoolVar(&in.DryRun, "dry-run", false, "print the plan and change nothing")

@@ -66,7 +66,9 @@
 // Options become `fazt serve` arguments on ExecStart=. They are
 // validated against what a unit line can carry: a domain must be a
 // domain name (IDNA, stored in ASCII), an email a plain address, a
-// backup URL an absolute URL without a password; line breaks, spaces,
+// backup URL an absolute URL without a password (and, for a file://
+// replica, a directory under StateDir: the only place the sandbox lets
+// the service write; mount a backup disk there); line breaks, spaces,
 // quotes, backslashes, dollar signs and control characters are refused
 // with the option named (ErrInvalid), so no value can add a directive.
 // A % (percent-encoding in URLs) is written as %%, which systemd reads

@@ -362,7 +362,7 @@ func TestUnitSystemdAnalyze(t *testing.T) {
 	units := systemdUnits(t)
 	root := stagingRoot(t)
 	runInstall(t, Install{
-		Options: Options{Domain: "example.com", Email: "ops+fazt@example.com", Backup: []string{"s3://bucket/fazt%20data?region=eu-west-1", "file:///srv/a;b"}},
+		Options: Options{Domain: "example.com", Email: "ops+fazt@example.com", Backup: []string{"s3://bucket/fazt%20data?region=eu-west-1", "file:///var/lib/fazt/backup;b"}},
 		Root:    root,
 		Binary:  fakeBinary(t, "#!/bin/sh\n"),
 	})

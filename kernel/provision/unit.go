@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
+	"path"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -141,10 +142,18 @@ func checkBackupURL(s string) error {
 		return fmt.Errorf("%q is not a URL: %v", s, err)
 	}
 	if u.Scheme == "" || (u.Host == "" && u.Path == "" && u.Opaque == "") {
-		return fmt.Errorf("%q is not a replica URL such as s3://bucket/fazt or file:///srv/fazt-backup", s)
+		return fmt.Errorf("%q is not a replica URL such as s3://bucket/fazt or file://%s/backup", s, StateDir)
 	}
 	if _, ok := u.User.Password(); ok {
 		return fmt.Errorf("%q holds a password: the unit file is world-readable; put credentials in %s (KEY=value lines, mode 0600) instead", u.Redacted(), EnvFile)
+	}
+	// ProtectSystem=strict leaves the service only its state directory
+	// to write: a local replica elsewhere would fail at every write.
+	if u.Scheme == "file" {
+		p := path.Clean("/" + u.Path)
+		if u.Host != "" && u.Host != "localhost" || !strings.HasPrefix(p, StateDir+"/") || p == DataDir || strings.HasPrefix(p, DataDir+"/") || p == BinDir || strings.HasPrefix(p, BinDir+"/") {
+			return fmt.Errorf("%q: the service may write only under %s: give a directory there, such as file://%s/backup (mount a backup disk there), or a replica off this machine (s3://…)", s, StateDir, StateDir)
+		}
 	}
 	return nil
 }

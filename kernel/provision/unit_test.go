@@ -139,7 +139,7 @@ func TestUnitHardening(t *testing.T) {
 }
 
 func TestUnitOptions(t *testing.T) {
-	o := Options{Domain: "Bücher.Example.COM.", Email: "ops+fazt@example.com", Backup: []string{"s3://bucket/fazt%20data?region=eu-west-1", "file:///srv/fazt-backup"}}
+	o := Options{Domain: "Bücher.Example.COM.", Email: "ops+fazt@example.com", Backup: []string{"s3://bucket/fazt%20data?region=eu-west-1", "file:///var/lib/fazt/backup"}}
 	unit, err := Unit(o)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestUnitOptions(t *testing.T) {
 	checkUnitShape(t, o, unit)
 	v, _ := o.Validate()
 	want := []string{"serve", "--data", DataDir, "--domain", "xn--bcher-kva.example.com", "--email", "ops+fazt@example.com",
-		"--backup", "s3://bucket/fazt%20data?region=eu-west-1", "--backup", "file:///srv/fazt-backup"}
+		"--backup", "s3://bucket/fazt%20data?region=eu-west-1", "--backup", "file:///var/lib/fazt/backup"}
 	if !reflect.DeepEqual(v.Args(), want) {
 		t.Fatalf("args %q; want %q", v.Args(), want)
 	}
@@ -183,7 +183,11 @@ func TestOptionsRefuseHostile(t *testing.T) {
 		{"--email", Options{Email: "me$HOME@example.com"}, `the character '$'`},
 		{"--email", Options{Email: "me"}, "not an email"},
 		{"--backup", Options{Backup: []string{"s3://b/x\nExecStartPre=/bin/sh -c id"}}, "a line break"},
-		{"--backup", Options{Backup: []string{"file:///srv/my backups"}}, "a space"},
+		{"--backup", Options{Backup: []string{"file:///var/lib/fazt/my backups"}}, "a space"},
+		{"--backup", Options{Backup: []string{"file:///srv/fazt-backup"}}, "may write only under /var/lib/fazt"},
+		{"--backup", Options{Backup: []string{"file:///var/lib/fazt/../../../srv"}}, "may write only under /var/lib/fazt"},
+		{"--backup", Options{Backup: []string{"file:///var/lib/fazt/data/jetstream"}}, "may write only under /var/lib/fazt"},
+		{"--backup", Options{Backup: []string{"file://other-host/var/lib/fazt/backup"}}, "may write only under /var/lib/fazt"},
 		{"--backup", Options{Backup: []string{`s3://b/"x"`}}, `the character '"'`},
 		{"--backup", Options{Backup: []string{"s3://b/'x'"}}, `the character '\''`},
 		{"--backup", Options{Backup: []string{"s3://b/$HOME"}}, `the character '$'`},
@@ -221,7 +225,7 @@ func TestQuoteExecArg(t *testing.T) {
 // ExecStart= reads back as the options' arguments.
 func FuzzUnit(f *testing.F) {
 	f.Add("example.com", "me@example.com", "s3://b/x%20y")
-	f.Add("bücher.de", "a.b+c@example.org", "file:///srv/a;b?c=d#e")
+	f.Add("bücher.de", "a.b+c@example.org", "file:///var/lib/fazt/a;b?c=d#e")
 	f.Add("example.com\n", "x@y.z\n", "s3://b/\"x")
 	f.Fuzz(func(t *testing.T, domain, email, backup string) {
 		o := Options{Domain: domain, Email: email, Backup: []string{backup}}

@@ -133,7 +133,7 @@ func (in Install) Run(ctx context.Context) error {
 		if unitChanged {
 			steps = append(steps, step{verb: "run", what: "systemctl daemon-reload", do: func() error { return sd.run("daemon-reload") }})
 		}
-		if unitChanged || !sd.ok("is-enabled", "--quiet", UnitName) {
+		if !sd.ok("is-enabled", "--quiet", UnitName) {
 			steps = append(steps, step{verb: "run", what: "systemctl enable " + UnitName, do: func() error { return sd.run("enable", "--quiet", UnitName) }})
 		}
 		active := sd.ok("is-active", "--quiet", UnitName)

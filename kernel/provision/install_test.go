@@ -374,6 +374,9 @@ func TestUnitSystemdAnalyze(t *testing.T) {
 	}
 
 	out, err = exec.Command("systemd-analyze", "security", "--offline=true", "--root="+root, UnitPath).CombinedOutput()
+	if err != nil && strings.Contains(string(out), "unrecognized option") {
+		t.Skipf("this systemd-analyze has no offline security check (systemd 250 or later has): %s", out)
+	}
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
 	}

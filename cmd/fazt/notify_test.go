@@ -125,7 +125,10 @@ func TestServeNotifiesSystemd(t *testing.T) {
 	}()
 
 	// Catching up: STATUS= says so, the watchdog is pinged, no READY=1.
-	before := nextNotify(t, msgs, "STATUS=catching_up: critical projections are catching up with the log: gated")
+	before := nextNotify(t, msgs, "STATUS=catching_up: critical projections are catching up with the log: ")
+	if last := before[len(before)-1]; !strings.Contains(last, "gated (catching_up, seq 0 of 1)") {
+		t.Fatalf("the status does not name the projection it waits for: %q", last)
+	}
 	var st serveState
 	waitFor(t, "serve.json", func() bool {
 		var err error

@@ -24,6 +24,18 @@
 // 0600) and prints it once. While running, DIR/serve.json holds the
 // server's URL and pid so that the other commands find it.
 //
+//	fazt install [--domain D] [--email E] [--backup URL]... [--binary FILE] [--root DIR] [--dry-run]
+//	fazt uninstall [--purge] [--root DIR] [--dry-run]
+//
+// Install makes the machine run fazt serve as a hardened systemd service
+// (Type=notify, a dynamic user, data and binary in /var/lib/fazt,
+// CAP_NET_BIND_SERVICE only), enabled and started; run again, it
+// changes nothing, or shows the unit's difference. Uninstall removes the
+// service and keeps the data unless --purge. Both need root and systemd;
+// --root DIR stages the files in DIR instead. Under systemd, serve
+// reports READY=1 once /readyz is ready, STOPPING=1 when it stops, and
+// pings the watchdog (package provision).
+//
 //	fazt events append --stream S --type T [--data JSON|-] [--id ULID] [--expect N | --expect-new] [--json]
 //	fazt events read STREAM [--from V] [--limit N] [--json]
 //	fazt events tail [--after SEQ] [--type T]... [--category C]... [--json]

@@ -124,7 +124,12 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if created {
+	switch {
+	case created && a.getenv("INVOCATION_ID") != "":
+		// Run by systemd: stdout goes to the journal, which more users
+		// may read than the token file.
+		fmt.Fprintf(a.stdout, "API token created in %s (not logged: read it there)\n", filepath.Join(dir, kernel.TokenFile))
+	case created:
 		fmt.Fprintf(a.stdout, "API token (stored in %s, shown once): %s\n", filepath.Join(dir, kernel.TokenFile), token)
 	}
 
@@ -139,6 +144,10 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
 	}
+	// Under systemd (Type=notify): READY=1 once /readyz would say ready,
+	// STOPPING=1 when ctx ends, watchdog pings if the unit asks.
+	stopNotify := a.notifySystemd(ctx, k, logger)
+	defer stopNotify()
 	if err := k.Open(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while starting

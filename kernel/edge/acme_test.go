@@ -1,0 +1,160 @@
+package edge_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fazt-sh/fazt/kernel/edge"
+)
+
+// waitCert waits until the edge's storage holds a certificate for host.
+func waitCert(t testing.TB, e *edge.Edge, host string) edge.Cert {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var last []edge.Cert
+	for time.Now().Before(deadline) {
+		certs, err := e.Certificates(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = certs
+		for _, c := range certs {
+			if slices.Contains(c.Names, host) && !c.NotAfter.IsZero() {
+				return c
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no certificate for %s after 90s; certificates: %+v", host, last)
+	return edge.Cert{}
+}
+
+// TestBindIssuesAndServes: binding a domain (the vertical appends
+// apps.domain_added) makes the reactor obtain its certificate from the
+// CA over the real ACME protocol, and an HTTPS GET trusting only the
+// CA's root gets the app's page, over HTTP/2.
+func TestBindIssuesAndServes(t *testing.T) {
+	p := startPebble(t)
+	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
+	p.attach(n.edge)
+	n.deploy(t, "blog", map[string]string{"index.html": "<h1>the blog</h1>"})
+	domain := uniq("www") + ".blog-example.com"
+	n.bind(t, "blog", domain)
+
+	c := waitCert(t, n.edge, domain)
+	if !strings.Contains(c.Issuer, "Pebble") || c.NotAfter.Before(time.Now()) {
+		t.Errorf("certificate %+v: want one issued by Pebble, not expired", c)
+	}
+	if p.orders.Load() == 0 {
+		t.Fatal("a certificate is stored but Pebble saw no order")
+	}
+	client := dialTo(n.edge.HTTPSAddr(), p.issued)
+	code, body, resp, err := get(t, client, "https://"+domain+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusOK || body != "<h1>the blog</h1>" {
+		t.Fatalf("GET https://%s/: %d %q", domain, code, body)
+	}
+	if resp.TLS == nil || resp.TLS.NegotiatedProtocol != "h2" || !slices.Contains(resp.TLS.PeerCertificates[0].DNSNames, domain) {
+		t.Errorf("TLS state: protocol %q, names %v", resp.TLS.NegotiatedProtocol, resp.TLS.PeerCertificates[0].DNSNames)
+	}
+	// The app's own name under the base domain is served too (its
+	// certificate obtained by the reactor at deploy, or at the handshake).
+	code, body, _, err = get(t, client, "https://blog.example.com/", nil)
+	if err != nil || code != http.StatusOK || body != "<h1>the blog</h1>" {
+		t.Fatalf("GET https://blog.example.com/: %d %q %v", code, body, err)
+	}
+}
+
+// TestUnboundHost: a host nobody bound gets a failed handshake and no
+// order is placed for it; over HTTP it gets a plain 404, while a bound
+// host is redirected to HTTPS.
+func TestUnboundHost(t *testing.T) {
+	p := startPebble(t)
+	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
+	p.attach(n.edge)
+	client := dialTo(n.edge.HTTPSAddr(), p.issued)
+	for _, host := range []string{"nobody.example.org", "nothing.example.com", "example.com"} {
+		if code, _, _, err := get(t, client, "https://"+host+"/", nil); err == nil {
+			t.Errorf("GET https://%s/: answered %d, want a failed handshake", host, code)
+		} else if !strings.Contains(err.Error(), "tls") {
+			t.Errorf("GET https://%s/: %v, want a TLS handshake error", host, err)
+		}
+	}
+	if o := p.orders.Load(); o != 0 {
+		t.Errorf("Pebble saw %d orders for unbound hosts, want 0", o)
+	}
+	plain := dialTo(n.edge.HTTPAddr(), nil)
+	code, body, _, err := get(t, plain, "http://nobody.example.org/x", nil)
+	if err != nil || code != http.StatusNotFound || !strings.Contains(body, "no site") {
+		t.Errorf("GET http://nobody.example.org/x: %d %q %v, want the plain 404", code, body, err)
+	}
+	n.deploy(t, "shop", map[string]string{"index.html": "shop"})
+	n.waitServes(t, "shop.example.com", true)
+	code, _, resp, err := get(t, plain, "http://shop.example.com/a/b?c=d", nil)
+	if err != nil || code != http.StatusPermanentRedirect {
+		t.Fatalf("GET http://shop.example.com/a/b?c=d: %d %v, want 308", code, err)
+	}
+	_, port, _ := strings.Cut(n.edge.HTTPSAddr(), ":")
+	if want := "https://shop.example.com:" + port + "/a/b?c=d"; resp.Header.Get("Location") != want {
+		t.Errorf("redirect to %q, want %q", resp.Header.Get("Location"), want)
+	}
+}
+
+// TestAdminHost: the kernel's API answers at fazt.<domain> over HTTPS
+// (its certificate obtained on demand at the first handshake), with the
+// token; over HTTP it only redirects.
+func TestAdminHost(t *testing.T) {
+	p := startPebble(t)
+	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
+	p.attach(n.edge)
+	client := dialTo(n.edge.HTTPSAddr(), p.issued)
+	code, _, _, err := get(t, client, "https://fazt.example.com/v1/apps", nil)
+	if err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("GET https://fazt.example.com/v1/apps without the token: %d %v, want 401", code, err)
+	}
+	if p.orders.Load() != 1 {
+		t.Errorf("orders %d, want 1 (on demand, at the first handshake)", p.orders.Load())
+	}
+	code, body, _, err := get(t, client, "https://fazt.example.com/v1/apps", map[string]string{"Authorization": "Bearer " + n.token})
+	if err != nil || code != http.StatusOK || !strings.Contains(body, `"apps"`) {
+		t.Fatalf("GET https://fazt.example.com/v1/apps with the token: %d %q %v", code, body, err)
+	}
+	code, _, _, err = get(t, dialTo(n.edge.HTTPAddr(), nil), "http://fazt.example.com/v1/apps", map[string]string{"Authorization": "Bearer " + n.token})
+	if err != nil || code != http.StatusPermanentRedirect {
+		t.Fatalf("GET http://fazt.example.com/v1/apps: %d %v, want only a redirect", code, err)
+	}
+}
+
+// TestRestartServesStoredCertificate: a restarted node serves the
+// certificate it stored, without a new order.
+func TestRestartServesStoredCertificate(t *testing.T) {
+	p := startPebble(t)
+	dir, store := t.TempDir(), t.TempDir()
+	n := startNode(t, dir, acmeConfig(p, store, "example.com"))
+	p.attach(n.edge)
+	n.deploy(t, "docs", map[string]string{"index.html": "docs v1"})
+	domain := uniq("docs") + ".example.net"
+	n.bind(t, "docs", domain)
+	waitCert(t, n.edge, domain)
+	orders := p.orders.Load()
+	n.close(t)
+
+	n2 := startNode(t, dir, acmeConfig(p, store, "example.com"))
+	p.attach(n2.edge)
+	code, body, resp, err := get(t, dialTo(n2.edge.HTTPSAddr(), p.issued), "https://"+domain+"/", nil)
+	if err != nil || code != http.StatusOK || body != "docs v1" {
+		t.Fatalf("after restart GET https://%s/: %d %q %v", domain, code, body, err)
+	}
+	if !slices.Contains(resp.TLS.PeerCertificates[0].DNSNames, domain) {
+		t.Errorf("served certificate for %v", resp.TLS.PeerCertificates[0].DNSNames)
+	}
+	if got := p.orders.Load(); got != orders {
+		t.Errorf("orders %d after restart, want %d (the stored certificate)", got, orders)
+	}
+}

@@ -259,7 +259,9 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	}
 	e.served = make(chan error, 2)
 	e.httpSrv = e.server(http.HandlerFunc(e.serveHTTP))
-	e.serve(func() error { return e.httpSrv.Serve(kernel.LimitListener(e.httpLn, e.cfg.MaxConns, e.cfg.MaxConnsPerClient)) })
+	e.serve(func() error {
+		return e.httpSrv.Serve(kernel.LimitListener(e.httpLn, e.cfg.MaxConns, e.cfg.MaxConnsPerClient))
+	})
 	if e.httpsLn != nil {
 		e.httpsSrv = e.server(http.HandlerFunc(e.serveHTTPS))
 		e.httpsSrv.TLSConfig = e.tlsConfig()

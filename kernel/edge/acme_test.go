@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fazt-sh/fazt/kernel/edge"
+	"github.com/fazt-sh/fazt/kernel/edge/edgetest"
 )
 
 // waitCert waits until the edge's storage holds a certificate for host.
@@ -38,9 +39,9 @@ func waitCert(t testing.TB, e *edge.Edge, host string) edge.Cert {
 // CA over the real ACME protocol, and an HTTPS GET trusting only the
 // CA's root gets the app's page, over HTTP/2.
 func TestBindIssuesAndServes(t *testing.T) {
-	p := startPebble(t)
+	p := edgetest.StartPebble(t)
 	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
-	p.attach(n.edge)
+	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
 	n.deploy(t, "blog", map[string]string{"index.html": "<h1>the blog</h1>"})
 	domain := uniq("www") + ".blog-example.com"
 	n.bind(t, "blog", domain)
@@ -49,10 +50,10 @@ func TestBindIssuesAndServes(t *testing.T) {
 	if !strings.Contains(c.Issuer, "Pebble") || c.NotAfter.Before(time.Now()) {
 		t.Errorf("certificate %+v: want one issued by Pebble, not expired", c)
 	}
-	if p.orders.Load() == 0 {
+	if p.Orders.Load() == 0 {
 		t.Fatal("a certificate is stored but Pebble saw no order")
 	}
-	client := dialTo(n.edge.HTTPSAddr(), p.issued)
+	client := dialTo(n.edge.HTTPSAddr(), p.Issued)
 	code, body, resp, err := get(t, client, "https://"+domain+"/", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -75,10 +76,10 @@ func TestBindIssuesAndServes(t *testing.T) {
 // order is placed for it; over HTTP it gets a plain 404, while a bound
 // host is redirected to HTTPS.
 func TestUnboundHost(t *testing.T) {
-	p := startPebble(t)
+	p := edgetest.StartPebble(t)
 	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
-	p.attach(n.edge)
-	client := dialTo(n.edge.HTTPSAddr(), p.issued)
+	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
+	client := dialTo(n.edge.HTTPSAddr(), p.Issued)
 	for _, host := range []string{"nobody.example.org", "nothing.example.com", "example.com"} {
 		if code, _, _, err := get(t, client, "https://"+host+"/", nil); err == nil {
 			t.Errorf("GET https://%s/: answered %d, want a failed handshake", host, code)
@@ -86,7 +87,7 @@ func TestUnboundHost(t *testing.T) {
 			t.Errorf("GET https://%s/: %v, want a TLS handshake error", host, err)
 		}
 	}
-	if o := p.orders.Load(); o != 0 {
+	if o := p.Orders.Load(); o != 0 {
 		t.Errorf("Pebble saw %d orders for unbound hosts, want 0", o)
 	}
 	plain := dialTo(n.edge.HTTPAddr(), nil)
@@ -110,16 +111,16 @@ func TestUnboundHost(t *testing.T) {
 // (its certificate obtained on demand at the first handshake), with the
 // token; over HTTP it only redirects.
 func TestAdminHost(t *testing.T) {
-	p := startPebble(t)
+	p := edgetest.StartPebble(t)
 	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
-	p.attach(n.edge)
-	client := dialTo(n.edge.HTTPSAddr(), p.issued)
+	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
+	client := dialTo(n.edge.HTTPSAddr(), p.Issued)
 	code, _, _, err := get(t, client, "https://fazt.example.com/v1/apps", nil)
 	if err != nil || code != http.StatusUnauthorized {
 		t.Fatalf("GET https://fazt.example.com/v1/apps without the token: %d %v, want 401", code, err)
 	}
-	if p.orders.Load() != 1 {
-		t.Errorf("orders %d, want 1 (on demand, at the first handshake)", p.orders.Load())
+	if p.Orders.Load() != 1 {
+		t.Errorf("orders %d, want 1 (on demand, at the first handshake)", p.Orders.Load())
 	}
 	code, body, _, err := get(t, client, "https://fazt.example.com/v1/apps", map[string]string{"Authorization": "Bearer " + n.token})
 	if err != nil || code != http.StatusOK || !strings.Contains(body, `"apps"`) {
@@ -134,27 +135,27 @@ func TestAdminHost(t *testing.T) {
 // TestRestartServesStoredCertificate: a restarted node serves the
 // certificate it stored, without a new order.
 func TestRestartServesStoredCertificate(t *testing.T) {
-	p := startPebble(t)
+	p := edgetest.StartPebble(t)
 	dir, store := t.TempDir(), t.TempDir()
 	n := startNode(t, dir, acmeConfig(p, store, "example.com"))
-	p.attach(n.edge)
+	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
 	n.deploy(t, "docs", map[string]string{"index.html": "docs v1"})
 	domain := uniq("docs") + ".example.net"
 	n.bind(t, "docs", domain)
 	waitCert(t, n.edge, domain)
-	orders := p.orders.Load()
+	orders := p.Orders.Load()
 	n.close(t)
 
 	n2 := startNode(t, dir, acmeConfig(p, store, "example.com"))
-	p.attach(n2.edge)
-	code, body, resp, err := get(t, dialTo(n2.edge.HTTPSAddr(), p.issued), "https://"+domain+"/", nil)
+	p.Attach(n2.edge.HTTPAddr(), n2.edge.HTTPSAddr())
+	code, body, resp, err := get(t, dialTo(n2.edge.HTTPSAddr(), p.Issued), "https://"+domain+"/", nil)
 	if err != nil || code != http.StatusOK || body != "docs v1" {
 		t.Fatalf("after restart GET https://%s/: %d %q %v", domain, code, body, err)
 	}
 	if !slices.Contains(resp.TLS.PeerCertificates[0].DNSNames, domain) {
 		t.Errorf("served certificate for %v", resp.TLS.PeerCertificates[0].DNSNames)
 	}
-	if got := p.orders.Load(); got != orders {
+	if got := p.Orders.Load(); got != orders {
 		t.Errorf("orders %d after restart, want %d (the stored certificate)", got, orders)
 	}
 }

@@ -296,6 +296,9 @@ func (e *Edge) serve(fn func() error) {
 	}()
 }
 
+// Domain is the base domain (Config.Domain, normalised).
+func (e *Edge) Domain() string { return e.cfg.Domain }
+
 // Failed yields an error when a listener stops serving by itself.
 func (e *Edge) Failed() <-chan error { return e.served }
 

@@ -9,39 +9,26 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
 
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/edge"
+	"github.com/fazt-sh/fazt/kernel/edge/edgetest"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/verticals/apps"
 )
 
 func TestMain(m *testing.M) {
-	// Pebble on loopback: no random validation delays, no rejected
-	// nonces, no reuse of an earlier authorization (each order is
-	// validated against this test's listeners).
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	os.Setenv("PEBBLE_AUTHZREUSE", "0")
-	log.SetOutput(io.Discard) // pebble's wfe logs to the standard logger
+	edgetest.SetEnv()
 	os.Exit(m.Run())
 }
 
@@ -218,96 +205,13 @@ func get(t testing.TB, c *http.Client, url string, header map[string]string) (in
 	return resp.StatusCode, string(b), resp, nil
 }
 
-// pebble is an in-process Pebble ACME CA whose validation authority
-// resolves names through an in-process DNS server answering 127.0.0.1
-// and connects to an edge's ports (attach).
-type pebble struct {
-	dir    string         // the ACME directory URL
-	api    *x509.CertPool // trusts the ACME server itself
-	issued *x509.CertPool // trusts what Pebble issues
-	orders atomic.Int64   // new-order requests seen
-
-	dns       string
-	logger    *log.Logger
-	store     *db.MemoryStore
-	authority *ca.CAImpl
-	h         atomic.Pointer[http.Handler]
-}
-
-func startPebble(t testing.TB) *pebble {
-	t.Helper()
-	p := &pebble{dns: startDNS(t), logger: log.New(io.Discard, "", 0), store: db.NewMemoryStore()}
-	p.authority = ca.New(p.logger, p.store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := p.h.Load()
-		if h == nil {
-			http.Error(w, "pebble is not attached to an edge yet", http.StatusServiceUnavailable)
-			return
-		}
-		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
-			p.orders.Add(1)
-		}
-		(*h).ServeHTTP(w, r)
-	}))
-	srv.Config.ErrorLog = p.logger
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p.dir = srv.URL + wfe.DirectoryPath
-	p.api = x509.NewCertPool()
-	p.api.AddCert(srv.Certificate())
-	p.issued = x509.NewCertPool()
-	p.issued.AddCert(p.authority.GetRootCert(0).Cert)
-	return p
-}
-
-// attach points Pebble's validation authority at an edge's listeners.
-func (p *pebble) attach(e *edge.Edge) {
-	_, hp, _ := net.SplitHostPort(e.HTTPAddr())
-	_, tp, _ := net.SplitHostPort(e.HTTPSAddr())
-	httpPort, _ := strconv.Atoi(hp)
-	tlsPort, _ := strconv.Atoi(tp)
-	validator := va.New(p.logger, httpPort, tlsPort, false, p.dns, p.store)
-	front := wfe.New(p.logger, p.store, validator, p.authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	h := front.Handler()
-	p.h.Store(&h)
-}
-
-// startDNS serves A 127.0.0.1 for every name, over TCP (what Pebble's
-// validation authority asks with), and returns its address.
-func startDNS(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(req)
-		for _, q := range req.Question {
-			if q.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-					A:   net.IPv4(127, 0, 0, 1),
-				})
-			}
-		}
-		_ = w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
-}
-
 // acmeConfig is an edge configuration using p, with certificates in dir.
-func acmeConfig(p *pebble, storage, domain string) edge.Config {
+func acmeConfig(p *edgetest.Pebble, storage, domain string) edge.Config {
 	return edge.Config{
 		Domain:  domain,
 		Email:   "ops@example.com",
-		CA:      p.dir,
-		CARoots: p.api,
+		CA:      p.Dir,
+		CARoots: p.API,
 		Storage: &certmagic.FileStorage{Path: storage},
 	}
 }

@@ -70,6 +70,37 @@ func TestBindIssuesAndServes(t *testing.T) {
 	if err != nil || code != http.StatusOK || body != "<h1>the blog</h1>" {
 		t.Fatalf("GET https://blog.example.com/: %d %q %v", code, body, err)
 	}
+
+	// Unbound: the certificate leaves the cache and the handshake fails,
+	// though the certificate is still in storage.
+	n.unbind(t, "blog", domain)
+	n.waitServes(t, domain, false)
+	if code, _, _, err := get(t, client, "https://"+domain+"/", nil); err == nil {
+		t.Errorf("GET https://%s/ after unbinding: answered %d, want a failed handshake", domain, code)
+	}
+}
+
+// TestChallenges: a certificate is obtained with either challenge alone:
+// HTTP-01 on the HTTP listener, TLS-ALPN-01 on the HTTPS one.
+func TestChallenges(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		noHTTP, noTLS bool
+	}{{"http-01", false, true}, {"tls-alpn-01", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := edgetest.StartPebble(t)
+			cfg := acmeConfig(p, t.TempDir(), "example.com")
+			cfg.DisableHTTPChallenge, cfg.DisableTLSALPNChallenge = tc.noHTTP, tc.noTLS
+			n := startNode(t, t.TempDir(), cfg)
+			p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
+			n.deploy(t, "app", map[string]string{"index.html": tc.name})
+			waitCert(t, n.edge, "app.example.com")
+			code, body, _, err := get(t, dialTo(n.edge.HTTPSAddr(), p.Issued), "https://app.example.com/", nil)
+			if err != nil || code != http.StatusOK || body != tc.name {
+				t.Fatalf("GET https://app.example.com/: %d %q %v", code, body, err)
+			}
+		})
+	}
 }
 
 // TestUnboundHost: a host nobody bound gets a failed handshake and no
@@ -129,6 +160,16 @@ func TestAdminHost(t *testing.T) {
 	code, _, _, err = get(t, dialTo(n.edge.HTTPAddr(), nil), "http://fazt.example.com/v1/apps", map[string]string{"Authorization": "Bearer " + n.token})
 	if err != nil || code != http.StatusPermanentRedirect {
 		t.Fatalf("GET http://fazt.example.com/v1/apps: %d %v, want only a redirect", code, err)
+	}
+
+	// A connection made for an app's host cannot ask for the admin host.
+	n.deploy(t, "site", map[string]string{"index.html": "site"})
+	waitCert(t, n.edge, "site.example.com")
+	fronted := dialTo(n.edge.HTTPSAddr(), p.Issued)
+	fronted.Transport.(*http.Transport).TLSClientConfig.ServerName = "site.example.com"
+	code, _, _, err = get(t, fronted, "https://fazt.example.com/v1/apps", map[string]string{"Authorization": "Bearer " + n.token})
+	if err != nil || code != http.StatusMisdirectedRequest {
+		t.Errorf("admin Host over a connection for site.example.com: %d %v, want 421", code, err)
 	}
 }
 

@@ -52,6 +52,9 @@ func (e *Edge) startTLS() error {
 		Email:        e.cfg.Email,
 		Agreed:       true,
 		TrustedRoots: e.cfg.CARoots,
+
+		DisableHTTPChallenge:    e.cfg.DisableHTTPChallenge,
+		DisableTLSALPNChallenge: e.cfg.DisableTLSALPNChallenge,
 		// The solvers find these ports taken by the edge, which answers
 		// the challenges itself (HandleHTTPChallenge, the TLS config).
 		ListenHost:     host,

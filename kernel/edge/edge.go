@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
 	"golang.org/x/time/rate"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -96,6 +98,11 @@ type Config struct {
 	Email   string
 	CA      string
 	CARoots *x509.CertPool
+	// DisableHTTPChallenge and DisableTLSALPNChallenge turn one of the
+	// two ACME challenges off (both are on by default: HTTP-01 on the
+	// HTTP listener, TLS-ALPN-01 on the HTTPS one).
+	DisableHTTPChallenge    bool
+	DisableTLSALPNChallenge bool
 	// Storage keeps certificates, keys and locks: shared by every node.
 	Storage certmagic.Storage
 	// ObtainTimeout bounds one certificate order (DefaultObtainTimeout).
@@ -403,7 +410,20 @@ func (e *Edge) Refresh(ctx context.Context, minSeq uint64) error {
 	if err != nil {
 		return err
 	}
-	e.table.Store(e.build(t))
+	old := e.table.Swap(e.build(t))
+	if magic := e.magic.Load(); magic != nil {
+		// Unbound hosts leave the certificate cache: their handshakes
+		// fail from now on, and certmagic stops renewing them here.
+		var gone []certmagic.SubjectIssuer
+		for h := range old.hosts {
+			if !e.Serves(h) {
+				gone = append(gone, certmagic.SubjectIssuer{Subject: h})
+			}
+		}
+		if len(gone) > 0 {
+			e.cache.RemoveManaged(gone)
+		}
+	}
 	if minSeq > e.loadedSeq {
 		e.loadedSeq = minSeq
 	}
@@ -589,8 +609,18 @@ func (e *Edge) trusted(ip string) bool {
 }
 
 // tlsConfig keeps h2 and http/1.1 next to certmagic's ACME protocol.
+// A handshake for a host that is not bound fails before certmagic looks
+// anything up, unless it is an ACME TLS-ALPN-01 challenge (which
+// certmagic answers only for a challenge it has under way).
 func (e *Edge) tlsConfig() *tls.Config {
-	tc := e.magic.Load().TLSConfig()
+	magic := e.magic.Load()
+	tc := magic.TLSConfig()
+	tc.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if !slices.Contains(hello.SupportedProtos, acmez.ACMETLS1Protocol) && !e.Serves(hostOf(hello.ServerName)) {
+			return nil, fmt.Errorf("no site is bound to %q", hello.ServerName)
+		}
+		return magic.GetCertificate(hello)
+	}
 	tc.NextProtos = append([]string{"h2", "http/1.1"}, tc.NextProtos...)
 	tc.MinVersion = tls.VersionTLS12
 	return tc

@@ -48,7 +48,7 @@ func TestServeDomain(t *testing.T) {
 		},
 		TLSClientConfig: &tls.Config{RootCAs: p.Issued},
 	}}
-	fetch := func(url, token string) (int, string) {
+	fetch := func(url, token string) (int, string, error) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", url, nil)
 		if token != "" {
@@ -56,17 +56,28 @@ func TestServeDomain(t *testing.T) {
 		}
 		resp, err := c.Do(req)
 		if err != nil {
-			t.Fatalf("GET %s: %v", url, err)
+			return 0, "", err
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return resp.StatusCode, string(b), nil
 	}
-	if code, body := fetch("https://hello.example.com/", ""); code != 200 || body != "hello from the edge" {
-		t.Fatalf("GET https://hello.example.com/: %d %q", code, body)
+	// The edge serves the app once it has followed the deploy's event
+	// (a fold after deploy returns): until then the handshake fails.
+	var (
+		code int
+		body string
+		err  error
+	)
+	deadline := time.Now().Add(30 * time.Second)
+	for code, body, err = fetch("https://hello.example.com/", ""); err != nil && time.Now().Before(deadline); code, body, err = fetch("https://hello.example.com/", "") {
+		time.Sleep(20 * time.Millisecond)
 	}
-	if code, body := fetch("https://fazt.example.com/v1/apps", s.token); code != 200 || !strings.Contains(body, `"hello"`) {
-		t.Fatalf("GET https://fazt.example.com/v1/apps: %d %q", code, body)
+	if err != nil || code != 200 || body != "hello from the edge" {
+		t.Fatalf("GET https://hello.example.com/: %d %q %v", code, body, err)
+	}
+	if code, body, err := fetch("https://fazt.example.com/v1/apps", s.token); err != nil || code != 200 || !strings.Contains(body, `"hello"`) {
+		t.Fatalf("GET https://fazt.example.com/v1/apps: %d %q %v", code, body, err)
 	}
 	out, errOut, err := fazt(t, nil, "", "certs", "list", "--data", dir)
 	if err != nil {

@@ -61,6 +61,9 @@ func TestBindIssuesAndServes(t *testing.T) {
 	if code != http.StatusOK || body != "<h1>the blog</h1>" {
 		t.Fatalf("GET https://%s/: %d %q", domain, code, body)
 	}
+	if h := resp.Header.Get("Strict-Transport-Security"); h != "" {
+		t.Errorf("Strict-Transport-Security %q for an app that did not ask for it", h)
+	}
 	if resp.TLS == nil || resp.TLS.NegotiatedProtocol != "h2" || !slices.Contains(resp.TLS.PeerCertificates[0].DNSNames, domain) {
 		t.Errorf("TLS state: protocol %q, names %v", resp.TLS.NegotiatedProtocol, resp.TLS.PeerCertificates[0].DNSNames)
 	}
@@ -91,13 +94,17 @@ func TestChallenges(t *testing.T) {
 			p := edgetest.StartPebble(t)
 			cfg := acmeConfig(p, t.TempDir(), "example.com")
 			cfg.DisableHTTPChallenge, cfg.DisableTLSALPNChallenge = tc.noHTTP, tc.noTLS
+			cfg.HSTSApps = []string{"app"}
 			n := startNode(t, t.TempDir(), cfg)
 			p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
 			n.deploy(t, "app", map[string]string{"index.html": tc.name})
 			waitCert(t, n.edge, "app.example.com")
-			code, body, _, err := get(t, dialTo(n.edge.HTTPSAddr(), p.Issued), "https://app.example.com/", nil)
+			code, body, resp, err := get(t, dialTo(n.edge.HTTPSAddr(), p.Issued), "https://app.example.com/", nil)
 			if err != nil || code != http.StatusOK || body != tc.name {
 				t.Fatalf("GET https://app.example.com/: %d %q %v", code, body, err)
+			}
+			if h := resp.Header.Get("Strict-Transport-Security"); h != "max-age=31536000" {
+				t.Errorf("Strict-Transport-Security %q for an app in HSTSApps", h)
 			}
 		})
 	}

@@ -250,8 +250,12 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	loaded := true
 	if err := e.Refresh(ctx, last); err != nil {
-		return fmt.Errorf("edge: load the routes: %w", err)
+		// The read model is catching up or halted: serve no host until
+		// it can be read (the watcher keeps trying), rather than not at all.
+		e.log.Warn("the routes cannot be read yet; no host is served until they can", "err", err)
+		loaded = false
 	}
 	if e.httpLn, err = net.Listen("tcp", e.cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("edge: listen on %s for HTTP: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; --http-addr picks another)", e.cfg.HTTPAddr, err)
@@ -279,7 +283,7 @@ func (e *Edge) Start(ctx context.Context) (err error) {
 	e.done.Add(1)
 	go func() {
 		defer e.done.Done()
-		e.watch(ctx, last)
+		e.watch(ctx, last, !loaded)
 	}()
 	return nil
 }
@@ -350,9 +354,13 @@ func (e *Edge) Close(ctx context.Context) error {
 // watch follows the log for route changes and swaps the table once the
 // read model has folded each. Changes coming faster than a reload are
 // taken together.
-func (e *Edge) watch(ctx context.Context, after uint64) {
+func (e *Edge) watch(ctx context.Context, after uint64, reload bool) {
 	var latest atomic.Uint64
+	latest.Store(after)
 	kick := make(chan struct{}, 1)
+	if reload {
+		kick <- struct{}{}
+	}
 	e.done.Add(1)
 	go func() {
 		defer e.done.Done()

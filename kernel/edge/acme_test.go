@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,5 +206,37 @@ func TestRestartServesStoredCertificate(t *testing.T) {
 	}
 	if got := p.Orders.Load(); got != orders {
 		t.Errorf("orders %d after restart, want %d (the stored certificate)", got, orders)
+	}
+}
+
+// TestTwoEdgesOneOrder: two nodes sharing one certificate storage, both
+// told to serve a host at once, place one ACME order: certmagic's lock
+// in the storage lets one obtain it, and the other finds it stored. The
+// CA validates only through the first edge's ports, which answer the
+// other's challenges from the storage too (distributed solving).
+func TestTwoEdgesOneOrder(t *testing.T) {
+	p := edgetest.StartPebble(t)
+	store := t.TempDir()
+	a := startNode(t, t.TempDir(), acmeConfig(p, store, "example.com"))
+	b := startNode(t, t.TempDir(), acmeConfig(p, store, "example.com"))
+	p.Attach(a.edge.HTTPAddr(), a.edge.HTTPSAddr())
+	var wg sync.WaitGroup
+	for _, n := range []*node{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.deploy(t, "shared", map[string]string{"index.html": "shared"})
+		}()
+	}
+	wg.Wait()
+	waitCert(t, a.edge, "shared.example.com")
+	for _, n := range []*node{a, b} {
+		code, body, _, err := get(t, dialTo(n.edge.HTTPSAddr(), p.Issued), "https://shared.example.com/", nil)
+		if err != nil || code != http.StatusOK || body != "shared" {
+			t.Fatalf("GET https://shared.example.com/ through %s: %d %q %v", n.edge.HTTPSAddr(), code, body, err)
+		}
+	}
+	if o := p.Orders.Load(); o != 1 {
+		t.Errorf("Pebble saw %d orders, want 1", o)
 	}
 }

@@ -36,7 +36,7 @@ type edgeOptions struct {
 }
 
 func (a *app) edgeFlags(f *pflag.FlagSet, o *edgeOptions) {
-	f.StringVar(&o.domain, "domain", a.envOr("FAZT_DOMAIN", ""), "serve the apps publicly at NAME.DOMAIN, over HTTPS with certificates obtained automatically; DNS: point DOMAIN and *.DOMAIN (and each custom domain) at this machine (env FAZT_DOMAIN)")
+	f.StringVar(&o.domain, "domain", a.envOr("FAZT_DOMAIN", ""), "serve the apps publicly at NAME.DOMAIN, over HTTPS with certificates obtained automatically; DNS: point *.DOMAIN (and each custom domain) at this machine (env FAZT_DOMAIN)")
 	f.StringVar(&o.email, "email", a.envOr("FAZT_EMAIL", ""), "contact email of the ACME account, for expiry warnings from the CA; required with --domain (env FAZT_EMAIL)")
 	f.StringVar(&o.acmeCA, "acme-ca", a.envOr("FAZT_ACME_CA", ""), "ACME directory URL of the CA (default Let's Encrypt; its staging CA is https://acme-staging-v02.api.letsencrypt.org/directory)")
 	f.StringVar(&o.acmeRoot, "acme-ca-root", "", "PEM file of the root that signs the --acme-ca server's own HTTPS certificate (a private CA)")

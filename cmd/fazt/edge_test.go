@@ -111,3 +111,14 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestCertsListWithoutEdge: on a server started without --domain, certs
+// list says how to turn the edge on.
+func TestCertsListWithoutEdge(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, dir)
+	_, _, err := fazt(t, nil, "", "certs", "list", "--data", dir)
+	if err == nil || !strings.Contains(err.Error(), "--domain") {
+		t.Fatalf("certs list without an edge: %v", err)
+	}
+}

@@ -240,3 +240,36 @@ func TestTwoEdgesOneOrder(t *testing.T) {
 		t.Errorf("Pebble saw %d orders, want 1", o)
 	}
 }
+
+// TestFailureReportedAndRetried: when the CA cannot be reached, the
+// certificate's last error is listed (fazt certs list, /metrics) and the
+// reactor tries again later; once the CA answers, the certificate is
+// obtained and the error cleared.
+func TestFailureReportedAndRetried(t *testing.T) {
+	p := edgetest.StartPebble(t) // not attached yet: its ACME server answers 503
+	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
+	n.deploy(t, "late", map[string]string{"index.html": "late"})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		certs, err := n.edge.Certificates(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(certs, func(c edge.Cert) bool { return slices.Contains(c.Names, "late.example.com") })
+		if i >= 0 && certs[i].LastError != "" {
+			if !certs[i].NotAfter.IsZero() || !certs[i].Bound {
+				t.Errorf("failing name listed as %+v", certs[i])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error listed for late.example.com after 60s: %+v", certs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
+	c := waitCert(t, n.edge, "late.example.com") // the reactor's next attempt
+	if c.LastError != "" {
+		t.Errorf("error still listed after the certificate was obtained: %q", c.LastError)
+	}
+}

@@ -64,7 +64,12 @@ routes; and serves the HTTP API until interrupted, then stops in reverse
 order. /readyz turns ready once the critical read models have caught
 up. On first start it creates an API token in DIR/token and prints it
 once. While running, DIR/serve.json tells the other fazt commands where
-to find the server.`,
+to find the server.
+
+With --domain and --email, the edge also serves every app publicly at
+https://NAME.DOMAIN/ (and its aliases and custom domains) on :80 and
+:443, obtaining and renewing certificates by itself, and the API at
+https://fazt.DOMAIN/ with the token ("fazt certs list" shows them).`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd, o)

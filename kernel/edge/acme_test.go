@@ -273,3 +273,23 @@ func TestFailureReportedAndRetried(t *testing.T) {
 		t.Errorf("error still listed after the certificate was obtained: %q", c.LastError)
 	}
 }
+
+// TestOnDemandOutlastsHeaderTimeout: the handshake that waits for an
+// order is not cut off by the header timeout (which net/http applies to
+// handshakes too), though the order takes longer.
+func TestOnDemandOutlastsHeaderTimeout(t *testing.T) {
+	p := edgetest.StartPebble(t)
+	cfg := acmeConfig(p, t.TempDir(), "example.com")
+	cfg.ReadHeaderTimeout = 300 * time.Millisecond
+	n := startNode(t, t.TempDir(), cfg)
+	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
+	start := time.Now()
+	code, _, _, err := get(t, dialTo(n.edge.HTTPSAddr(), p.Issued), "https://fazt.example.com/healthz", nil)
+	t.Logf("first request, with the order: %v", time.Since(start))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET https://fazt.example.com/healthz: %d %v", code, err)
+	}
+	if o := p.Orders.Load(); o != 1 {
+		t.Errorf("orders %d, want 1", o)
+	}
+}

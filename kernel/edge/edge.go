@@ -624,8 +624,20 @@ func (e *Edge) tlsConfig() *tls.Config {
 	magic := e.magic.Load()
 	tc := magic.TLSConfig()
 	tc.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if !slices.Contains(hello.SupportedProtos, acmez.ACMETLS1Protocol) && !e.Serves(hostOf(hello.ServerName)) {
+		name := hostOf(hello.ServerName)
+		if slices.Contains(hello.SupportedProtos, acmez.ACMETLS1Protocol) {
+			return magic.GetCertificate(hello)
+		}
+		if !e.Serves(name) {
 			return nil, fmt.Errorf("no site is bound to %q", hello.ServerName)
+		}
+		if hello.Conn != nil && len(e.cache.AllMatchingCertificates(name)) == 0 {
+			// The certificate may have to be obtained now, which takes
+			// longer than the header timeout net/http also applies to
+			// handshakes: give this one handshake the time of an order.
+			// Only a bound host without a certificate gets here, and
+			// only until it has one.
+			_ = hello.Conn.SetDeadline(time.Now().Add(e.cfg.ObtainTimeout))
 		}
 		return magic.GetCertificate(hello)
 	}

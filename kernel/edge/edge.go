@@ -638,6 +638,8 @@ func (e *Edge) tlsConfig() *tls.Config {
 			// Only a bound host without a certificate gets here, and
 			// only until it has one.
 			_ = hello.Conn.SetDeadline(time.Now().Add(e.cfg.ObtainTimeout))
+			// The rest of the handshake is as bounded as any other.
+			defer func() { _ = hello.Conn.SetDeadline(time.Now().Add(e.cfg.ReadHeaderTimeout)) }()
 		}
 		return magic.GetCertificate(hello)
 	}

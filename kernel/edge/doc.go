@@ -38,8 +38,11 @@
 // order certificates for names they point at it. Both ACME challenges
 // are answered by the edge's own listeners: HTTP-01 on the HTTP listener
 // and TLS-ALPN-01 on the HTTPS one (its ALPN list keeps h2 and
-// http/1.1 next to acme-tls/1). Renewals and OCSP stapling are
-// certmagic's.
+// http/1.1 next to acme-tls/1). A handshake that has to wait for an
+// order gets the order's time (Config.ObtainTimeout) rather than the
+// header timeout net/http applies to handshakes. Renewals and OCSP
+// stapling are certmagic's (on-demand certificates are renewed at a
+// handshake once they are due).
 //
 // [Edge.Reactor] is a reactor (package kernel/reactor) that obtains the
 // certificate of a host as soon as an event binds it (a live deploy, an

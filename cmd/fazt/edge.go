@@ -54,9 +54,14 @@ var siteRoutes sync.Map // *kernel.Kernel → *apps.Routes
 
 // setupEdge declares the edge on k before Open: its reactor, its route
 // and its metrics. nil without --domain.
-func (a *app) setupEdge(k *kernel.Kernel, dir string, o edgeOptions) (*edge.Edge, error) {
+func (a *app) setupEdge(k *kernel.Kernel, dir string, o edgeOptions, changed func(flag string) bool) (*edge.Edge, error) {
 	r, ok := siteRoutes.LoadAndDelete(k)
 	if o.domain == "" {
+		for _, f := range []string{"email", "acme-ca", "acme-ca-root", "admin-host", "http-addr", "https-addr", "trusted-proxy", "hsts"} {
+			if changed(f) {
+				return nil, fmt.Errorf("--%s is a setting of the public edge, which needs --domain", f)
+			}
+		}
 		return nil, nil
 	}
 	if !ok {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -94,11 +95,17 @@ func TestServeDomain(t *testing.T) {
 	}
 }
 
-// TestServeDomainNeedsEmail: --domain without --email is a usage error.
+// TestServeDomainNeedsEmail: --domain without --email is a usage error,
+// and so is an edge setting without --domain.
 func TestServeDomainNeedsEmail(t *testing.T) {
 	_, _, err := fazt(t, nil, "", "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--domain", "example.com")
-	if err == nil || !strings.Contains(err.Error(), "--email") {
+	var u *usageError
+	if !errors.As(err, &u) || !strings.Contains(err.Error(), "--email") {
 		t.Fatalf("serve --domain without --email: %v", err)
+	}
+	_, _, err = fazt(t, nil, "", "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--email", "ops@example.com")
+	if !errors.As(err, &u) || !strings.Contains(err.Error(), "needs --domain") {
+		t.Fatalf("serve --email without --domain: %v", err)
 	}
 }
 

@@ -149,7 +149,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
 	}
-	ed, err := a.setupEdge(k, dir, o.edge)
+	ed, err := a.setupEdge(k, dir, o.edge, cmd.Flags().Changed)
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}

@@ -57,7 +57,7 @@ func (a *app) certsListCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAMES\tISSUER\tEXPIRES\tBOUND\tLAST ERROR")
 			for _, c := range res.Certificates {
-				exp := "-"
+				exp := "none yet"
 				if !c.NotAfter.IsZero() {
 					exp = c.NotAfter.UTC().Format(time.RFC3339)
 				}

@@ -153,6 +153,13 @@ func TestAdminHost(t *testing.T) {
 	p := edgetest.StartPebble(t)
 	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
 	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
+	certs, err := n.edge.Certificates(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != 1 || !slices.Equal(certs[0].Names, []string{"fazt.example.com"}) || !certs[0].Bound || !certs[0].NotAfter.IsZero() || certs[0].LastError != "" {
+		t.Errorf("before any handshake, certificates %+v: want fazt.example.com bound, none yet", certs)
+	}
 	client := dialTo(n.edge.HTTPSAddr(), p.Issued)
 	code, _, _, err := get(t, client, "https://fazt.example.com/v1/apps", nil)
 	if err != nil || code != http.StatusUnauthorized {

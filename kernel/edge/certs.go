@@ -210,7 +210,8 @@ func (e *Edge) react(ctx context.Context, ev eventlog.Event, _ string) error {
 
 // Cert is one certificate as `fazt certs list` and /metrics show it. A
 // name whose last attempt failed and that has no certificate yet is
-// listed with only Names and the error.
+// listed with only Names and the error; a bound host with neither (its
+// certificate comes at its first handshake) with only Names and Bound.
 type Cert struct {
 	Names     []string  `json:"names"`
 	Issuer    string    `json:"issuer,omitempty"`
@@ -260,6 +261,23 @@ func (e *Edge) Certificates(ctx context.Context) ([]Cert, error) {
 	}
 	for n, ce := range errs {
 		out = append(out, Cert{Names: []string{n}, Bound: e.Serves(n), LastError: ce.msg, ErrorAt: ce.at})
+	}
+	if !e.cfg.Plain {
+		// Bound hosts without a certificate yet: obtained at their first
+		// handshake.
+		covered := map[string]bool{}
+		for _, c := range out {
+			for _, n := range c.Names {
+				covered[n] = true
+			}
+		}
+		hosts := e.Hosts()
+		slices.Sort(hosts)
+		for _, h := range hosts {
+			if !covered[h] {
+				out = append(out, Cert{Names: []string{h}, Bound: true})
+			}
+		}
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fazt-sh/fazt/kernel/edge"
 	"github.com/fazt-sh/fazt/kernel/edge/edgetest"
+	"github.com/fazt-sh/fazt/verticals/apps"
 )
 
 // waitCert waits until the edge's storage holds a certificate for host.
@@ -73,6 +74,16 @@ func TestBindIssuesAndServes(t *testing.T) {
 	code, body, _, err = get(t, client, "https://blog.example.com/", nil)
 	if err != nil || code != http.StatusOK || body != "<h1>the blog</h1>" {
 		t.Fatalf("GET https://blog.example.com/: %d %q %v", code, body, err)
+	}
+
+	// An alias is served at ALIAS.<domain>, its certificate obtained when
+	// it is added.
+	if code, body := n.api(t, "POST", apps.AliasesPath("blog"), apps.AliasRequest{Alias: "journal"}); code != http.StatusCreated {
+		t.Fatalf("add alias: %d %s", code, body)
+	}
+	waitCert(t, n.edge, "journal.example.com")
+	if code, body, _, err := get(t, client, "https://journal.example.com/", nil); err != nil || code != http.StatusOK || body != "<h1>the blog</h1>" {
+		t.Fatalf("GET https://journal.example.com/: %d %q %v", code, body, err)
 	}
 
 	// Unbound: the certificate leaves the cache and the handshake fails,

@@ -153,7 +153,9 @@ func (a *app) serveEdge(ctx context.Context, k *kernel.Kernel, e *edge.Edge, st 
 		case err = <-e.Failed():
 			err = fmt.Errorf("edge: %w", err)
 		}
-		res <- errors.Join(err, e.Close(context.WithoutCancel(ctx)))
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer ccancel()
+		res <- errors.Join(err, e.Close(cctx))
 		cancel()
 	}()
 	err := k.Serve(kctx)

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -309,5 +310,31 @@ func TestOnDemandOutlastsHeaderTimeout(t *testing.T) {
 	}
 	if o := p.Orders.Load(); o != 1 {
 		t.Errorf("orders %d, want 1", o)
+	}
+}
+
+// TestCloseEndsLiveStreams: a live event stream through the admin host
+// ends when the edge closes, so that closing is graceful and prompt.
+func TestCloseEndsLiveStreams(t *testing.T) {
+	p := edgetest.StartPebble(t)
+	n := startNode(t, t.TempDir(), acmeConfig(p, t.TempDir(), "example.com"))
+	p.Attach(n.edge.HTTPAddr(), n.edge.HTTPSAddr())
+	req, _ := http.NewRequest("GET", "https://fazt.example.com/v1/events/live", nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := dialTo(n.edge.HTTPSAddr(), p.Issued).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("live stream: %d", resp.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.edge.Close(ctx); err != nil {
+		t.Fatalf("close with a live stream open: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Errorf("the stream did not end cleanly: %v", err)
 	}
 }

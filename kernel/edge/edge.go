@@ -152,6 +152,7 @@ type Edge struct {
 
 	httpLn, httpsLn   net.Listener
 	httpSrv, httpsSrv *http.Server
+	running           context.Context // ends when Close starts
 	stop              context.CancelFunc
 	done              sync.WaitGroup
 	closeOnce         sync.Once
@@ -240,7 +241,7 @@ func New(cfg Config) (*Edge, error) {
 // Start loads the routes, opens the listeners and serves until Close.
 func (e *Edge) Start(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.stop = cancel
+	e.running, e.stop = ctx, cancel
 	defer func() {
 		if err != nil {
 			_ = e.Close(context.Background())
@@ -325,8 +326,9 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// Close stops the listeners (letting requests in flight finish, within
-// ctx), the routes watcher and certificate maintenance.
+// Close stops the listeners (letting requests in flight finish until ctx
+// ends, then cutting them), the routes watcher and certificate
+// maintenance.
 func (e *Edge) Close(ctx context.Context) error {
 	var err error
 	e.closeOnce.Do(func() {
@@ -335,7 +337,11 @@ func (e *Edge) Close(ctx context.Context) error {
 		}
 		for _, s := range []*http.Server{e.httpSrv, e.httpsSrv} {
 			if s != nil {
-				err = errors.Join(err, s.Shutdown(ctx))
+				if serr := s.Shutdown(ctx); serr != nil {
+					// Requests still running (live streams through the
+					// admin host): cut them.
+					err = errors.Join(err, serr, s.Close())
+				}
 			}
 		}
 		for _, ln := range []net.Listener{e.httpLn, e.httpsLn} {
@@ -548,7 +554,13 @@ func (e *Edge) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 func (e *Edge) serveRoute(w http.ResponseWriter, r *http.Request, rt *route, secure bool) {
 	client := e.clientIP(r)
 	if rt.admin {
-		rt.h.ServeHTTP(w, r) // the kernel's API: the token, its own limits
+		// The kernel's API: the token, its own limits. Its long answers
+		// (live event streams) end when the edge closes, as they do when
+		// the kernel's own listener closes.
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(e.running, cancel)()
+		rt.h.ServeHTTP(w, r.WithContext(ctx))
 		return
 	}
 	if !e.lim.Allow(client) {

@@ -86,7 +86,7 @@
 //	err = k.RegisterReactor(e.Reactor()) // before k.Open
 //	...
 //	err = e.Start(ctx) // after k.Open
-//	defer e.Close(ctx)
+//	defer e.Close(ctx) // before k.Close: ends live streams through the admin host
 //
 // Package edgetest runs the real ACME protocol on loopback for tests: an
 // in-process Pebble CA and DNS server.

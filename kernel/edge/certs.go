@@ -148,7 +148,7 @@ func (e *Edge) Obtain(ctx context.Context, host string) error {
 	if err := e.decide(ctx, host); err != nil {
 		return err
 	}
-	if len(e.cache.AllMatchingCertificates(host)) > 0 {
+	if e.hasValidCert(host) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ObtainTimeout)

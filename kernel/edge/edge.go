@@ -614,6 +614,18 @@ walk:
 	return client
 }
 
+// hasValidCert reports whether the cache holds an unexpired certificate
+// for name.
+func (e *Edge) hasValidCert(name string) bool {
+	now := time.Now()
+	for _, c := range e.cache.AllMatchingCertificates(name) {
+		if c.Leaf != nil && now.Before(c.Leaf.NotAfter) {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Edge) trusted(ip string) bool {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
@@ -643,12 +655,12 @@ func (e *Edge) tlsConfig() *tls.Config {
 		if !e.Serves(name) {
 			return nil, fmt.Errorf("no site is bound to %q", hello.ServerName)
 		}
-		if hello.Conn != nil && len(e.cache.AllMatchingCertificates(name)) == 0 {
-			// The certificate may have to be obtained now, which takes
-			// longer than the header timeout net/http also applies to
-			// handshakes: give this one handshake the time of an order.
-			// Only a bound host without a certificate gets here, and
-			// only until it has one.
+		if hello.Conn != nil && !e.hasValidCert(name) {
+			// The certificate may have to be obtained (or renewed, once
+			// expired) now, which takes longer than the header timeout
+			// net/http also applies to handshakes: give this one
+			// handshake the time of an order. Only a bound host without
+			// a valid certificate gets here, and only until it has one.
 			_ = hello.Conn.SetDeadline(time.Now().Add(e.cfg.ObtainTimeout))
 			// The rest of the handshake is as bounded as any other.
 			defer func() { _ = hello.Conn.SetDeadline(time.Now().Add(e.cfg.ReadHeaderTimeout)) }()

@@ -190,3 +190,23 @@ func ClientIP(r *http.Request, trustProxy bool) string {
 
 // ClientIP is r's client address, honouring Kernel.TrustProxy.
 func (k *Kernel) ClientIP(r *http.Request) string { return ClientIP(r, k.TrustProxy) }
+
+// ClientLimiter is the per-client token bucket of the public routes, for
+// a service that serves its own listener (the edge): IPv6 clients are
+// grouped by /64 as on the kernel's listener.
+type ClientLimiter struct{ l *limiter }
+
+// NewClientLimiter allows each client r requests a second, bursts of burst.
+func NewClientLimiter(r rate.Limit, burst int) *ClientLimiter {
+	return &ClientLimiter{l: newLimiter(r, burst)}
+}
+
+// Allow spends one token of the client at address ip, or reports false.
+func (c *ClientLimiter) Allow(ip string) bool { return c.l.allow(clientKey(ip)) }
+
+// LimitListener caps the connections of ln as the kernel's listener
+// does: max in all (more wait in the backlog), perClient from one client
+// address (more are answered 429 and closed; 0: no per-client cap).
+func LimitListener(ln net.Listener, max, perClient int) net.Listener {
+	return limitListener(ln, max, perClient)
+}

@@ -39,6 +39,7 @@ type serveOptions struct {
 	logFormat  string
 	storeLimit string
 	reserve    string
+	edge       edgeOptions
 }
 
 // serveState is DIR/serve.json: how clients on this machine find a
@@ -47,6 +48,9 @@ type serveState struct {
 	Addr string `json:"addr"`
 	PID  int    `json:"pid"`
 	NATS string `json:"nats,omitempty"` // the NATS listener, with --nats-listen
+	// The edge's listeners, with --domain.
+	EdgeHTTP  string `json:"edge_http,omitempty"`
+	EdgeHTTPS string `json:"edge_https,omitempty"`
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -60,7 +64,12 @@ routes; and serves the HTTP API until interrupted, then stops in reverse
 order. /readyz turns ready once the critical read models have caught
 up. On first start it creates an API token in DIR/token and prints it
 once. While running, DIR/serve.json tells the other fazt commands where
-to find the server.`,
+to find the server.
+
+With --domain and --email, the edge also serves every app publicly at
+https://NAME.DOMAIN/ (and its aliases and custom domains) on :80 and
+:443, obtaining and renewing certificates by itself, and the API at
+https://fazt.DOMAIN/ with the token ("fazt certs list" shows them).`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd, o)
@@ -76,6 +85,7 @@ to find the server.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "server log format on stderr: text or json")
 	f.StringVar(&o.storeLimit, "store-limit", "0", "most disk the log may use, e.g. 20GiB; 0: no limit but the disk and --disk-reserve (appends past it get 507 insufficient_storage)")
 	f.StringVar(&o.reserve, "disk-reserve", humanize.IBytes(eventlog.DefaultDiskReserve), "free space appends leave on the data directory's disk, for the read models and SQLite; 0: none. Appends below it get 507 and resume once space is freed")
+	a.edgeFlags(f, &o.edge)
 	return cmd
 }
 
@@ -144,6 +154,10 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
 	}
+	ed, err := a.setupEdge(k, dir, o.edge, cmd.Flags().Changed)
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
 	// Under systemd (Type=notify): READY=1 once /readyz would say ready,
 	// STOPPING=1 when ctx ends, watchdog pings if the unit asks.
 	stopNotify := a.notifySystemd(ctx, k, logger)
@@ -168,7 +182,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if st.NATS != "" {
 		fmt.Fprintf(a.stdout, "NATS listening on %s\n", st.NATS)
 	}
-	return k.Serve(ctx)
+	return a.serveEdge(ctx, k, ed, &st, statePath)
 }
 
 // parseBytes reads a size such as 64MiB, 20GB or 1048576 (go-humanize).

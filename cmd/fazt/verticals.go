@@ -23,7 +23,11 @@ func compiledIn() []vertical {
 			if err != nil {
 				return err
 			}
-			return apps.Register(k, files, apps.Config{})
+			if err := apps.Register(k, files, apps.Config{}); err != nil {
+				return err
+			}
+			siteRoutes.Store(k, apps.NewRoutes(k, files)) // for the edge (serve --domain)
+			return nil
 		},
 	}
 }

@@ -59,8 +59,8 @@
 //   - POST /v1/apps/{app}/domains {"domain"}, DELETE …/domains/{domain}:
 //     a custom domain bound to the app (NormalizeDomain: lower-case,
 //     IDNs in punycode, no IPs, wildcards or .localhost). The kernel's
-//     listener serves it by Host now; the edge service will certify and
-//     serve it on the public listener.
+//     listener serves it by Host now, and the edge (kernel/edge)
+//     certifies and serves it on the public listeners.
 //
 // A name (an alias or a domain) is bound to one app at a time; binding
 // it to another is 409 refused. Names are events of the category
@@ -88,4 +88,10 @@
 // Path handling, caching headers, compression and ranges are
 // ServeSite's (see package vfs). The aliases and domains are held in
 // memory, so routing a request costs no SQLite read.
+//
+// Routes (NewRoutes) is the same read model for the public edge
+// (kernel/edge.Routes): the apps with a live deploy (NAME.<domain>),
+// their aliases (ALIAS.<domain>) and custom domains, the event types
+// that change them, and the name each event binds, for which the edge
+// obtains a certificate at once.
 package apps

@@ -248,12 +248,20 @@ func (e *Edge) Certificates(ctx context.Context) ([]Cert, error) {
 			if err != nil {
 				continue
 			}
+			var stored time.Time
+			if info, err := st.Stat(ctx, k); err == nil {
+				stored = info.Modified
+			}
 			c := Cert{Names: leaf.DNSNames, Issuer: issuerOf(k, leaf), NotAfter: leaf.NotAfter}
 			for _, n := range c.Names {
 				c.Bound = c.Bound || e.Serves(n)
 				if ce, ok := errs[n]; ok {
-					c.LastError, c.ErrorAt = ce.msg, ce.at
 					delete(errs, n)
+					// A failure before this certificate was stored is
+					// over (its success may not have been reported yet).
+					if ce.at.After(stored) {
+						c.LastError, c.ErrorAt = ce.msg, ce.at
+					}
 				}
 			}
 			out = append(out, c)

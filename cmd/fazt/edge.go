@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/spf13/pflag"
+	"golang.org/x/time/rate"
 
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/edge"
@@ -32,6 +33,8 @@ type edgeOptions struct {
 	httpsAddr string
 	proxies   []string
 	hsts      []string
+	rate      float64
+	burst     int
 }
 
 func (a *app) edgeFlags(f *pflag.FlagSet, o *edgeOptions) {
@@ -43,6 +46,8 @@ func (a *app) edgeFlags(f *pflag.FlagSet, o *edgeOptions) {
 	f.StringVar(&o.httpAddr, "http-addr", edge.DefaultHTTPAddr, "the edge's HTTP listener (ACME challenges, redirects to HTTPS); port 0 picks a free one")
 	f.StringVar(&o.httpsAddr, "https-addr", edge.DefaultHTTPSAddr, "the edge's HTTPS listener; port 0 picks a free one")
 	f.StringSliceVar(&o.proxies, "trusted-proxy", nil, "address or CIDR of a proxy in front of the edge whose X-Forwarded-For is believed (repeatable)")
+	f.Float64Var(&o.rate, "site-rate", edge.DefaultRate, "requests per second each client address may make to the public hosts, sustained (a token bucket; more get 429)")
+	f.IntVar(&o.burst, "site-burst", edge.DefaultBurst, "requests a client address may make to the public hosts at once, above --site-rate")
 	f.StringSliceVar(&o.hsts, "hsts", nil, "app whose HTTPS answers carry Strict-Transport-Security (repeatable; off by default, since browsers remember it for a year)")
 }
 
@@ -60,7 +65,7 @@ var siteRoutes sync.Map // *kernel.Kernel → *apps.Routes
 func (a *app) setupEdge(k *kernel.Kernel, dir string, o edgeOptions, changed func(flag string) bool) (*edge.Edge, error) {
 	r, ok := siteRoutes.LoadAndDelete(k)
 	if o.domain == "" {
-		for _, f := range []string{"email", "acme-ca", "acme-ca-root", "admin-host", "http-addr", "https-addr", "trusted-proxy", "hsts"} {
+		for _, f := range []string{"email", "acme-ca", "acme-ca-root", "admin-host", "http-addr", "https-addr", "trusted-proxy", "hsts", "site-rate", "site-burst"} {
 			if changed(f) {
 				return nil, fmt.Errorf("--%s is a setting of the public edge, which needs --domain", f)
 			}
@@ -69,6 +74,9 @@ func (a *app) setupEdge(k *kernel.Kernel, dir string, o edgeOptions, changed fun
 	}
 	if !ok {
 		return nil, fmt.Errorf("--domain: this binary has no apps vertical for the edge to serve")
+	}
+	if !(o.rate > 0) || o.burst <= 0 {
+		return nil, fmt.Errorf("--site-rate %v and --site-burst %d: both must be above 0", o.rate, o.burst)
 	}
 	if o.email == "" && o.acmeCA == "" {
 		return nil, fmt.Errorf("--domain needs --email: the CA's contact for this server's certificates")
@@ -90,6 +98,8 @@ func (a *app) setupEdge(k *kernel.Kernel, dir string, o edgeOptions, changed fun
 			return edge.OpenKVStorage(ctx, k.Log(), CertsBucket)
 		},
 		HSTSApps: o.hsts,
+		Rate:     rate.Limit(o.rate),
+		Burst:    o.burst,
 	}
 	if o.acmeRoot != "" {
 		b, err := os.ReadFile(o.acmeRoot)

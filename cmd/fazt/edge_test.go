@@ -107,6 +107,15 @@ func TestServeDomainNeedsEmail(t *testing.T) {
 	if !errors.As(err, &u) || !strings.Contains(err.Error(), "needs --domain") {
 		t.Fatalf("serve --email without --domain: %v", err)
 	}
+	for _, bad := range [][]string{{"--site-rate", "0"}, {"--site-rate", "-5"}, {"--site-rate", "NaN"}, {"--site-burst", "0"}} {
+		args := append([]string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--domain", "example.com", "--email", "ops@example.com"}, bad...)
+		if _, _, err := fazt(t, nil, "", args...); !errors.As(err, &u) || !strings.Contains(err.Error(), "above 0") {
+			t.Errorf("serve %v: %v, want a usage error", bad, err)
+		}
+	}
+	if _, _, err := fazt(t, nil, "", "serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--site-rate", "500"); !errors.As(err, &u) || !strings.Contains(err.Error(), "needs --domain") {
+		t.Errorf("serve --site-rate without --domain: %v", err)
+	}
 }
 
 func grepLines(s, sub string) string {

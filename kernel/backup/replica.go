@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -77,6 +78,16 @@ func compactionLevels() litestream.CompactionLevels {
 	}
 }
 
+// warnOnly passes on warnings and errors only.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(as)} }
+func (w warnOnly) WithGroup(g string) slog.Handler       { return warnOnly{w.Handler.WithGroup(g)} }
+
 // replica copies the archive to one URL with an embedded Litestream.
 // The service drives its syncs: each one copies what the archive held
 // when it began, so the replica's position is known to the event.
@@ -115,14 +126,16 @@ func (r *replica) open(ctx context.Context) error {
 		db.SetMetaPath(filepath.Join(dir, "."+file+litestream.MetaDirSuffix+"-"+strconv.Itoa(r.i)))
 	}
 	db.MonitorInterval = 0 // the service drives the syncs
-	db.ShutdownSyncTimeout = 0
-	db.Logger = r.s.logger().With("replica", Redact(r.url))
 	rep := litestream.NewReplicaWithClient(db, client)
 	rep.MonitorEnabled = false
 	db.Replica = rep
 	store := litestream.NewStore([]*litestream.DB{db}, compactionLevels())
-	store.Logger = db.Logger
-	store.ShutdownSyncTimeout = 0
+	// Litestream's own progress is debug chatter here; its warnings and
+	// errors go to the kernel's log. NewStore sets these on the DB: after.
+	lg := slog.New(warnOnly{r.s.logger().Handler()}).With("replica", Redact(r.url))
+	store.Logger = lg
+	db.SetLogger(lg)
+	store.ShutdownSyncTimeout, db.ShutdownSyncTimeout = 0, 0
 	if err := store.Open(ctx); err != nil {
 		return err
 	}

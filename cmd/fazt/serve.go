@@ -39,6 +39,7 @@ type serveOptions struct {
 	logFormat  string
 	storeLimit string
 	reserve    string
+	backup     []string
 }
 
 // serveState is DIR/serve.json: how clients on this machine find a
@@ -76,6 +77,7 @@ to find the server.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "server log format on stderr: text or json")
 	f.StringVar(&o.storeLimit, "store-limit", "0", "most disk the log may use, e.g. 20GiB; 0: no limit but the disk and --disk-reserve (appends past it get 507 insufficient_storage)")
 	f.StringVar(&o.reserve, "disk-reserve", humanize.IBytes(eventlog.DefaultDiskReserve), "free space appends leave on the data directory's disk, for the read models and SQLite; 0: none. Appends below it get 507 and resume once space is freed")
+	f.StringArrayVar(&o.backup, "backup", nil, "copy every event and site file continuously to this replica (file:///dir, s3://bucket/path?endpoint=…, a folder; any Litestream replica URL); repeatable. See fazt backup, fazt restore")
 	return cmd
 }
 
@@ -139,11 +141,18 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
 	}
+	bk, err := registerBackup(k, o.backup)
+	if err != nil {
+		return usagef(cmd, "--backup: %v", err)
+	}
 	if err := k.Open(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while starting
 		}
 		return err
+	}
+	if err := bk.Start(ctx); err != nil {
+		return errors.Join(err, k.Close(context.WithoutCancel(ctx)))
 	}
 
 	st := serveState{Addr: "http://" + k.ListenAddr(), PID: os.Getpid()}
@@ -159,7 +168,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if st.NATS != "" {
 		fmt.Fprintf(a.stdout, "NATS listening on %s\n", st.NATS)
 	}
-	return k.Serve(ctx)
+	return serveWithBackup(ctx, k, bk, logger)
 }
 
 // parseBytes reads a size such as 64MiB, 20GB or 1048576 (go-humanize).

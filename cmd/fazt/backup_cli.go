@@ -66,7 +66,9 @@ func (a *app) backupStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func secs(s float64) string { return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String() }
+func secs(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
+}
 
 func (a *app) backupVerifyCmd() *cobra.Command {
 	var (

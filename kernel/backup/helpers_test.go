@@ -31,10 +31,13 @@ type node struct {
 
 const noteType = "notes.added"
 
-func startNode(tb testing.TB, dir string, cfg backup.Config) *node {
+func startNode(tb testing.TB, dir string, cfg backup.Config, tune ...func(*kernel.Kernel)) *node {
 	tb.Helper()
 	n := &node{k: kernel.New(dir)}
 	n.k.Addr, n.k.Logger = "127.0.0.1:0", slog.New(slog.DiscardHandler)
+	for _, f := range tune {
+		f(n.k)
+	}
 	var err error
 	if n.files, err = vfs.Register(n.k, vfs.Config{}); err != nil {
 		tb.Fatal(err)

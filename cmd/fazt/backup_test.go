@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +171,11 @@ func TestBackupRestoreCLI(t *testing.T) {
 	out, errOut, err = fazt(t, nil, "", append([]string{"backup", "verify"}, d...)...)
 	if err != nil || !strings.Contains(out, "ok: the copy matches the log") {
 		t.Errorf("backup verify: %v\n%s%s", err, out, errOut)
+	}
+	out, _, _ = fazt(t, nil, "", append([]string{"doctor"}, d...)...)
+	if !regexp.MustCompile(`(?m)^ok +backup replica ` + regexp.QuoteMeta(rep) + ` +seq \d+, lag 0 events`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^ok +backup archive `).MatchString(out) {
+		t.Errorf("doctor does not show the backup:\n%s", out)
 	}
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)

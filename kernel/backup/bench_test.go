@@ -2,9 +2,11 @@ package backup_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +18,8 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/backup"
+	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/schemas"
 )
 
 var (
@@ -178,4 +182,94 @@ func appendFor(b *testing.B, n *node, d time.Duration, rate int, data json.RawMe
 		b.Fatal(err)
 	}
 	return float64(count.Load()) / time.Since(start).Seconds()
+}
+
+var benchRestoreEvents = flag.Int("backup.restore-events", 100000, "events BenchmarkRestore backs up and restores")
+
+// BenchmarkRestore backs up a log of -backup.restore-events events of
+// 256 bytes (through the archive and a folder replica), restores it
+// into a new directory, and then opens a kernel there that folds a
+// projection of one row per event: the restore's rate and the
+// projection rebuild's rate, in the same run.
+//
+// go test -run '^$' -bench Restore -benchtime 1x ./kernel/backup/ -backup.restore-events 1000000
+func BenchmarkRestore(b *testing.B) {
+	total := *benchRestoreEvents
+	data := json.RawMessage(`{"pad":"` + strings.Repeat("x", 246) + `"}`)
+	relaxed := func(k *kernel.Kernel) { k.Durability = eventlog.Relaxed }
+	for range b.N {
+		rep := filepath.Join(b.TempDir(), "replica")
+		n := startNode(b, b.TempDir(), backup.Config{Replicas: []string{rep}}, relaxed)
+		ctx := context.Background()
+		pend := make(chan *eventlog.Pending, 4000)
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			for p := range pend {
+				if _, e := p.Wait(); e != nil && err == nil {
+					err = e
+				}
+			}
+			done <- err
+		}()
+		for i := range total {
+			p, err := n.k.Log().AppendAsync(ctx, []eventlog.Event{{Stream: fmt.Sprintf("bench.%d", i%64), Type: noteType, Data: data}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			pend <- p
+		}
+		close(pend)
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		archiveStart := time.Now()
+		tail := n.tail(b)
+		waitCopied(b, n, tail)
+		archived := time.Since(archiveStart)
+		n.stop(b)
+
+		dir := b.TempDir()
+		res, err := backup.Restore(ctx, backup.RestoreOptions{From: rep, Data: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		restoreRate := float64(res.Events) / res.Seconds
+
+		start := time.Now()
+		k := kernel.New(dir)
+		k.NoHTTP, k.Logger, k.Durability = true, slog.New(slog.DiscardHandler), eventlog.Relaxed
+		if err := k.RegisterEvent(noteType, 1, []byte(`{"type":"object"}`)); err != nil {
+			b.Fatal(err)
+		}
+		if err := k.RegisterProjection(projections.Projection{
+			Name: "rows", Version: 1,
+			Tables: []schemas.Table{{Name: "rows", Columns: []schemas.Column{
+				{Name: "seq", Type: "INTEGER", PrimaryKey: true},
+				{Name: "stream", Type: "TEXT", NotNull: true},
+				{Name: "data", Type: "TEXT", NotNull: true},
+			}}},
+			Filter: eventlog.Filter{Types: []string{noteType}},
+			Apply: func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO rows (seq, stream, data) VALUES (?, ?, ?)`, e.Seq, e.Stream, string(e.Data))
+				return err
+			},
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if err := k.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := k.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		rebuild := time.Since(start)
+		k.Close(ctx)
+		rebuildRate := float64(tail) / rebuild.Seconds()
+		b.ReportMetric(restoreRate, "restore_ev/s")
+		b.ReportMetric(rebuildRate, "rebuild_ev/s")
+		b.ReportMetric(restoreRate/rebuildRate, "restore/rebuild")
+		b.Logf("%d events: archived and replicated in %v after the appends; restore %.1fs (%.0f ev/s, %d blobs); projection rebuild after it %.1fs (%.0f ev/s): %.2fx",
+			tail, archived.Round(time.Millisecond), res.Seconds, restoreRate, res.Blobs, rebuild.Seconds(), rebuildRate, restoreRate/rebuildRate)
+	}
 }

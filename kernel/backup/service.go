@@ -121,6 +121,9 @@ func Register(k *kernel.Kernel, cfg Config) (*Service, error) {
 	if err := k.Handle("POST /v1/backup/verify", http.HandlerFunc(s.handleVerify)); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
+	if err := k.RegisterCheck(s.doctor); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
 	if err := k.Metrics().Register(&collector{s: s}); err != nil {
 		return nil, fmt.Errorf("backup: metrics: %w", err)
 	}

@@ -236,6 +236,37 @@ func (s *Service) handleVerify(w http.ResponseWriter, r *http.Request) {
 	kernel.WriteJSON(w, http.StatusOK, res)
 }
 
+// doctor is the service's part of fazt doctor: the archive and each
+// replica, with their lag and last error.
+func (s *Service) doctor(ctx context.Context) []kernel.Check {
+	if !s.Enabled() {
+		return nil // off by choice: nothing to check
+	}
+	st, err := s.Status(ctx)
+	if err != nil {
+		return []kernel.Check{{Name: "backup", Status: kernel.CheckFail, Detail: err.Error(), Fix: "check that the log is open"}}
+	}
+	out := []kernel.Check{{Name: "backup archive", Status: kernel.CheckOK,
+		Detail: fmt.Sprintf("%s: seq %d of %d, lag %d events, %.1fs", st.Archive, st.ArchivedSeq, st.LogSeq, st.LagEvents, st.LagSeconds)}}
+	if st.LastError != "" {
+		out[0].Status, out[0].Detail = kernel.CheckFail, out[0].Detail+"; "+st.LastError
+		out[0].Fix = "copying stopped at the error above; it is retried by itself: fix its cause (see the server's log)"
+	}
+	for _, r := range st.Replicas {
+		c := kernel.Check{Name: "backup replica " + r.URL, Status: kernel.CheckOK,
+			Detail: fmt.Sprintf("seq %d, lag %d events, %.1fs", r.CopiedSeq, r.LagEvents, r.LagSeconds)}
+		switch {
+		case r.LastError != "":
+			c.Status, c.Detail = kernel.CheckFail, c.Detail+"; last error: "+r.LastError
+			c.Fix = "make the replica reachable and writable (folder permissions, S3 endpoint and credentials); it catches up by itself"
+		case r.LagSeconds > 60:
+			c.Status, c.Fix = kernel.CheckWarn, "the replica is more than a minute behind: check the server's log and the target's speed"
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // collector exports Status to /metrics.
 type collector struct{ s *Service }
 

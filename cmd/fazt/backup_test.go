@@ -173,7 +173,7 @@ func TestBackupRestoreCLI(t *testing.T) {
 		t.Errorf("backup verify: %v\n%s%s", err, out, errOut)
 	}
 	out, _, _ = fazt(t, nil, "", append([]string{"doctor"}, d...)...)
-	if !regexp.MustCompile(`(?m)^ok +backup replica ` + regexp.QuoteMeta(rep) + ` +seq \d+, lag 0 events`).MatchString(out) ||
+	if !regexp.MustCompile(`(?m)^ok +backup replica `+regexp.QuoteMeta(rep)+` +seq \d+, lag 0 events`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^ok +backup archive `).MatchString(out) {
 		t.Errorf("doctor does not show the backup:\n%s", out)
 	}

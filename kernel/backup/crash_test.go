@@ -30,6 +30,18 @@ func TestArchiveCrashChild(t *testing.T) {
 		t.Skip("the child of TestArchiveSIGKILL")
 	}
 	n := startNode(t, dir, backup.Config{Replicas: []string{filepath.Join(dir, "replica")}, BatchSize: 50})
+	// Ready once the archive has copied events of this round: each kill
+	// then finds an archive that moved.
+	n.notes(t, 5)
+	for tail := n.tail(t); ; time.Sleep(5 * time.Millisecond) {
+		st, err := n.bk.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ArchivedSeq >= tail {
+			break
+		}
+	}
 	fmt.Println("ready")
 	stop := time.Now().Add(time.Minute)
 	var wg sync.WaitGroup

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -172,6 +173,12 @@ func TestBackupRestoreCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ok: the copy matches the log") {
 		t.Errorf("backup verify: %v\n%s%s", err, out, errOut)
 	}
+	if code, body, _ := s.do(t, "GET", "/metrics", nil, nil); code != 200 ||
+		!strings.Contains(body, fmt.Sprintf("fazt_backup_replica_copied_seq{replica=%q} %d", rep, tail)) ||
+		!strings.Contains(body, fmt.Sprintf("fazt_backup_replica_lag_events{replica=%q} 0", rep)) ||
+		!strings.Contains(body, fmt.Sprintf("fazt_backup_archived_seq %d", tail)) {
+		t.Errorf("metrics lack the backup's: %d\n%s", code, grepLines(body, "fazt_backup"))
+	}
 	out, _, _ = fazt(t, nil, "", append([]string{"doctor"}, d...)...)
 	if !regexp.MustCompile(`(?m)^ok +backup replica `+regexp.QuoteMeta(rep)+` +seq \d+, lag 0 events`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^ok +backup archive `).MatchString(out) {
@@ -252,4 +259,48 @@ func stockRestore(t *testing.T, rep string, tail uint64, events string) {
 		}
 	}
 	_ = os.Remove(stock)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestBackupUsage: bad invocations are usage errors that say what to
+// pass; a server without --backup says backup is off.
+func TestBackupUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"restore", "--data", t.TempDir()}, `"from" not set`},
+		{[]string{"restore", "--from", t.TempDir(), "--data", t.TempDir(), "--as-of", "yesterday"}, "want a sequence number"},
+		{[]string{"restore", "--from", t.TempDir(), "--data", t.TempDir(), "--as-of", "0"}, "sequences start at 1"},
+		{[]string{"serve", "--data", t.TempDir(), "--backup", "ftp://nowhere/x"}, "--backup"},
+	} {
+		_, _, err := fazt(t, nil, "", c.args...)
+		var ue *usageError
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &ue) {
+			t.Errorf("%v: %v, want a usage error with %q", c.args, err, c.want)
+		}
+	}
+	// Nothing to restore from: an error that names the source.
+	_, _, err := fazt(t, nil, "", "restore", "--from", filepath.Join(t.TempDir(), "empty"), "--data", t.TempDir())
+	if err == nil {
+		t.Error("restore from an empty replica succeeded")
+	}
+	s := startServer(t, t.TempDir())
+	out, _, err := fazt(t, nil, "", "backup", "status", "--data", s.dir)
+	if err != nil || !strings.Contains(out, "backup is off") {
+		t.Errorf("backup status without --backup: %v %q", err, out)
+	}
+	_, _, err = fazt(t, nil, "", "backup", "verify", "--data", s.dir)
+	if err == nil || !strings.Contains(err.Error(), "--backup URL") {
+		t.Errorf("backup verify without --backup: %v", err)
+	}
 }

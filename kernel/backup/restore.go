@@ -260,6 +260,9 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 		return m, true, nil
 	})
 	cancel()
+	if err != nil && !errors.Is(err, eventlog.ErrConflict) {
+		return res, fmt.Errorf("%w (the restore stopped half way: delete %s and run it again)", err, opt.Data)
+	}
 	if err != nil {
 		return res, err
 	}

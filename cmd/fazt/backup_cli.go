@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -26,7 +27,50 @@ fazt restore rebuilds a data directory from a replica.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.backupStatusCmd(), a.backupVerifyCmd())
+	cmd.AddCommand(a.backupStatusCmd(), a.backupVerifyCmd(), a.backupChangeCmd(true), a.backupChangeCmd(false))
+	return cmd
+}
+
+// backupChangeCmd is "backup add URL" or "backup remove URL": an event
+// the running server follows at once, and every later start too.
+func (a *app) backupChangeCmd(add bool) *cobra.Command {
+	var sf serverFlags
+	use, short := "add URL", "Start copying to a replica now, without a restart (recorded in the log)"
+	if !add {
+		use, short = "remove URL", "Stop copying to a replica added with fazt backup add (a last sync first)"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `.
+URL is a Litestream replica URL (file:///dir, s3://bucket/path?endpoint=…)
+or a folder. Credentials never go in the URL (it is kept in the log):
+the server reads them from its environment (AWS_ACCESS_KEY_ID, ...).`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.action(func(cmd *cobra.Command, args []string) error {
+			u := args[0]
+			var res struct {
+				URL string `json:"url"`
+				Seq uint64 `json:"seq"`
+			}
+			var err error
+			if add {
+				_, err = a.once(cmd.Context(), sf, "POST", "/v1/backup/replicas", map[string]string{"url": u}, &res)
+			} else {
+				_, err = a.once(cmd.Context(), sf, "DELETE", "/v1/backup/replicas?url="+url.QueryEscape(u), nil, &res)
+			}
+			if err != nil {
+				return err
+			}
+			verb := "added replica"
+			if !add {
+				verb = "removed replica"
+			}
+			_, err = fmt.Fprintf(a.stdout, "%s %s (seq %d); fazt backup status shows its progress\n", verb, safe(res.URL), res.Seq)
+			return err
+		}),
+	}
+	serverFlagsOn(cmd, &sf)
 	return cmd
 }
 
@@ -118,16 +162,24 @@ when they differ.`,
 	return cmd
 }
 
-// registerBackup declares the backup service on k with the --backup
-// URLs; serve starts it once the kernel is open.
+// registerBackup gives the backup service the verticals registered on
+// k (or registers it) the --backup URLs; serve starts it once the
+// kernel is open.
 func registerBackup(k *kernel.Kernel, urls []string) (*backup.Service, error) {
-	return backup.Register(k, backup.Config{Replicas: urls})
+	bk := backup.ServiceOf(k)
+	if bk == nil {
+		var err error
+		if bk, err = backup.Register(k, backup.Config{}); err != nil {
+			return nil, err
+		}
+	}
+	return bk, bk.UseReplicas(urls)
 }
 
 // serveWithBackup serves until ctx ends, then stops the backup (a last
 // sync, bounded) before the kernel closes, while the log is still open.
 func serveWithBackup(ctx context.Context, k *kernel.Kernel, bk *backup.Service, logger *slog.Logger) error {
-	if bk == nil || !bk.Enabled() {
+	if bk == nil {
 		return k.Serve(ctx)
 	}
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -303,4 +303,23 @@ func TestBackupUsage(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--backup URL") {
 		t.Errorf("backup verify without --backup: %v", err)
 	}
+
+	// Told by an event: the running server starts copying at once.
+	rep := filepath.Join(t.TempDir(), "later")
+	out, errOut, err := fazt(t, nil, "", "backup", "add", rep, "--data", s.dir)
+	if err != nil || !strings.Contains(out, "added replica "+rep) {
+		t.Fatalf("backup add: %v %q %q", err, out, errOut)
+	}
+	waitFor(t, "the added replica to copy the log", func() bool {
+		st := backupStatus(t, s.dir)
+		return len(st.Replicas) == 1 && st.Replicas[0].CopiedSeq >= st.LogSeq && st.LogSeq > 0
+	})
+	if _, _, err := fazt(t, nil, "", "backup", "add", rep, "--data", s.dir); err == nil || !strings.Contains(err.Error(), "a replica already") {
+		t.Errorf("backup add twice: %v", err)
+	}
+	out, _, err = fazt(t, nil, "", "backup", "remove", rep, "--data", s.dir)
+	if err != nil || !strings.Contains(out, "removed replica "+rep) {
+		t.Errorf("backup remove: %v %q", err, out)
+	}
+	waitFor(t, "the replica to be removed", func() bool { return !backupStatus(t, s.dir).Enabled })
 }

@@ -2,12 +2,13 @@ package backup
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -92,10 +93,11 @@ func (w warnOnly) WithGroup(g string) slog.Handler       { return warnOnly{w.Han
 // The service drives its syncs: each one copies what the archive held
 // when it began, so the replica's position is known to the event.
 type replica struct {
-	s    *Service
-	i    int
-	url  string // as configured
-	kick chan struct{}
+	s      *Service
+	url    string // as configured
+	kick   chan struct{}
+	cancel context.CancelFunc // stops loop
+	done   chan struct{}      // loop ended
 
 	db    *litestream.DB
 	store *litestream.Store
@@ -109,8 +111,8 @@ type replica struct {
 	syncs     uint64
 }
 
-func newReplica(s *Service, i int, u string) *replica {
-	return &replica{s: s, i: i, url: u, kick: make(chan struct{}, 1)}
+func newReplica(s *Service, u string) *replica {
+	return &replica{s: s, url: u, kick: make(chan struct{}, 1)}
 }
 
 // open starts Litestream on the archive for this replica. Each replica
@@ -121,10 +123,11 @@ func (r *replica) open(ctx context.Context) error {
 		return err
 	}
 	db := litestream.NewDB(r.s.cfg.Path)
-	if r.i > 0 {
-		dir, file := filepath.Split(r.s.cfg.Path)
-		db.SetMetaPath(filepath.Join(dir, "."+file+litestream.MetaDirSuffix+"-"+strconv.Itoa(r.i)))
-	}
+	// Litestream's local state is per replica: two on one file each
+	// keep their own, named by the URL.
+	sum := sha256.Sum256([]byte(r.url))
+	dir, file := filepath.Split(r.s.cfg.Path)
+	db.SetMetaPath(filepath.Join(dir, "."+file+litestream.MetaDirSuffix+"-"+hex.EncodeToString(sum[:6])))
 	db.MonitorInterval = 0 // the service drives the syncs
 	rep := litestream.NewReplicaWithClient(db, client)
 	rep.MonitorEnabled = false

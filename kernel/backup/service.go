@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -74,12 +76,18 @@ type Service struct {
 	k   *kernel.Kernel
 	cfg Config
 
+	w *eventlog.Writer // the category Category
+
 	mu       sync.Mutex
 	arch     *archive
 	replicas []*replica
+	logURLs  []string // replicas added by events (ReplicaAdded), in order
+	rctx     context.Context
 	cancel   context.CancelFunc
-	done     chan struct{}
+	runDone  chan struct{} // the archive loop ended
+	cfgDone  chan struct{} // the config follower ended
 	started  bool
+	closed   bool
 	lastErr  string
 	errAt    time.Time
 
@@ -115,7 +123,23 @@ func Register(k *kernel.Kernel, cfg Config) (*Service, error) {
 		}
 	}
 	s := &Service{k: k, cfg: cfg, kick: make(chan struct{}, 1), streams: map[string]jetstream.Stream{}, stores: map[string]jetstream.ObjectStore{}}
+	for _, typ := range []string{TypeReplicaAdded, TypeReplicaRemoved} {
+		if err := k.RegisterEvent(typ, 1, []byte(replicaSchema)); err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
+	}
+	w, err := k.Log().Reserve(Category)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	s.w = w
 	if err := k.Handle("GET /v1/backup", http.HandlerFunc(s.handleStatus)); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	if err := k.Handle("POST /v1/backup/replicas", http.HandlerFunc(s.handleAdd)); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	if err := k.Handle("DELETE /v1/backup/replicas", http.HandlerFunc(s.handleRemove)); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	if err := k.Handle("POST /v1/backup/verify", http.HandlerFunc(s.handleVerify)); err != nil {
@@ -127,11 +151,56 @@ func Register(k *kernel.Kernel, cfg Config) (*Service, error) {
 	if err := k.Metrics().Register(&collector{s: s}); err != nil {
 		return nil, fmt.Errorf("backup: metrics: %w", err)
 	}
+	registry.Store(weak.Make(k), weak.Make(s))
 	return s, nil
 }
 
-// Enabled reports whether the service has replicas to archive for.
-func (s *Service) Enabled() bool { return len(s.cfg.Replicas) > 0 }
+// registry finds the service registered on a kernel (ServiceOf).
+var registry sync.Map // weak.Pointer[kernel.Kernel] → weak.Pointer[Service]
+
+// ServiceOf returns the backup service registered on k, or nil: for
+// the program that wires a binary's services in one place and tunes
+// them in another (fazt serve and its --backup flags).
+func ServiceOf(k *kernel.Kernel) *Service {
+	v, ok := registry.Load(weak.Make(k))
+	if !ok {
+		return nil
+	}
+	return v.(weak.Pointer[Service]).Value()
+}
+
+// UseReplicas adds replica URLs to the configuration, before Start (the
+// --backup flags). Errors: ErrInvalid for a URL Litestream cannot use.
+func (s *Service) UseReplicas(urls []string) error {
+	for _, u := range urls {
+		if _, err := newReplicaClient(u); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return fmt.Errorf("%w: replicas are given before Start; add one to a running service with AddReplica", eventlog.ErrInvalid)
+	}
+	for _, u := range urls {
+		if !slices.Contains(s.cfg.Replicas, u) {
+			s.cfg.Replicas = append(s.cfg.Replicas, u)
+		}
+	}
+	return nil
+}
+
+// Enabled reports whether the service has replicas to archive for:
+// configured (Config.Replicas, UseReplicas), or, once started, added by
+// events.
+func (s *Service) Enabled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return len(s.replicas) > 0
+	}
+	return len(s.cfg.Replicas) > 0
+}
 
 // ArchivePath is the archive file.
 func (s *Service) ArchivePath() string { return s.cfg.Path }
@@ -143,49 +212,168 @@ func (s *Service) logger() *slog.Logger {
 	return slog.Default().With("service", "backup")
 }
 
-// Start opens the archive and the replicas and begins copying, once
-// the kernel is open. Without replicas it does nothing. A replica that
-// cannot be reached does not stop it: its error shows in Status and it
-// is tried again.
+// Start begins the service once the kernel is open: it archives and
+// replicates to the configured replicas and to those added by events
+// (AddReplica), and follows those events, so that a replica added or
+// removed later takes effect at once. With no replica it archives
+// nothing until one is added. A replica that cannot be reached does not
+// stop it: its error shows in Status and it is tried again.
 func (s *Service) Start(ctx context.Context) error {
-	if !s.Enabled() {
-		return nil
-	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.started {
+		s.mu.Unlock()
 		return fmt.Errorf("%w: the backup service starts once", eventlog.ErrInvalid)
 	}
-	a, err := openArchive(ctx, s.cfg.Path, s.k.Log().StreamName)
-	if err != nil {
+	s.started = true
+	s.rctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.cfgDone = make(chan struct{})
+	s.mu.Unlock()
+	fail := func(err error) error {
+		s.cancel()
+		close(s.cfgDone)
 		return err
 	}
-	pos, err := a.checkpoint(ctx, sourceLog)
+	for _, u := range s.cfg.Replicas {
+		if err := s.startReplica(ctx, u); err != nil {
+			return fail(err)
+		}
+	}
+	// The replicas added by events: those in the log now, then as they come.
+	tail, err := s.k.Log().LastSeq(ctx)
 	if err != nil {
-		a.close()
-		return fmt.Errorf("backup archive %s: %w", s.cfg.Path, err)
+		return fail(err)
 	}
-	s.arch = a
-	s.archived.Store(pos)
-	for i, u := range s.cfg.Replicas {
-		s.replicas = append(s.replicas, newReplica(s, i, u))
+	evs, err := s.k.Log().ReadStream(ctx, ConfigStream, 1, maxConfigEvents)
+	if err != nil && !errors.Is(err, eventlog.ErrNotFound) {
+		return fail(err)
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	s.done = make(chan struct{})
-	s.started = true
-	var wg sync.WaitGroup
-	for _, r := range s.replicas {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.loop(rctx) }()
+	var applied uint64
+	for _, e := range evs {
+		if err := s.apply(ctx, e, &applied); err != nil {
+			return fail(err)
+		}
 	}
 	go func() {
-		s.run(rctx)
-		wg.Wait()
-		close(s.done)
+		defer close(s.cfgDone)
+		err := s.k.Log().Subscribe(s.rctx, tail, eventlog.Filter{Categories: []string{Category}}, func(e eventlog.Event) error {
+			if err := s.apply(s.rctx, e, &applied); err != nil {
+				s.setErr(err)
+			}
+			return nil
+		})
+		if err != nil && s.rctx.Err() == nil {
+			s.setErr(fmt.Errorf("following the backup configuration stopped: %w", err))
+		}
 	}()
-	s.logger().Info("backup archiving", "archive", s.cfg.Path, "from_seq", pos, "replicas", len(s.replicas))
 	return nil
+}
+
+// maxConfigEvents bounds the replica changes read at start.
+const maxConfigEvents = 10000
+
+// apply applies a configuration event once (applied is the last one).
+func (s *Service) apply(ctx context.Context, e eventlog.Event, applied *uint64) error {
+	if e.Seq <= *applied || e.Malformed != nil || e.Stream != ConfigStream {
+		return nil
+	}
+	*applied = e.Seq
+	var c ReplicaChange
+	if err := json.Unmarshal(e.Data, &c); err != nil || c.URL == "" {
+		return nil // not one of ours: the schema refuses such data
+	}
+	s.mu.Lock()
+	has := slices.Contains(s.logURLs, c.URL)
+	flag := slices.Contains(s.cfg.Replicas, c.URL)
+	switch e.Type {
+	case TypeReplicaAdded:
+		if has {
+			s.mu.Unlock()
+			return nil
+		}
+		s.logURLs = append(s.logURLs, c.URL)
+		s.mu.Unlock()
+		if flag {
+			return nil
+		}
+		return s.startReplica(ctx, c.URL)
+	case TypeReplicaRemoved:
+		s.logURLs = slices.DeleteFunc(s.logURLs, func(u string) bool { return u == c.URL })
+		s.mu.Unlock()
+		if flag || !has {
+			return nil
+		}
+		return s.stopReplica(ctx, c.URL)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// startReplica starts copying to u, and the archive if it is not
+// running yet.
+func (s *Service) startReplica(ctx context.Context, u string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	for _, r := range s.replicas {
+		if r.url == u {
+			return nil
+		}
+	}
+	if s.arch == nil {
+		a, err := openArchive(ctx, s.cfg.Path, s.k.Log().StreamName)
+		if err != nil {
+			return err
+		}
+		pos, err := a.checkpoint(ctx, sourceLog)
+		if err != nil {
+			a.close()
+			return fmt.Errorf("backup archive %s: %w", s.cfg.Path, err)
+		}
+		s.arch = a
+		s.archived.Store(pos)
+		s.runDone = make(chan struct{})
+		go func() {
+			defer close(s.runDone)
+			s.run(s.rctx)
+		}()
+		s.logger().Info("backup archiving", "archive", s.cfg.Path, "from_seq", pos)
+	}
+	r := newReplica(s, u)
+	rctx, cancel := context.WithCancel(s.rctx)
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.loop(rctx)
+	}()
+	s.replicas = append(s.replicas, r)
+	s.logger().Info("backup replica started", "replica", Redact(u))
+	return nil
+}
+
+// stopReplica stops copying to u, after a last sync (bounded).
+func (s *Service) stopReplica(ctx context.Context, u string) error {
+	s.mu.Lock()
+	var r *replica
+	s.replicas = slices.DeleteFunc(s.replicas, func(x *replica) bool {
+		if x.url == u {
+			r = x
+			return true
+		}
+		return false
+	})
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.cancel()
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := r.close(ctx, s.archived.Load())
+	s.logger().Info("backup replica stopped", "replica", Redact(u), "copied_seq", r.copiedSeq())
+	return err
 }
 
 // Close archives what the log holds now and makes a last sync of each
@@ -194,26 +382,39 @@ func (s *Service) Start(ctx context.Context) error {
 // sync that failed, if any.
 func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()
-	if !s.started || s.cancel == nil {
+	if !s.started || s.closed {
 		s.mu.Unlock()
 		return nil
 	}
-	cancel, done := s.cancel, s.done
-	s.cancel = nil
+	s.closed = true
+	arch := s.arch
 	s.mu.Unlock()
 	ctx, stop := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer stop()
 	var err error
 	// A last pass: what the log holds now goes into the archive.
-	if tail, terr := s.k.Log().LastSeq(ctx); terr == nil && tail > s.archived.Load() {
-		err = s.waitArchived(ctx, tail)
+	if arch != nil {
+		if tail, terr := s.k.Log().LastSeq(ctx); terr == nil && tail > s.archived.Load() {
+			err = s.waitArchived(ctx, tail)
+		}
 	}
-	cancel()
-	<-done
-	for _, r := range s.replicas {
+	s.cancel()
+	<-s.cfgDone
+	s.mu.Lock()
+	reps := slices.Clone(s.replicas)
+	arch = s.arch
+	s.mu.Unlock()
+	if arch != nil {
+		<-s.runDone
+	}
+	for _, r := range reps {
+		<-r.done
 		err = errors.Join(err, r.close(ctx, s.archived.Load()))
 	}
-	return errors.Join(err, s.arch.close())
+	if arch != nil {
+		err = errors.Join(err, arch.close())
+	}
+	return err
 }
 
 // waitArchived waits until the archive holds seq.
@@ -311,6 +512,8 @@ func (s *Service) follow(ctx context.Context) error {
 }
 
 func (s *Service) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, r := range s.replicas {
 		select {
 		case r.kick <- struct{}{}:

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,13 +140,22 @@ type VerifyResult struct {
 // ErrUnavailable when the replica cannot be read.
 func (s *Service) Verify(ctx context.Context, replica string) (VerifyResult, error) {
 	start := time.Now()
-	if !s.Enabled() {
-		return VerifyResult{}, fmt.Errorf("%w: backup is off: start the server with --backup URL", eventlog.ErrInvalid)
+	s.mu.Lock()
+	urls := slices.Clone(s.cfg.Replicas)
+	if s.started {
+		urls = urls[:0]
+		for _, r := range s.replicas {
+			urls = append(urls, r.url)
+		}
 	}
-	u := s.cfg.Replicas[0]
+	s.mu.Unlock()
+	if len(urls) == 0 {
+		return VerifyResult{}, fmt.Errorf("%w: backup is off: start the server with --backup URL, or add one with fazt backup add URL", eventlog.ErrInvalid)
+	}
+	u := urls[0]
 	if replica != "" {
 		u = ""
-		for _, c := range s.cfg.Replicas {
+		for _, c := range urls {
 			if c == replica || Redact(c) == replica {
 				u = c
 			}

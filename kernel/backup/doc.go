@@ -20,7 +20,23 @@
 //	res, err := backup.Restore(ctx, backup.RestoreOptions{From: "s3://bucket/fazt", Data: "./new", AsOfTime: t})
 //
 // fazt serve --backup URL (repeatable) turns it on; fazt restore, fazt
-// backup status and fazt backup verify are the commands.
+// backup status, verify, add and remove are the commands.
+//
+// # Configuration
+//
+// Replicas come from Config.Replicas and UseReplicas (the --backup
+// flags), and from the service's own events: AddReplica (POST
+// /v1/backup/replicas, fazt backup add URL) appends
+// backup.replica_added on the stream backup.replicas, and RemoveReplica
+// (DELETE /v1/backup/replicas?url=, fazt backup remove URL)
+// backup.replica_removed. The category "backup" is reserved: only the
+// service writes it. A started service follows these events, so a node
+// starts (or stops) copying to a replica at once, without a restart,
+// and every later start applies them again. URLs with a secret in them
+// are refused (events are kept for ever): credentials come from the
+// environment, as Litestream reads them (AWS_ACCESS_KEY_ID, ...).
+// Without any replica the service archives nothing. ServiceOf finds the
+// service registered on a kernel, for the program that tunes it.
 //
 // # The archive
 //

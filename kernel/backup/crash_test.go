@@ -3,6 +3,8 @@ package backup_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel/backup"
+	"github.com/fazt-sh/fazt/kernel/vfs"
 )
 
 // envCrashChild turns TestArchiveCrashChild into the process that
@@ -100,7 +103,8 @@ func TestArchiveSIGKILL(t *testing.T) {
 		if live != sum.Hash {
 			t.Fatalf("round %d: the archive's %d events differ from the log's first %d", round, sum.LastSeq, sum.LastSeq)
 		}
-		t.Logf("round %d: archive %d events (%d blobs), log %d", round, sum.LastSeq, sum.Blobs, tail)
+		deploys := blobsNamedAreArchived(t, archive)
+		t.Logf("round %d: archive %d events (%d deploys, %d blobs), log %d", round, sum.LastSeq, deploys, sum.Blobs, tail)
 		if sum.LastSeq <= last {
 			t.Errorf("round %d: the archive did not grow (%d)", round, sum.LastSeq)
 		}
@@ -153,4 +157,50 @@ func killAfter(t *testing.T, dir string, delay time.Duration) {
 	time.Sleep(delay)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+}
+
+// blobsNamedAreArchived fails t unless every blob that an archived
+// deploy names (its files and their variants) is in the archive too,
+// and returns the deploys.
+func blobsNamedAreArchived(t *testing.T, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT seq, data FROM events WHERE type = ?`, vfs.TypeDeployRecorded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var seq uint64
+		var data []byte
+		if err := rows.Scan(&seq, &data); err != nil {
+			t.Fatal(err)
+		}
+		var d vfs.DeployRecorded
+		if err := json.Unmarshal(data, &d); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		for p, f := range d.Files {
+			names := []string{f.SHA256}
+			if f.Gzip != nil {
+				names = append(names, f.Gzip.SHA256)
+			}
+			if f.Br != nil {
+				names = append(names, f.Br.SHA256)
+			}
+			for _, h := range names {
+				var one int
+				if err := db.QueryRow(`SELECT 1 FROM blobs WHERE bucket = ? AND name = ?`, vfs.Bucket, h).Scan(&one); err != nil {
+					t.Errorf("the deploy at seq %d names %s (%s), which the archive lacks: %v", seq, h, p, err)
+				}
+			}
+		}
+	}
+	return n
 }

@@ -190,10 +190,11 @@ func (r *replica) copiedSeq() uint64 {
 	return r.copied
 }
 
-// loop syncs after the archive advances, at most every SyncInterval,
-// and backs off while the replica fails.
+// loop syncs after the archive advances, starting syncs at most every
+// SyncInterval (a slow sync is followed by the next at once), and backs
+// off while the replica fails.
 func (r *replica) loop(ctx context.Context) {
-	wait := r.s.cfg.SyncInterval
+	backoff := r.s.cfg.SyncInterval
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	first := true
@@ -210,14 +211,21 @@ func (r *replica) loop(ctx context.Context) {
 			continue
 		}
 		first = false
+		began := time.Now()
+		var wait time.Duration
 		if err := r.sync(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			r.fail(err)
-			wait = min(2*wait, 10*time.Second)
+			backoff = min(2*backoff, 10*time.Second)
+			wait = backoff
 		} else {
-			wait = r.s.cfg.SyncInterval
+			backoff = r.s.cfg.SyncInterval
+			wait = r.s.cfg.SyncInterval - time.Since(began)
+		}
+		if wait <= 0 {
+			continue
 		}
 		select {
 		case <-ctx.Done():

@@ -19,11 +19,12 @@ func (a *app) backupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup",
 		Short: "Inspect and check the continuous backup of a running server",
-		Long: `fazt serve --backup URL copies every event and site file into an archive
-(DIR/backup/archive.db) and replicates it with Litestream to each URL.
-"status" shows each replica's progress and lag, "verify" runs a restore
-drill: it restores a replica's latest copy and compares it with the log.
-fazt restore rebuilds a data directory from a replica.`,
+		Long: `fazt serve --backup URL, or "add URL" on a running server (no restart),
+copies every event and site file into an archive (DIR/backup/archive.db)
+and replicates it with Litestream to each URL. "status" shows each
+replica's progress and lag (also in fazt doctor and /metrics), "verify"
+runs a restore drill: it restores a replica's latest copy and compares
+it with the log. fazt restore rebuilds a data directory from a replica.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}

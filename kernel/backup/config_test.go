@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +78,47 @@ func TestReplicaByEvent(t *testing.T) {
 	res, err := backup.Restore(ctx, backup.RestoreOptions{From: rep, Data: t.TempDir()})
 	if err != nil || res.LastSeq == 0 {
 		t.Fatalf("restore from the replica added by an event: %+v %v", res, err)
+	}
+}
+
+// TestArchiveOfAnotherLog: an archive that is not a prefix of the log
+// (another node's, a data directory started afresh) is never appended
+// to: the error says to move it away, and appends go on.
+func TestArchiveOfAnotherLog(t *testing.T) {
+	ctx := context.Background()
+	archive := filepath.Join(t.TempDir(), "archive.db")
+	a := startNode(t, t.TempDir(), backup.Config{Path: archive, Replicas: []string{filepath.Join(t.TempDir(), "a")}})
+	a.notes(t, 30)
+	waitCopied(t, a, a.tail(t))
+	a.stop(t)
+	before, err := backup.Summarize(ctx, archive, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, t.TempDir(), backup.Config{Path: archive, Replicas: []string{filepath.Join(t.TempDir(), "b")}, ShutdownTimeout: 300 * time.Millisecond})
+	b.notes(t, 40) // more events than the archive holds: only the content tells
+	for {
+		st, err := b.bk.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LastError != "" {
+			if !strings.Contains(st.LastError, "belongs to another log") || !strings.Contains(st.LastError, "move it away") {
+				t.Errorf("the error: %s", st.LastError)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := b.bk.Close(ctx); err == nil {
+		t.Error("close with an archive of another log: no error, want the events not archived")
+	}
+	if err := b.k.Close(ctx); err != nil {
+		t.Error(err)
+	}
+	b.k = nil
+	after, err := backup.Summarize(ctx, archive, 0)
+	if err != nil || after != before {
+		t.Errorf("the other log's archive changed: %+v, was %+v (%v)", after, before, err)
 	}
 }

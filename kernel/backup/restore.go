@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +23,12 @@ import (
 // restored with Litestream from a replica URL (or folder) at its latest
 // state, or as of asOf when it is not zero.
 func FetchArchive(ctx context.Context, from, out string, asOf time.Time) error {
+	return fetchArchive(ctx, from, out, asOf, nil)
+}
+
+// fetchArchive is FetchArchive with Litestream's messages sent to
+// logger (its warnings and errors; nil: none).
+func fetchArchive(ctx context.Context, from, out string, asOf time.Time, logger *slog.Logger) error {
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("%w: %s exists", eventlog.ErrConflict, out)
 	}
@@ -46,7 +53,15 @@ func FetchArchive(ctx context.Context, from, out string, asOf time.Time) error {
 	if err := client.Init(ctx); err != nil {
 		return fmt.Errorf("replica %s: %w", Redact(from), err)
 	}
-	r := litestream.NewReplicaWithClient(nil, client)
+	// A DB that is never opened carries the logger: a replica without
+	// one logs to the process's default logger.
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ldb := litestream.NewDB(out)
+	ldb.SetLogger(slog.New(warnOnly{logger.Handler()}))
+	defer ldb.Close(context.WithoutCancel(ctx)) // drops its metrics
+	r := litestream.NewReplicaWithClient(ldb, client)
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = out
 	opt.Timestamp = asOf
@@ -158,6 +173,8 @@ type RestoreOptions struct {
 	// Progress, when set, is called as the restore goes: stage "fetch",
 	// "events" (done of total) and "blobs".
 	Progress func(stage string, done, total uint64)
+	// Logger receives Litestream's warnings and errors (nil: none).
+	Logger *slog.Logger
 }
 
 // RestoreResult says what Restore did.
@@ -200,7 +217,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	defer os.RemoveAll(tmp)
 	path := filepath.Join(tmp, ArchiveFile)
 	progress("fetch", 0, 1)
-	if err := FetchArchive(ctx, opt.From, path, time.Time{}); err != nil {
+	if err := fetchArchive(ctx, opt.From, path, time.Time{}, opt.Logger); err != nil {
 		return res, err
 	}
 	progress("fetch", 1, 1)

@@ -171,7 +171,7 @@ func (s *Service) Verify(ctx context.Context, replica string) (VerifyResult, err
 	}
 	defer os.RemoveAll(tmp)
 	path := filepath.Join(tmp, ArchiveFile)
-	if err := FetchArchive(ctx, u, path, time.Time{}); err != nil {
+	if err := fetchArchive(ctx, u, path, time.Time{}, s.logger()); err != nil {
 		return res, fmt.Errorf("%w: restore from %s: %w", eventlog.ErrUnavailable, Redact(u), err)
 	}
 	sum, err := Summarize(ctx, path, 0)

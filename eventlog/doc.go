@@ -75,6 +75,19 @@
 // certificates and its cluster-wide locks); SyncKeyValue is its
 // SyncObjectStore.
 //
+// # Backups
+//
+// Cursor.NextRaw reads the log as stored: every message, malformed or
+// not, with its sequence, subject, headers, data and JetStream's time
+// (RawMessage), which is everything needed to store it again;
+// ObjectStream gives the stream of an object store bucket, so a reader
+// can follow what is put into it in order. Import writes raw messages
+// into a new log (in a directory without one) with their own sequences
+// and times, through JetStream's store rather than its publish path,
+// which would give them new times: a restored log reads back exactly
+// as the original, and appends continue after it. EncodeHeader gives a
+// RawMessage's headers one byte form whatever their map order.
+//
 // # Concurrency
 //
 // One commit loop publishes; it keeps a view of every stream's last

@@ -141,7 +141,8 @@
 //
 // GET /metrics serves Prometheus metrics (token required); Doctor, also
 // at GET /v1/doctor, checks the data directory, the event stream's
-// configuration, SQLite and every projection and reactor, and says what
+// configuration, SQLite and every projection and reactor, and the checks
+// services add with RegisterCheck (the backup's replicas), and says what
 // to fix. DiagnoseStopped checks a data directory no server has open
 // without writing to it: what is on disk, and, as skipped, what only an
 // open log can tell.

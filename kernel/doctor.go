@@ -173,7 +173,21 @@ func (k *Kernel) Doctor(ctx context.Context) []Check {
 	for _, h := range k.Reactors() {
 		out = append(out, checkReactor(ctx, h))
 	}
+	for _, fn := range k.checkDefs {
+		out = append(out, fn(ctx)...)
+	}
 	return out
+}
+
+// RegisterCheck adds a service's checks to Doctor (fazt doctor, GET
+// /v1/doctor), before Open: fn runs on every Doctor call of the open
+// kernel and returns its findings, each saying what to fix.
+func (k *Kernel) RegisterCheck(fn func(ctx context.Context) []Check) error {
+	if err := k.registering("a check"); err != nil {
+		return k.fail(err)
+	}
+	k.checkDefs = append(k.checkDefs, fn)
+	return nil
 }
 
 func (k *Kernel) checkStream(ctx context.Context) Check {

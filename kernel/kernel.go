@@ -145,6 +145,7 @@ type Kernel struct {
 	state       int // stateNew, stateOpen, stateClosed
 	projDefs    []projections.Projection
 	reactorDefs []reactor.Reactor
+	checkDefs   []func(context.Context) []Check // services' doctor checks (RegisterCheck)
 	reactors    []*reactor.Runner
 	tables      []schemas.Table
 	regErr      error // the first registration error; Open returns it

@@ -147,9 +147,9 @@ func (a *app) setupEdge(k *kernel.Kernel, dir string, o edgeOptions, changed fun
 
 // serveEdge runs the kernel with the edge in front until ctx ends: the
 // edge stops first, so that no public request reaches a closing kernel.
-func (a *app) serveEdge(ctx context.Context, k *kernel.Kernel, e *edge.Edge, st *serveState, statePath string) error {
+func (a *app) serveEdge(ctx context.Context, k *kernel.Kernel, e *edge.Edge, st *serveState, statePath string, serve func(context.Context) error) error {
 	if e == nil {
-		return k.Serve(ctx)
+		return serve(ctx)
 	}
 	if err := e.Start(ctx); err != nil {
 		return errors.Join(err, k.Close(context.WithoutCancel(ctx)))
@@ -175,7 +175,7 @@ func (a *app) serveEdge(ctx context.Context, k *kernel.Kernel, e *edge.Edge, st 
 		res <- errors.Join(err, e.Close(cctx))
 		cancel()
 	}()
-	err := k.Serve(kctx)
+	err := serve(kctx)
 	close(stop)
 	return errors.Join(err, <-res)
 }

@@ -118,16 +118,6 @@ func TestServeDomainNeedsEmail(t *testing.T) {
 	}
 }
 
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 // TestCertsListWithoutEdge: on a server started without --domain, certs
 // list says how to turn the edge on.
 func TestCertsListWithoutEdge(t *testing.T) {

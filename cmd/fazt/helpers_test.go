@@ -156,3 +156,14 @@ func fileMode(t *testing.T, path string) fs.FileMode {
 	}
 	return st.Mode().Perm()
 }
+
+// grepLines returns the lines of s that hold sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -40,6 +40,7 @@ type serveOptions struct {
 	storeLimit string
 	reserve    string
 	edge       edgeOptions
+	backup     []string
 }
 
 // serveState is DIR/serve.json: how clients on this machine find a
@@ -86,6 +87,7 @@ https://fazt.DOMAIN/ with the token ("fazt certs list" shows them).`,
 	f.StringVar(&o.storeLimit, "store-limit", "0", "most disk the log may use, e.g. 20GiB; 0: no limit but the disk and --disk-reserve (appends past it get 507 insufficient_storage)")
 	f.StringVar(&o.reserve, "disk-reserve", humanize.IBytes(eventlog.DefaultDiskReserve), "free space appends leave on the data directory's disk, for the read models and SQLite; 0: none. Appends below it get 507 and resume once space is freed")
 	a.edgeFlags(f, &o.edge)
+	f.StringArrayVar(&o.backup, "backup", nil, "copy every event and site file continuously to this replica (file:///dir, s3://bucket/path?endpoint=…, a folder; any Litestream replica URL); repeatable. See fazt backup, fazt restore")
 	return cmd
 }
 
@@ -154,6 +156,10 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
 	}
+	bk, err := registerBackup(k, o.backup)
+	if err != nil {
+		return usagef(cmd, "--backup: %v", err)
+	}
 	ed, err := a.setupEdge(k, dir, o.edge, cmd.Flags().Changed)
 	if err != nil {
 		return usagef(cmd, "%v", err)
@@ -167,6 +173,9 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 			return nil // interrupted while starting
 		}
 		return err
+	}
+	if err := bk.Start(ctx); err != nil {
+		return errors.Join(err, k.Close(context.WithoutCancel(ctx)))
 	}
 
 	st := serveState{Addr: "http://" + k.ListenAddr(), PID: os.Getpid()}
@@ -182,7 +191,7 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if st.NATS != "" {
 		fmt.Fprintf(a.stdout, "NATS listening on %s\n", st.NATS)
 	}
-	return a.serveEdge(ctx, k, ed, &st, statePath)
+	return a.serveEdge(ctx, k, ed, &st, statePath, func(ctx context.Context) error { return serveWithBackup(ctx, k, bk, logger) })
 }
 
 // parseBytes reads a size such as 64MiB, 20GB or 1048576 (go-humanize).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/backup"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/verticals/analytics"
 	"github.com/fazt-sh/fazt/verticals/apps"
@@ -29,5 +30,7 @@ func compiledIn() []vertical {
 			siteRoutes.Store(k, apps.NewRoutes(k, files)) // for the edge (serve --domain)
 			return nil
 		},
+		// The backup service; fazt serve gives it the --backup URLs.
+		func(k *kernel.Kernel) error { _, err := backup.Register(k, backup.Config{}); return err },
 	}
 }

@@ -1,0 +1,119 @@
+// Package backup is the kernel's backup service: every event of the
+// log, and every blob a deploy stored, is copied into an archive
+// SQLite file, which embedded Litestream replicates to one or more
+// replicas (a folder, S3-compatible storage, or any Litestream replica
+// URL); Restore rebuilds a data directory from a replica, exact to the
+// event. It is a service: cmd/fazt registers it on the kernel (the
+// kernel package never imports it).
+//
+// # Usage
+//
+//	k := kernel.New("./data")
+//	svc, err := backup.Register(k, backup.Config{Replicas: []string{"s3://bucket/fazt"}})  // before k.Open
+//	err = k.Open(ctx)
+//	err = svc.Start(ctx)        // after k.Open: archives and replicates
+//	st, err := svc.Status(ctx)  // per replica: copied sequence, lag, last error
+//	res, err := svc.Verify(ctx, "")  // a restore drill: restore the copy, compare with the log
+//	err = svc.Close(ctx)        // before k.Close: a last sync, bounded
+//
+//	// On a new machine:
+//	res, err := backup.Restore(ctx, backup.RestoreOptions{From: "s3://bucket/fazt", Data: "./new", AsOfTime: t})
+//
+// fazt serve --backup URL (repeatable) turns it on; fazt restore, fazt
+// backup status, verify, add and remove are the commands.
+//
+// # Configuration
+//
+// Replicas come from Config.Replicas and UseReplicas (the --backup
+// flags), and from the service's own events: AddReplica (POST
+// /v1/backup/replicas, fazt backup add URL) appends
+// backup.replica_added on the stream backup.replicas, and RemoveReplica
+// (DELETE /v1/backup/replicas?url=, fazt backup remove URL)
+// backup.replica_removed. The category "backup" is reserved: only the
+// service writes it. A started service follows these events, so a node
+// starts (or stops) copying to a replica at once, without a restart,
+// and every later start applies them again. URLs with a secret in them
+// are refused (events are kept for ever): credentials come from the
+// environment, as Litestream reads them (AWS_ACCESS_KEY_ID, ...).
+// Without any replica the service archives nothing. ServiceOf finds the
+// service registered on a kernel, for the program that tunes it.
+//
+// # The archive
+//
+// The archive (DIR/backup/archive.db) is a plain SQLite file in WAL
+// mode. Its schema is permanent (meta "format" = FormatVersion):
+//
+//	meta(key TEXT PRIMARY KEY, value TEXT)
+//	    format: "1"; stream: the JetStream stream ("FAZT_EVENTS"); created: RFC 3339 time
+//	events(seq INTEGER PRIMARY KEY, time_ns INTEGER, subject TEXT, headers BLOB, data BLOB, id TEXT, type TEXT)
+//	    one row per message of the log, malformed ones included, gap-free from 1:
+//	    seq is JetStream's sequence, time_ns its timestamp (nanoseconds since 1970 UTC),
+//	    subject "fazt.ev.<stream>", headers the NATS header block as text
+//	    ("NATS/1.0\r\nFazt-Id: …\r\nFazt-Type: …\r\n…\r\n", keys sorted), data the body
+//	    (the event's JSON); id and type repeat Fazt-Id and Fazt-Type for queries
+//	blobs(bucket TEXT, name TEXT, size INTEGER, data BLOB, seq INTEGER, PRIMARY KEY(bucket, name))
+//	    every object of the archived object store buckets (the vfs blobs, named by their
+//	    SHA-256), stored once; seq is the log's sequence when it was archived
+//	checkpoints(source TEXT PRIMARY KEY, seq INTEGER, updated_ns INTEGER)
+//	    "log": the last event archived; "bucket:<name>": the last message of the bucket's
+//	    stream read
+//
+// Litestream adds its own bookkeeping tables (_litestream_seq,
+// _litestream_lock). sqlite3 reads the file as it is:
+//
+//	sqlite3 archive.db "SELECT seq, datetime(time_ns/1e9, 'unixepoch'), type, data FROM events ORDER BY seq DESC LIMIT 5"
+//	sqlite3 archive.db "SELECT writefile(name, data) FROM blobs"
+//
+// # Copying
+//
+// One loop reads the log in order as stored (eventlog.Cursor.NextRaw),
+// first archives the objects put into the buckets since their
+// checkpoint (a blob is stored before any event names it, so every blob
+// the events read name is there), then writes the events and the log's
+// checkpoint in one transaction. After a crash it resumes from the
+// checkpoint: no gap, no event twice. At start it checks that the
+// archive is a prefix of the log (the event at its checkpoint has the
+// same time and subject): an archive of another log is refused with
+// ErrConflict and a message saying to move it away.
+//
+// # Replicas
+//
+// Each replica URL gets an embedded Litestream (github.com/benbjohnson/litestream,
+// the library: a DB, a Replica and a Store for its compactions, the CLI's
+// levels: 30 s, 5 min, 1 h). The service drives the syncs: after the
+// archive advances, at most every Config.SyncInterval (200 ms), it syncs
+// the archive's WAL into Litestream's files and uploads them, so it
+// knows which event each replica holds. A replica that fails (folder not
+// writable, S3 endpoint gone) never stops the archive or the log: its
+// error and growing lag show in Status, /metrics and its retries back
+// off up to 10 s, and it catches up when the target returns. Close
+// waits at most Config.ShutdownTimeout (5 s) for the last events to be
+// archived and synced; what is cut short resumes at the next start.
+//
+// The replicas are Litestream's own format: the stock CLI restores the
+// archive without Fazt, and sqlite3 reads it:
+//
+//	litestream restore -o archive.db s3://bucket/fazt
+//	sqlite3 archive.db 'PRAGMA integrity_check'
+//
+// # Restore
+//
+// Restore fetches the archive (Litestream restore from a replica, or a
+// copy of an archive file), takes its events up to AsOfSeq or AsOfTime
+// (exact to the event: the archive only grows, so its latest state
+// holds every earlier point), and writes them into a new log with
+// eventlog.Log.Import: every sequence, ID, type, version, time, header
+// and payload is the original's. It puts the blobs back into their
+// buckets; the read models are rebuilt from the log when the kernel
+// opens the directory (fazt restore does that before it returns).
+//
+// # Status and checks
+//
+// Status (GET /v1/backup, fazt backup status) gives the archive's and
+// each replica's last sequence, lag in events and seconds (the age of
+// the oldest event not copied), syncs, errors and the last error; the
+// same are the fazt_backup_* metrics. Verify (POST /v1/backup/verify,
+// fazt backup verify) restores a replica's latest copy into a temporary
+// file, checks it and compares it with the live log: count, last
+// sequence, and a hash over the events (Hasher).
+package backup

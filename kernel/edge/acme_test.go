@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
+	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel/edge"
 	"github.com/fazt-sh/fazt/kernel/edge/edgetest"
 	"github.com/fazt-sh/fazt/verticals/apps"
@@ -228,16 +231,23 @@ func TestRestartServesStoredCertificate(t *testing.T) {
 	}
 }
 
-// TestTwoEdgesOneOrder: two nodes sharing one certificate storage, both
-// told to serve a host at once, place one ACME order: certmagic's lock
-// in the storage lets one obtain it, and the other finds it stored. The
-// CA validates only through the first edge's ports, which answer the
-// other's challenges from the storage too (distributed solving).
+// TestTwoEdgesOneOrder: two nodes sharing one certificate storage, a
+// JetStream key-value bucket (KVStorage, as fazt serve keeps them), both
+// told to serve a host at once, place one ACME order: the lock in the
+// bucket lets one obtain it, and the other finds it stored. The CA
+// validates only through the first edge's ports, which answer the
+// other's challenges from the bucket too (distributed solving).
 func TestTwoEdgesOneOrder(t *testing.T) {
 	p := edgetest.StartPebble(t)
-	store := t.TempDir()
-	a := startNode(t, t.TempDir(), acmeConfig(p, store, "example.com"))
-	b := startNode(t, t.TempDir(), acmeConfig(p, store, "example.com"))
+	var shared *eventlog.Log // node a's, whose server holds the bucket
+	onShared := func(ctx context.Context) (certmagic.Storage, error) {
+		return edge.OpenKVStorage(ctx, shared, "certs")
+	}
+	ca, cb := acmeConfig(p, "", "example.com"), acmeConfig(p, "", "example.com")
+	ca.Storage, cb.Storage = nil, nil
+	ca.OpenStorage, cb.OpenStorage = onShared, onShared
+	a := startNode(t, t.TempDir(), ca, func(n *node) { shared = n.k.Log() })
+	b := startNode(t, t.TempDir(), cb)
 	p.Attach(a.edge.HTTPAddr(), a.edge.HTTPSAddr())
 	var wg sync.WaitGroup
 	for _, n := range []*node{a, b} {

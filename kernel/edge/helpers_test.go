@@ -45,10 +45,13 @@ type node struct {
 // startNode opens a kernel in dir with an edge configured by cfg (its
 // Routes, Log, Admin and addresses filled in). ports, when set, are the
 // HTTP and HTTPS addresses to listen on.
-func startNode(t testing.TB, dir string, cfg edge.Config) *node {
+func startNode(t testing.TB, dir string, cfg edge.Config, made ...func(*node)) *node {
 	t.Helper()
 	n := &node{k: kernel.New(dir)}
 	n.k.Addr, n.k.Logger = "127.0.0.1:0", slog.New(slog.DiscardHandler)
+	for _, f := range made {
+		f(n) // the kernel exists, nothing is open yet
+	}
 	var err error
 	if n.files, err = vfs.Register(n.k, vfs.Config{}); err != nil {
 		t.Fatal(err)

@@ -116,3 +116,26 @@ func TestPutBlobConcurrentSameHash(t *testing.T) {
 		t.Fatalf("the bucket holds %d messages, want %d (one copy)", n, want)
 	}
 }
+
+// Blobs read back whole through their chunks' direct gets: empty, one
+// chunk, several chunks of the object store (128 KiB each), also after
+// other objects were written between them; a blob not stored is an
+// error, not an empty read.
+func TestReadBlobChunks(t *testing.T) {
+	e := start(t, t.TempDir(), Config{})
+	ctx := context.Background()
+	contents := []string{"", "x", strings.Repeat("a", 128<<10), string(payload(128<<10 + 1)), string(payload(700 << 10))}
+	for _, c := range contents {
+		e.put(t, c)
+		e.put(t, c+"-neighbour") // interleaves other objects' chunks
+	}
+	for _, c := range contents {
+		b, err := e.s.readBlob(ctx, Hash([]byte(c)))
+		if err != nil || !bytes.Equal(b, []byte(c)) {
+			t.Fatalf("readBlob of %d bytes: %d bytes, %v", len(c), len(b), err)
+		}
+	}
+	if _, err := e.s.readBlob(ctx, Hash([]byte("never stored"))); err == nil {
+		t.Fatal("readBlob of a blob never stored: no error")
+	}
+}

@@ -20,7 +20,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/andybalholm/brotli"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
@@ -212,7 +211,7 @@ func (s *Service) prepare(ctx context.Context, site string, m Manifest) (*Deploy
 	for _, p := range paths {
 		f := m.Files[p]
 		if f.Type == "" {
-			if f.Type, err = s.contentType(ctx, store, p, f); err != nil {
+			if f.Type, err = s.contentType(ctx, p, f); err != nil {
 				return nil, err
 			}
 		}
@@ -222,7 +221,7 @@ func (s *Service) prepare(ctx context.Context, site string, m Manifest) (*Deploy
 		}
 		files[p] = f
 	}
-	if err := s.compressAll(ctx, store, todo, known); err != nil {
+	if err := s.compressAll(ctx, todo, known); err != nil {
 		return nil, err
 	}
 	for p, f := range files {
@@ -419,8 +418,8 @@ const minCompressBytes = 256
 
 // compress makes f's gzip and brotli variants, keeping each only when it
 // is at most 95% of the size (smaller enough to be worth a decode).
-func (s *Service) compress(ctx context.Context, store jetstream.ObjectStore, f File) (gz, br *Variant, err error) {
-	raw, err := store.GetBytes(ctx, f.SHA256)
+func (s *Service) compress(ctx context.Context, f File) (gz, br *Variant, err error) {
+	raw, err := s.readBlob(ctx, f.SHA256)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: read blob %s: %v", eventlog.ErrUnavailable, f.SHA256, err)
 	}
@@ -465,7 +464,7 @@ func (s *Service) compress(ctx context.Context, store jetstream.ObjectStore, f F
 }
 
 // compressAll compresses files on every core, into known.
-func (s *Service) compressAll(ctx context.Context, store jetstream.ObjectStore, files []File, known map[string][2]*Variant) error {
+func (s *Service) compressAll(ctx context.Context, files []File, known map[string][2]*Variant) error {
 	var mu sync.Mutex
 	var first error
 	next := make(chan File)
@@ -475,7 +474,7 @@ func (s *Service) compressAll(ctx context.Context, store jetstream.ObjectStore, 
 		go func() {
 			defer wg.Done()
 			for f := range next {
-				gz, br, err := s.compress(ctx, store, f)
+				gz, br, err := s.compress(ctx, f)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = err
@@ -500,7 +499,7 @@ func (s *Service) compressAll(ctx context.Context, store jetstream.ObjectStore, 
 }
 
 // contentType chooses a file's type: by extension, else by its content.
-func (s *Service) contentType(ctx context.Context, store jetstream.ObjectStore, p string, f File) (string, error) {
+func (s *Service) contentType(ctx context.Context, p string, f File) (string, error) {
 	ext := strings.ToLower(path.Ext(p))
 	if t, ok := types[ext]; ok {
 		return t, nil
@@ -508,11 +507,10 @@ func (s *Service) contentType(ctx context.Context, store jetstream.ObjectStore, 
 	if t := mime.TypeByExtension(ext); t != "" && ext != "" {
 		return t, nil
 	}
-	r, err := store.Get(ctx, f.SHA256)
+	r, _, err := s.openBlob(ctx, f.SHA256)
 	if err != nil {
 		return "", fmt.Errorf("%w: read blob %s: %v", eventlog.ErrUnavailable, f.SHA256, err)
 	}
-	defer r.Close()
 	head := make([]byte, 512)
 	n, err := io.ReadFull(r, head)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {

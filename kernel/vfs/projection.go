@@ -184,11 +184,7 @@ func (s *Service) copyBlobs(ctx context.Context, tx *sql.Tx, blobs []Variant) er
 		if ok {
 			continue
 		}
-		store, err := s.blobs(ctx)
-		if err != nil {
-			return err
-		}
-		r, err := store.Get(ctx, b.SHA256)
+		r, _, err := s.openBlob(ctx, b.SHA256)
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", b.SHA256, err)
 		}
@@ -203,7 +199,6 @@ func (s *Service) copyBlobs(ctx context.Context, tx *sql.Tx, blobs []Variant) er
 				h.Write(buf[:m])
 				size += int64(m)
 				if _, err := chunk.ExecContext(ctx, b.SHA256, n, buf[:m]); err != nil {
-					r.Close()
 					return err
 				}
 			}
@@ -211,11 +206,9 @@ func (s *Service) copyBlobs(ctx context.Context, tx *sql.Tx, blobs []Variant) er
 				break
 			}
 			if err != nil {
-				r.Close()
 				return fmt.Errorf("blob %s: %w", b.SHA256, err)
 			}
 		}
-		r.Close()
 		if got := hex.EncodeToString(h.Sum(nil)); got != b.SHA256 || size != b.Size {
 			return fmt.Errorf("blob %s in the object store holds %d bytes hashing to %s, not the %d bytes named", b.SHA256, size, got, b.Size)
 		}
@@ -234,11 +227,11 @@ func (s *Service) loadManifest(ctx context.Context, ref Variant) (Manifest, erro
 	if ref.Size > MaxManifestBlobBytes {
 		return m, fmt.Errorf("manifest blob %s: %d bytes, at most %d", ref.SHA256, ref.Size, MaxManifestBlobBytes)
 	}
-	store, err := s.blobs(ctx)
+	r, _, err := s.openBlob(ctx, ref.SHA256)
 	if err != nil {
-		return m, err
+		return m, fmt.Errorf("manifest blob %s: %w", ref.SHA256, err)
 	}
-	b, err := store.GetBytes(ctx, ref.SHA256)
+	b, err := readAll(io.LimitReader(r, ref.Size+1), nil)
 	if err != nil {
 		return m, fmt.Errorf("manifest blob %s: %w", ref.SHA256, err)
 	}

@@ -100,8 +100,9 @@ type Service struct {
 	// gzipWriters and brotliWriters hold the compressors of deploys.
 	gzipWriters, brotliWriters sync.Pool
 
-	mu    sync.Mutex
-	store jetstream.ObjectStore
+	mu     sync.Mutex
+	store  jetstream.ObjectStore
+	stream jetstream.Stream // the bucket's
 	known map[string]int64 // sizes of blobs known to be stored
 	locks map[string]*hashLock
 }

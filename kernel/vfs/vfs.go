@@ -103,8 +103,8 @@ type Service struct {
 	mu     sync.Mutex
 	store  jetstream.ObjectStore
 	stream jetstream.Stream // the bucket's
-	known map[string]int64 // sizes of blobs known to be stored
-	locks map[string]*hashLock
+	known  map[string]int64 // sizes of blobs known to be stored
+	locks  map[string]*hashLock
 }
 
 // Register declares the vfs service on k, before k.Open: its event

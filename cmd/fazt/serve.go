@@ -18,6 +18,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/provision"
 )
 
 // Files in the data directory besides the log's own (DIR/jetstream).
@@ -80,7 +81,9 @@ to find the server.`,
 }
 
 func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
-	ctx := cmd.Context()
+	// SIGUSR2 (fazt upgrade) ends serve to re-exec the binary in place.
+	ctx, reexec := provision.WatchReexec(cmd.Context())
+	defer reexec.Stop()
 	logger, err := newLogger(o.logFormat, a.stderr)
 	if err != nil {
 		return usagef(cmd, "%v", err)
@@ -154,12 +157,16 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err := writeFileAtomic(statePath, st); err != nil {
 		return errors.Join(err, k.Close(context.WithoutCancel(ctx)))
 	}
-	defer os.Remove(statePath)
 	fmt.Fprintf(a.stdout, "fazt serving on %s\n", st.Addr)
 	if st.NATS != "" {
 		fmt.Fprintf(a.stdout, "NATS listening on %s\n", st.NATS)
 	}
-	return k.Serve(ctx)
+	err = k.Serve(ctx)
+	os.Remove(statePath)
+	if err == nil && reexec.Requested() {
+		return reexec.Exec()
+	}
+	return err
 }
 
 // parseBytes reads a size such as 64MiB, 20GB or 1048576 (go-humanize).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/provision"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/verticals/analytics"
 	"github.com/fazt-sh/fazt/verticals/apps"
@@ -14,7 +15,7 @@ type vertical func(*kernel.Kernel) error
 // compiledIn returns the verticals compiled into this binary. main hands
 // them to run; tests hand run their own list.
 func compiledIn() []vertical {
-	return []vertical{
+	return append([]vertical{
 		func(k *kernel.Kernel) error { return analytics.Register(k, analytics.Config{}) },
 		// The vfs service (blobs, deploys, the vfs read model), and the
 		// hosting vertical on the *vfs.Service it returns.
@@ -25,5 +26,10 @@ func compiledIn() []vertical {
 			}
 			return apps.Register(k, files, apps.Config{})
 		},
-	}
+		// Upgrades and rollbacks: its events, routes and reactor.
+		func(k *kernel.Kernel) error {
+			_, err := provision.Register(k, provision.Config{Version: buildVersion().Version})
+			return err
+		},
+	}, tagged...)
 }

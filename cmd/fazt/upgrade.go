@@ -33,7 +33,7 @@ const defaultReadyTimeout = 5 * time.Minute
 type upgradeOptions struct {
 	from, key, data, binary, request string
 	readyTimeout                     time.Duration
-	detach                           bool
+	detach, keyGiven                 bool
 }
 
 func (a *app) upgradeCmd() *cobra.Command {
@@ -60,6 +60,14 @@ step is recorded in the log: fazt events read provision.upgrades.`,
 			if o.from == "" {
 				return usagef(cmd, "--from: no release source built in; pass the URL or path of a release's manifest.json")
 			}
+			if !strings.Contains(o.from, "://") {
+				abs, err := filepath.Abs(o.from)
+				if err != nil {
+					return err
+				}
+				o.from = abs
+			}
+			o.keyGiven = cmd.Flags().Changed("key")
 			if o.detach {
 				return a.upgradeDetached(o)
 			}
@@ -88,7 +96,7 @@ func (a *app) upgradeDetached(o upgradeOptions) error {
 		return err
 	}
 	args := []string{"upgrade", "--from", o.from, "--data", o.data, "--ready-timeout", o.readyTimeout.String()}
-	if o.key != "" {
+	if o.keyGiven {
 		args = append(args, "--key", o.key)
 	}
 	if o.binary != "" {
@@ -141,7 +149,11 @@ func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 		running = st.Version
 	}
 	if o.request == "" {
-		u.record(ctx, provision.TypeUpgradeRequested, provision.UpgradeRequested{Upgrade: u.id, From: o.from, Key: o.key, Running: running, By: provision.ByCommand})
+		req := provision.UpgradeRequested{Upgrade: u.id, From: o.from, Running: running, By: provision.ByCommand}
+		if o.keyGiven {
+			req.Key = o.key
+		}
+		u.record(ctx, provision.TypeUpgradeRequested, req)
 	}
 	refuse := func(to string, err error) error {
 		u.record(ctx, provision.TypeUpgradeRefused, provision.UpgradeRefused{Upgrade: u.id, Running: running, To: to, Reason: err.Error()})

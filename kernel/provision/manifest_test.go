@@ -156,11 +156,11 @@ func TestFetchFromFile(t *testing.T) {
 
 func TestUnitFromCgroup(t *testing.T) {
 	for in, want := range map[string]string{
-		"0::/system.slice/fazt.service\n":                                      "fazt.service",
+		"0::/system.slice/fazt.service\n":                                     "fazt.service",
 		"12:pids:/system.slice/fazt.service\n0::/system.slice/fazt.service\n": "fazt.service",
-		"0::/user.slice/user-1000.slice/session-3.scope\n":                     "",
-		"0::/system.slice/fazt.service/helper\n":                               "fazt.service",
-		"":                                                                     "",
+		"0::/user.slice/user-1000.slice/session-3.scope\n":                    "",
+		"0::/system.slice/fazt.service/helper\n":                              "fazt.service",
+		"":                                                                    "",
 	} {
 		if got := unitFromCgroup([]byte(in)); got != want {
 			t.Errorf("unitFromCgroup(%q) = %q, want %q", in, got, want)

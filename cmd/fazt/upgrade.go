@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,6 +131,21 @@ type upgrader struct {
 	out    io.Writer
 }
 
+// journal is DIR/provision/upgrade.json, written before the swap and
+// removed once the upgrade is completed or rolled back: an upgrade
+// interrupted in between (the command killed, the machine down) is
+// found and finished by the next `fazt upgrade`.
+type journal struct {
+	Upgrade string           `json:"upgrade"`
+	From    string           `json:"from_version"`
+	To      string           `json:"to_version"`
+	Binary  string           `json:"binary"`
+	SHA256  string           `json:"sha256"`
+	Server  provision.Status `json:"server"` // as it ran before the upgrade
+}
+
+func journalPath(data string) string { return filepath.Join(data, "provision", "upgrade.json") }
+
 func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 	unlock, err := provision.Lock(o.data)
 	if err != nil {
@@ -136,6 +153,13 @@ func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 	}
 	defer unlock()
 	u := &upgrader{a: a, o: o, id: o.request, out: a.stdout}
+	if b, err := os.ReadFile(journalPath(o.data)); err == nil {
+		var j journal
+		if err := json.Unmarshal(b, &j); err != nil {
+			return fmt.Errorf("%s is damaged (%v): check which binary is at the server's path, then delete it", journalPath(o.data), err)
+		}
+		return u.resume(ctx, j)
+	}
 	if u.id == "" {
 		u.id = ulid.Make().String()
 	}
@@ -205,8 +229,17 @@ func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 		via = "reexec"
 	}
 	u.record(ctx, provision.TypeUpgradeStarted, provision.UpgradeStarted{Upgrade: u.id, From: running, To: to, Binary: target, SHA256: bin.SHA256, Platform: provision.Platform(), Via: via})
+	j := journal{Upgrade: u.id, From: running, To: to, Binary: target, SHA256: bin.SHA256}
+	if st != nil {
+		j.Server = *st
+		if err := writeFileAtomic(journalPath(o.data), j); err != nil {
+			os.Remove(staged)
+			return err
+		}
+	}
 	if err := provision.Swap(staged, target); err != nil {
 		os.Remove(staged)
+		os.Remove(journalPath(o.data))
 		return err
 	}
 	fmt.Fprintf(u.out, "installed %s at %s; the previous binary is kept as %s\n", to, target, target+provision.PrevSuffix)
@@ -214,22 +247,61 @@ func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 		fmt.Fprintf(u.out, "no server is running for %s: %s starts with the next fazt serve\n", o.data, to)
 		return nil
 	}
+	return u.finish(ctx, j, u.restart(ctx, to, false))
+}
 
-	reason := u.restart(ctx, to, false)
+// finish completes the upgrade j when reason is empty (the new version
+// is ready), and otherwise rolls it back.
+func (u *upgrader) finish(ctx context.Context, j journal, reason string) error {
 	if reason == "" {
-		u.record(ctx, provision.TypeUpgradeCompleted, provision.UpgradeCompleted{Upgrade: u.id, From: running, To: to})
-		fmt.Fprintf(u.out, "upgraded %s → %s: serving and ready\n", running, to)
+		u.record(ctx, provision.TypeUpgradeCompleted, provision.UpgradeCompleted{Upgrade: j.Upgrade, From: j.From, To: j.To})
+		os.Remove(journalPath(u.o.data))
+		fmt.Fprintf(u.out, "upgraded %s → %s: serving and ready\n", j.From, j.To)
 		return nil
 	}
-	fmt.Fprintf(u.out, "%s did not become ready: %s\nrolling back to %s\n", to, reason, running)
-	if err := provision.Restore(target); err != nil {
-		return fmt.Errorf("upgrade to %s failed (%s) and the previous binary could not be restored: %w; copy %s over %s by hand", to, reason, err, target+provision.PrevSuffix, target)
+	fmt.Fprintf(u.out, "%s did not become ready: %s\nrolling back to %s\n", j.To, reason, j.From)
+	if err := provision.Restore(j.Binary); err != nil {
+		return fmt.Errorf("upgrade to %s failed (%s) and the previous binary could not be restored: %w; copy %s over %s by hand", j.To, reason, err, j.Binary+provision.PrevSuffix, j.Binary)
 	}
-	if back := u.restart(ctx, running, true); back != "" {
-		return fmt.Errorf("upgrade to %s failed (%s); %s is back in place at %s but did not become ready either: %s; see the server's log", to, reason, running, target, back)
+	return u.rolledBack(ctx, j, reason)
+}
+
+// rolledBack starts the previous binary, now in place, and records the
+// rollback.
+func (u *upgrader) rolledBack(ctx context.Context, j journal, reason string) error {
+	if back := u.restart(ctx, j.From, true); back != "" {
+		return fmt.Errorf("upgrade to %s failed (%s); %s is back in place at %s but did not become ready either: %s; see the server's log, then run fazt upgrade again to finish", j.To, reason, j.From, j.Binary, back)
 	}
-	u.record(ctx, provision.TypeUpgradeRolledBack, provision.UpgradeRolledBack{Upgrade: u.id, From: running, To: to, Reason: reason})
-	return fmt.Errorf("upgrade to %s failed: %s; rolled back: %s serves again (fazt events read %s tells the story)", to, reason, running, provision.UpgradeStream)
+	u.record(ctx, provision.TypeUpgradeRolledBack, provision.UpgradeRolledBack{Upgrade: j.Upgrade, From: j.From, To: j.To, Reason: reason})
+	os.Remove(journalPath(u.o.data))
+	return fmt.Errorf("upgrade to %s failed: %s; rolled back: %s serves again (fazt events read %s tells the story)", j.To, reason, j.From, provision.UpgradeStream)
+}
+
+// resume finishes an upgrade that was interrupted after its journal was
+// written: whichever binary is in place, the server ends up ready at the
+// new version (completed) or back at the old one (rolled back).
+func (u *upgrader) resume(ctx context.Context, j journal) error {
+	fmt.Fprintf(u.out, "finishing the interrupted upgrade %s → %s first\n", j.From, j.To)
+	u.id, u.status = j.Upgrade, &j.Server
+	b, err := os.ReadFile(j.Binary)
+	if err != nil {
+		return fmt.Errorf("the binary %s: %w; put %s back by hand", j.Binary, err, j.Binary+provision.PrevSuffix)
+	}
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != j.SHA256 {
+		// The old binary is in place (the swap never happened, or the
+		// restore did): make sure it serves.
+		return u.rolledBack(ctx, j, "the upgrade was interrupted before "+j.To+" was ready")
+	}
+	if st, _ := u.serverStatus(ctx); st != nil && st.Version == j.From {
+		// Swapped, but the server was never restarted.
+		u.status = st
+		return u.finish(ctx, j, u.restart(ctx, j.To, false))
+	}
+	wctx, cancel := context.WithTimeout(ctx, u.o.readyTimeout)
+	defer cancel()
+	pid := j.Server.PID
+	return u.finish(ctx, j, u.waitReady(wctx, j.To, func() bool { return provision.Alive(pid) }))
 }
 
 // serverStatus asks the server running for the data directory what it

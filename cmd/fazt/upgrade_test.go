@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -563,6 +564,67 @@ func TestUpgrade(t *testing.T) {
 		}
 	})
 
+	// SIGKILL the upgrade at each step: a whole, working binary is in
+	// place after every one, and the next `fazt upgrade` finishes the
+	// interrupted upgrade (its journal says which) before anything else.
+	for _, tc := range []struct {
+		name    string
+		bad     bool   // the release that halts on a note v0.1.0 wrote
+		after   string // the output line after which the upgrade is killed
+		history string // the history once the next upgrade has finished
+		version string // the version serving then
+	}{
+		{"killed while staging", false, "release " + newVersion, "requested requested started completed", newVersion},
+		{"killed after the swap", false, "installed " + newVersion, "requested started completed", newVersion},
+		{"killed while the new version starts", false, "restarting the server", "requested started completed", newVersion},
+		{"killed while a bad release starts", true, "restarting the server", "requested started rolled_back", oldVersion},
+		{"killed while rolling back", true, "rolling back to", "requested started rolled_back", oldVersion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := kit.install(t)
+			data := filepath.Join(t.TempDir(), "data")
+			n := serve(t, bin, data)
+			if tc.bad {
+				appendEvent(t, bin, data, "notes.1", "notes.added", `{"id":"n1","text":"written by v1"}`)
+			}
+			rel := kit.release(t, newVersion, kit.new, kit.priv, nil)
+			newSum := fileSum(t, kit.new)
+			out := killUpgradeAfter(t, bin, tc.after, "upgrade", "--from", rel, "--data", data)
+
+			if got := fileSum(t, bin); got != kit.oldSum && got != newSum {
+				t.Fatalf("after the kill %s is neither binary\n%s", bin, out)
+			}
+			if _, e, st := runFazt(t, bin, "version"); st != 0 {
+				t.Fatalf("the binary in place does not run: %s", e)
+			}
+			o, e, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data, "--ready-timeout", "30s")
+			if tc.version == newVersion && st != 0 || tc.version == oldVersion && (st != 1 || !strings.Contains(e, "rolled back")) {
+				t.Fatalf("the next upgrade: status %d\n%s%s\n(the killed one said:\n%s)", st, o, e, out)
+			}
+			if tc.name != "killed while staging" && !strings.Contains(o, "finishing the interrupted upgrade "+oldVersion+" → "+newVersion) {
+				t.Errorf("the next upgrade did not finish the interrupted one:\n%s", o)
+			}
+			n.waitVersion(t, tc.version)
+			want := kit.oldSum
+			if tc.version == newVersion {
+				want = newSum
+			}
+			if got := fileSum(t, bin); got != want {
+				t.Errorf("the binary in place is not %s", tc.version)
+			}
+			if got := strings.Join(types(n.history(t)), " "); got != tc.history {
+				t.Errorf("history %q, want %q", got, tc.history)
+			}
+			ents, _ := os.ReadDir(filepath.Dir(bin))
+			if len(ents) != 2 {
+				t.Errorf("leftovers beside the binary: %v", ents)
+			}
+			if _, err := os.Stat(filepath.Join(data, "provision", "upgrade.json")); !os.IsNotExist(err) {
+				t.Errorf("the journal is still there: %v", err)
+			}
+		})
+	}
+
 	// An upgrade asked for by an event: the service's reactor carries it
 	// out, in the background, and the history shows it.
 	t.Run("requested by an event", func(t *testing.T) {
@@ -594,6 +656,38 @@ func TestUpgrade(t *testing.T) {
 			t.Errorf("%s is not the new release", bin)
 		}
 	})
+}
+
+// killUpgradeAfter runs the binary with args and SIGKILLs it once it
+// has printed a line starting with after; it returns what it printed.
+func killUpgradeAfter(t *testing.T, bin, after string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "FAZT_DATA=", "FAZT_ADDR=", "FAZT_TOKEN=")
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(pipe)
+	killed := false
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if !killed && strings.HasPrefix(sc.Text(), after) {
+			_ = cmd.Process.Kill()
+			killed = true
+		}
+	}
+	_ = cmd.Wait()
+	if !killed {
+		t.Fatalf("the upgrade never printed %q:\n%s%s", after, out.String(), errOut.String())
+	}
+	return out.String()
 }
 
 func writeTemp(t *testing.T, content string) string {

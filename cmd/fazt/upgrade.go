@@ -283,6 +283,7 @@ func (u *upgrader) rolledBack(ctx context.Context, j journal, reason string) err
 func (u *upgrader) resume(ctx context.Context, j journal) error {
 	fmt.Fprintf(u.out, "finishing the interrupted upgrade %s → %s first\n", j.From, j.To)
 	u.id, u.status = j.Upgrade, &j.Server
+	provision.Clean(j.Binary)
 	b, err := os.ReadFile(j.Binary)
 	if err != nil {
 		return fmt.Errorf("the binary %s: %w; put %s back by hand", j.Binary, err, j.Binary+provision.PrevSuffix)

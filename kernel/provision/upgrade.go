@@ -148,6 +148,10 @@ func (r Release) Stage(ctx context.Context, b Binary, target string) (string, er
 
 func stagePrefix(target string) string { return "." + filepath.Base(target) + ".upgrade-" }
 
+// Clean removes the temporary files an interrupted upgrade left beside
+// target (staged binaries, links under construction); hold Lock.
+func Clean(target string) { removeLeftovers(target) }
+
 // removeLeftovers removes staged files an interrupted upgrade left.
 func removeLeftovers(target string) {
 	dir := filepath.Dir(target)
@@ -174,8 +178,10 @@ func Swap(staged, target string) error {
 }
 
 // Restore puts target+PrevSuffix back in place of target, keeping
-// target+PrevSuffix.
+// target+PrevSuffix. It removes the temporary files an interrupted
+// upgrade left beside target; hold Lock.
 func Restore(target string) error {
+	removeLeftovers(target) // of a restore or swap cut short
 	prev := target + PrevSuffix
 	if _, err := os.Stat(prev); err != nil {
 		return fmt.Errorf("%w: no previous binary %s to restore: %v", eventlog.ErrNotFound, prev, err)

@@ -327,6 +327,7 @@ func TestUpgrade(t *testing.T) {
 	// says so, the old binary is kept; and (EDD) the old binary then runs
 	// on the data the new one wrote, reads what it knows and serves.
 	t.Run("good release", func(t *testing.T) {
+		t.Parallel()
 		bin := kit.install(t)
 		data := filepath.Join(t.TempDir(), "data")
 		n := serve(t, bin, data)
@@ -398,6 +399,7 @@ func TestUpgrade(t *testing.T) {
 	// model cannot fold a note v0.1.0 wrote and halts, so /readyz never
 	// turns 200. The upgrade puts v0.1.0 back by itself and it serves.
 	t.Run("release that never becomes ready", func(t *testing.T) {
+		t.Parallel()
 		bin := kit.install(t)
 		data := filepath.Join(t.TempDir(), "data")
 		n := serve(t, bin, data)
@@ -433,6 +435,7 @@ func TestUpgrade(t *testing.T) {
 		{"release that hangs at start", "#!/bin/sh\nexec sleep 600\n", "not ready at v0.3.0 within 5s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			bin := kit.install(t)
 			data := filepath.Join(t.TempDir(), "data")
 			n := serve(t, bin, data)
@@ -466,6 +469,7 @@ func TestUpgrade(t *testing.T) {
 	// Refusals: nothing on disk changes, the server keeps serving, and
 	// the log records each refusal with its reason.
 	t.Run("refused releases", func(t *testing.T) {
+		t.Parallel()
 		bin := kit.install(t)
 		data := filepath.Join(t.TempDir(), "data")
 		n := serve(t, bin, data)
@@ -581,6 +585,7 @@ func TestUpgrade(t *testing.T) {
 		{"killed while rolling back", true, "rolling back to", "requested started rolled_back", oldVersion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			bin := kit.install(t)
 			data := filepath.Join(t.TempDir(), "data")
 			n := serve(t, bin, data)
@@ -628,6 +633,7 @@ func TestUpgrade(t *testing.T) {
 	// An upgrade asked for by an event: the service's reactor carries it
 	// out, in the background, and the history shows it.
 	t.Run("requested by an event", func(t *testing.T) {
+		t.Parallel()
 		bin := kit.install(t)
 		data := filepath.Join(t.TempDir(), "data")
 		n := serve(t, bin, data)

@@ -362,7 +362,9 @@ func (u *upgrader) restart(ctx context.Context, want string, rollingBack bool) s
 	defer cancel()
 	if st.Unit != "" {
 		fmt.Fprintf(u.out, "restarting %s with systemctl; waiting up to %s for %s to be ready\n", st.Unit, u.o.readyTimeout, want)
-		if out, err := exec.CommandContext(ctx, "systemctl", "restart", st.Unit).CombinedOutput(); err != nil {
+		// --no-block: the readiness (and a halted read model) is watched
+		// here, within the limit, not by systemctl's own timeout.
+		if out, err := exec.CommandContext(ctx, "systemctl", "restart", "--no-block", st.Unit).CombinedOutput(); err != nil {
 			return fmt.Sprintf("systemctl restart %s: %v: %s", st.Unit, err, strings.TrimSpace(string(out)))
 		}
 		return u.waitReady(ctx, want, nil)

@@ -53,7 +53,10 @@
 // data: it needs an operator, waiting will not help) or is not ready in
 // time is rolled back: the previous binary is restored and started the
 // same way (a server that no longer answers is stopped and started
-// afresh, detached, logging to DIR/provision/server.log).
+// afresh, detached, logging to DIR/provision/server.log). The command
+// writes a journal (DIR/provision/upgrade.json) before the swap and
+// removes it once the upgrade is completed or rolled back, so that an
+// upgrade killed half way is finished by the next `fazt upgrade`.
 //
 // # Events
 //

@@ -430,9 +430,10 @@ func TestUpgrade(t *testing.T) {
 	// is gone or stuck, so the rollback starts the old binary afresh.
 	for _, tc := range []struct {
 		name, script, reason string
+		timeout              string // the limit: the hang waits it out
 	}{
-		{"release that exits at start", "#!/bin/sh\necho cannot open the data >&2\nexit 3\n", "the server exited"},
-		{"release that hangs at start", "#!/bin/sh\nexec sleep 600\n", "not ready at v0.3.0 within 5s"},
+		{"release that exits at start", "#!/bin/sh\necho cannot open the data >&2\nexit 3\n", "the server exited", "2m"},
+		{"release that hangs at start", "#!/bin/sh\nexec sleep 600\n", "not ready at v0.3.0 within 5s", "5s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -444,7 +445,7 @@ func TestUpgrade(t *testing.T) {
 				t.Fatal(err)
 			}
 			rel := kit.release(t, "v0.3.0", script, kit.priv, nil)
-			out, errOut, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data, "--ready-timeout", "5s")
+			out, errOut, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data, "--ready-timeout", tc.timeout)
 			if st != 1 || !strings.Contains(errOut, "rolled back: "+oldVersion+" serves again") {
 				t.Fatalf("upgrade: status %d\n%s%s", st, out, errOut)
 			}
@@ -602,7 +603,7 @@ func TestUpgrade(t *testing.T) {
 			if _, e, st := runFazt(t, bin, "version"); st != 0 {
 				t.Fatalf("the binary in place does not run: %s", e)
 			}
-			o, e, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data, "--ready-timeout", "30s")
+			o, e, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data, "--ready-timeout", "2m")
 			if tc.version == newVersion && st != 0 || tc.version == oldVersion && (st != 1 || !strings.Contains(e, "rolled back")) {
 				t.Fatalf("the next upgrade: status %d\n%s%s\n(the killed one said:\n%s)", st, o, e, out)
 			}

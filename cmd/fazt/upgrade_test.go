@@ -368,7 +368,9 @@ func TestUpgrade(t *testing.T) {
 		}
 
 		// The newer release writes with its new event version and column.
-		seq := appendEvent(t, bin, data, "notes.1", "notes.added", `{"id":"n1","text":"written by v2","priority":3}`)
+		c, _, _ := n.client(t)
+		res := c.Append(t, `{"events":[{"stream":"notes.1","type":"notes.added","schema":2,"data":{"id":"n1","text":"written by v2","priority":3}}]}`)
+		seq := fmt.Sprint(res.LastSeq)
 		if out, e, st := runFazt(t, bin, "query", "--data", data, "--projection", "notes", "--min-seq", seq, "SELECT id, text, priority FROM notes"); st != 0 || !strings.Contains(out, "written by v2") || !strings.Contains(out, "3") {
 			t.Fatalf("v2 notes: %s%s", out, e)
 		}
@@ -381,8 +383,12 @@ func TestUpgrade(t *testing.T) {
 			if st != 0 || !strings.Contains(out, "n1") || !strings.Contains(out, "written by v2") {
 				t.Fatalf("the old binary does not read the new note: %s%s", out, e)
 			}
-			if out, e, st := runFazt(t, kit.old, "events", "read", "notes.1", "--data", data); st != 0 || !strings.Contains(out, `"priority":3`) {
-				t.Fatalf("the old binary does not read the new event: %s%s", out, e)
+			c, _, _ := old.client(t)
+			status, body, _ := c.Do(t, http.MethodGet, "/v1/streams/notes.1", nil, nil)
+			var got struct{ Events []eventlog.Event }
+			if status != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil || len(got.Events) != 1 ||
+				got.Events[0].Schema != 2 || !strings.Contains(string(got.Events[0].Data), `"priority":3`) {
+				t.Fatalf("the old binary does not read the version 2 event: %d %s", status, body)
 			}
 			// It writes too, at the version it knows.
 			seq := appendEvent(t, kit.old, data, "notes.2", "notes.added", `{"id":"n2","text":"written by v1"}`)

@@ -428,7 +428,7 @@ func (u *upgrader) waitReady(ctx context.Context, want string, alive func() bool
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for {
 		if alive != nil && !alive() {
-			return "the server exited (" + last + "); see its output"
+			return fmt.Sprintf("the server exited before %s was ready (last seen: %s); see its output", want, last)
 		}
 		if why, ok := u.probe(ctx, hc, want); ok {
 			return ""

@@ -43,13 +43,20 @@ const (
 	MaxBinaryBytes    = 1 << 30
 )
 
-// ErrRefused is wrapped by every refusal of a release: unsigned, signed
-// by another key, damaged, for another platform, not newer. It wraps
-// eventlog.ErrInvalid. Nothing on disk has changed when it is returned.
-var ErrRefused = fmt.Errorf("%w: release refused", eventlog.ErrInvalid)
+// ErrRefused is matched (errors.Is) by every refusal of a release:
+// unsigned, signed by another key, damaged, for another platform, not
+// newer; so is eventlog.ErrInvalid. Nothing on disk has changed when one
+// is returned.
+var ErrRefused = errors.New("release refused")
+
+type refusal struct{ msg string }
+
+func (e *refusal) Error() string { return "release refused: " + e.msg }
+
+func (e *refusal) Is(target error) bool { return target == ErrRefused || target == eventlog.ErrInvalid }
 
 func refusef(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+	return &refusal{msg: fmt.Sprintf(format, args...)}
 }
 
 // Manifest describes a release: its version and, per platform, the

@@ -637,6 +637,24 @@ func TestUpgrade(t *testing.T) {
 		})
 	}
 
+	// With no server running, the binary is swapped and nothing is
+	// started: the next fazt serve runs the new version.
+	t.Run("no server running", func(t *testing.T) {
+		t.Parallel()
+		bin := kit.install(t)
+		data := filepath.Join(t.TempDir(), "data")
+		rel := kit.release(t, newVersion, kit.new, kit.priv, nil)
+		out, e, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data)
+		if st != 0 || !strings.Contains(out, "no server is running for "+data+": "+newVersion+" starts with the next fazt serve") {
+			t.Fatalf("status %d\n%s%s", st, out, e)
+		}
+		if fileSum(t, bin) != fileSum(t, kit.new) || fileSum(t, bin+provision.PrevSuffix) != kit.oldSum {
+			t.Fatal("the binaries are not swapped")
+		}
+		n := serve(t, bin, data)
+		n.waitVersion(t, newVersion)
+	})
+
 	// An upgrade asked for by an event: the service's reactor carries it
 	// out, in the background, and the history shows it.
 	t.Run("requested by an event", func(t *testing.T) {

@@ -277,7 +277,7 @@ func (s Source) Fetch(ctx context.Context, keys []minisign.PublicKey) (Release, 
 	if err != nil {
 		return Release{}, err
 	}
-	sig, err := s.read(ctx, s.Location+SignatureSuffix, MaxSignatureBytes)
+	sig, err := s.read(ctx, s.signature(), MaxSignatureBytes)
 	if errors.Is(err, eventlog.ErrNotFound) {
 		sig, err = nil, nil // unsigned: Verify says so
 	}
@@ -289,6 +289,19 @@ func (s Source) Fetch(ctx context.Context, keys []minisign.PublicKey) (Release, 
 		return Release{}, err
 	}
 	return Release{Manifest: m, Source: s}, nil
+}
+
+// signature is where the manifest's signature is: beside it, its name
+// plus SignatureSuffix (in a URL, its path's: a query stays a query).
+func (s Source) signature() string {
+	if s.isURL() {
+		if u, err := url.Parse(s.Location); err == nil {
+			u.Path += SignatureSuffix
+			u.RawPath = ""
+			return u.String()
+		}
+	}
+	return s.Location + SignatureSuffix
 }
 
 // Open returns a reader of the binary b of the release.

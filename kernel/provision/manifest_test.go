@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,5 +167,49 @@ func TestUnitFromCgroup(t *testing.T) {
 		if got := unitFromCgroup([]byte(in)); got != want {
 			t.Errorf("unitFromCgroup(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Over HTTP the signature is the manifest's URL plus .minisig and the
+// binary is resolved beside the manifest; a missing signature is a
+// refusal, not an error of the network.
+func TestFetchOverHTTP(t *testing.T) {
+	pub, priv := keyPair(t)
+	bin := []byte("#!/bin/sh\necho new\n")
+	m := Manifest{Product: Product, Version: "v1.3.0", Platforms: map[string]Binary{"linux/amd64": {File: "fazt-linux-amd64", Size: int64(len(bin)), SHA256: sum(bin)}}}
+	manifest, sig, err := Sign(m, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"/releases/v1.3.0/manifest.json": manifest, "/releases/v1.3.0/manifest.json.minisig": sig, "/releases/v1.3.0/fazt-linux-amd64": bin}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(b)
+	}))
+	defer srv.Close()
+	src := Source{Location: srv.URL + "/releases/v1.3.0/manifest.json?x=1"}
+	rel, err := src.Fetch(context.Background(), []minisign.PublicKey{pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "fazt")
+	os.WriteFile(target, []byte("old"), 0o755)
+	staged, err := rel.Stage(context.Background(), rel.Manifest.Platforms["linux/amd64"], target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(staged); !bytes.Equal(b, bin) {
+		t.Fatalf("staged %q", b)
+	}
+	delete(files, "/releases/v1.3.0/manifest.json.minisig")
+	if _, err := (Source{Location: srv.URL + "/releases/v1.3.0/manifest.json"}).Fetch(context.Background(), []minisign.PublicKey{pub}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not signed") {
+		t.Fatalf("unsigned over HTTP: %v", err)
+	}
+	if _, err := (Source{Location: srv.URL + "/nothing/manifest.json"}).Fetch(context.Background(), []minisign.PublicKey{pub}); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("no manifest over HTTP: %v", err)
 	}
 }

@@ -42,9 +42,11 @@
 //
 // # Restart and rollback
 //
-// The new binary is started by systemd when the server runs under it
-// (the server reports its unit: [Status].Unit, from INVOCATION_ID and
-// its cgroup), else by re-exec: on SIGUSR2 (nginx's signal for a binary
+// The server reports what it runs at GET /v1/provision/status ([Status]:
+// version, process, executable and arguments, and its systemd unit, from
+// INVOCATION_ID and its cgroup). The new binary is started by systemd
+// when the server runs under it (systemctl restart --no-block), else by
+// re-exec: on SIGUSR2 (nginx's signal for a binary
 // upgrade) the server shuts down gracefully and execs its own path,
 // which now holds the new binary, keeping its process ID, arguments,
 // environment and terminal ([WatchReexec]). The upgrade then waits for

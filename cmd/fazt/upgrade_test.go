@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -740,4 +742,14 @@ func appendEvent(t *testing.T, bin, data, stream, typ, body string) string {
 		t.Fatalf("append %s to %s: %s%s", typ, stream, out, e)
 	}
 	return strings.TrimSpace(out[i+len("at seq "):])
+}
+
+// Without a release source built in, upgrade asks for one (a usage
+// error, exit status 2).
+func TestUpgradeNeedsASource(t *testing.T) {
+	var stderr strings.Builder
+	err := run(context.Background(), testVerticals, []string{"upgrade", "--data", t.TempDir()}, noEnv, strings.NewReader(""), io.Discard, io.Discard)
+	if got := exitStatus(err, &stderr); got != 2 || !strings.Contains(stderr.String(), "--from: no release source built in") {
+		t.Fatalf("exit %d: %s", got, stderr.String())
+	}
 }

@@ -387,7 +387,11 @@ func (u *upgrader) restart(ctx context.Context, want string, rollingBack bool) s
 	}
 	logPath := filepath.Join(u.o.data, "provision", "server.log")
 	fmt.Fprintf(u.out, "starting %s afresh (output in %s)\n", want, logPath)
-	newPID, err := provision.StartDetached(st.Executable, slices.Clone(st.Args[1:]), st.Dir, logPath, os.Environ())
+	args := []string{"serve", "--data", u.o.data}
+	if len(st.Args) > 1 {
+		args = slices.Clone(st.Args[1:])
+	}
+	newPID, err := provision.StartDetached(st.Executable, args, st.Dir, logPath, os.Environ())
 	if err != nil {
 		return fmt.Sprintf("start %s: %v", st.Executable, err)
 	}

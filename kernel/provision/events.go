@@ -37,8 +37,8 @@ type UpgradeRequested struct {
 	Upgrade string `json:"upgrade"`
 	// From is the release's manifest, a URL or a file path on the server.
 	From string `json:"from"`
-	// Key, when set, is the release key to check it with instead of the
-	// built-in one.
+	// Key, when set, is the release key the command was given instead
+	// of the built-in one. The service ignores it (DefaultUpgradeArgs).
 	Key string `json:"key,omitempty"`
 	// Running is the version that was serving.
 	Running string `json:"running"`

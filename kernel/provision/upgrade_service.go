@@ -38,13 +38,12 @@ type Config struct {
 }
 
 // DefaultUpgradeArgs is `upgrade --detach --request ID --from FROM
-// --data DIR [--key KEY]`.
+// --data DIR`. It passes no --key, whatever the event says: a release
+// asked for through the API is checked against the key built into the
+// binary, so that the API token is not enough to install a binary
+// signed by a key of the caller's choosing.
 func DefaultUpgradeArgs(req UpgradeRequested, dataDir string) []string {
-	args := []string{"upgrade", "--detach", "--request", req.Upgrade, "--from", req.From, "--data", dataDir}
-	if req.Key != "" {
-		args = append(args, "--key", req.Key)
-	}
-	return args
+	return []string{"upgrade", "--detach", "--request", req.Upgrade, "--from", req.From, "--data", dataDir}
 }
 
 // Status is what GET /v1/provision/status answers: what runs, and how
@@ -172,10 +171,10 @@ func (s *Service) record(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// UpgradeRequest is the body of POST /v1/provision/upgrades.
+// UpgradeRequest is the body of POST /v1/provision/upgrades: the
+// release's manifest, checked against the built-in release key.
 type UpgradeRequest struct {
 	From string `json:"from"`
-	Key  string `json:"key,omitempty"`
 }
 
 func (s *Service) request(w http.ResponseWriter, r *http.Request) error {
@@ -187,7 +186,7 @@ func (s *Service) request(w http.ResponseWriter, r *http.Request) error {
 		return kernel.Invalidf("from: want the release manifest's URL or file path")
 	}
 	id := ulid.Make().String()
-	data, err := json.Marshal(UpgradeRequested{Upgrade: id, From: req.From, Key: req.Key, Running: s.cfg.Version, By: ByService})
+	data, err := json.Marshal(UpgradeRequested{Upgrade: id, From: req.From, Running: s.cfg.Version, By: ByService})
 	if err != nil {
 		return err
 	}

@@ -148,3 +148,13 @@ func TestReactorRunsRequestedUpgrade(t *testing.T) {
 		t.Fatalf("the command's own request was handled: %v", err)
 	}
 }
+
+// An upgrade asked for through the API is checked against the built-in
+// key only: a key in the event is never passed on.
+func TestDefaultUpgradeArgsIgnoreTheKey(t *testing.T) {
+	args := DefaultUpgradeArgs(UpgradeRequested{Upgrade: "01ARZ3NDEKTSV4RRFFQ69G5FAV", From: "https://x/manifest.json", Key: "RWQattacker", By: ByService}, "/var/lib/fazt")
+	want := "upgrade --detach --request 01ARZ3NDEKTSV4RRFFQ69G5FAV --from https://x/manifest.json --data /var/lib/fazt"
+	if got := strings.Join(args, " "); got != want {
+		t.Fatalf("args %q, want %q", got, want)
+	}
+}

@@ -78,7 +78,7 @@ step is recorded in the log: fazt events read provision.upgrades.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.from, "from", releaseURL, "the release's manifest.json: an http(s) URL or a file path")
-	f.StringVar(&o.key, "key", releaseKey, "minisign public key(s) of the releases, or a .pub file (default: the key built in)")
+	f.StringVar(&o.key, "key", releaseKey, "minisign public key(s) the release must be signed by, or a .pub file; the default is built in")
 	f.StringVar(&o.data, "data", a.envOr("FAZT_DATA", defaultData), "data directory of the server to upgrade (env FAZT_DATA)")
 	f.StringVar(&o.binary, "binary", "", "the binary to replace (default: the running server's, else this one)")
 	f.DurationVar(&o.readyTimeout, "ready-timeout", defaultReadyTimeout, "how long the new version has to become ready before it is rolled back")

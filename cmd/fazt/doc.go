@@ -58,7 +58,7 @@
 // it only reads the directory, and reports what it could not check).
 // Each has --help.
 //
-//	fazt upgrade [--from URL|FILE] [--key KEY] [--data DIR] [--ready-timeout D]
+//	fazt upgrade [--from URL|FILE] [--key KEY] [--data DIR] [--ready-timeout D] [--dry-run]
 //	fazt release keygen [--out PREFIX] | manifest --version V [--out DIR] GOOS/GOARCH=BINARY...
 //
 // Upgrade replaces the binary of the server running for DIR with a

@@ -35,7 +35,7 @@ const defaultReadyTimeout = 5 * time.Minute
 type upgradeOptions struct {
 	from, key, data, binary, request string
 	readyTimeout                     time.Duration
-	detach, keyGiven                 bool
+	detach, keyGiven, dryRun         bool
 }
 
 func (a *app) upgradeCmd() *cobra.Command {
@@ -56,7 +56,12 @@ binary (by systemd when it runs under it, else by re-exec: the server
 gets SIGUSR2) and must answer /readyz at the new version within
 --ready-timeout. If it exits, reports a halted read model, or is not
 ready in time, the previous binary is put back and started again. Every
-step is recorded in the log: fazt events read provision.upgrades.`,
+step is recorded in the log: fazt events read provision.upgrades.
+--dry-run checks the release and says what would be done.
+
+An upgrade cut short (the command killed, the machine down) is finished
+by the next fazt upgrade before anything else: completed if the new
+version is ready, otherwise rolled back.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if o.from == "" {
@@ -82,6 +87,7 @@ step is recorded in the log: fazt events read provision.upgrades.`,
 	f.StringVar(&o.data, "data", a.envOr("FAZT_DATA", defaultData), "data directory of the server to upgrade (env FAZT_DATA)")
 	f.StringVar(&o.binary, "binary", "", "the binary to replace (default: the running server's, else this one)")
 	f.DurationVar(&o.readyTimeout, "ready-timeout", defaultReadyTimeout, "how long the new version has to become ready before it is rolled back")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check the release and say what would be done; change nothing, record nothing")
 	f.StringVar(&o.request, "request", "", "carry out this requested upgrade (the ID of its provision.upgrade_requested event)")
 	f.BoolVar(&o.detach, "detach", false, "run in the background, in a session of its own, logging to DIR/provision")
 	_ = f.MarkHidden("request")
@@ -158,6 +164,10 @@ func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 		if err := json.Unmarshal(b, &j); err != nil {
 			return fmt.Errorf("%s is damaged (%v): check which binary is at the server's path, then delete it", journalPath(o.data), err)
 		}
+		if o.dryRun {
+			fmt.Fprintf(u.out, "an interrupted upgrade %s → %s would be finished first (dry run: nothing done)\n", j.From, j.To)
+			return nil
+		}
 		return u.resume(ctx, j)
 	}
 	if u.id == "" {
@@ -171,6 +181,9 @@ func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 	running := buildVersion().Version
 	if st != nil {
 		running = st.Version
+	}
+	if o.dryRun {
+		return u.dryRun(ctx, running)
 	}
 	if o.request == "" {
 		req := provision.UpgradeRequested{Upgrade: u.id, From: o.from, Running: running, By: provision.ByCommand}
@@ -248,6 +261,46 @@ func (a *app) upgrade(ctx context.Context, o upgradeOptions) (err error) {
 		return nil
 	}
 	return u.finish(ctx, j, u.restart(ctx, to, false))
+}
+
+// dryRun checks the release as the upgrade would, short of fetching
+// the binary, and says what the upgrade would do.
+func (u *upgrader) dryRun(ctx context.Context, running string) error {
+	keys, err := provision.ParseKeys(u.o.key)
+	if err != nil {
+		return err
+	}
+	rel, err := provision.Source{Location: u.o.from}.Fetch(ctx, keys)
+	if err != nil {
+		return err
+	}
+	bin, err := rel.Manifest.For(provision.Platform())
+	if err != nil {
+		return err
+	}
+	if err := provision.Newer(rel.Manifest.Version, running); err != nil {
+		return err
+	}
+	target := u.o.binary
+	if target == "" && u.status != nil {
+		target = u.status.Executable
+	}
+	if target == "" {
+		if target, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	to := rel.Manifest.Version
+	how := "no server is running for " + u.o.data + ": nothing would be restarted"
+	switch {
+	case u.status != nil && u.status.Unit != "":
+		how = fmt.Sprintf("would restart %s with systemctl and wait up to %s for it to be ready at %s, else roll back", u.status.Unit, u.o.readyTimeout, to)
+	case u.status != nil:
+		how = fmt.Sprintf("would re-exec the server (pid %d) and wait up to %s for it to be ready at %s, else roll back", u.status.PID, u.o.readyTimeout, to)
+	}
+	fmt.Fprintf(u.out, "release %s for %s: signature good, %s (%d bytes, sha256 %s)\nwould replace %s (%s → %s), keeping it as %s\n%s\n",
+		to, provision.Platform(), bin.File, bin.Size, bin.SHA256, target, running, to, target+provision.PrevSuffix, how)
+	return nil
 }
 
 // finish completes the upgrade j when reason is empty (the new version

@@ -340,7 +340,15 @@ func TestUpgrade(t *testing.T) {
 		appendEvent(t, bin, data, "orders.1", "orders.placed", `{"total":12}`)
 		rel := kit.release(t, newVersion, kit.new, kit.priv, nil)
 
-		out, errOut, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data)
+		// A dry run checks and says, and changes nothing.
+		out, errOut, st := runFazt(t, bin, "upgrade", "--dry-run", "--from", rel, "--data", data)
+		if st != 0 || !strings.Contains(out, "would replace "+bin+" ("+oldVersion+" → "+newVersion+")") || !strings.Contains(out, fmt.Sprintf("would re-exec the server (pid %d)", before.PID)) {
+			t.Fatalf("dry run: status %d\n%s%s", st, out, errOut)
+		}
+		if fileSum(t, bin) != kit.oldSum || len(n.history(t)) != 0 {
+			t.Fatal("the dry run changed something")
+		}
+		out, errOut, st = runFazt(t, bin, "upgrade", "--from", rel, "--data", data)
 		if st != 0 || !strings.Contains(out, "upgraded "+oldVersion+" → "+newVersion+": serving and ready") {
 			t.Fatalf("upgrade: status %d\n%s%s", st, out, errOut)
 		}

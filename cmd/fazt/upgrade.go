@@ -30,7 +30,12 @@ import (
 // `fazt upgrade` finds the latest release.
 var releaseKey, releaseURL string
 
-const defaultReadyTimeout = 5 * time.Minute
+const (
+	defaultReadyTimeout = 5 * time.Minute
+	// rollbackTimeout is the least a rollback waits for the previous
+	// version to be ready again.
+	rollbackTimeout = 2 * time.Minute
+)
 
 type upgradeOptions struct {
 	from, key, data, binary, request string
@@ -411,10 +416,15 @@ func (u *upgrader) record(ctx context.Context, typ string, data any) {
 // afresh, detached, as it was started.
 func (u *upgrader) restart(ctx context.Context, want string, rollingBack bool) string {
 	st := u.status
-	ctx, cancel := context.WithTimeout(ctx, u.o.readyTimeout)
+	limit := u.o.readyTimeout
+	if rollingBack {
+		// Getting the previous version back is worth a longer wait.
+		limit = max(limit, rollbackTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	if st.Unit != "" {
-		fmt.Fprintf(u.out, "restarting %s with systemctl; waiting up to %s for %s to be ready\n", st.Unit, u.o.readyTimeout, want)
+		fmt.Fprintf(u.out, "restarting %s with systemctl; waiting up to %s for %s to be ready\n", st.Unit, limit, want)
 		// --no-block: the readiness (and a halted read model) is watched
 		// here, within the limit, not by systemctl's own timeout.
 		if out, err := exec.CommandContext(ctx, "systemctl", "restart", "--no-block", st.Unit).CombinedOutput(); err != nil {
@@ -424,7 +434,7 @@ func (u *upgrader) restart(ctx context.Context, want string, rollingBack bool) s
 	}
 	pid := st.PID
 	if provision.Alive(pid) && syscall.Kill(pid, provision.ReexecSignal) == nil {
-		fmt.Fprintf(u.out, "restarting the server (pid %d) by re-exec; waiting up to %s for %s to be ready\n", pid, u.o.readyTimeout, want)
+		fmt.Fprintf(u.out, "restarting the server (pid %d) by re-exec; waiting up to %s for %s to be ready\n", pid, limit, want)
 		why := u.waitReady(ctx, want, func() bool { return provision.Alive(pid) })
 		if why == "" || !rollingBack {
 			return why
@@ -448,7 +458,7 @@ func (u *upgrader) restart(ctx context.Context, want string, rollingBack bool) s
 	if err != nil {
 		return fmt.Sprintf("start %s: %v", st.Executable, err)
 	}
-	ctx2, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), u.o.readyTimeout)
+	ctx2, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), limit)
 	defer cancel2()
 	return u.waitReady(ctx2, want, func() bool { return provision.Alive(newPID) })
 }
@@ -481,6 +491,10 @@ func stop(pid int) error {
 // at that version reports a halted read model, which waiting does not
 // mend. It returns why it gave up, or "".
 func (u *upgrader) waitReady(ctx context.Context, want string, alive func() bool) string {
+	limit := u.o.readyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		limit = time.Until(dl).Round(time.Second)
+	}
 	last := "no answer yet"
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for {
@@ -496,7 +510,7 @@ func (u *upgrader) waitReady(ctx context.Context, want string, alive func() bool
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Sprintf("not ready at %s within %s: %s", want, u.o.readyTimeout, last)
+			return fmt.Sprintf("not ready at %s within %s: %s", want, limit, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -458,6 +458,10 @@ func (u *upgrader) restart(ctx context.Context, want string, rollingBack bool) s
 	if err != nil {
 		return fmt.Sprintf("start %s: %v", st.Executable, err)
 	}
+	// Its process ID, for whoever started the first one (it knows that
+	// one's only).
+	_ = os.WriteFile(filepath.Join(u.o.data, "provision", "server.pid"), fmt.Appendf(nil, "%d\n", newPID), 0o600)
+	fmt.Fprintf(u.out, "started as pid %d\n", newPID)
 	ctx2, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), limit)
 	defer cancel2()
 	return u.waitReady(ctx2, want, func() bool { return provision.Alive(newPID) })

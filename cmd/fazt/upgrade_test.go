@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -163,6 +165,13 @@ func serve(t *testing.T, bin, data string) *node {
 	go func() { cmd.Wait(); close(exited) }() // reaps it, so that a dead server is seen gone
 	t.Cleanup(func() {
 		n.stop(t)
+		// A server a rollback started afresh, should serve.json be gone.
+		if b, err := os.ReadFile(filepath.Join(data, "provision", "server.pid")); err == nil {
+			var p int
+			if _, err := fmt.Sscan(string(b), &p); err == nil && provision.Alive(p) {
+				_ = stop(p)
+			}
+		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		<-exited
 		if t.Failed() {
@@ -595,7 +604,9 @@ func TestUpgrade(t *testing.T) {
 		history string // the history once the next upgrade has finished
 		version string // the version serving then
 	}{
-		{"killed while staging", false, "release " + newVersion, "requested requested started completed", newVersion},
+		// The binary comes over HTTP and stalls half way; the kill comes
+		// then, while it is written.
+		{"killed while staging", false, "", "requested requested started completed", newVersion},
 		{"killed after the swap", false, "installed " + newVersion, "requested started completed", newVersion},
 		{"killed while the new version starts", false, "restarting the server", "requested started completed", newVersion},
 		{"killed while a bad release starts", true, "restarting the server", "requested started rolled_back", oldVersion},
@@ -609,9 +620,19 @@ func TestUpgrade(t *testing.T) {
 			if tc.bad {
 				appendEvent(t, bin, data, "notes.1", "notes.added", `{"id":"n1","text":"written by v1"}`)
 			}
-			rel := kit.release(t, newVersion, kit.new, kit.priv, nil)
+			var edit func(*provision.Manifest)
+			var stalled chan struct{}
+			if tc.after == "" {
+				stalled = make(chan struct{})
+				edit = func(m *provision.Manifest) {
+					b := m.Platforms[kit.platform]
+					b.URL = stallingServer(t, kit.new, stalled) + "/" + b.File
+					m.Platforms[kit.platform] = b
+				}
+			}
+			rel := kit.release(t, newVersion, kit.new, kit.priv, edit)
 			newSum := fileSum(t, kit.new)
-			out := killUpgradeAfter(t, bin, tc.after, "upgrade", "--from", rel, "--data", data)
+			out := killUpgrade(t, bin, tc.after, stalled, "upgrade", "--from", rel, "--data", data)
 
 			if got := fileSum(t, bin); got != kit.oldSum && got != newSum {
 				t.Fatalf("after the kill %s is neither binary\n%s", bin, out)
@@ -623,7 +644,7 @@ func TestUpgrade(t *testing.T) {
 			if tc.version == newVersion && st != 0 || tc.version == oldVersion && (st != 1 || !strings.Contains(e, "rolled back")) {
 				t.Fatalf("the next upgrade: status %d\n%s%s\n(the killed one said:\n%s)", st, o, e, out)
 			}
-			if tc.name != "killed while staging" && !strings.Contains(o, "finishing the interrupted upgrade "+oldVersion+" → "+newVersion) {
+			if !strings.HasPrefix(tc.history, "requested requested") && !strings.Contains(o, "finishing the interrupted upgrade "+oldVersion+" → "+newVersion) {
 				t.Errorf("the next upgrade did not finish the interrupted one:\n%s", o)
 			}
 			n.waitVersion(t, tc.version)
@@ -699,9 +720,39 @@ func TestUpgrade(t *testing.T) {
 	})
 }
 
-// killUpgradeAfter runs the binary with args and SIGKILLs it once it
-// has printed a line starting with after; it returns what it printed.
-func killUpgradeAfter(t *testing.T, bin, after string, args ...string) string {
+// stallingServer serves the file at any path over loopback HTTP: the
+// first request gets half of it, closes stalled, and then waits until
+// the test ends; the others get all of it.
+func stallingServer(t *testing.T, file string, stalled chan<- struct{}) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var first atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		if first.CompareAndSwap(false, true) {
+			w.Write(b[:len(b)/2])
+			w.(http.Flusher).Flush()
+			close(stalled)
+			select {
+			case <-done:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Write(b)
+	}))
+	t.Cleanup(func() { close(done); srv.Close() })
+	return srv.URL
+}
+
+// killUpgrade runs the binary with args and SIGKILLs it once it has
+// printed a line starting with after, or (after "") once stalled is
+// closed; it returns what it printed.
+func killUpgrade(t *testing.T, bin, after string, stalled <-chan struct{}, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "FAZT_DATA=", "FAZT_ADDR=", "FAZT_TOKEN=")
@@ -716,16 +767,23 @@ func killUpgradeAfter(t *testing.T, bin, after string, args ...string) string {
 	}
 	var out strings.Builder
 	sc := bufio.NewScanner(pipe)
-	killed := false
+	var killed atomic.Bool
+	if after == "" {
+		go func() {
+			<-stalled
+			_ = cmd.Process.Kill()
+			killed.Store(true)
+		}()
+	}
 	for sc.Scan() {
 		out.WriteString(sc.Text() + "\n")
-		if !killed && strings.HasPrefix(sc.Text(), after) {
+		if after != "" && !killed.Load() && strings.HasPrefix(sc.Text(), after) {
 			_ = cmd.Process.Kill()
-			killed = true
+			killed.Store(true)
 		}
 	}
 	_ = cmd.Wait()
-	if !killed {
+	if !killed.Load() {
 		t.Fatalf("the upgrade never printed %q:\n%s%s", after, out.String(), errOut.String())
 	}
 	return out.String()

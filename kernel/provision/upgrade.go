@@ -25,8 +25,9 @@
 // binary's size and hash ([Release.Stage] refuses a byte more, less or
 // different), its platform ([Manifest.For]) and its version, which must
 // be newer than the one running ([Newer]): an old signed manifest
-// replayed cannot downgrade a server. Every refusal wraps [ErrRefused]
-// and happens before anything on disk changes.
+// replayed cannot downgrade a server. Every refusal matches [ErrRefused]
+// (and eventlog.ErrInvalid) and happens before anything on disk
+// changes.
 //
 // # The swap
 //
@@ -46,8 +47,8 @@
 // version, process, executable and arguments, and its systemd unit, from
 // INVOCATION_ID and its cgroup). The new binary is started by systemd
 // when the server runs under it (systemctl restart --no-block), else by
-// re-exec: on SIGUSR2 (nginx's signal for a binary
-// upgrade) the server shuts down gracefully and execs its own path,
+// re-exec: on SIGUSR2 (nginx's signal for a binary upgrade) the server
+// shuts down gracefully and execs its own path,
 // which now holds the new binary, keeping its process ID, arguments,
 // environment and terminal ([WatchReexec]). The upgrade then waits for
 // the server to answer /readyz at the new version within a limit; a
@@ -55,7 +56,8 @@
 // data: it needs an operator, waiting will not help) or is not ready in
 // time is rolled back: the previous binary is restored and started the
 // same way (a server that no longer answers is stopped and started
-// afresh, detached, logging to DIR/provision/server.log). The command
+// afresh, detached, logging to DIR/provision/server.log, its process ID
+// in DIR/provision/server.pid). The command
 // writes a journal (DIR/provision/upgrade.json) before the swap and
 // removes it once the upgrade is completed or rolled back, so that an
 // upgrade killed half way is finished by the next `fazt upgrade`.
@@ -77,7 +79,9 @@
 // /v1/provision/upgrades) makes its reactor start `fazt upgrade` for
 // that request, detached, so that it outlives the re-exec; a marker
 // file per request keeps a redelivered event from starting a second
-// one. Under systemd the service cannot replace its own binary (the
+// one. Such a release is checked against the built-in key only, never
+// one named in the request: the API token alone must not be enough to
+// install a binary signed by a key of the caller's choosing. Under systemd the service cannot replace its own binary (the
 // unit's file system is read-only to it) and records a refusal saying
 // to run `sudo fazt upgrade`.
 package provision

@@ -499,10 +499,14 @@ func (u *upgrader) waitReady(ctx context.Context, want string, alive func() bool
 	if dl, ok := ctx.Deadline(); ok {
 		limit = time.Until(dl).Round(time.Second)
 	}
-	last := "no answer yet"
+	const noAnswer = "no answer yet"
+	last := noAnswer
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for {
 		if alive != nil && !alive() {
+			if last == noAnswer {
+				return fmt.Sprintf("the server exited before %s answered; see its output", want)
+			}
 			return fmt.Sprintf("the server exited before %s was ready (last seen: %s); see its output", want, last)
 		}
 		if why, ok := u.probe(ctx, hc, want); ok {

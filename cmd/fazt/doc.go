@@ -70,6 +70,21 @@
 // it only reads the directory, and reports what it could not check).
 // Each has --help.
 //
+//	fazt upgrade [--from URL|FILE] [--key KEY] [--data DIR] [--ready-timeout D] [--dry-run]
+//	fazt release keygen [--out PREFIX] | manifest --version V [--out DIR] GOOS/GOARCH=BINARY...
+//
+// Upgrade replaces the binary of the server running for DIR with a
+// newer signed release (package kernel/provision): it refuses anything
+// unsigned, signed by another key, for another platform, not newer, or
+// whose bytes differ from the manifest, before anything changes; swaps
+// the binary atomically, keeping the old one as NAME.prev; restarts the
+// server (systemctl under systemd, else SIGUSR2, on which serve re-execs
+// itself); and puts the old binary back and starts it when the new one
+// is not ready within --ready-timeout. -ldflags "-X main.releaseKey=...
+// -X main.releaseURL=..." build in the release key and source. Release
+// makes the key pair and the signed manifest (the release workflow runs
+// it).
+//
 //	fazt version [--json]
 //
 // Version prints the module version, the commit, its time and whether

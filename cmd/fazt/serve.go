@@ -18,6 +18,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/provision"
 )
 
 // Files in the data directory besides the log's own (DIR/jetstream).
@@ -92,7 +93,9 @@ https://fazt.DOMAIN/ with the token ("fazt certs list" shows them).`,
 }
 
 func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
-	ctx := cmd.Context()
+	// SIGUSR2 (fazt upgrade) ends serve to re-exec the binary in place.
+	ctx, reexec := provision.WatchReexec(cmd.Context())
+	defer reexec.Stop()
 	logger, err := newLogger(o.logFormat, a.stderr)
 	if err != nil {
 		return usagef(cmd, "%v", err)
@@ -186,12 +189,16 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err := writeFileAtomic(statePath, st); err != nil {
 		return errors.Join(err, k.Close(context.WithoutCancel(ctx)))
 	}
-	defer os.Remove(statePath)
 	fmt.Fprintf(a.stdout, "fazt serving on %s\n", st.Addr)
 	if st.NATS != "" {
 		fmt.Fprintf(a.stdout, "NATS listening on %s\n", st.NATS)
 	}
-	return a.serveEdge(ctx, k, ed, &st, statePath, func(ctx context.Context) error { return serveWithBackup(ctx, k, bk, logger) })
+	err = a.serveEdge(ctx, k, ed, &st, statePath, func(ctx context.Context) error { return serveWithBackup(ctx, k, bk, logger) })
+	os.Remove(statePath)
+	if err == nil && reexec.Requested() {
+		return reexec.Exec()
+	}
+	return err
 }
 
 // parseBytes reads a size such as 64MiB, 20GB or 1048576 (go-humanize).

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/backup"
+	"github.com/fazt-sh/fazt/kernel/provision"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/verticals/analytics"
 	"github.com/fazt-sh/fazt/verticals/apps"
@@ -15,7 +16,7 @@ type vertical func(*kernel.Kernel) error
 // compiledIn returns the verticals compiled into this binary. main hands
 // them to run; tests hand run their own list.
 func compiledIn() []vertical {
-	return []vertical{
+	return append([]vertical{
 		func(k *kernel.Kernel) error { return analytics.Register(k, analytics.Config{}) },
 		// The vfs service (blobs, deploys, the vfs read model), and the
 		// hosting vertical on the *vfs.Service it returns.
@@ -32,5 +33,10 @@ func compiledIn() []vertical {
 		},
 		// The backup service; fazt serve gives it the --backup URLs.
 		func(k *kernel.Kernel) error { _, err := backup.Register(k, backup.Config{}); return err },
-	}
+		// Upgrades and rollbacks: its events, routes and reactor.
+		func(k *kernel.Kernel) error {
+			_, err := provision.Register(k, provision.Config{Version: buildVersion().Version})
+			return err
+		},
+	}, tagged...)
 }

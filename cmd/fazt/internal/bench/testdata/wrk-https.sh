@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # HTTPS serving bar with wrk: an app served through the edge (`fazt serve
 # --domain`, its certificate from a local Pebble ACME CA) against Caddy
-# serving the same 9 KiB and 1 MiB files with its internal CA, both
-# pinned to one core and wrk to another, keep-alive, in the same run.
+# serving the same 9 KiB and 1 MiB files with its internal CA, and
+# against the same app over plain HTTP (the kernel's listener), all
+# pinned to one core and wrk to another, keep-alive, in the same run;
+# then new connections (a handshake per request). The edge's per-client
+# rate limit is raised: wrk is one client.
 #
 #   apt-get install -y caddy wrk util-linux    # Debian packages
 #   go build -o fazt ./cmd/fazt
@@ -62,7 +65,7 @@ waitport "$pport"
 kport=$(freeport); hport=$(freeport); sport=$(freeport)
 taskset -c "$SERVER_CPU" "$FAZT" serve --data "$work/data" --addr "127.0.0.1:$kport" \
 	--domain bench.test --email ops@bench.test --acme-ca "https://127.0.0.1:$pport/dir" --acme-ca-root "$certs/pebble.minica.pem" \
-	--http-addr "127.0.0.1:$hport" --https-addr "127.0.0.1:$sport" >"$work/serve.log" 2>&1 &
+	--http-addr "127.0.0.1:$hport" --https-addr "127.0.0.1:$sport" --site-rate 1000000 --site-burst 1000000 >"$work/serve.log" 2>&1 &
 pids="$pids $!"
 waitport "$kport"
 "$FAZT" deploy "$work/site" --app s --data "$work/data" >"$work/deploy.log" 2>&1
@@ -102,16 +105,26 @@ echo "127.0.0.1 s.bench.test" >"$work/hosts"
 wrkns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && shift && exec "$@"' "$work/hosts" _ taskset -c "$WRK_CPU" wrk "$@"; }
 
 rate() { awk '/^Requests\/sec/ {print $2}'; }
-lat() { awk '/ 50%/ {p50=$2} / 99%/ {p99=$2} END {print p50 " " p99}'; }
+ratio() { awk "BEGIN {printf \"%.2fx\", $1/$2}"; }
 echo "servers on cpu $SERVER_CPU, wrk -t1 -c$CONNS -d$DURATION on cpu $WRK_CPU, $(nproc) CPUs, $(date -u +%FT%TZ); caddy $(caddy version | cut -d' ' -f1)"
-printf '%-10s %-4s %12s %12s %7s   %s\n' file run caddy_req/s edge_req/s ratio "p50 p99 (caddy | edge)"
+echo "keep-alive: Caddy over HTTPS, the edge over HTTPS, the same app over plain HTTP (the kernel's listener, Host s.localhost)"
+printf '%-10s %-4s %12s %12s %12s %9s %9s\n' file run caddy_req/s edge_req/s http_req/s edge/caddy edge/http
 for f in small.bin large.bin; do
 	r=1
 	while [ $r -le "$RUNS" ]; do
-		c=$(wrkns -t1 -c"$CONNS" -d"$DURATION" --latency "https://s.bench.test:$cport/$f")
-		k=$(wrkns -t1 -c"$CONNS" -d"$DURATION" --latency "https://s.bench.test:$sport/$f")
-		cr=$(echo "$c" | rate); kr=$(echo "$k" | rate)
-		printf '%-10s %-4s %12s %12s %7s   %s | %s\n' "$f" "$r" "$cr" "$kr" "$(awk "BEGIN {printf \"%.2fx\", $kr/$cr}")" "$(echo "$c" | lat)" "$(echo "$k" | lat)"
+		cr=$(wrkns -t1 -c"$CONNS" -d"$DURATION" "https://s.bench.test:$cport/$f" | rate)
+		kr=$(wrkns -t1 -c"$CONNS" -d"$DURATION" "https://s.bench.test:$sport/$f" | rate)
+		pr=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" -H "Host: s.localhost" "http://127.0.0.1:$kport/$f" | rate)
+		printf '%-10s %-4s %12s %12s %12s %9s %9s\n' "$f" "$r" "$cr" "$kr" "$pr" "$(ratio "$kr" "$cr")" "$(ratio "$kr" "$pr")"
 		r=$((r+1))
 	done
+done
+echo "new TLS connection per request (Connection: close), small.bin: handshakes and requests per second"
+printf '%-10s %-4s %12s %12s %9s\n' file run caddy_conn/s edge_conn/s edge/caddy
+r=1
+while [ $r -le "$RUNS" ]; do
+	cr=$(wrkns -t1 -c"$CONNS" -d"$DURATION" -H "Connection: close" "https://s.bench.test:$cport/small.bin" | rate)
+	kr=$(wrkns -t1 -c"$CONNS" -d"$DURATION" -H "Connection: close" "https://s.bench.test:$sport/small.bin" | rate)
+	printf '%-10s %-4s %12s %12s %9s\n' small.bin "$r" "$cr" "$kr" "$(ratio "$kr" "$cr")"
+	r=$((r+1))
 done

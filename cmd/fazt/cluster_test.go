@@ -1,0 +1,641 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/reactor"
+	"github.com/fazt-sh/fazt/projections"
+	"github.com/fazt-sh/fazt/schemas"
+)
+
+// The cluster tests run three `fazt serve --cluster` processes on
+// loopback: children of the test binary (TestClusterChild), with the
+// test's verticals plus clusterVertical.
+
+const (
+	envClusterChild = "FAZT_CLUSTER_CHILD" // the child's arguments, as JSON
+	envEffects      = "FAZT_CLUSTER_EFFECTS"
+	clusterSecret   = "the-secret-of-the-test-cluster"
+)
+
+// clusterVertical folds every "acct" event into the ledger read model,
+// whose table the nodes must agree on, and runs the "fx" reactor, whose
+// side effect (a line in a file all nodes share) must happen once per
+// cluster.
+func clusterVertical(k *kernel.Kernel) error {
+	for _, typ := range []string{"acct.moved", "fx.asked"} {
+		if err := k.RegisterEvent(typ, 1, []byte(anyObject)); err != nil {
+			return err
+		}
+	}
+	if err := k.RegisterProjection(projections.Projection{
+		Name:    "ledger",
+		Version: 1,
+		Tables: []schemas.Table{{Name: "entries", Columns: []schemas.Column{
+			{Name: "seq", Type: "INTEGER", PrimaryKey: true},
+			{Name: "id", Type: "TEXT", NotNull: true, Default: "''"},
+			{Name: "stream", Type: "TEXT", NotNull: true, Default: "''"},
+			{Name: "version", Type: "INTEGER", NotNull: true, Default: "0"},
+			{Name: "data", Type: "TEXT", NotNull: true, Default: "''"},
+		}}},
+		Filter: eventlog.Filter{Categories: []string{"acct"}},
+		Apply: func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO entries (seq, id, stream, version, data) VALUES (?, ?, ?, ?, ?)`,
+				e.Seq, e.ID, e.Stream, e.Version, string(e.Data))
+			return err
+		},
+	}); err != nil {
+		return err
+	}
+	effects := os.Getenv(envEffects)
+	if effects == "" {
+		return nil
+	}
+	node := os.Getenv("FAZT_NODE")
+	return k.RegisterReactor(reactor.Reactor{
+		Name:          "fx",
+		Filter:        eventlog.Filter{Categories: []string{"fx"}},
+		FromBeginning: true,
+		Handle: func(ctx context.Context, e eventlog.Event, key string) error {
+			f, err := os.OpenFile(effects, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(f, "%d %s %s\n", e.Seq, key, node)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		},
+	})
+}
+
+// TestClusterChild is one node of the cluster tests; on its own it skips.
+func TestClusterChild(t *testing.T) {
+	raw := os.Getenv(envClusterChild)
+	if raw == "" {
+		t.Skip("a node of the cluster tests")
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	verticals := append(append([]vertical{}, testVerticals...), clusterVertical)
+	if err := run(ctx, verticals, args, os.Getenv, strings.NewReader(""), io.Discard, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// node is one child process.
+type node struct {
+	name, dir, listen string
+	args              []string
+	cmd               *exec.Cmd
+	addr, token       string
+	stderr            *syncBuffer
+}
+
+type cluster struct {
+	t       *testing.T
+	nodes   []*node
+	effects string
+	hc      *http.Client
+}
+
+func freeListen(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startCluster starts three nodes and waits until each is ready.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{t: t, effects: filepath.Join(t.TempDir(), "effects"), hc: &http.Client{Timeout: 20 * time.Second}}
+	var peers []string
+	for i := range 3 {
+		n := &node{name: fmt.Sprintf("n%d", i), dir: t.TempDir(), listen: freeListen(t)}
+		peers = append(peers, n.listen)
+		c.nodes = append(c.nodes, n)
+	}
+	for _, n := range c.nodes {
+		n.args = []string{"serve", "--data", n.dir, "--addr", "127.0.0.1:0", "--cluster", "test", "--node", n.name,
+			"--cluster-listen", n.listen, "--peers", strings.Join(peers, ",")}
+		c.start(n)
+	}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			c.kill(n)
+		}
+	})
+	for _, n := range c.nodes {
+		c.waitReady(n)
+	}
+	return c
+}
+
+func (c *cluster) start(n *node) {
+	os.Remove(filepath.Join(n.dir, stateFile)) // a killed node's
+	b, _ := json.Marshal(n.args)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestClusterChild$", "-test.count=1", "-test.timeout=20m")
+	cmd.Env = append(os.Environ(), envClusterChild+"="+string(b), "FAZT_CLUSTER_SECRET="+clusterSecret,
+		"FAZT_NODE="+n.name, envEffects+"="+c.effects)
+	n.stderr = &syncBuffer{}
+	cmd.Stderr = n.stderr
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	n.cmd = cmd
+	n.addr = ""
+}
+
+func (c *cluster) kill(n *node) {
+	if n.cmd == nil || n.cmd.ProcessState != nil {
+		return
+	}
+	n.cmd.Process.Signal(syscall.SIGCONT)
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	n.cmd.Wait()
+}
+
+// waitReady waits for the node's serve.json and a 200 from /readyz.
+func (c *cluster) waitReady(n *node) {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if n.cmd.ProcessState != nil {
+			c.t.Fatalf("%s ended: %v\n%s", n.name, n.cmd.ProcessState, n.stderr)
+		}
+		if n.addr == "" {
+			if st, err := readState(n.dir); err == nil {
+				n.addr = st.Addr
+				tok, _ := os.ReadFile(filepath.Join(n.dir, kernel.TokenFile))
+				n.token = strings.TrimSpace(string(tok))
+			}
+		}
+		if n.addr != "" {
+			if resp, err := c.hc.Get(n.addr + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("%s not ready in 2 minutes\n%s", n.name, n.stderr)
+}
+
+// call sends a request to a node and decodes a 2xx answer into out.
+func (c *cluster) call(ctx context.Context, n *node, method, path string, body, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, n.addr+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(b, out)
+	}
+	return resp.StatusCode, nil
+}
+
+func (c *cluster) status(n *node) (ClusterAnswer, error) {
+	var st ClusterAnswer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.call(ctx, n, "GET", "/v1/cluster", nil, &st)
+	return st, err
+}
+
+// leader returns the node leading the event stream, asking a live node.
+func (c *cluster) leader(except *node) *node {
+	c.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		for _, n := range c.nodes {
+			if n == except || n.addr == "" {
+				continue
+			}
+			st, err := c.status(n)
+			if err != nil || st.Leader == "" {
+				continue
+			}
+			for _, m := range c.nodes {
+				if m.name == st.Leader {
+					return m
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatal("no stream leader in a minute")
+	return nil
+}
+
+// appendReq is one append the load makes, with its answer.
+type appendReq struct {
+	Events []map[string]any `json:"events"`
+}
+
+// load appends from every node until stopped, retrying an append whose
+// answer it did not get on the next node, with the same IDs.
+type load struct {
+	c      *cluster
+	mu     sync.Mutex
+	acked  map[string]eventlog.Position // by event ID
+	tried  map[string]bool              // IDs sent, answered or not
+	errs   atomic.Int64
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	paused map[*node]bool
+}
+
+func (c *cluster) newLoad() *load {
+	return &load{c: c, acked: map[string]eventlog.Position{}, tried: map[string]bool{}, stop: make(chan struct{}), paused: map[*node]bool{}}
+}
+
+func (l *load) run(writers int) {
+	for i, n := range l.c.nodes {
+		for w := range writers {
+			l.wg.Add(1)
+			go l.writer(i, w, n)
+		}
+	}
+}
+
+func (l *load) writer(start, w int, first *node) {
+	defer l.wg.Done()
+	rng := rand.New(rand.NewPCG(uint64(start), uint64(w)))
+	for j := 0; ; j++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		n := rng.IntN(2) + 1 // one event or an atomic batch of two
+		req := appendReq{}
+		for k := range n {
+			id := newULID()
+			req.Events = append(req.Events, map[string]any{"id": id, "stream": fmt.Sprintf("acct.%d", rng.IntN(20)), "type": "acct.moved",
+				"data": map[string]any{"from": first.name, "w": w, "j": j, "k": k}})
+		}
+		l.mu.Lock()
+		for _, e := range req.Events {
+			l.tried[e["id"].(string)] = true
+		}
+		l.mu.Unlock()
+		// Send to this writer's node, then the next ones, until answered.
+		for try := 0; try < 30; try++ {
+			nd := l.c.nodes[(start+try)%len(l.c.nodes)]
+			l.mu.Lock()
+			paused := l.paused[nd]
+			l.mu.Unlock()
+			if nd.addr == "" || paused {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			var res eventlog.Result
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			_, err := l.c.call(ctx, nd, "POST", "/v1/events", req, &res)
+			cancel()
+			if err != nil {
+				l.errs.Add(1)
+				time.Sleep(time.Duration(try) * 20 * time.Millisecond)
+				continue
+			}
+			l.record(res)
+			break
+		}
+	}
+}
+
+func (l *load) record(res eventlog.Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range res.Events {
+		if old, ok := l.acked[p.ID]; ok && old != p {
+			l.c.t.Errorf("event %s acknowledged at %+v and at %+v", p.ID, old, p)
+		}
+		l.acked[p.ID] = p
+	}
+}
+
+func (l *load) halt() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+func newULID() string { return ulid.Make().String() }
+
+// checkConverged reads the whole log from every node and checks it, and
+// that every node's ledger read model holds the same rows.
+func (c *cluster) checkConverged(l *load) {
+	c.t.Helper()
+	var last uint64
+	for _, n := range c.nodes {
+		st, err := c.status(n)
+		if err != nil {
+			c.t.Fatalf("%s: %v", n.name, err)
+		}
+		last = max(last, st.LastSeq)
+	}
+	var hashes []string
+	for _, n := range c.nodes {
+		c.checkLog(n, l, last)
+		hashes = append(hashes, c.ledgerHash(n, last))
+	}
+	for i, h := range hashes {
+		if h != hashes[0] {
+			c.t.Fatalf("ledger of %s hashes to %s, of %s to %s", c.nodes[i].name, h, c.nodes[0].name, hashes[0])
+		}
+	}
+	c.t.Logf("log of %d events, %d acknowledged, identical on the three nodes; ledger hash %s", last, len(l.acked), hashes[0][:12])
+}
+
+// checkLog: on node n the log is gap-free to last, every stream's
+// versions run 1, 2, 3..., every acknowledged event is there once at its
+// acknowledged position, and nothing is there that was never sent.
+func (c *cluster) checkLog(n *node, l *load, last uint64) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	versions := map[string]uint64{}
+	ids := map[string]uint64{}
+	var seq uint64
+	for seq < last {
+		var page eventlog.Page
+		if _, err := c.call(ctx, n, "GET", fmt.Sprintf("/v1/events?after=%d&limit=1000", seq), nil, &page); err != nil {
+			c.t.Fatalf("%s: %v", n.name, err)
+		}
+		if len(page.Events) == 0 {
+			time.Sleep(50 * time.Millisecond) // a replica catching up
+			continue
+		}
+		for _, e := range page.Events {
+			if e.Malformed != nil {
+				c.t.Fatalf("%s: malformed entry at %d: %+v", n.name, e.Seq, e.Malformed)
+			}
+			if e.Seq != seq+1 {
+				c.t.Fatalf("%s: seq %d after %d: a gap", n.name, e.Seq, seq)
+			}
+			seq = e.Seq
+			if e.Version != versions[e.Stream]+1 {
+				c.t.Fatalf("%s: %s at version %d after %d", n.name, e.Stream, e.Version, versions[e.Stream])
+			}
+			versions[e.Stream] = e.Version
+			if prev, dup := ids[e.ID]; dup {
+				c.t.Fatalf("%s: event %s at %d and %d", n.name, e.ID, prev, e.Seq)
+			}
+			ids[e.ID] = e.Seq
+			if e.Type == "acct.moved" && !l.tried[e.ID] {
+				c.t.Fatalf("%s: event %s at %d was never sent", n.name, e.ID, e.Seq)
+			}
+		}
+	}
+	for id, p := range l.acked {
+		if got, ok := ids[id]; !ok || got != p.Seq {
+			c.t.Fatalf("%s: acknowledged event %s (seq %d) found at %d (present %v): an acknowledged write was lost", n.name, id, p.Seq, got, ok)
+		}
+	}
+}
+
+// ledgerHash hashes the node's ledger table once it has folded the log
+// up to last.
+func (c *cluster) ledgerHash(n *node, last uint64) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var res struct {
+		Rows [][]any `json:"rows"`
+	}
+	q := map[string]any{"projection": "ledger", "min_seq": last, "timeout_ms": 30000,
+		"sql": "SELECT count(*), group_concat(seq || ' ' || id || ' ' || stream || ' ' || version || ' ' || data, char(10)) FROM (SELECT * FROM entries ORDER BY seq)"}
+	for {
+		_, err := c.call(ctx, n, "POST", "/v1/query", q, &res)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			c.t.Fatalf("%s: ledger: %v", n.name, err)
+		}
+		time.Sleep(100 * time.Millisecond) // 503 while it catches up
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
+		c.t.Fatalf("%s: ledger answer %v", n.name, res.Rows)
+	}
+	s, _ := res.Rows[0][1].(string)
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// clusterRounds is how many times the tests kill the stream's leader.
+func clusterRounds() int {
+	if os.Getenv("FAZT_SOAK") != "" {
+		return 20
+	}
+	return 2
+}
+
+// Three nodes take appends under load while the stream's leader is
+// SIGKILLed, round after round; the killed node restarts each time and
+// catches up. Nothing acknowledged is lost, the log is gap-free and
+// every stream's versions contiguous on every node, and the nodes' read
+// models are identical.
+func TestClusterLeaderKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node cluster")
+	}
+	c := startCluster(t)
+	ld := c.newLoad()
+	ld.run(3)
+	for round := range clusterRounds() {
+		time.Sleep(1500 * time.Millisecond)
+		victim := c.leader(nil)
+		t.Logf("round %d: SIGKILL %s, the stream's leader (%d acknowledged so far)", round+1, victim.name, len(ld.acked))
+		ld.mu.Lock()
+		ld.paused[victim] = true
+		ld.mu.Unlock()
+		c.kill(victim)
+		time.Sleep(1500 * time.Millisecond) // the others elect a leader and go on
+		if l := c.leader(victim); l == victim {
+			t.Fatalf("killed %s still leads", victim.name)
+		}
+		c.start(victim)
+		c.waitReady(victim)
+		ld.mu.Lock()
+		ld.paused[victim] = false
+		ld.mu.Unlock()
+	}
+	time.Sleep(time.Second)
+	ld.halt()
+	if len(ld.acked) == 0 {
+		t.Fatal("no append was acknowledged")
+	}
+	c.checkConverged(ld)
+	t.Logf("%d rounds, %d failed tries (retried on another node)", clusterRounds(), ld.errs.Load())
+}
+
+// A node stopped with SIGSTOP (cut off: it neither answers nor takes
+// part) cannot acknowledge appends that are later lost: the appends sent
+// to it while it was stopped are answered when it returns, and each one
+// answered as written is in the log. It catches up. Before that, the
+// reactor that runs on every node (one shared durable consumer) has
+// performed each event's side effect once across the cluster.
+func TestClusterNodeStopped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node cluster")
+	}
+	c := startCluster(t)
+	// The fx reactor runs on every node, on one shared consumer.
+	var fx []string
+	for i := range 20 {
+		id := newULID()
+		fx = append(fx, id)
+		n := c.nodes[i%3]
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := c.call(ctx, n, "POST", "/v1/events", appendReq{Events: []map[string]any{{"id": id, "stream": "fx.1", "type": "fx.asked", "data": map[string]any{}}}}, nil)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Once per cluster: every fx event's side effect happened once.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, _ := os.ReadFile(c.effects)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		seen := map[string]int{}
+		nodes := map[string]bool{}
+		for _, ln := range lines {
+			if f := strings.Fields(ln); len(f) == 3 {
+				seen[f[1]]++
+				nodes[f[2]] = true
+			}
+		}
+		done := true
+		for _, id := range fx {
+			if seen[id] == 0 {
+				done = false
+			}
+		}
+		if done {
+			for id, k := range seen {
+				if k > 1 {
+					t.Errorf("the side effect of %s happened %d times", id, k)
+				}
+			}
+			t.Logf("%d side effects, once each, handled by %d node(s)", len(seen), len(nodes))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("side effects after a minute: %v", seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	ld := c.newLoad()
+	ld.run(2)
+	time.Sleep(time.Second)
+	victim := c.leader(nil)
+	t.Logf("SIGSTOP %s, the stream's leader", victim.name)
+	if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Appends sent to the stopped node wait for it.
+	type answer struct {
+		res eventlog.Result
+		err error
+	}
+	var stopped []chan answer
+	for i := range 5 {
+		ch := make(chan answer, 1)
+		stopped = append(stopped, ch)
+		id := newULID()
+		ld.mu.Lock()
+		ld.tried[id] = true
+		ld.mu.Unlock()
+		go func() {
+			var a answer
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, a.err = c.call(ctx, victim, "POST", "/v1/events", appendReq{Events: []map[string]any{{"id": id, "stream": fmt.Sprintf("acct.%d", i), "type": "acct.moved", "data": map[string]any{"stopped": true}}}}, &a.res)
+			ch <- a
+		}()
+	}
+	time.Sleep(2 * time.Second) // the others elect a leader and go on
+	if l := c.leader(victim); l == victim {
+		t.Fatalf("stopped %s still leads", victim.name)
+	}
+	before := len(ld.acked)
+	time.Sleep(time.Second)
+	ld.mu.Lock()
+	moved := len(ld.acked) > before
+	ld.mu.Unlock()
+	if !moved {
+		t.Error("no append acknowledged by the other nodes while one was stopped")
+	}
+	if err := victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	answered := 0
+	for _, ch := range stopped {
+		a := <-ch
+		if a.err == nil {
+			answered++
+			ld.record(a.res)
+		}
+	}
+	t.Logf("%d of the %d appends sent to the stopped node were acknowledged once it returned", answered, len(stopped))
+	c.waitReady(victim)
+	time.Sleep(time.Second)
+	ld.halt()
+	c.checkConverged(ld)
+
+}

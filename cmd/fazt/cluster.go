@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -287,7 +288,39 @@ func (a *app) clusterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.clusterStatusCmd())
+	cmd.AddCommand(a.clusterStatusCmd(), a.clusterReadyCmd())
+	return cmd
+}
+
+// clusterReadyCmd is a container's health check: it needs no token, and
+// no shell or HTTP client in the image.
+func (a *app) clusterReadyCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "ready",
+		Short: "Exit 0 when the node at --addr is ready (GET /readyz answers 200): a health check",
+		Args:  cobra.NoArgs,
+		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(addr, "/")+"/readyz", nil)
+			if err != nil {
+				return usagef(cmd, "--addr %q: %v", addr, err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("the node at %s does not answer: %w", addr, err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("the node at %s is not ready (%d): %s", addr, resp.StatusCode, safe(strings.TrimSpace(string(body))))
+			}
+			_, err = fmt.Fprintln(a.stdout, "ready")
+			return err
+		}),
+	}
+	cmd.Flags().StringVar(&addr, "addr", "http://127.0.0.1:8080", "the node's HTTP address")
 	return cmd
 }
 

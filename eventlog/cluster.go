@@ -42,6 +42,13 @@ type Cluster struct {
 // routeUser is the user nodes authenticate routes with.
 const routeUser = "fazt-route"
 
+// How often a node pings the others, and how many pings may go
+// unanswered before it closes a route.
+const (
+	routePing    = 2 * time.Second
+	routePingMax = 3
+)
+
 // minSecretLen is the shortest route secret a cluster takes.
 const minSecretLen = 16
 
@@ -112,6 +119,11 @@ func (c *Cluster) render(d Durability, syncInterval time.Duration) string {
 	fmt.Fprintf(&b, "server_name: %s\n", q(c.Node))
 	fmt.Fprintf(&b, "cluster {\n  name: %s\n  listen: %s\n", q(c.Name), q(c.Listen))
 	fmt.Fprintf(&b, "  authorization {\n    user: %s\n    password: %s\n    timeout: 2\n  }\n", q(routeUser), q(c.Secret))
+	// A node that stops answering without closing its connections (a
+	// frozen process, a cut network) keeps its share of the requests
+	// routed to it, direct gets among them, until its routes are found
+	// dead: ping often, so that this takes seconds, not minutes.
+	fmt.Fprintf(&b, "  ping_interval: %s\n  ping_max: %d\n", q(routePing.String()), routePingMax)
 	fmt.Fprintf(&b, "  routes: [%s]\n}\n", strings.Join(routes, ", "))
 	fmt.Fprintf(&b, "jetstream {\n  sync_interval: %s\n}\n", sync)
 	return b.String()

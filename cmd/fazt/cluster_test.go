@@ -157,6 +157,11 @@ func startCluster(t *testing.T) *cluster {
 		for _, n := range c.nodes {
 			c.kill(n)
 		}
+		if t.Failed() && os.Getenv("FAZT_CLUSTER_LOGS") != "" {
+			for _, n := range c.nodes {
+				t.Logf("%s's log:\n%s", n.name, n.stderr)
+			}
+		}
 	})
 	for _, n := range c.nodes {
 		c.waitReady(n)

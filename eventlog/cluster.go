@@ -162,6 +162,14 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 		// each attempt waits a few seconds, not all of ctx.
 		try, cancel := context.WithTimeout(ctx, clusterTry)
 		err := l.ensureStream(try)
+		if err == nil {
+			// Wait for the stream's leader too: until it has one, what
+			// comes next (consumers, appends) times out.
+			var info *jetstream.StreamInfo
+			if info, err = l.stream.Info(try); err == nil && (info.Cluster == nil || info.Cluster.Leader == "") {
+				err = errNoLeader
+			}
+		}
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return err
@@ -182,6 +190,8 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 	}
 }
 
+var errNoLeader = fmt.Errorf("%w: the event stream has no leader yet", ErrUnavailable)
+
 // clusterPending reports whether err is what JetStream answers while a
 // cluster forms: no meta leader yet, too few nodes for the replicas, no
 // answer in time.
@@ -191,7 +201,7 @@ func clusterPending(err error) bool {
 		return api.Code >= 500 || api.Code == 408 || api.ErrorCode == errCodeInsufficientResourcesJS ||
 			api.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || api.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+	return errors.Is(err, errNoLeader) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 

@@ -117,6 +117,7 @@ type node struct {
 	name, dir, listen string
 	args              []string
 	cmd               *exec.Cmd
+	exited            chan struct{} // closed once cmd has ended
 	addr, token       string
 	stderr            *syncBuffer
 }
@@ -182,15 +183,17 @@ func (c *cluster) start(n *node) {
 	}
 	n.cmd = cmd
 	n.addr = ""
+	n.exited = make(chan struct{})
+	go func() { cmd.Wait(); close(n.exited) }()
 }
 
 func (c *cluster) kill(n *node) {
-	if n.cmd == nil || n.cmd.ProcessState != nil {
+	if n.cmd == nil {
 		return
 	}
 	n.cmd.Process.Signal(syscall.SIGCONT)
 	n.cmd.Process.Signal(syscall.SIGKILL)
-	n.cmd.Wait()
+	<-n.exited
 }
 
 // waitReady waits for the node's serve.json and a 200 from /readyz.
@@ -198,8 +201,10 @@ func (c *cluster) waitReady(n *node) {
 	c.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		if n.cmd.ProcessState != nil {
+		select {
+		case <-n.exited:
 			c.t.Fatalf("%s ended: %v\n%s", n.name, n.cmd.ProcessState, n.stderr)
+		default:
 		}
 		if n.addr == "" {
 			if st, err := readState(n.dir); err == nil {
@@ -219,7 +224,7 @@ func (c *cluster) waitReady(n *node) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	n.cmd.Process.Signal(syscall.SIGQUIT) // its goroutines, for the report
-	n.cmd.Wait()
+	<-n.exited
 	c.t.Fatalf("%s not ready in 2 minutes (serving at %q)\n%s", n.name, n.addr, n.stderr)
 }
 

@@ -118,8 +118,23 @@ type node struct {
 	args              []string
 	cmd               *exec.Cmd
 	exited            chan struct{} // closed once cmd has ended
-	addr, token       string
 	stderr            *syncBuffer
+
+	mu          sync.Mutex // the load's writers read addr and token
+	addr, token string
+}
+
+// endpoint returns the node's HTTP address and token ("" while it starts).
+func (n *node) endpoint() (string, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addr, n.token
+}
+
+func (n *node) setEndpoint(addr, token string) {
+	n.mu.Lock()
+	n.addr, n.token = addr, token
+	n.mu.Unlock()
 }
 
 type cluster struct {
@@ -182,7 +197,7 @@ func (c *cluster) start(n *node) {
 		c.t.Fatal(err)
 	}
 	n.cmd = cmd
-	n.addr = ""
+	n.setEndpoint("", "")
 	n.exited = make(chan struct{})
 	go func() { cmd.Wait(); close(n.exited) }()
 }
@@ -206,15 +221,16 @@ func (c *cluster) waitReady(n *node) {
 			c.t.Fatalf("%s ended: %v\n%s", n.name, n.cmd.ProcessState, n.stderr)
 		default:
 		}
-		if n.addr == "" {
+		addr, _ := n.endpoint()
+		if addr == "" {
 			if st, err := readState(n.dir); err == nil {
-				n.addr = st.Addr
 				tok, _ := os.ReadFile(filepath.Join(n.dir, kernel.TokenFile))
-				n.token = strings.TrimSpace(string(tok))
+				addr = st.Addr
+				n.setEndpoint(addr, strings.TrimSpace(string(tok)))
 			}
 		}
-		if n.addr != "" {
-			if resp, err := c.hc.Get(n.addr + "/readyz"); err == nil {
+		if addr != "" {
+			if resp, err := c.hc.Get(addr + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
 					return
@@ -225,7 +241,8 @@ func (c *cluster) waitReady(n *node) {
 	}
 	n.cmd.Process.Signal(syscall.SIGQUIT) // its goroutines, for the report
 	<-n.exited
-	c.t.Fatalf("%s not ready in 2 minutes (serving at %q)\n%s", n.name, n.addr, n.stderr)
+	addr, _ := n.endpoint()
+	c.t.Fatalf("%s not ready in 2 minutes (serving at %q)\n%s", n.name, addr, n.stderr)
 }
 
 // call sends a request to a node and decodes a 2xx answer into out.
@@ -235,11 +252,15 @@ func (c *cluster) call(ctx context.Context, n *node, method, path string, body, 
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, n.addr+path, rd)
+	addr, token := n.endpoint()
+	if addr == "" {
+		return 0, fmt.Errorf("%s is not serving", n.name)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, addr+path, rd)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Authorization", "Bearer "+n.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return 0, err
@@ -272,7 +293,7 @@ func (c *cluster) leader(except *node) *node {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		for _, n := range c.nodes {
-			if n == except || n.addr == "" {
+			if addr, _ := n.endpoint(); n == except || addr == "" {
 				continue
 			}
 			st, err := c.status(n)
@@ -349,7 +370,7 @@ func (l *load) writer(start, w int, first *node) {
 			l.mu.Lock()
 			paused := l.paused[nd]
 			l.mu.Unlock()
-			if nd.addr == "" || paused {
+			if addr, _ := nd.endpoint(); addr == "" || paused {
 				time.Sleep(20 * time.Millisecond)
 				continue
 			}

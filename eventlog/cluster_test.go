@@ -15,7 +15,7 @@ import (
 )
 
 // freeAddrs returns n loopback addresses no one listens on (now).
-func freeAddrs(t *testing.T, n int) []string {
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var addrs []string
 	for range n {
@@ -33,7 +33,7 @@ const testSecret = "a-cluster-secret-for-tests"
 
 // openCluster opens n logs in one process, each a node of one cluster,
 // with the stream at n replicas.
-func openCluster(t *testing.T, n int, d eventlog.Durability) []*eventlog.Log {
+func openCluster(t testing.TB, n int, d eventlog.Durability) []*eventlog.Log {
 	t.Helper()
 	addrs := freeAddrs(t, n)
 	logs := make([]*eventlog.Log, n)

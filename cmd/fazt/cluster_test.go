@@ -606,6 +606,7 @@ func TestClusterFailover(t *testing.T) {
 	ld.waitProgress(10)
 	ld.halt()
 	c.checkConverged(ld)
+	c.checkStatus()
 	t.Logf("%d leader kills and a SIGSTOP; %d tries failed and were retried on another node", clusterRounds(), ld.errs.Load())
 }
 
@@ -677,6 +678,46 @@ func (l *load) waitProgress(n int) {
 	for deadline := time.Now().Add(time.Minute); l.count() < before+n; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			l.c.t.Fatalf("%d appends acknowledged in a minute: the cluster does not take appends", l.count()-before)
+		}
+	}
+}
+
+// checkStatus runs `fazt cluster status` against a node, and reads its
+// /metrics: three replicas, a leader, routes to the two others, and the
+// read models of all three nodes.
+func (c *cluster) checkStatus() {
+	t := c.t
+	t.Helper()
+	n := c.nodes[0]
+	addr, token := n.endpoint()
+	var out, errb strings.Builder
+	var err error
+	for range 100 { // every node answers, and the stream has a leader
+		out.Reset()
+		errb.Reset()
+		err = run(context.Background(), testVerticals, []string{"cluster", "status", "--addr", addr, "--token", token}, noEnv, strings.NewReader(""), &out, &errb)
+		if err == nil && strings.Count(out.String(), "\nnode ") == 3 && !strings.Contains(out.String(), "leader    none") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	text := out.String()
+	if err != nil || !strings.Contains(text, "cluster   test") || strings.Count(text, "\nreplica ") != 3 || strings.Count(text, "\nroute ") != 2 ||
+		strings.Count(text, "\nnode ") != 3 || !strings.Contains(text, "ledger ") || strings.Contains(text, "leader    none") {
+		t.Fatalf("fazt cluster status: %v\n%s%s", err, text, errb.String())
+	}
+	t.Logf("fazt cluster status:\n%s", text)
+	req, _ := http.NewRequest("GET", addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"fazt_cluster_peers 2", `fazt_cluster_replica_lag{node="n1"}`, `fazt_cluster_replica_current{node="n2"}`, "fazt_cluster_is_leader "} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

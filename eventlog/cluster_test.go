@@ -78,6 +78,11 @@ func TestClusterAppendEveryNode(t *testing.T) {
 	if info.Config.Replicas != 3 || !info.Config.DenyDelete || !info.Config.DenyPurge || !info.Config.AllowAtomicPublish {
 		t.Fatalf("stream config: %+v", info.Config)
 	}
+	for i, l := range logs {
+		if !l.Server().JetStreamConfig().SyncAlways {
+			t.Fatalf("node %d of a strict cluster does not fsync every write", i)
+		}
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	acked := map[string]eventlog.Position{}
@@ -243,5 +248,22 @@ func TestClusterConfigRefusals(t *testing.T) {
 		if !errors.Is(err, eventlog.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want ErrInvalid naming %s", tc.c, err, tc.want)
 		}
+	}
+}
+
+// A node's configuration: its routes carry the credentials, and strict
+// durability makes every replica fsync every write (relaxed: every
+// second).
+func TestClusterRender(t *testing.T) {
+	c := &eventlog.Cluster{Name: "c", Node: "n1", Listen: "0.0.0.0:6222", Peers: []string{"a:6222", "b:6222"}, Secret: "p@ss/word with spaces"}
+	strict := eventlog.RenderClusterForTest(c, eventlog.Strict)
+	for _, want := range []string{`server_name: "n1"`, `name: "c"`, `listen: "0.0.0.0:6222"`, `user: "fazt-route"`, `password: "p@ss/word with spaces"`,
+		`"nats-route://fazt-route:p%40ss%2Fword%20with%20spaces@a:6222"`, `sync_interval: always`, `ping_interval: "2s"`} {
+		if !strings.Contains(strict, want) {
+			t.Errorf("strict configuration lacks %s:\n%s", want, strict)
+		}
+	}
+	if relaxed := eventlog.RenderClusterForTest(c, eventlog.Relaxed); !strings.Contains(relaxed, `sync_interval: "1s"`) {
+		t.Errorf("relaxed configuration:\n%s", relaxed)
 	}
 }

@@ -193,6 +193,7 @@ func (c *cluster) start(n *node) {
 		"FAZT_NODE="+n.name, envEffects+"="+c.effects)
 	n.stderr = &syncBuffer{}
 	cmd.Stderr = n.stderr
+	cmd.Stdout = n.stderr // the child test's own failure goes to stdout
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}

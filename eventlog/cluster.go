@@ -163,11 +163,15 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 		try, cancel := context.WithTimeout(ctx, clusterTry)
 		err := l.ensureStream(try)
 		if err == nil {
-			// Wait for the stream's leader too: until it has one, what
-			// comes next (consumers, appends) times out.
+			// Wait for the stream's leader, and for this node to have
+			// caught up with the cluster's metadata and the stream:
+			// until then what comes next (consumers, appends) times out.
 			var info *jetstream.StreamInfo
 			if info, err = l.stream.Info(try); err == nil && (info.Cluster == nil || info.Cluster.Leader == "") {
 				err = errNoLeader
+			}
+			if err == nil && (!l.srv.JetStreamIsCurrent() || !replicaCurrent(info, l.Cluster.Node)) {
+				err = errNotCurrent
 			}
 		}
 		cancel()
@@ -190,7 +194,24 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 	}
 }
 
-var errNoLeader = fmt.Errorf("%w: the event stream has no leader yet", ErrUnavailable)
+var (
+	errNoLeader   = fmt.Errorf("%w: the event stream has no leader yet", ErrUnavailable)
+	errNotCurrent = fmt.Errorf("%w: this node is catching up with the cluster", ErrUnavailable)
+)
+
+// replicaCurrent reports whether node leads the stream or holds a
+// replica that has caught up with the leader.
+func replicaCurrent(info *jetstream.StreamInfo, node string) bool {
+	if info.Cluster.Leader == node {
+		return true
+	}
+	for _, p := range info.Cluster.Replicas {
+		if p.Name == node {
+			return p.Current
+		}
+	}
+	return false
+}
 
 // clusterPending reports whether err is what JetStream answers while a
 // cluster forms: no meta leader yet, too few nodes for the replicas, no
@@ -201,7 +222,7 @@ func clusterPending(err error) bool {
 		return api.Code >= 500 || api.Code == 408 || api.ErrorCode == errCodeInsufficientResourcesJS ||
 			api.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || api.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
 	}
-	return errors.Is(err, errNoLeader) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+	return errors.Is(err, errNoLeader) || errors.Is(err, errNotCurrent) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 

@@ -39,6 +39,7 @@ import (
 const (
 	envClusterChild = "FAZT_CLUSTER_CHILD" // the child's arguments, as JSON
 	envEffects      = "FAZT_CLUSTER_EFFECTS"
+	envBuild        = "FAZT_BUILD" // "2": the newer release of clusterVertical
 	clusterSecret   = "the-secret-of-the-test-cluster"
 )
 
@@ -46,29 +47,52 @@ const (
 // whose table the nodes must agree on, and runs the "fx" reactor, whose
 // side effect (a line in a file all nodes share) must happen once per
 // cluster.
+//
+// FAZT_BUILD=2 makes a node the newer release of the vertical: a second
+// version of acct.moved (an optional "memo") and version 2 of the
+// ledger with a memo column, filled from the events that carry one.
 func clusterVertical(k *kernel.Kernel) error {
 	for _, typ := range []string{"acct.moved", "fx.asked"} {
 		if err := k.RegisterEvent(typ, 1, []byte(anyObject)); err != nil {
 			return err
 		}
 	}
-	if err := k.RegisterProjection(projections.Projection{
+	newer := os.Getenv(envBuild) == "2"
+	cols := []schemas.Column{
+		{Name: "seq", Type: "INTEGER", PrimaryKey: true},
+		{Name: "id", Type: "TEXT", NotNull: true, Default: "''"},
+		{Name: "stream", Type: "TEXT", NotNull: true, Default: "''"},
+		{Name: "version", Type: "INTEGER", NotNull: true, Default: "0"},
+		{Name: "data", Type: "TEXT", NotNull: true, Default: "''"},
+	}
+	ledger := projections.Projection{
 		Name:    "ledger",
 		Version: 1,
-		Tables: []schemas.Table{{Name: "entries", Columns: []schemas.Column{
-			{Name: "seq", Type: "INTEGER", PrimaryKey: true},
-			{Name: "id", Type: "TEXT", NotNull: true, Default: "''"},
-			{Name: "stream", Type: "TEXT", NotNull: true, Default: "''"},
-			{Name: "version", Type: "INTEGER", NotNull: true, Default: "0"},
-			{Name: "data", Type: "TEXT", NotNull: true, Default: "''"},
-		}}},
-		Filter: eventlog.Filter{Categories: []string{"acct"}},
+		Tables:  []schemas.Table{{Name: "entries", Columns: cols}},
+		Filter:  eventlog.Filter{Categories: []string{"acct"}},
 		Apply: func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
 			_, err := tx.ExecContext(ctx, `INSERT INTO entries (seq, id, stream, version, data) VALUES (?, ?, ?, ?, ?)`,
 				e.Seq, e.ID, e.Stream, e.Version, string(e.Data))
 			return err
 		},
-	}); err != nil {
+	}
+	if newer {
+		if err := k.RegisterEvent("acct.moved", 2, []byte(`{"type":"object","properties":{"memo":{"type":"string"}}}`)); err != nil {
+			return err
+		}
+		ledger.Version = 2
+		ledger.Tables = []schemas.Table{{Name: "entries", Columns: append(cols, schemas.Column{Name: "memo", Type: "TEXT"})}}
+		ledger.Apply = func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
+			var d struct {
+				Memo *string `json:"memo"`
+			}
+			_ = json.Unmarshal(e.Data, &d) // data is any object
+			_, err := tx.ExecContext(ctx, `INSERT INTO entries (seq, id, stream, version, data, memo) VALUES (?, ?, ?, ?, ?, ?)`,
+				e.Seq, e.ID, e.Stream, e.Version, string(e.Data), d.Memo)
+			return err
+		}
+	}
+	if err := k.RegisterProjection(ledger); err != nil {
 		return err
 	}
 	effects := os.Getenv(envEffects)
@@ -116,6 +140,7 @@ func TestClusterChild(t *testing.T) {
 type node struct {
 	name, dir, listen string
 	args              []string
+	build             string // FAZT_BUILD
 	cmd               *exec.Cmd
 	exited            chan struct{} // closed once cmd has ended
 	stderr            *syncBuffer
@@ -190,7 +215,7 @@ func (c *cluster) start(n *node) {
 	b, _ := json.Marshal(n.args)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestClusterChild$", "-test.count=1", "-test.timeout=20m")
 	cmd.Env = append(os.Environ(), envClusterChild+"="+string(b), "FAZT_CLUSTER_SECRET="+clusterSecret,
-		"FAZT_NODE="+n.name, envEffects+"="+c.effects)
+		"FAZT_NODE="+n.name, envEffects+"="+c.effects, envBuild+"="+n.build)
 	n.stderr = &syncBuffer{}
 	cmd.Stderr = n.stderr
 	cmd.Stdout = n.stderr // the child test's own failure goes to stdout
@@ -719,6 +744,94 @@ func (c *cluster) checkStatus() {
 	for _, want := range []string{"fazt_cluster_peers 2", `fazt_cluster_replica_lag{node="n1"}`, `fazt_cluster_replica_current{node="n2"}`, "fazt_cluster_is_leader "} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// A rolling upgrade on one log: the nodes are upgraded one at a time to
+// a release with a second version of an event type and a new column in
+// a read model. Old and new nodes serve side by side: each appends what
+// it knows (an old node refuses the version it does not know, and reads
+// it, with the fields it knows), the new nodes' read model has the
+// column filled, and every node ends with the same rows.
+func TestClusterRollingUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node cluster")
+	}
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ld := c.newLoad()
+	appendOn := func(n *node, schema int, memo string) error {
+		e := map[string]any{"id": newULID(), "stream": "acct.up", "type": "acct.moved", "data": map[string]any{"by": n.name}}
+		if schema > 1 {
+			e["schema"] = schema
+			e["data"] = map[string]any{"by": n.name, "memo": memo}
+		}
+		ld.mu.Lock()
+		ld.tried[e["id"].(string)] = true
+		ld.mu.Unlock()
+		var res eventlog.Result
+		_, err := c.call(ctx, n, "POST", "/v1/events", appendReq{Events: []map[string]any{e}}, &res)
+		if err == nil {
+			ld.record(res)
+		}
+		return err
+	}
+	for _, n := range c.nodes {
+		if err := appendOn(n, 1, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range c.nodes {
+		// Upgrade n: stop it gracefully, start the newer release.
+		n.cmd.Process.Signal(syscall.SIGTERM)
+		<-n.exited
+		n.build = "2"
+		c.start(n)
+		c.waitReady(n)
+		if err := appendOn(n, 2, fmt.Sprintf("from %s", n.name)); err != nil {
+			t.Fatalf("the upgraded %s: %v", n.name, err)
+		}
+		for _, m := range c.nodes[i+1:] {
+			// An old node: appends what it knows, refuses what it does not.
+			if err := appendOn(m, 1, ""); err != nil {
+				t.Fatalf("old %s next to an upgraded node: %v", m.name, err)
+			}
+			if err := appendOn(m, 2, "x"); err == nil || !strings.Contains(err.Error(), "400") {
+				t.Fatalf("old %s took a version it does not know: %v", m.name, err)
+			}
+			// It reads the newer events, with the fields it knows.
+			var page struct {
+				Events []eventlog.Event `json:"events"`
+			}
+			if _, err := c.call(ctx, m, "GET", "/v1/streams/acct.up?from=1&limit=100", nil, &page); err != nil {
+				t.Fatalf("old %s reading: %v", m.name, err)
+			}
+			v2 := 0
+			for _, e := range page.Events {
+				if e.Schema == 2 {
+					v2++
+				}
+			}
+			if v2 != i+1 {
+				t.Fatalf("old %s sees %d events of version 2, want %d", m.name, v2, i+1)
+			}
+		}
+		// Mixed: the two releases' read models hold the same rows.
+		c.checkConverged(ld)
+	}
+	// Every node now has the memo column, filled where the event had one.
+	for _, n := range c.nodes {
+		var res struct {
+			Rows [][]any `json:"rows"`
+		}
+		q := map[string]any{"projection": "ledger", "sql": "SELECT count(memo) FROM entries", "timeout_ms": 30000}
+		if _, err := c.call(ctx, n, "POST", "/v1/query", q, &res); err != nil {
+			t.Fatalf("%s: %v", n.name, err)
+		}
+		if len(res.Rows) != 1 || fmt.Sprint(res.Rows[0][0]) != "3" {
+			t.Fatalf("%s: memos %v, want 3", n.name, res.Rows)
 		}
 	}
 }

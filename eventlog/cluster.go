@@ -151,10 +151,10 @@ const clusterWaitLog = 5 * time.Second
 // clusterTry bounds one attempt to create the stream while a cluster forms.
 const clusterTry = 3 * time.Second
 
-// ensureStreamClustered creates or binds the event stream once the
-// cluster can: JetStream needs a meta leader, and a stream of R
+// ensureStreamClustered creates or binds a replicated event stream once
+// the cluster can: JetStream needs a meta leader, and a stream of R
 // replicas needs R nodes. Nodes started together wait for each other,
-// until ctx ends.
+// until ctx ends; so does a log using a cluster by URL.
 func (l *Log) ensureStreamClustered(ctx context.Context) error {
 	last := time.Now()
 	for {
@@ -170,7 +170,7 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 			if info, err = l.stream.Info(try); err == nil && (info.Cluster == nil || info.Cluster.Leader == "") {
 				err = errNoLeader
 			}
-			if err == nil && (!l.srv.JetStreamIsCurrent() || !replicaCurrent(info, l.Cluster.Node)) {
+			if err == nil && l.srv != nil && (!l.srv.JetStreamIsCurrent() || !replicaCurrent(info, l.srv.Name())) {
 				err = errNotCurrent
 			}
 		}
@@ -183,11 +183,18 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 		}
 		if time.Since(last) > clusterWaitLog {
 			last = time.Now()
-			l.Logger.Info("waiting for the cluster to create the event stream: start the other nodes, and check --peers and the cluster secret",
-				"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err)
+			if l.srv != nil {
+				l.Logger.Info("waiting for the cluster to create the event stream: start the other nodes, and check --peers and the cluster secret",
+					"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err)
+			} else {
+				l.Logger.Info("waiting for the NATS cluster to create the event stream", "url", l.nc.ConnectedUrlRedacted(), "replicas", l.Replicas, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
+			if l.srv == nil {
+				return fmt.Errorf("%w (still waiting for the NATS cluster)", err)
+			}
 			return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes)", err, l.srv.NumRoutes())
 		case <-time.After(250 * time.Millisecond):
 		}

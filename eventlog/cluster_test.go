@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/fazt-sh/fazt/eventlog"
 )
 
@@ -238,9 +240,13 @@ func TestClusterConfigRefusals(t *testing.T) {
 		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: "short"}, "secret"},
 		{eventlog.Cluster{Name: "a", Node: "n", Listen: "nowhere", Secret: testSecret}, "listen"},
 		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Peers: []string{"x"}, Secret: testSecret}, "peer"},
+		{eventlog.Cluster{}, "one embedded server holds one replica"},
 	} {
 		l := eventlog.New(t.TempDir())
 		l.Cluster = &tc.c
+		if tc.c.Name == "" {
+			l.Cluster, l.Replicas = nil, 3
+		}
 		err := l.Open(context.Background())
 		if err == nil {
 			l.Close(context.Background())
@@ -266,4 +272,98 @@ func TestClusterRender(t *testing.T) {
 	if relaxed := eventlog.RenderClusterForTest(c, eventlog.Relaxed); !strings.Contains(relaxed, `sync_interval: "1s"`) {
 		t.Errorf("relaxed configuration:\n%s", relaxed)
 	}
+}
+
+// rawCluster starts n plain NATS servers (no fazt) in one JetStream
+// cluster, from a rendered configuration as NATS's tests do, and returns
+// their client URLs.
+func rawCluster(t *testing.T, n int) ([]*server.Server, []string) {
+	t.Helper()
+	routes := freeAddrs(t, n)
+	var rs []string
+	for _, r := range routes {
+		rs = append(rs, `"nats-route://`+r+`"`)
+	}
+	srvs := make([]*server.Server, n)
+	var urls []string
+	for i := range n {
+		conf := fmt.Sprintf(`server_name: "s%d"
+listen: "127.0.0.1:-1"
+jetstream { store_dir: %q, sync_interval: always }
+cluster { name: "raw", listen: %q, routes: [%s] }
+`, i, t.TempDir(), routes[i], strings.Join(rs, ", "))
+		var opts server.Options
+		if err := opts.ProcessConfigString(conf); err != nil {
+			t.Fatal(err)
+		}
+		opts.NoLog, opts.NoSigs = true, true
+		s, err := server.NewServer(&opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		srvs[i] = s
+	}
+	for _, s := range srvs {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatal("raw server not ready")
+		}
+		urls = append(urls, s.ClientURL())
+	}
+	return srvs, urls
+}
+
+// URL with several servers uses an existing cluster: the stream is made
+// with the replicas asked, and appends go on, from the same Log, when the
+// server it was connected to is shut down.
+func TestClusterExistingByURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a cluster")
+	}
+	srvs, urls := rawCluster(t, 3)
+	l := eventlog.New(t.TempDir())
+	l.URL = strings.Join(urls, ",")
+	l.Replicas = 3
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := l.Open(ctx); err != nil { // waits for the servers' meta leader
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	info, err := l.StreamInfo(ctx)
+	if err != nil || info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("stream: %+v %v", info, err)
+	}
+	acked := map[string]eventlog.Position{}
+	appendSome := func(k int) {
+		for i := range k {
+			ev := eventlog.Event{ID: l.NewID(), Stream: fmt.Sprintf("acct.%d", i%3), Type: "acct.moved", Data: json.RawMessage(`{}`)}
+			var res eventlog.Result
+			var err error
+			for try := 0; try < 20; try++ { // retried with the same ID while the cluster fails over
+				if res, err = l.Append(ctx, []eventlog.Event{ev}); err == nil {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			acked[res.Events[0].ID] = res.Events[0]
+		}
+	}
+	appendSome(20)
+	// Shut down the server the log is connected to.
+	connected := l.Conn().ConnectedUrl()
+	for i, s := range srvs {
+		if urls[i] == connected {
+			s.Shutdown()
+		}
+	}
+	appendSome(20)
+	if got := l.Conn().ConnectedUrl(); got == connected {
+		t.Fatalf("still connected to %s", got)
+	}
+	checkLog(t, l, acked, "by URL")
 }

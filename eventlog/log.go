@@ -198,6 +198,9 @@ func (l *Log) Open(ctx context.Context) error {
 	}
 	l.entropy = ulid.Monotonic(rand.Reader, 0)
 	l.openedAt = time.Now()
+	if l.Cluster == nil && l.URL == "" && l.Replicas != 1 {
+		return invalidf("replicas %d: one embedded server holds one replica; set Cluster (fazt serve --cluster) for more", l.Replicas)
+	}
 	if l.Cluster != nil {
 		if l.URL != "" {
 			return invalidf("a cluster node embeds its server: Cluster and URL exclude each other")
@@ -238,7 +241,7 @@ func (l *Log) Open(ctx context.Context) error {
 		return err
 	}
 	ensure := l.ensureStream
-	if l.Cluster != nil {
+	if l.Cluster != nil || l.URL != "" && l.Replicas > 1 {
 		ensure = l.ensureStreamClustered
 	}
 	if err := ensure(ctx); err != nil {

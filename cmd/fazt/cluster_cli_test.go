@@ -39,6 +39,7 @@ func TestClusterFlagsRefused(t *testing.T) {
 		{[]string{"--cluster", "c"}, nil, "FAZT_CLUSTER_SECRET"},
 		{[]string{"--cluster", "c", "--nats-url", "nats://127.0.0.1:4222"}, map[string]string{"FAZT_CLUSTER_SECRET": "0123456789abcdef"}, "choose one"},
 		{[]string{"--replicas", "7"}, nil, "--replicas 7"},
+		{[]string{"--replicas", "3"}, nil, "set Cluster (fazt serve --cluster) for more"},
 		{[]string{"--cluster", "c", "--node", "a b"}, map[string]string{"FAZT_CLUSTER_SECRET": "0123456789abcdef"}, "node name"},
 		{[]string{"--cluster", "c"}, map[string]string{"FAZT_CLUSTER_SECRET": "short"}, "at least 16"},
 	} {

@@ -86,7 +86,11 @@
 // and every user of it has a password made at start. Open waits (until
 // its context ends) for the cluster to create the event stream with
 // Replicas replicas and elect its leader, so nodes may start in any
-// order. The object store buckets are made with Replicas too.
+// order. The object store buckets are made with Replicas too. A log
+// that uses an existing NATS cluster instead (URL listing several
+// servers, Replicas 3) waits for it the same way; durability is then the
+// servers' sync_interval (set it to always). Replicas above 1 without
+// either are refused: one embedded server holds one replica.
 //
 // Any node appends. The stream's leader orders every write; a node's
 // appends are guarded per stream with Nats-Expected-Last-Subject-Sequence

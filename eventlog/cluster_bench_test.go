@@ -2,8 +2,10 @@ package eventlog_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -42,4 +44,67 @@ func BenchmarkClusterAppendStrict(b *testing.B) {
 			return err
 		})
 	})
+}
+
+var catchUpEvents = flag.Int("cluster.catchup", 20000, "events a node catches up on in BenchmarkClusterCatchUp (1000000 for the README's figure)")
+
+// BenchmarkClusterCatchUp: a node of a three-node cluster is stopped,
+// the two others take -cluster.catchup events (256 B each, relaxed,
+// 4000 in flight), and the node is started again: the figure is how many
+// events a second it catches up on, from its start until its replica of
+// the stream is current and it reads the last event from it.
+func BenchmarkClusterCatchUp(b *testing.B) {
+	n := *catchUpEvents
+	logs := openCluster(b, 3, eventlog.Relaxed)
+	ctx := context.Background()
+	away := logs[2]
+	cfg := *away.Cluster
+	if err := away.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	l := logs[0]
+	window := make(chan *eventlog.Pending, 4000)
+	errc := make(chan error, 1)
+	go func() {
+		var first error
+		for p := range window {
+			if _, err := p.Wait(); err != nil && first == nil {
+				first = err
+			}
+		}
+		errc <- first
+	}()
+	for i := 0; i < n; i++ {
+		p, err := l.AppendAsync(ctx, []eventlog.Event{{Stream: fmt.Sprintf("bench.s%d", i%100), Type: "bench.tick", Data: payload256}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		window <- p
+	}
+	close(window)
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	last, err := l.LastSeq(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	back := eventlog.New(away.Dir)
+	back.Durability, back.Replicas, back.Cluster = eventlog.Relaxed, 3, &cfg
+	if err := back.Open(ctx); err != nil { // returns once its replica is current
+		b.Fatal(err)
+	}
+	defer back.Close(ctx)
+	for {
+		page, err := back.Read(ctx, last-1, 1, eventlog.Filter{})
+		if err == nil && len(page.Events) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	b.ReportMetric(float64(n)/took.Seconds(), "caught_up_ev/s")
+	b.ReportMetric(took.Seconds(), "catch_up_s")
 }

@@ -63,6 +63,14 @@ func BenchmarkClusterCatchUp(b *testing.B) {
 		b.Fatal(err)
 	}
 	l := logs[0]
+	// If the node was the stream's leader, the others elect one first.
+	for {
+		st, err := l.ClusterStatus(ctx)
+		if err == nil && st.Leader != "" && st.Leader != cfg.Node {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	window := make(chan *eventlog.Pending, 4000)
 	errc := make(chan error, 1)
 	go func() {

@@ -128,7 +128,7 @@ const flightDepth = 3
 const maxTries = 50
 
 func (l *Log) startCommitter(ctx context.Context) error {
-	l.soleWriter = l.srv != nil && !(l.Listen != "" && l.ListenWritable) && l.Replicas <= 1
+	l.soleWriter = l.srv != nil && l.Cluster == nil && !(l.Listen != "" && l.ListenWritable) && l.Replicas <= 1
 	l.notify = make(chan struct{})
 	l.doneCond = sync.NewCond(&l.doneMu)
 	l.kick = make(chan struct{}, 1)
@@ -149,7 +149,7 @@ func (l *Log) startCommitter(ctx context.Context) error {
 	// backs that up.
 	l.recent = make(map[string]recentID)
 	l.flying = map[string]uint64{}
-	if l.srv != nil && l.Durability == Strict {
+	if l.srv != nil && l.Durability == Strict && l.Cluster == nil {
 		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.accountName(), "streams", l.StreamName, "msgs")
 		var err error
 		if l.syncer, err = newBlockSyncer(dir); err != nil {

@@ -35,6 +35,13 @@ func (l *Log) answerDuplicate(ctx context.Context, r *appendReq) {
 // looks for the IDs in the whole log, not only in their streams.
 func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise error, global bool) {
 	pos, err := l.lookup(ctx, r.events, global)
+	// JetStream's leader said these are duplicates, but this node reads
+	// its own replica, which may not have the originals yet: look again
+	// until it does.
+	for try := 1; global && err == nil && len(pos) < len(r.events) && !l.soleWriter && l.Replicas > 1 && try <= maxTornReads; try++ {
+		time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+		pos, err = l.lookup(ctx, r.events, global)
+	}
 	switch {
 	case err != nil:
 		r.res <- appendResp{err: err}

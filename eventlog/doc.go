@@ -52,12 +52,66 @@
 // SyncInterval. When connected to an external server (URL), durability is
 // that server's sync_interval setting.
 //
+// In a cluster (Cluster, or URL with replicas) the meaning of both
+// stays true, with the replicas in place of the disk: Strict sets the
+// servers' sync_interval to always (each replica fsyncs every write,
+// and its RAFT log, before it counts towards the quorum), so an
+// acknowledged append is on the disks of a majority of the replicas
+// and survives the loss of any minority, power losses included; the
+// log's own group fsync is not used there. Relaxed keeps the one-second
+// sync interval: an acknowledged append is in the memory of a majority
+// and survives the loss of any minority of nodes (killed, crashed,
+// rebooted), but a power loss that takes a majority within the interval
+// can lose the last second. (NATS's default interval, two minutes, is
+// what Jepsen found losing acknowledged writes in NATS 2.12.)
+//
 // Reads see an event as soon as JetStream has stored it, which under
 // strict durability is while its fsync runs, just before the append is
 // acknowledged: so a projection can fold it in parallel with the disk
 // flush. A power loss in that moment loses an event nobody was told was
 // written; projections that folded it notice at start (their checkpoint
 // is ahead of the log) and rebuild.
+//
+// # Clusters
+//
+// Past one machine the log runs on a NATS cluster of the same binary:
+// set Cluster (a name shared by the nodes, this node's stable name, the
+// address it takes routes on, the other nodes' addresses and a secret
+// they all know) and Replicas (3). Open renders the node's part of the
+// server configuration in NATS's own configuration language (server
+// name, a cluster block with the route credentials and the routes, the
+// JetStream sync policy) and loads it with the server's parser, as
+// NATS's tests build clusters. Nodes authenticate their routes with the
+// secret and refuse others; the client port listens on loopback only,
+// and every user of it has a password made at start. Open waits (until
+// its context ends) for the cluster to create the event stream with
+// Replicas replicas and elect its leader, so nodes may start in any
+// order. The object store buckets are made with Replicas too. A log
+// that uses an existing NATS cluster instead (URL listing several
+// servers, Replicas 3) waits for it the same way; durability is then the
+// servers' sync_interval (set it to always). Replicas above 1 without
+// either are refused: one embedded server holds one replica.
+//
+// Any node appends. The stream's leader orders every write; a node's
+// appends are guarded per stream with Nats-Expected-Last-Subject-Sequence
+// (see Concurrency), one group in flight, the group written as one atomic
+// batch, and idempotency holds across nodes: a retry on another node of
+// an append that landed is answered with the original positions, through
+// JetStream's dedupe and the lookup. Each node reads its own replica
+// (direct gets), which may be a moment behind the leader: reading a
+// stream's end, or the original of a duplicate, the log reads again when
+// a replica answered behind another. A node whose replica is behind still
+// never writes a wrong version: the leader refuses a guard that no
+// longer holds, and the append is retried on a fresh view.
+//
+// When the leader is lost (killed, frozen, cut off) the others elect
+// one within seconds; an append in flight to the lost leader gets no
+// answer and fails with ErrUnavailable after RequestTimeout (retry it
+// with the same IDs, on any node). Routes ping every two seconds, so a
+// node that stops answering without closing its connections is dropped
+// within seconds. A node that returns catches up from the others.
+// ClusterStatus reports the routes, the leader and each replica's lag.
+// The NATS listener (Listen) is not available on a cluster node yet.
 //
 // # Object stores
 //

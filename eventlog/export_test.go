@@ -11,3 +11,6 @@ func ParseAckForTest(data []byte, n int) AckForTest {
 	a := parseAck(data, n)
 	return AckForTest{Seq: a.seq, Duplicate: a.duplicate, Err: a.err}
 }
+
+// RenderClusterForTest exposes the configuration a cluster node renders.
+func RenderClusterForTest(c *Cluster, d Durability) string { return c.render(d, DefaultSyncInterval) }

@@ -100,8 +100,12 @@ type Log struct {
 	DuplicateWindow time.Duration
 	// StreamName is the JetStream stream that holds the events.
 	StreamName string
-	// Replicas of the stream (1 single node; 3 in a cluster).
+	// Replicas of the stream and of the object store buckets (1 single
+	// node; 3 in a cluster).
 	Replicas int
+	// Cluster, when set, makes the embedded server a node of a NATS
+	// cluster (see "Clusters" in the package doc). Not with URL.
+	Cluster *Cluster
 	// MaxBatch caps the events in one group commit (JetStream allows 1000).
 	MaxBatch int
 	// PollInterval is how often subscribers look for events written by
@@ -194,6 +198,20 @@ func (l *Log) Open(ctx context.Context) error {
 	}
 	l.entropy = ulid.Monotonic(rand.Reader, 0)
 	l.openedAt = time.Now()
+	if l.Cluster == nil && l.URL == "" && l.Replicas != 1 {
+		return invalidf("replicas %d: one embedded server holds one replica; set Cluster (fazt serve --cluster) for more", l.Replicas)
+	}
+	if l.Cluster != nil {
+		if l.URL != "" {
+			return invalidf("a cluster node embeds its server: Cluster and URL exclude each other")
+		}
+		if l.Listen != "" {
+			return invalidf("the NATS listener is not available on a cluster node yet")
+		}
+		if err := l.Cluster.check(l.Replicas); err != nil {
+			return err
+		}
+	}
 	var err error
 	if l.URL == "" {
 		writerPass, readerPass := rand.Text(), rand.Text()
@@ -202,7 +220,7 @@ func (l *Log) Open(ctx context.Context) error {
 		if p := l.reserved.cats.Load(); p != nil {
 			reserved = *p
 		}
-		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, noStoreLimit, l.StreamName, reserved, writerPass, readerPass); err != nil {
+		if l.srv, err = startEmbedded(l.Dir, l.Listen, l.ListenWritable, l.Durability, l.SyncInterval, noStoreLimit, l.StreamName, reserved, writerPass, readerPass, l.Cluster); err != nil {
 			return err
 		}
 		l.nc, err = nats.Connect("", nats.InProcessServer(l.srv), nats.Name("fazt"), nats.MaxReconnects(-1), nats.UserInfo(writerUser, writerPass))
@@ -222,7 +240,11 @@ func (l *Log) Open(ctx context.Context) error {
 		l.closeConn()
 		return err
 	}
-	if err := l.ensureStream(ctx); err != nil {
+	ensure := l.ensureStream
+	if l.Cluster != nil || l.URL != "" && l.Replicas > 1 {
+		ensure = l.ensureStreamClustered
+	}
+	if err := ensure(ctx); err != nil {
 		l.closeConn()
 		return err
 	}

@@ -87,7 +87,7 @@ func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectS
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", bucket, err)
 	}
-	if l.srv != nil && l.Durability == Strict {
+	if l.srv != nil && l.Durability == Strict && l.Cluster == nil {
 		if o.syncers == nil {
 			o.syncers = map[string]*dirSyncer{}
 		}

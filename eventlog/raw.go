@@ -164,7 +164,10 @@ func (l *Log) Import(ctx context.Context, next func() (RawMessage, bool, error))
 	if l.srv != nil || l.nc != nil {
 		return 0, invalidf("import into a log that is not open")
 	}
-	srv, err := startEmbedded(l.Dir, "", false, Strict, l.SyncInterval, noStoreLimit, l.StreamName, nil, rand.Text(), rand.Text())
+	if l.Cluster != nil {
+		return 0, invalidf("import into a single node: restore into a new data directory without --cluster")
+	}
+	srv, err := startEmbedded(l.Dir, "", false, Strict, l.SyncInterval, noStoreLimit, l.StreamName, nil, rand.Text(), rand.Text(), nil)
 	if err != nil {
 		return 0, err
 	}

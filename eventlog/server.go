@@ -21,7 +21,7 @@ import (
 // dir, the way NATS's own tests embed it. It listens on the network only
 // when listen is set ("127.0.0.1:4222"); the listener's clients then live
 // in an account of their own (see listener).
-func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval time.Duration, maxStore int64, stream string, reserved []string, writerPass, readerPass string) (*server.Server, error) {
+func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval time.Duration, maxStore int64, stream string, reserved []string, writerPass, readerPass string, cluster *Cluster) (*server.Server, error) {
 	// Two users: the log's own connection, the only one that may publish
 	// events, and a reader for everything else in the process (consumers,
 	// inspection).
@@ -46,6 +46,21 @@ func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval
 	// so the server never fsyncs per message.
 	if d == Relaxed {
 		opts.SyncInterval = syncInterval
+	}
+	if cluster != nil {
+		// A node's acknowledgement comes from the stream's leader once a
+		// quorum of replicas has the write, so no local fsync can make
+		// it durable: the replicas sync themselves (cluster.go).
+		if err := applyCluster(opts, cluster, d, syncInterval); err != nil {
+			return nil, err
+		}
+		if listen == "" {
+			// The server starts its routes only once a client port
+			// listens: a random one on loopback, where every user needs
+			// its password (no user goes without one).
+			opts.DontListen = false
+			opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+		}
 	}
 	var ln *listener
 	if listen != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -62,6 +63,28 @@ const maxHeadWalk = 1000
 // consecutive versions: the older one is taken as valid, and the events
 // after it are checked forward from it, as ReadStream checks them.
 func (l *Log) streamHead(ctx context.Context, stream string) (head, error) {
+	for try := 1; ; try++ {
+		h, err := l.readHead(ctx, stream)
+		if !errors.Is(err, errTornRead) || try == maxTornReads {
+			return h, err
+		}
+		select {
+		case <-ctx.Done():
+			return head{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		case <-time.After(time.Duration(try) * 10 * time.Millisecond):
+		}
+	}
+}
+
+// errTornRead: reading a replicated stream's end back, a replica answered
+// that an event's predecessors are missing. Replicas answer direct gets
+// each from its own copy, and one that is catching up may answer a read
+// back of the end another replica read: the head is read again.
+var errTornRead = fmt.Errorf("%w: replicas answered inconsistently reading a stream's end; retry", ErrUnavailable)
+
+const maxTornReads = 20
+
+func (l *Log) readHead(ctx context.Context, stream string) (head, error) {
 	subj := SubjectOf(stream)
 	var h head
 	var chain []Event // well-formed events, newest first
@@ -76,6 +99,12 @@ walk:
 		m, err := l.lastOn(ctx, subj, upTo)
 		switch {
 		case errors.Is(err, ErrNotFound):
+			if n := len(chain); n > 0 && chain[n-1].Version > 1 && !l.soleWriter && l.Replicas > 1 {
+				// In a replicated stream only the commit loops of fazt
+				// nodes write, each guarded: a first event past version
+				// 1 means this read saw a replica behind the other.
+				return head{}, errTornRead
+			}
 			break walk
 		case err != nil:
 			return head{}, err

@@ -7,7 +7,8 @@
 //
 // A Kernel owns a data directory. Open starts, in order: the HTTP
 // listener (answering /healthz, 503 elsewhere), the event log (embedded
-// NATS JetStream, or an existing server), the schemas registered at run
+// NATS JetStream, a node of a NATS cluster of the same binary with
+// Cluster, or an existing server), the schemas registered at run
 // time, the projections (SQLite read models, back-filled from the log),
 // the reactors; then the API serves. /readyz turns 200 once the
 // critical projections (projections.Projection.Critical) have caught up

@@ -70,6 +70,12 @@ type Kernel struct {
 	NATSURL      string
 	NATSListen   string
 	NATSWritable bool
+	// Cluster makes the embedded server a node of a NATS cluster
+	// (eventlog.Cluster); Replicas is the replicas of the stream and the
+	// buckets (0: 3 with Cluster or a NATSURL listing several servers,
+	// else 1). Each node keeps its own read models.
+	Cluster  *eventlog.Cluster
+	Replicas int
 	// StoreLimit caps the log's storage in bytes (0, the default: no cap
 	// but the disk); DiskReserve is the free space appends leave on the
 	// data directory's disk (eventlog.DefaultDiskReserve; negative:
@@ -246,6 +252,14 @@ func (k *Kernel) configure() error {
 	k.log.Listen = k.NATSListen
 	k.log.ListenWritable = k.NATSWritable
 	k.log.Durability = k.Durability
+	k.log.Cluster = k.Cluster
+	k.log.Replicas = k.Replicas
+	if k.log.Replicas == 0 {
+		k.log.Replicas = 1
+		if k.Cluster != nil || strings.Contains(k.NATSURL, ",") {
+			k.log.Replicas = 3
+		}
+	}
 	k.log.MaxStore = k.StoreLimit
 	k.log.DiskReserve = k.DiskReserve
 	k.log.Logger = k.Logger

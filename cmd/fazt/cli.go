@@ -95,7 +95,7 @@ sample to explore.`,
 		SilenceErrors: true, // main prints the error once
 		SilenceUsage:  true, // usage goes to stdout in cobra; a hint is enough
 	}
-	root.AddCommand(a.serveCmd(), a.doctorCmd(), a.analyticsCmd(), a.deployCmd(), a.appsCmd(), a.demoCmd(), a.eventsCmd(), a.schemaCmd(), a.queryCmd(), a.projectionsCmd(), a.reactorsCmd(), a.certsCmd(), a.backupCmd(), a.restoreCmd(), a.benchCmd(), a.installCmd(), a.uninstallCmd(), a.upgradeCmd(), a.releaseCmd(), a.versionCmd())
+	root.AddCommand(a.serveCmd(), a.doctorCmd(), a.analyticsCmd(), a.deployCmd(), a.appsCmd(), a.demoCmd(), a.eventsCmd(), a.schemaCmd(), a.queryCmd(), a.projectionsCmd(), a.reactorsCmd(), a.certsCmd(), a.backupCmd(), a.restoreCmd(), a.clusterCmd(), a.benchCmd(), a.installCmd(), a.uninstallCmd(), a.upgradeCmd(), a.releaseCmd(), a.versionCmd())
 	return root
 }
 

@@ -36,6 +36,18 @@
 // reports READY=1 once /readyz is ready, STOPPING=1 when it stops, and
 // pings the watchdog (package provision).
 //
+//	fazt serve --cluster NAME --node N --cluster-listen HOST:PORT --peers H1:P1,H2:P2,H3:P3 [--replicas R]
+//	fazt cluster status [--json] | ready [--addr URL]
+//
+// With --cluster, serve runs one node of a NATS cluster of the same
+// binary (FAZT_CLUSTER_SECRET or --cluster-secret-file is the secret the
+// nodes authenticate their routes with): the log is a JetStream stream
+// of --replicas (default 3) replicas, every node takes appends and keeps
+// its own read models. --nats-url with several comma-separated URLs uses
+// an existing cluster instead. Cluster status shows the nodes, the
+// stream's leader, each replica's lag and each node's read models; ready
+// exits 0 when a node's /readyz answers 200 (the image's health check).
+//
 //	fazt events append --stream S --type T [--data JSON|-] [--id ULID] [--expect N | --expect-new] [--json]
 //	fazt events read STREAM [--from V] [--limit N] [--json]
 //	fazt events tail [--after SEQ] [--type T]... [--category C]... [--json]

@@ -42,6 +42,7 @@ type serveOptions struct {
 	reserve    string
 	edge       edgeOptions
 	backup     []string
+	cluster    clusterOptions
 }
 
 // serveState is DIR/serve.json: how clients on this machine find a
@@ -82,13 +83,14 @@ https://fazt.DOMAIN/ with the token ("fazt certs list" shows them).`,
 	f.StringVar(&o.addr, "addr", a.envOr("FAZT_ADDR", defaultAddr), "HTTP listen address host:port; port 0 picks a free one (env FAZT_ADDR)")
 	f.StringVar(&o.natsListen, "nats-listen", "", "also expose the embedded NATS server on host:port for NATS tools such as the nats CLI: clients may read the event log (stream info/ls/get/view) and nothing else; no auth, so keep it on loopback")
 	f.BoolVar(&o.natsWrite, "nats-writable", false, "let --nats-listen clients also publish to "+eventlog.AllSubjects+" (writes around the kernel, stored as they come; appends then guard every write); stream administration stays refused")
-	f.StringVar(&o.natsURL, "nats-url", "", "use an existing NATS server instead of the embedded one")
+	f.StringVar(&o.natsURL, "nats-url", "", "use an existing NATS server instead of the embedded one; several, comma separated, for a cluster")
 	f.StringVar(&o.durability, "durability", "strict", "strict (fsync before acknowledging) or relaxed (fsync every second)")
 	f.StringVar(&o.logFormat, "log-format", "text", "server log format on stderr: text or json")
 	f.StringVar(&o.storeLimit, "store-limit", "0", "most disk the log may use, e.g. 20GiB; 0: no limit but the disk and --disk-reserve (appends past it get 507 insufficient_storage)")
 	f.StringVar(&o.reserve, "disk-reserve", humanize.IBytes(eventlog.DefaultDiskReserve), "free space appends leave on the data directory's disk, for the read models and SQLite; 0: none. Appends below it get 507 and resume once space is freed")
 	a.edgeFlags(f, &o.edge)
 	f.StringArrayVar(&o.backup, "backup", nil, "copy every event and site file continuously to this replica (file:///dir, s3://bucket/path?endpoint=…, a folder; any Litestream replica URL); repeatable. See fazt backup, fazt restore")
+	a.clusterFlags(f, &o.cluster)
 	return cmd
 }
 
@@ -159,6 +161,13 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("the binary's verticals: %w", err)
 	}
+	if err := a.applyCluster(cmd, o.cluster, dir, o.natsURL, k); err != nil {
+		return err
+	}
+	cn, err := registerCluster(k)
+	if err != nil {
+		return err
+	}
 	bk, err := registerBackup(k, o.backup)
 	if err != nil {
 		return usagef(cmd, "--backup: %v", err)
@@ -182,6 +191,9 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 	}
 
 	st := serveState{Addr: "http://" + k.ListenAddr(), PID: os.Getpid()}
+	if err := cn.start(st.Addr); err != nil {
+		return errors.Join(err, k.Close(context.WithoutCancel(ctx)))
+	}
 	if o.natsListen != "" {
 		st.NATS = k.Log().ClientURL()
 	}

@@ -143,7 +143,7 @@ func (k *upgradeKit) install(t *testing.T) string {
 }
 
 // node is a data directory with `fazt serve` started on it from a binary.
-type node struct {
+type upNode struct {
 	data string
 	out  *kerneltest.Buffer
 }
@@ -151,9 +151,9 @@ type node struct {
 // serve starts bin serve on data as a child process and waits until it
 // is ready; at cleanup it stops whatever server then runs on data (the
 // same process after a re-exec, or one a rollback started afresh).
-func serve(t *testing.T, bin, data string) *node {
+func serve(t *testing.T, bin, data string) *upNode {
 	t.Helper()
-	n := &node{data: data, out: &kerneltest.Buffer{}}
+	n := &upNode{data: data, out: &kerneltest.Buffer{}}
 	cmd := exec.Command(bin, "serve", "--data", data, "--addr", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = n.out, n.out
 	cmd.Env = append(os.Environ(), "FAZT_DATA=", "FAZT_ADDR=", "FAZT_TOKEN=")
@@ -196,7 +196,7 @@ func oldVersionOf(bin string) string {
 }
 
 // client finds the server of the data directory now.
-func (n *node) client(t *testing.T) (kerneltest.Client, serveState, bool) {
+func (n *upNode) client(t *testing.T) (kerneltest.Client, serveState, bool) {
 	t.Helper()
 	st, err := readState(n.data)
 	if err != nil {
@@ -211,7 +211,7 @@ func (n *node) client(t *testing.T) (kerneltest.Client, serveState, bool) {
 
 // status is what the server now running on the data directory reports,
 // and whether it is ready; ok is false when none answers.
-func (n *node) status(t *testing.T) (s provision.Status, ready, ok bool) {
+func (n *upNode) status(t *testing.T) (s provision.Status, ready, ok bool) {
 	t.Helper()
 	c, _, ok := n.client(t)
 	if !ok {
@@ -241,7 +241,7 @@ func (n *node) status(t *testing.T) (s provision.Status, ready, ok bool) {
 
 // waitVersion waits until the server on the data directory runs version
 // and is ready.
-func (n *node) waitVersion(t *testing.T, version string) provision.Status {
+func (n *upNode) waitVersion(t *testing.T, version string) provision.Status {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute) // a start on a loaded machine; not a timing assertion
 	for {
@@ -257,7 +257,7 @@ func (n *node) waitVersion(t *testing.T, version string) provision.Status {
 }
 
 // stop stops the server running on the data directory, if any.
-func (n *node) stop(t *testing.T) {
+func (n *upNode) stop(t *testing.T) {
 	t.Helper()
 	st, err := readState(n.data)
 	if err != nil || !provision.Alive(st.PID) {
@@ -287,7 +287,7 @@ func runFazt(t *testing.T, bin string, args ...string) (stdout, stderr string, s
 }
 
 // history is the upgrade history in the log.
-func (n *node) history(t *testing.T) []eventlog.Event {
+func (n *upNode) history(t *testing.T) []eventlog.Event {
 	t.Helper()
 	c, _, ok := n.client(t)
 	if !ok {
@@ -309,7 +309,7 @@ func (n *node) history(t *testing.T) []eventlog.Event {
 	return res.Events
 }
 
-func types(evs []eventlog.Event) []string {
+func eventTypes(evs []eventlog.Event) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, strings.TrimPrefix(e.Type, "provision.upgrade_"))
@@ -376,7 +376,7 @@ func TestUpgrade(t *testing.T) {
 			t.Fatalf("the new version lost the data: %s%s", out, e)
 		}
 		h := n.history(t)
-		if got := strings.Join(types(h), " "); got != "requested started completed" {
+		if got := strings.Join(eventTypes(h), " "); got != "requested started completed" {
 			t.Fatalf("history %q, want requested started completed", got)
 		}
 		started := dataOf[provision.UpgradeStarted](t, h[1])
@@ -414,7 +414,7 @@ func TestUpgrade(t *testing.T) {
 			if out, e, st := runFazt(t, kit.old, "query", "--data", data, "--projection", "notes", "--min-seq", seq, "SELECT id, text FROM notes ORDER BY id"); st != 0 || !strings.Contains(out, "written by v1") || !strings.Contains(out, "written by v2") {
 				t.Fatalf("the old binary's notes: %s%s", out, e)
 			}
-			if got := strings.Join(types(old.history(t)), " "); got != "requested started completed" {
+			if got := strings.Join(eventTypes(old.history(t)), " "); got != "requested started completed" {
 				t.Errorf("history read by the old binary: %q", got)
 			}
 		})
@@ -442,7 +442,7 @@ func TestUpgrade(t *testing.T) {
 			t.Fatalf("after the rollback: %s%s", out, e)
 		}
 		h := n.history(t)
-		if got := strings.Join(types(h), " "); got != "requested started rolled_back" {
+		if got := strings.Join(eventTypes(h), " "); got != "requested started rolled_back" {
 			t.Fatalf("history %q, want requested started rolled_back", got)
 		}
 		rb := dataOf[provision.UpgradeRolledBack](t, h[2])
@@ -483,7 +483,7 @@ func TestUpgrade(t *testing.T) {
 				t.Errorf("the server runs %s, want %s", s.Executable, bin)
 			}
 			h := n.history(t)
-			if got := strings.Join(types(h), " "); got != "requested started rolled_back" {
+			if got := strings.Join(eventTypes(h), " "); got != "requested started rolled_back" {
 				t.Fatalf("history %q, want requested started rolled_back", got)
 			}
 			if rb := dataOf[provision.UpgradeRolledBack](t, h[2]); rb.To != "v0.3.0" || !strings.Contains(rb.Reason, tc.reason) {
@@ -583,7 +583,7 @@ func TestUpgrade(t *testing.T) {
 		}
 		h := n.history(t)
 		want := strings.TrimSpace(strings.Repeat("requested refused ", len(cases)))
-		if got := strings.Join(types(h), " "); got != want {
+		if got := strings.Join(eventTypes(h), " "); got != want {
 			t.Fatalf("history %q, want %q", got, want)
 		}
 		for i, tc := range cases {
@@ -655,7 +655,7 @@ func TestUpgrade(t *testing.T) {
 			if got := fileSum(t, bin); got != want {
 				t.Errorf("the binary in place is not %s", tc.version)
 			}
-			if got := strings.Join(types(n.history(t)), " "); got != tc.history {
+			if got := strings.Join(eventTypes(n.history(t)), " "); got != tc.history {
 				t.Errorf("history %q, want %q", got, tc.history)
 			}
 			ents, _ := os.ReadDir(filepath.Dir(bin))
@@ -703,7 +703,7 @@ func TestUpgrade(t *testing.T) {
 		deadline := time.Now().Add(time.Minute)
 		for {
 			h := n.history(t)
-			if got := strings.Join(types(h), " "); got == "requested started completed" {
+			if got := strings.Join(eventTypes(h), " "); got == "requested started completed" {
 				if r := dataOf[provision.UpgradeRequested](t, h[0]); r.By != provision.ByService || r.From != rel {
 					t.Errorf("requested: %s", h[0].Data)
 				}

@@ -333,6 +333,9 @@ func subjects(categories []string) (string, []string) {
 	return "", subs
 }
 
+// clusterTries bounds the lookups of a consumer that does not answer yet.
+const clusterTries = 10
+
 // ensureConsumer binds the reactor's durable consumer, creating it
 // (with the reactor's start position) or updating the settings a reactor
 // owns.
@@ -349,8 +352,15 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, 
 		cfg.BackOff = nil      // delays come with each nak
 		cfg.FilterSubject, cfg.FilterSubjects = subjects(r.Filter.Categories)
 	}
-	for range 3 {
+	for try, waits := 0, 0; try < 3; try++ {
 		c, err := js.Consumer(ctx, stream, name)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && waits < clusterTries {
+			// In a cluster a consumer another node just made answers only
+			// once it has elected its leader: ask again.
+			waits++
+			try--
+			continue
+		}
 		switch {
 		case err == nil:
 			cur := c.CachedInfo().Config

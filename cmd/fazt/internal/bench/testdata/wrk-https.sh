@@ -104,7 +104,8 @@ done
 echo "127.0.0.1 s.bench.test" >"$work/hosts"
 wrkns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && shift && exec "$@"' "$work/hosts" _ taskset -c "$WRK_CPU" wrk "$@"; }
 
-rate() { awk '/^Requests\/sec/ {print $2}'; }
+wrkout="$work/wrk.out"
+rate() { tee -a "$wrkout" | awk '/^Requests\/sec/ {print $2}'; }
 ratio() { awk "BEGIN {printf \"%.2fx\", $1/$2}"; }
 echo "servers on cpu $SERVER_CPU, wrk -t1 -c$CONNS -d$DURATION on cpu $WRK_CPU, $(nproc) CPUs, $(date -u +%FT%TZ); caddy $(caddy version | cut -d' ' -f1)"
 echo "keep-alive: Caddy over HTTPS, the edge over HTTPS, the same app over plain HTTP (the kernel's listener, Host s.localhost)"
@@ -128,3 +129,9 @@ while [ $r -le "$RUNS" ]; do
 	printf '%-10s %-4s %12s %12s %9s\n' small.bin "$r" "$cr" "$kr" "$(ratio "$kr" "$cr")"
 	r=$((r+1))
 done
+# A rate of errors would be no figure: say so.
+if grep -qE 'Non-2xx|Socket errors' "$wrkout"; then
+	echo "warning: some requests failed or were not 200 (wrk):" >&2
+	grep -E 'Non-2xx|Socket errors' "$wrkout" >&2
+	exit 1
+fi

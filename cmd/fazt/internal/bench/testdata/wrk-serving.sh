@@ -73,7 +73,8 @@ for f in small.bin large.bin; do
 	curl -sf "http://127.0.0.1:$nport/$f" | cmp -s "$work/site/$f" - || { echo "nginx does not serve $f whole" >&2; exit 1; }
 done
 
-rate() { awk '/^Requests\/sec/ {print $2}'; }
+wrkout="$work/wrk.out"
+rate() { tee -a "$wrkout" | awk '/^Requests\/sec/ {print $2}'; }
 lat() { awk '/ 50%/ {p50=$2} / 99%/ {p99=$2} END {print p50 " " p99}'; }
 echo "server on cpu $SERVER_CPU, wrk -t1 -c$CONNS -d$DURATION on cpu $WRK_CPU, $(nproc) CPUs, $(date -u +%FT%TZ)"
 printf '%-10s %-4s %12s %12s %7s   %s\n' file run nginx_req/s kernel_req/s ratio "p50 p99 (nginx | kernel)"
@@ -87,3 +88,9 @@ for f in small.bin large.bin; do
 		r=$((r+1))
 	done
 done
+# A rate of errors would be no figure: say so.
+if grep -qE 'Non-2xx|Socket errors' "$wrkout"; then
+	echo "warning: some requests failed or were not 200 (wrk):" >&2
+	grep -E 'Non-2xx|Socket errors' "$wrkout" >&2
+	exit 1
+fi

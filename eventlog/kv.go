@@ -3,7 +3,6 @@ package eventlog
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -47,16 +46,7 @@ func (l *Log) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", bucket, err)
 	}
-	if l.srv != nil && l.Durability == Strict {
-		if o.kvSyncers == nil {
-			o.kvSyncers = map[string]*dirSyncer{}
-		}
-		if o.kvSyncers[bucket] == nil {
-			// As for object stores: the first sync covers every block.
-			dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.accountName(), "streams", "KV_"+bucket, "msgs")
-			o.kvSyncers[bucket] = &dirSyncer{dir: dir, from: 1}
-		}
-	}
+	l.registerSyncer(&o.kvSyncers, bucket, "KV_"+bucket)
 	return kv, nil
 }
 
@@ -67,12 +57,5 @@ func (l *Log) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, 
 // server fsyncs every SyncInterval; URL: that server's business). The
 // bucket must have been opened with KeyValue.
 func (l *Log) SyncKeyValue(bucket string) error {
-	o := &l.objects
-	o.mu.Lock()
-	s := o.kvSyncers[bucket]
-	o.mu.Unlock()
-	if s == nil {
-		return nil
-	}
-	return s.sync()
+	return l.syncBucket(&l.objects.kvSyncers, bucket)
 }

@@ -87,18 +87,7 @@ func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectS
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", bucket, err)
 	}
-	if l.srv != nil && l.Durability == Strict && l.Cluster == nil {
-		if o.syncers == nil {
-			o.syncers = map[string]*dirSyncer{}
-		}
-		if o.syncers[bucket] == nil {
-			// The first sync covers every block, also those an earlier
-			// process wrote and may not have fsynced before it ended
-			// (fsyncing a block with nothing unwritten is cheap).
-			dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.accountName(), "streams", "OBJ_"+bucket, "msgs")
-			o.syncers[bucket] = &dirSyncer{dir: dir, from: 1}
-		}
-	}
+	l.registerSyncer(&o.syncers, bucket, "OBJ_"+bucket)
 	return store, nil
 }
 
@@ -114,9 +103,33 @@ func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectS
 // SyncInterval; with URL durability is that server's business: both
 // return nil at once. The bucket must have been opened with ObjectStore.
 func (l *Log) SyncObjectStore(bucket string) error {
+	return l.syncBucket(&l.objects.syncers, bucket)
+}
+
+// registerSyncer keeps the fsyncer of a bucket's stream, under Strict
+// durability with the embedded server on one node (clustered, every
+// server fsyncs each write itself: sync_interval always). Call it with
+// l.objects.mu held. The first sync covers every block, also those an
+// earlier process wrote and may not have fsynced before it ended
+// (fsyncing a block with nothing unwritten is cheap).
+func (l *Log) registerSyncer(m *map[string]*dirSyncer, bucket, stream string) {
+	if l.srv == nil || l.Durability != Strict || l.Cluster != nil {
+		return
+	}
+	if *m == nil {
+		*m = map[string]*dirSyncer{}
+	}
+	if (*m)[bucket] == nil {
+		dir := filepath.Join(l.srv.JetStreamConfig().StoreDir, l.accountName(), "streams", stream, "msgs")
+		(*m)[bucket] = &dirSyncer{dir: dir, from: 1}
+	}
+}
+
+// syncBucket runs the fsyncer of bucket in *m, if there is one.
+func (l *Log) syncBucket(m *map[string]*dirSyncer, bucket string) error {
 	o := &l.objects
 	o.mu.Lock()
-	s := o.syncers[bucket]
+	s := (*m)[bucket]
 	o.mu.Unlock()
 	if s == nil {
 		return nil

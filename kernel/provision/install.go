@@ -76,7 +76,7 @@ func (in Install) Run(ctx context.Context) error {
 	unitPath, binPath := in.path(UnitPath), in.path(BinPath)
 
 	var steps []step
-	writeUnit := func() error { return writeFile(unitPath, bytes.NewReader(unit), 0o644) }
+	writeUnit := func() error { return WriteFile(unitPath, bytes.NewReader(unit), 0o644) }
 	old, err := os.ReadFile(unitPath)
 	unitChanged := true
 	switch {
@@ -112,7 +112,7 @@ func (in Install) Run(ctx context.Context) error {
 				return err
 			}
 			defer f.Close()
-			if err := writeFile(binPath, f, 0o755); err != nil {
+			if err := WriteFile(binPath, f, 0o755); err != nil {
 				return err
 			}
 			if in.Root != "" {
@@ -316,9 +316,10 @@ func fileHash(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// writeFile writes r to path atomically: a temporary file in the same
+// WriteFile writes r to path atomically: a temporary file in the same
 // directory, fsynced, then renamed over path, and the directory fsynced.
-func writeFile(path string, r io.Reader, mode fs.FileMode) error {
+// A reader sees the old file or the new one, also after a power cut.
+func WriteFile(path string, r io.Reader, mode fs.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

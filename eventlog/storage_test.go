@@ -311,6 +311,13 @@ func all(t *testing.T, l *eventlog.Log) []eventlog.Event {
 	var after uint64
 	for {
 		p, err := l.Read(context.Background(), after, 1000, eventlog.Filter{})
+		// A page of large events can outlast a test's short
+		// RequestTimeout on a loaded machine: unavailable is the answer
+		// to retry, so a read retries it for a while.
+		for deadline := time.Now().Add(30 * time.Second); errors.Is(err, eventlog.ErrUnavailable) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			p, err = l.Read(context.Background(), after, 1000, eventlog.Filter{})
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

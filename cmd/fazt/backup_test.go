@@ -19,6 +19,7 @@ import (
 
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/backup"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/projections"
 )
 
@@ -62,7 +63,7 @@ func snapshotOf(t *testing.T, dir string) snapshot {
 	for _, st := range k.Projections().Statuses() {
 		h := sha256.New()
 		_, err := k.Projections().Read(ctx, st.Name, projections.ReadOptions{MinSeq: s.tail, MaxWait: time.Minute}, func(ctx context.Context, tx *sql.Tx) error {
-			return hashTables(ctx, tx, h)
+			return kerneltest.HashTables(ctx, tx, h)
 		})
 		if err != nil {
 			t.Fatalf("read model %s: %v", st.Name, err)
@@ -70,55 +71,6 @@ func snapshotOf(t *testing.T, dir string) snapshot {
 		s.tables[st.Name] = hex.EncodeToString(h.Sum(nil))
 	}
 	return s
-}
-
-// hashTables writes every row of every table, in a fixed order, to h.
-func hashTables(ctx context.Context, tx *sql.Tx, h interface{ Write([]byte) (int, error) }) error {
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
-	if err != nil {
-		return err
-	}
-	var tables []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		tables = append(tables, n)
-	}
-	rows.Close()
-	for _, tb := range tables {
-		rows, err := tx.QueryContext(ctx, `SELECT * FROM "`+tb+`" LIMIT 0`)
-		if err != nil {
-			return err
-		}
-		cols, _ := rows.Columns()
-		rows.Close()
-		order := make([]string, len(cols))
-		for i := range cols {
-			order[i] = fmt.Sprint(i + 1)
-		}
-		rows, err = tx.QueryContext(ctx, `SELECT * FROM "`+tb+`" ORDER BY `+strings.Join(order, ", "))
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "table %s %v\n", tb, cols)
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				rows.Close()
-				return err
-			}
-			for _, v := range vals {
-				fmt.Fprintf(h, "%T:%v|", v, v)
-			}
-			h.Write([]byte{'\n'})
-		}
-		rows.Close()
-	}
-	return nil
 }
 
 func backupStatus(t *testing.T, dir string) backup.Status {

@@ -17,6 +17,7 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/backup"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/kernel/vfs"
 	"github.com/fazt-sh/fazt/projections"
 )
@@ -154,54 +155,7 @@ func tablesHash(tb testing.TB, k *kernel.Kernel, name string, seq uint64) string
 	tb.Helper()
 	h := sha256.New()
 	_, err := k.Projections().Read(context.Background(), name, projections.ReadOptions{MinSeq: seq, MaxWait: time.Minute}, func(ctx context.Context, tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
-		if err != nil {
-			return err
-		}
-		var tables []string
-		for rows.Next() {
-			var t string
-			rows.Scan(&t)
-			tables = append(tables, t)
-		}
-		rows.Close()
-		if len(tables) == 0 {
-			return fmt.Errorf("no tables")
-		}
-		for _, t := range tables {
-			rows, err := tx.QueryContext(ctx, `SELECT * FROM "`+t+`"`)
-			if err != nil {
-				return err
-			}
-			cols, _ := rows.Columns()
-			order := make([]string, len(cols))
-			for i := range cols {
-				order[i] = fmt.Sprint(i + 1)
-			}
-			rows.Close()
-			rows, err = tx.QueryContext(ctx, `SELECT * FROM "`+t+`" ORDER BY `+strings.Join(order, ", "))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "table %s %v\n", t, cols)
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			for rows.Next() {
-				if err := rows.Scan(ptrs...); err != nil {
-					rows.Close()
-					return err
-				}
-				for _, v := range vals {
-					fmt.Fprintf(h, "%T:%v|", v, v)
-				}
-				h.Write([]byte{'\n'})
-			}
-			rows.Close()
-		}
-		return nil
+		return kerneltest.HashTables(ctx, tx, h)
 	})
 	if err != nil {
 		tb.Fatalf("hash projection %s: %v", name, err)

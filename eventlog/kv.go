@@ -25,19 +25,13 @@ import (
 // after a write that must survive a power cut. Errors: ErrClosed before
 // Open or after Close.
 func (l *Log) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	l.mu.Lock()
-	closed := l.closed || l.nc == nil
-	l.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	o := &l.objects
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if err := l.connectBuckets(); err != nil {
+	js, err := l.lockBuckets()
+	if err != nil {
 		return nil, err
 	}
-	kv, err := o.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	o := &l.objects
+	defer o.mu.Unlock()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "Fazt key-value bucket: service state beside the log",
 		Storage:     jetstream.FileStorage,

@@ -50,6 +50,24 @@ func (l *Log) connectBuckets() error {
 	return nil
 }
 
+// lockBuckets returns the buckets' JetStream handle, connecting first,
+// with l.objects.mu held: the caller unlocks it. Errors: ErrClosed.
+func (l *Log) lockBuckets() (jetstream.JetStream, error) {
+	l.mu.Lock()
+	closed := l.closed || l.nc == nil
+	l.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	o := &l.objects
+	o.mu.Lock()
+	if err := l.connectBuckets(); err != nil {
+		o.mu.Unlock()
+		return nil, err
+	}
+	return o.js, nil
+}
+
 // ObjectStore opens the JetStream object store bucket on the log's NATS
 // server, creating it when it does not exist: file storage, the log's
 // Replicas, no limits. Services keep large immutable contents there (the
@@ -66,19 +84,13 @@ func (l *Log) connectBuckets() error {
 // after writing and before appending an event that names what was
 // written. Errors: ErrClosed before Open or after Close.
 func (l *Log) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
-	l.mu.Lock()
-	closed := l.closed || l.nc == nil
-	l.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	o := &l.objects
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if err := l.connectBuckets(); err != nil {
+	js, err := l.lockBuckets()
+	if err != nil {
 		return nil, err
 	}
-	store, err := o.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	o := &l.objects
+	defer o.mu.Unlock()
+	store, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      bucket,
 		Description: "Fazt object store: immutable contents named by the events of the log",
 		Storage:     jetstream.FileStorage,

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/benbjohnson/litestream"
+
 	"github.com/fazt-sh/fazt/eventlog"
 )
 
@@ -59,10 +61,11 @@ func (s *Service) stageProjections(ctx context.Context) error {
 	}
 	cur := map[string]projStager{}
 	for _, p := range s.k.Projections().Statuses() {
-		if !strings.HasSuffix(p.File, ".db") {
+		file := filepath.Base(p.File)
+		if !strings.HasSuffix(file, ".db") {
 			continue // not open (yet)
 		}
-		gen := strings.TrimSuffix(p.File, ".db")
+		gen := strings.TrimSuffix(file, ".db")
 		cur[filepath.Join(p.Name, gen)] = projStager{name: p.Name, gen: gen}
 	}
 	var errs []error
@@ -76,6 +79,7 @@ func (s *Service) stageProjections(ctx context.Context) error {
 			}
 			// Its replicas keep the generation; the local copy goes.
 			_ = os.RemoveAll(ps.st.dir)
+			_ = os.RemoveAll(ps.st.meta)
 			s.logger().Info("backup: projection generation replaced, its replication stops", "projection", ps.name, "generation", ps.gen)
 			s.mu.Lock()
 		}
@@ -93,6 +97,9 @@ func (s *Service) stageProjections(ctx context.Context) error {
 			path := filepath.Join(s.k.Dir("projections"), ps.name, ps.gen+".db")
 			dir := filepath.Join(filepath.Dir(s.cfg.Path), stagingDir, ProjectionsDir, ps.name, ps.gen)
 			st := newStager(path, dir, s.litestreamLogger().With("projection", ps.name))
+			// Litestream's local state goes beside the staging folder, not
+			// into the projection's folder, which the runner owns.
+			st.meta = dir + litestream.MetaDirSuffix
 			if err := st.open(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("projection %s: %w", ps.name, err))
 				continue

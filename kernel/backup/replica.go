@@ -127,6 +127,7 @@ func (w warnOnly) WithGroup(g string) slog.Handler       { return warnOnly{w.Han
 type stager struct {
 	path string // the SQLite file
 	dir  string // the staging folder
+	meta string // Litestream's local state ("": its default, beside the file)
 	lg   *slog.Logger
 
 	db     *litestream.DB
@@ -151,6 +152,9 @@ func newStager(path, dir string, lg *slog.Logger) *stager {
 func (st *stager) open(ctx context.Context) error {
 	db := litestream.NewDB(st.path)
 	db.MonitorInterval = 0 // the service drives the syncs
+	if st.meta != "" {
+		db.SetMetaPath(st.meta)
+	}
 	if tuneDB != nil {
 		tuneDB(db)
 	}
@@ -181,6 +185,9 @@ func (st *stager) sync(ctx context.Context, seq uint64) error {
 	defer cancel()
 	if err := st.db.Sync(ctx); err != nil {
 		return err
+	}
+	if dpos, err := st.db.Pos(); err != nil || dpos.IsZero() {
+		return err // nothing written yet
 	}
 	if err := st.db.Replica.Sync(ctx); err != nil {
 		return err

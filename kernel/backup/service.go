@@ -516,11 +516,13 @@ func (s *Service) stageLoop(ctx context.Context) {
 // stage syncs the archive into its staging folder, recording the
 // sequence it then holds, and wakes the replicas.
 func (s *Service) stage(ctx context.Context) error {
+	// Projections first: a generation they start is recorded in the
+	// archive, which is synced after.
+	perr := s.stageProjections(ctx)
 	target := s.archived.Load()
 	if err := s.stg.sync(ctx, target); err != nil {
-		return fmt.Errorf("staging the archive: %w", err)
+		return errors.Join(fmt.Errorf("staging the archive: %w", err), perr)
 	}
-	perr := s.stageProjections(ctx)
 	s.mu.Lock()
 	reps := slices.Clone(s.replicas)
 	s.mu.Unlock()

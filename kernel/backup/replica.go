@@ -283,8 +283,14 @@ func newMirror(st *stager, u string) (*mirror, error) {
 	return &mirror{st: st, url: u, client: c}, nil
 }
 
+// copyRate is the slowest upload a copy is given time for, beyond
+// DefaultSyncTimeout: a snapshot of a large archive takes a while.
+const copyRate = 256 << 10 // bytes per second
+
 // listFiles lists a replica's files of every mirrored level.
 func listFiles(ctx context.Context, c litestream.ReplicaClient) ([]*ltx.FileInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultSyncTimeout)
+	defer cancel()
 	var out []*ltx.FileInfo
 	for _, lvl := range mirrorLevels {
 		itr, err := c.LTXFiles(ctx, lvl, 0, false)
@@ -323,7 +329,10 @@ func (m *mirror) roundOnce(ctx context.Context) (bool, error) {
 		return false, nil // not started yet
 	}
 	if m.known == nil {
-		if err := m.client.Init(ctx); err != nil {
+		ictx, cancel := context.WithTimeout(ctx, DefaultSyncTimeout)
+		err := m.client.Init(ictx)
+		cancel()
+		if err != nil {
 			return false, err
 		}
 		have, err := listFiles(ctx, m.client)
@@ -358,7 +367,9 @@ func (m *mirror) roundOnce(ctx context.Context) (bool, error) {
 		if len(stale) == 0 {
 			return nil
 		}
-		if err := m.client.DeleteLTXFiles(ctx, stale); err != nil {
+		dctx, cancel := context.WithTimeout(ctx, DefaultSyncTimeout)
+		defer cancel()
+		if err := m.client.DeleteLTXFiles(dctx, stale); err != nil {
 			return fmt.Errorf("delete %d old files: %w", len(stale), err)
 		}
 		for _, f := range stale {
@@ -393,6 +404,8 @@ func (m *mirror) roundOnce(ctx context.Context) (bool, error) {
 }
 
 func (m *mirror) copyFile(ctx context.Context, f *ltx.FileInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultSyncTimeout+time.Duration(f.Size/copyRate)*time.Second)
+	defer cancel()
 	rc, err := m.st.client.OpenLTXFile(ctx, f.Level, f.MinTXID, f.MaxTXID, 0, 0)
 	if err != nil {
 		return err
@@ -454,8 +467,6 @@ func (r *replica) sync(ctx context.Context) error {
 		}
 		r.arch = m
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultSyncTimeout)
-	defer cancel()
 	if _, err := r.arch.round(ctx); err != nil {
 		return err
 	}

@@ -33,7 +33,9 @@ const (
 	// DefaultShutdownTimeout bounds how long Close waits for the last
 	// events to be archived and synced to the replicas.
 	DefaultShutdownTimeout = 5 * time.Second
-	// DefaultSyncTimeout bounds one sync of a replica.
+	// DefaultSyncTimeout bounds one step of a sync: syncing the archive
+	// into the staging folder, listing a replica, deleting from it, or
+	// copying one file to it (plus a second per 256 KiB of the file).
 	DefaultSyncTimeout = 30 * time.Second
 	// ArchiveFile is the archive's name in the backup folder of the
 	// data directory.

@@ -14,15 +14,20 @@ import (
 	"github.com/fazt-sh/fazt/eventlog"
 )
 
-// projStager replicates one projection generation file.
-type projStager struct {
-	name, gen string // gen: the file's name without ".db" ("000002")
-	st        *stager
-}
-
 // ProjectionsDir is the folder, under a replica URL, of the projection
 // files' replicas: <URL>/projections/<name>/<gen>.
 const ProjectionsDir = "projections"
+
+// projStager replicates one projection generation file.
+type projStager struct {
+	key       string // <name>/<gen>
+	name, gen string // gen: the file's name without ".db" ("000002")
+	st        *stager
+	// retired: the generation no longer serves; its Litestream has made
+	// a last sync into the staging folder, which stays until every
+	// replica has copied it.
+	retired bool
+}
 
 // UseProjections turns on the replication of the projection files
 // (Config.Projections), before Start (the --backup-projections flag).
@@ -36,16 +41,13 @@ func (s *Service) UseProjections() error {
 	return nil
 }
 
-// projectionStagers are the projection generations replicated now, by
-// staging folder.
-func (s *Service) projectionStagers() map[string]projStager {
+// projectionStagers are the projection generations to mirror now.
+func (s *Service) projectionStagers() []projStager {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]projStager, len(s.projs))
-	for dir, ps := range s.projs {
-		if ps.st.client != nil {
-			out[dir] = *ps
-		}
+	out := make([]projStager, 0, len(s.projs))
+	for _, ps := range s.projs {
+		out = append(out, *ps)
 	}
 	return out
 }
@@ -53,8 +55,9 @@ func (s *Service) projectionStagers() map[string]projStager {
 // stageProjections follows each projection's serving generation: a new
 // one (first seen, or after a rebuild switched to it) is recorded in the
 // archive's projection_files and gets a Litestream of its own; one no
-// longer serving stops (its replicas stay where they are). Then each is
-// synced into its staging folder.
+// longer serving has a last sync and is retired (its replicas stay where
+// they are; its staging folder goes once every replica has copied it).
+// Then each serving one is synced into its staging folder.
 func (s *Service) stageProjections(ctx context.Context) error {
 	if !s.cfg.Projections {
 		return nil
@@ -66,30 +69,45 @@ func (s *Service) stageProjections(ctx context.Context) error {
 			continue // not open (yet)
 		}
 		gen := strings.TrimSuffix(file, ".db")
-		cur[filepath.Join(p.Name, gen)] = projStager{name: p.Name, gen: gen}
+		key := p.Name + "/" + gen
+		cur[key] = projStager{key: key, name: p.Name, gen: gen}
 	}
 	var errs []error
 	s.mu.Lock()
+	var retire, drop []*projStager
 	for key, ps := range s.projs {
-		if _, ok := cur[key]; !ok {
+		if _, ok := cur[key]; ok {
+			continue
+		}
+		if !ps.retired {
+			retire = append(retire, ps)
+		} else if s.copiedByAll(key) {
 			delete(s.projs, key)
-			s.mu.Unlock()
-			if err := ps.st.close(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("projection %s generation %s: %w", ps.name, ps.gen, err))
-			}
-			// Its replicas keep the generation; the local copy goes.
-			_ = os.RemoveAll(ps.st.dir)
-			_ = os.RemoveAll(ps.st.meta)
-			s.logger().Info("backup: projection generation replaced, its replication stops", "projection", ps.name, "generation", ps.gen)
-			s.mu.Lock()
+			drop = append(drop, ps)
 		}
 	}
 	s.mu.Unlock()
+	for _, ps := range retire {
+		if err := ps.st.close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("projection %s generation %s: %w", ps.name, ps.gen, err))
+		}
+		// Retired once its last sync is in the staging folder: a replica
+		// that copies the folder from now on has all of it.
+		s.mu.Lock()
+		ps.retired = true
+		s.mu.Unlock()
+		s.logger().Info("backup: projection generation replaced, its replication stops", "projection", ps.name, "generation", ps.gen)
+	}
+	for _, ps := range drop {
+		s.forgetProjection(ps.key)
+		_ = os.RemoveAll(ps.st.dir)
+		_ = os.RemoveAll(ps.st.meta)
+	}
 	for key, ps := range cur {
 		s.mu.Lock()
 		have := s.projs[key]
 		s.mu.Unlock()
-		if have == nil {
+		if have == nil || have.retired {
 			if err := s.arch.addProjectionFile(ctx, ps.name, ps.gen, time.Now()); err != nil {
 				errs = append(errs, err)
 				continue
@@ -104,7 +122,8 @@ func (s *Service) stageProjections(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("projection %s: %w", ps.name, err))
 				continue
 			}
-			have = &projStager{name: ps.name, gen: ps.gen, st: st}
+			s.forgetProjection(key)
+			have = &projStager{key: key, name: ps.name, gen: ps.gen, st: st}
 			s.mu.Lock()
 			s.projs[key] = have
 			s.mu.Unlock()
@@ -117,6 +136,32 @@ func (s *Service) stageProjections(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// copiedByAll reports whether every replica has copied a retired
+// generation's staging folder since it was retired. s.mu is held.
+func (s *Service) copiedByAll(key string) bool {
+	for _, r := range s.replicas {
+		r.mu.Lock()
+		done := r.retiredDone[key]
+		r.mu.Unlock()
+		if !done {
+			return false
+		}
+	}
+	return true
+}
+
+// forgetProjection drops the replicas' state about a generation.
+func (s *Service) forgetProjection(key string) {
+	s.mu.Lock()
+	reps := s.replicas
+	s.mu.Unlock()
+	for _, r := range reps {
+		r.mu.Lock()
+		delete(r.retiredDone, key)
+		r.mu.Unlock()
+	}
+}
+
 // closeStagers stops the Litestreams of the archive and the projection
 // files.
 func (s *Service) closeStagers(ctx context.Context) error {
@@ -126,7 +171,9 @@ func (s *Service) closeStagers(ctx context.Context) error {
 	s.mu.Unlock()
 	var errs []error
 	for _, ps := range projs {
-		errs = append(errs, ps.st.close(ctx))
+		if !ps.retired {
+			errs = append(errs, ps.st.close(ctx))
+		}
 	}
 	if stg != nil {
 		errs = append(errs, stg.close(ctx))

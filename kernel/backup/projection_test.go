@@ -47,6 +47,18 @@ func TestProjectionFilesReplicated(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	gen2 := servingFile(t, n, "vfs")
+	// The replaced generation's staging folder goes once both replicas
+	// have copied its last state.
+	oldStaging := filepath.Join(dir, "backup", "staging", "projections", "vfs", strings.TrimSuffix(gen1, ".db"))
+	for {
+		if _, err := os.Stat(oldStaging); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the staging folder of the replaced generation %s stays", gen1)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	n.deploy(t, "blog", map[string]string{"index.html": "<h1>v2</h1>"})
 	n.notes(t, 10)
 	tail = n.tail(t)

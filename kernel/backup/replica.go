@@ -325,9 +325,7 @@ func (m *mirror) round(ctx context.Context) (bool, error) {
 }
 
 func (m *mirror) roundOnce(ctx context.Context) (bool, error) {
-	if m.st.client == nil {
-		return false, nil // not started yet
-	}
+
 	if m.known == nil {
 		ictx, cancel := context.WithTimeout(ctx, DefaultSyncTimeout)
 		err := m.client.Init(ictx)
@@ -347,6 +345,9 @@ func (m *mirror) roundOnce(ctx context.Context) (bool, error) {
 	want, err := listFiles(ctx, m.st.client)
 	if err != nil {
 		return false, fmt.Errorf("staging folder %s: %w", m.st.dir, err)
+	}
+	if len(want) == 0 {
+		return false, nil // nothing staged yet: a replica is never emptied
 	}
 	wanted := make(map[fileKey]bool, len(want))
 	var top ltx.TXID
@@ -427,20 +428,21 @@ type replica struct {
 	done   chan struct{}      // loop ended
 
 	arch  *mirror            // the archive, at the URL's root
-	projs map[string]*mirror // projection files, by staging folder
+	projs map[string]*mirror // projection files, by <name>/<gen>
 
-	mu        sync.Mutex
-	pos       ltx.TXID // the staging position the replica holds
-	copied    uint64
-	copiedAt  time.Time
-	lastErr   string
-	lastErrAt time.Time
-	errs      uint64
-	syncs     uint64
+	mu          sync.Mutex
+	retiredDone map[string]bool // retired projection generations copied since
+	pos         ltx.TXID        // the staging position the replica holds
+	copied      uint64
+	copiedAt    time.Time
+	lastErr     string
+	lastErrAt   time.Time
+	errs        uint64
+	syncs       uint64
 }
 
 func newReplica(s *Service, u string) *replica {
-	return &replica{s: s, url: u, kick: make(chan struct{}, 1), projs: map[string]*mirror{}}
+	return &replica{s: s, url: u, kick: make(chan struct{}, 1), projs: map[string]*mirror{}, retiredDone: map[string]bool{}}
 }
 
 func (r *replica) fail(err error) {
@@ -491,28 +493,37 @@ func (r *replica) sync(ctx context.Context) error {
 // (Config.Projections) to the URL's projections/<name>/<gen>.
 func (r *replica) syncProjections(ctx context.Context) error {
 	cur := r.s.projectionStagers()
-	for dir := range r.projs {
-		if _, ok := cur[dir]; !ok {
-			delete(r.projs, dir) // a generation no longer current
-		}
-	}
-	for dir, ps := range cur {
-		m := r.projs[dir]
-		if m == nil {
-			u, err := subURL(r.url, "projections", ps.name, ps.gen)
+	keep := map[string]bool{}
+	var errs []error
+	for _, ps := range cur {
+		keep[ps.key] = true
+		m := r.projs[ps.key]
+		if m == nil || m.st != ps.st {
+			u, err := subURL(r.url, ProjectionsDir, ps.name, ps.gen)
 			if err != nil {
 				return err
 			}
 			if m, err = newMirror(ps.st, u); err != nil {
 				return err
 			}
-			r.projs[dir] = m
+			r.projs[ps.key] = m
 		}
 		if _, err := m.round(ctx); err != nil {
-			return fmt.Errorf("projection %s generation %s: %w", ps.name, ps.gen, err)
+			errs = append(errs, fmt.Errorf("projection %s generation %s: %w", ps.name, ps.gen, err))
+			continue
+		}
+		if ps.retired {
+			r.mu.Lock()
+			r.retiredDone[ps.key] = true
+			r.mu.Unlock()
 		}
 	}
-	return nil
+	for key := range r.projs {
+		if !keep[key] {
+			delete(r.projs, key)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r *replica) copiedSeq() uint64 {

@@ -469,23 +469,31 @@ func (r *replica) sync(ctx context.Context) error {
 		}
 		r.arch = m
 	}
-	if _, err := r.arch.round(ctx); err != nil {
+	changed, err := r.arch.round(ctx)
+	if err != nil {
 		return err
 	}
 	seq := st.seqAt(r.arch.txid)
+	r.mu.Lock()
+	r.pos = r.arch.txid
+	changed = changed || seq > r.copied || r.syncs == 0
+	r.copied, r.copiedAt = max(r.copied, seq), time.Now()
+	seq = r.copied
+	if changed {
+		r.syncs++
+	}
+	r.mu.Unlock()
+	if f := r.s.cfg.OnCopied; f != nil && changed {
+		f(Redact(r.url), seq)
+	}
+	// The projection files after the archive: their errors are the
+	// replica's too, but do not hold back its archive position.
 	if err := r.syncProjections(ctx); err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.pos = r.arch.txid
-	r.copied, r.copiedAt = max(r.copied, seq), time.Now()
-	seq = r.copied
 	r.lastErr = ""
-	r.syncs++
 	r.mu.Unlock()
-	if f := r.s.cfg.OnCopied; f != nil {
-		f(Redact(r.url), seq)
-	}
 	return nil
 }
 

@@ -65,8 +65,9 @@ type Config struct {
 	// BatchSize is the most events one archive transaction holds
 	// (DefaultBatchSize).
 	BatchSize int
-	// SyncInterval is the shortest time between two syncs of a replica
-	// (DefaultSyncInterval).
+	// SyncInterval is the shortest time between two syncs of the
+	// archive into the staging folder, and between two copies to a
+	// replica (DefaultSyncInterval).
 	SyncInterval time.Duration
 	// ShutdownTimeout bounds Close's wait for the last sync
 	// (DefaultShutdownTimeout).
@@ -75,9 +76,9 @@ type Config struct {
 	// --backup-projections flag), for read models too large to rebuild
 	// from the log quickly: <URL>/projections/<name>/<generation>.
 	Projections bool
-	// OnCopied, when set, is called after each successful sync of a
-	// replica with the archived sequence it now holds (benchmarks
-	// measure lag with it).
+	// OnCopied, when set, is called after each sync of a replica that
+	// copied something, with the archived sequence it now holds
+	// (benchmarks measure lag with it).
 	OnCopied func(replica string, seq uint64)
 }
 

@@ -28,7 +28,7 @@ import (
 // events: the folder with the stock litestream CLI when it is
 // installed, S3 with the library.
 func TestReplicasShareOneLitestream(t *testing.T) {
-	const minPages, truncatePages = 64, 1024 // 256 KiB, 4 MiB
+	const minPages, truncatePages = 64, 512 // 256 KiB, 2 MiB
 	t.Cleanup(backup.SetCheckpointPages(minPages, truncatePages))
 	ctx := context.Background()
 	s3url := fakeS3(t, "backups", "multi")
@@ -38,11 +38,7 @@ func TestReplicasShareOneLitestream(t *testing.T) {
 	wal := n.bk.ArchivePath() + "-wal"
 	var maxWAL int64
 	body := strings.Repeat("x", 6000)
-	rounds := 60
-	if testing.Short() {
-		rounds = 30
-	}
-	for r := range rounds {
+	for r := range 24 {
 		evs := make([]eventlog.Event, 20)
 		for i := range evs {
 			evs[i] = eventlog.Event{Stream: fmt.Sprintf("bulk.%d", i%5), Type: noteType, Data: json.RawMessage(fmt.Sprintf(`{"r":%d,"i":%d,"pad":%q}`, r, i, body))}
@@ -61,9 +57,9 @@ func TestReplicasShareOneLitestream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 60 rounds of 120 KB pass the low threshold ~28 times and the
-	// truncating one once or twice: a WAL that is never restarted grows
-	// past the latter.
+	// 24 rounds of 120 KB pass the low threshold about a dozen times,
+	// and the truncating one: a WAL that is never restarted grows past
+	// the latter.
 	if limit := int64(truncatePages) * 4096; maxWAL >= limit {
 		t.Errorf("the archive's WAL reached %d bytes, the truncating checkpoint's threshold is %d: checkpoints do not restart it", maxWAL, limit)
 	}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/litestream"
@@ -134,6 +135,8 @@ type stager struct {
 	store  *litestream.Store
 	client litestream.ReplicaClient // the staging folder
 
+	ver atomic.Uint64 // counts syncs that staged a new transaction
+
 	mu    sync.Mutex
 	marks []mark // ascending: staging TXID → the archive sequence it holds
 }
@@ -189,10 +192,14 @@ func (st *stager) sync(ctx context.Context, seq uint64) error {
 	if dpos, err := st.db.Pos(); err != nil || dpos.IsZero() {
 		return err // nothing written yet
 	}
+	before := st.db.Replica.Pos()
 	if err := st.db.Replica.Sync(ctx); err != nil {
 		return err
 	}
 	pos := st.db.Replica.Pos()
+	if pos != before {
+		st.ver.Add(1)
+	}
 	if seq == 0 || pos.TXID == 0 {
 		return nil
 	}
@@ -273,7 +280,14 @@ type mirror struct {
 	client litestream.ReplicaClient
 	known  map[fileKey]int64 // the replica's files and sizes; nil: list it first
 	txid   ltx.TXID          // the staging position the replica holds
+	ver    uint64            // the stager's ver when the staging folder was last copied
+	listed time.Time         // when it was
 }
+
+// relistEvery is how often a mirror looks at a staging folder that has
+// staged nothing new, for the files Litestream's compaction and
+// retention made or removed there.
+const relistEvery = 10 * time.Second
 
 func newMirror(st *stager, u string) (*mirror, error) {
 	c, err := newReplicaClient(u)
@@ -318,7 +332,8 @@ func (m *mirror) round(ctx context.Context) (bool, error) {
 			continue
 		}
 		if err != nil {
-			m.known = nil // what the replica holds is uncertain now
+			// What the replica holds is uncertain now: list both again.
+			m.known, m.listed = nil, time.Time{}
 		}
 		return changed, err
 	}
@@ -342,6 +357,11 @@ func (m *mirror) roundOnce(ctx context.Context) (bool, error) {
 			m.known[fileKey{f.Level, f.MinTXID, f.MaxTXID}] = f.Size
 		}
 	}
+	ver := m.st.ver.Load()
+	if ver == m.ver && time.Since(m.listed) < relistEvery {
+		return false, nil // nothing new staged
+	}
+	listed := time.Now()
 	want, err := listFiles(ctx, m.st.client)
 	if err != nil {
 		return false, fmt.Errorf("staging folder %s: %w", m.st.dir, err)
@@ -400,7 +420,7 @@ func (m *mirror) roundOnce(ctx context.Context) (bool, error) {
 	if err := del(); err != nil {
 		return changed, err
 	}
-	m.txid = top
+	m.txid, m.ver, m.listed = top, ver, listed
 	return changed, nil
 }
 

@@ -93,6 +93,7 @@ func (s *Service) stageProjections(ctx context.Context) error {
 		}
 		// Retired once its last sync is in the staging folder: a replica
 		// that copies the folder from now on has all of it.
+		ps.st.ver.Add(1)
 		s.mu.Lock()
 		ps.retired = true
 		s.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -104,6 +105,19 @@ func TestProjectionFilesReplicated(t *testing.T) {
 				t.Errorf("%s restored from %s: tables %s, live %s", name, backup.Redact(from), got, live)
 			}
 		}
+	}
+	// The stock CLI restores them too.
+	if ls, err := exec.LookPath("litestream"); err == nil {
+		for name, gen := range serving {
+			out := filepath.Join(t.TempDir(), gen+".db")
+			if b, err := exec.Command(ls, "restore", "-o", out, "file://"+filepath.ToSlash(folder)+"/projections/"+name+"/"+gen).CombinedOutput(); err != nil {
+				t.Errorf("litestream restore %s/%s: %v: %s", name, gen, err, b)
+			} else if got, live := liveTables(t, out), liveTables(t, filepath.Join(dir, "projections", name, gen+".db")); got != live {
+				t.Errorf("%s restored by the litestream CLI: tables %s, live %s", name, got, live)
+			}
+		}
+	} else {
+		t.Log("litestream CLI not installed: projection files are restored with the library only")
 	}
 	// The generation before the rebuild stays restorable.
 	old := filepath.Join(t.TempDir(), "old.db")

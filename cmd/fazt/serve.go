@@ -43,6 +43,7 @@ type serveOptions struct {
 	reserve    string
 	edge       edgeOptions
 	backup     []string
+	backupProj bool
 	cluster    clusterOptions
 }
 
@@ -91,6 +92,7 @@ https://fazt.DOMAIN/ with the token ("fazt certs list" shows them).`,
 	f.StringVar(&o.reserve, "disk-reserve", humanize.IBytes(eventlog.DefaultDiskReserve), "free space appends leave on the data directory's disk, for the read models and SQLite; 0: none. Appends below it get 507 and resume once space is freed")
 	a.edgeFlags(f, &o.edge)
 	f.StringArrayVar(&o.backup, "backup", nil, "copy every event and site file continuously to this replica (file:///dir, s3://bucket/path?endpoint=…, a folder; any Litestream replica URL); repeatable. See fazt backup, fazt restore")
+	f.BoolVar(&o.backupProj, "backup-projections", false, "also replicate each read model's SQLite file to the --backup replicas (under URL/projections/NAME/GENERATION), for read models too large to rebuild from the log quickly")
 	a.clusterFlags(f, &o.cluster)
 	return cmd
 }
@@ -170,6 +172,9 @@ func (a *app) serve(cmd *cobra.Command, o serveOptions) error {
 		return err
 	}
 	bk, err := registerBackup(k, o.backup)
+	if err == nil && o.backupProj {
+		err = bk.UseProjections()
+	}
 	if err != nil {
 		return usagef(cmd, "--backup: %v", err)
 	}

@@ -51,7 +51,23 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 	seq        INTEGER NOT NULL,
 	updated_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS projection_files (
+	name       TEXT NOT NULL,
+	generation TEXT NOT NULL,
+	started_ns INTEGER NOT NULL,
+	PRIMARY KEY (name, generation)
+);
 `
+
+// addProjectionFile records that a projection generation file is
+// replicated from now on (Config.Projections); the first record stays.
+func (a *archive) addProjectionFile(ctx context.Context, name, gen string, at time.Time) error {
+	_, err := a.db.ExecContext(ctx, `INSERT OR IGNORE INTO projection_files(name, generation, started_ns) VALUES (?, ?, ?)`, name, gen, at.UnixNano())
+	if err != nil {
+		return fmt.Errorf("backup archive %s: record projection %s generation %s: %w", a.path, name, gen, err)
+	}
+	return nil
+}
 
 // sourceLog is the checkpoint of the event stream; buckets are
 // "bucket:<name>".

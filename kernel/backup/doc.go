@@ -57,6 +57,10 @@
 //	checkpoints(source TEXT PRIMARY KEY, seq INTEGER, updated_ns INTEGER)
 //	    "log": the last event archived; "bucket:<name>": the last message of the bucket's
 //	    stream read
+//	projection_files(name TEXT, generation TEXT, started_ns INTEGER, PRIMARY KEY(name, generation))
+//	    with Config.Projections: each projection generation file replicated, at
+//	    <URL>/projections/<name>/<generation>, and when its replication started
+//	    (nanoseconds since 1970 UTC); empty otherwise
 //
 // Litestream adds its own bookkeeping tables (_litestream_seq,
 // _litestream_lock). sqlite3 reads the file as it is:
@@ -78,23 +82,67 @@
 //
 // # Replicas
 //
-// Each replica URL gets an embedded Litestream (github.com/benbjohnson/litestream,
-// the library: a DB, a Replica and a Store for its compactions, the CLI's
-// levels: 30 s, 5 min, 1 h). The service drives the syncs: after the
-// archive advances, at most every Config.SyncInterval (200 ms), it syncs
-// the archive's WAL into Litestream's files and uploads them, so it
-// knows which event each replica holds. A replica that fails (folder not
-// writable, S3 endpoint gone) never stops the archive or the log: its
-// error and growing lag show in Status, /metrics and its retries back
-// off up to 10 s, and it catches up when the target returns. Close
-// waits at most Config.ShutdownTimeout (5 s) for the last events to be
-// archived and synced; what is cut short resumes at the next start.
+// The archive has one embedded Litestream (github.com/benbjohnson/litestream,
+// the library: a DB, a Replica and a Store, the CLI's compaction levels:
+// 30 s, 5 min, 1 h, and its daily snapshot), however many replica URLs
+// there are. It replicates into a staging folder on the local disk,
+// DIR/backup/staging/archive (a file:// replica), where Litestream
+// compacts and enforces retention once. For each replica URL a mirror
+// copies that folder's LTX files to the URL through Litestream's
+// ReplicaClient: new files first (the snapshot and compacted levels,
+// then L0, each in transaction order, so a replica that was far behind
+// can restore from them before the newest L0 files land), then it
+// deletes the files the staging folder no longer has. Each URL is
+// therefore a standard Litestream replica of the archive, which the
+// stock CLI restores. One Litestream per file matters: each holds a
+// read transaction on the file that it lets go only around its own
+// checkpoints, so two on one file would keep each other from ever
+// restarting the WAL, and the WAL would grow without bound.
+//
+// The service drives the syncs: after the archive advances, at most
+// every Config.SyncInterval (200 ms), it syncs the archive's WAL into
+// the staging folder, notes which archived sequence that transaction
+// holds, and wakes the mirrors; a mirror reports the sequence of the
+// last transaction it copied. Each mirror has its own loop, position,
+// error and backoff: a replica that fails (folder not writable, S3
+// endpoint gone) never stops the archive, the log or the other
+// replicas; its error and growing lag show in Status, /metrics and
+// fazt doctor, its retries back off up to 10 s, and it catches up from
+// the staging folder when the target returns. A replica holding files
+// past the staging folder's last transaction (an older history: the
+// staging folder was started again) has them deleted before the copy.
+// Close syncs the last events into the staging folder and makes a last
+// copy to every replica at once, waiting at most Config.ShutdownTimeout
+// (5 s); what is cut short resumes at the next start.
+//
+// The staging hop costs local disk and one local write: the staging
+// folder holds what a replica holds (the daily snapshot, a full copy of
+// the archive, kept a day, so one to two copies of the archive; the
+// compacted files; L0 files for 5 minutes), beside Litestream's own
+// local L0 files. In exchange, snapshots and compactions are made once
+// from local files instead of once per replica, reading back from it.
 //
 // The replicas are Litestream's own format: the stock CLI restores the
 // archive without Fazt, and sqlite3 reads it:
 //
 //	litestream restore -o archive.db s3://bucket/fazt
 //	sqlite3 archive.db 'PRAGMA integrity_check'
+//
+// # Projection files
+//
+// Projections are rebuilt from the restored log by default. For read
+// models too large to rebuild quickly, Config.Projections (fazt serve
+// --backup-projections) also replicates each projection's serving
+// generation file, DIR/projections/<name>/<gen>.db, the same way (its
+// own Litestream, a staging folder DIR/backup/staging/projections/<name>/<gen>,
+// a mirror per URL) to <URL>/projections/<name>/<gen> ("000002" for
+// 000002.db): a standard Litestream replica of that file. When a
+// rebuild switches a projection to a new generation, the new file's
+// replication starts and the old one's stops (its replicas stay). Each
+// generation replicated is recorded in the archive's projection_files
+// when its replication starts, so a restore of the archive knows which
+// generations exist and since when. Litestream adds its bookkeeping
+// tables (_litestream_seq, _litestream_lock) to those files too.
 //
 // # Restore
 //

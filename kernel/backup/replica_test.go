@@ -67,9 +67,9 @@ func TestS3AndFolderReplicas(t *testing.T) {
 	}
 }
 
-// TestReplicaDown: a replica that cannot be written never stops
-// appends or the archive; its error and lag show, and it catches up
-// once the target is back. Close with a replica that never answers
+// TestReplicaDown: a replica that cannot be written, or one that never
+// answers, never stops appends, the archive or a healthy replica; its
+// error and lag show, and it catches up once the target is back. Close with a replica that never answers
 // returns within its bound, saying what was not synced.
 func TestReplicaDown(t *testing.T) {
 	base := t.TempDir()
@@ -103,15 +103,17 @@ func TestReplicaDown(t *testing.T) {
 	t.Setenv("AWS_CA_BUNDLE", "")
 	silent := "s3://b/p?endpoint=http://" + ln.Addr().String() + "&region=us-east-1"
 	down := filepath.Join(blocker, "replica")
-	n := startNode(t, t.TempDir(), backup.Config{Replicas: []string{down, silent}, ShutdownTimeout: 1e9})
+	healthy := filepath.Join(base, "healthy")
+	n := startNode(t, t.TempDir(), backup.Config{Replicas: []string{down, silent, healthy}, ShutdownTimeout: 1e9})
 	n.notes(t, 100)
 	tail := n.tail(t)
 	var st backup.Status
+	// The healthy replica keeps up while the others fail or hang.
 	for {
 		if st, err = n.bk.Status(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if st.ArchivedSeq == tail && st.Replicas[0].LastError != "" {
+		if st.ArchivedSeq == tail && st.Replicas[0].LastError != "" && st.Replicas[2].CopiedSeq == tail {
 			break
 		}
 	}
@@ -129,11 +131,11 @@ func TestReplicaDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Replicas[0].CopiedSeq >= tail {
+		if st.Replicas[0].CopiedSeq >= tail && st.Replicas[2].CopiedSeq >= tail {
 			break
 		}
 	}
-	if st.Replicas[0].LastError != "" || st.Replicas[1].CopiedSeq != 0 {
+	if st.Replicas[0].LastError != "" || st.Replicas[1].CopiedSeq != 0 || st.Replicas[2].LastError != "" {
 		t.Errorf("after the folder is back: %+v", st.Replicas)
 	}
 	// The silent S3 endpoint: Close waits ShutdownTimeout at most, and

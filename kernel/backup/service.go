@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 	"weak"
 
+	"github.com/benbjohnson/litestream"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/superfly/ltx"
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
@@ -29,7 +33,9 @@ const (
 	// DefaultShutdownTimeout bounds how long Close waits for the last
 	// events to be archived and synced to the replicas.
 	DefaultShutdownTimeout = 5 * time.Second
-	// DefaultSyncTimeout bounds one sync of a replica.
+	// DefaultSyncTimeout bounds one step of a sync: syncing the archive
+	// into the staging folder, listing a replica, deleting from it, or
+	// copying one file to it (plus a second per 256 KiB of the file).
 	DefaultSyncTimeout = 30 * time.Second
 	// ArchiveFile is the archive's name in the backup folder of the
 	// data directory.
@@ -59,15 +65,20 @@ type Config struct {
 	// BatchSize is the most events one archive transaction holds
 	// (DefaultBatchSize).
 	BatchSize int
-	// SyncInterval is the shortest time between two syncs of a replica
-	// (DefaultSyncInterval).
+	// SyncInterval is the shortest time between two syncs of the
+	// archive into the staging folder, and between two copies to a
+	// replica (DefaultSyncInterval).
 	SyncInterval time.Duration
 	// ShutdownTimeout bounds Close's wait for the last sync
 	// (DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
-	// OnCopied, when set, is called after each successful sync of a
-	// replica with the archived sequence it now holds (benchmarks
-	// measure lag with it).
+	// Projections also replicates each projection's serving file (the
+	// --backup-projections flag), for read models too large to rebuild
+	// from the log quickly: <URL>/projections/<name>/<generation>.
+	Projections bool
+	// OnCopied, when set, is called after each sync of a replica that
+	// copied something, with the archived sequence it now holds
+	// (benchmarks measure lag with it).
 	OnCopied func(replica string, seq uint64)
 }
 
@@ -91,8 +102,12 @@ type Service struct {
 	lastErr  string
 	errAt    time.Time
 
-	archived atomic.Uint64 // the last sequence the archive holds
-	kick     chan struct{} // the archive advanced
+	archived  atomic.Uint64          // the last sequence the archive holds
+	kick      chan struct{}          // the archive advanced
+	stg       *stager                // the archive's Litestream and staging folder
+	stageDone chan struct{}          // the staging loop ended
+	stageErr  string                 // the staging loop's last error
+	projs     map[string]*projStager // projection generations replicated, by <name>/<gen>
 
 	streams map[string]jetstream.Stream
 	stores  map[string]jetstream.ObjectStore
@@ -122,7 +137,7 @@ func Register(k *kernel.Kernel, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("backup: %w", err)
 		}
 	}
-	s := &Service{k: k, cfg: cfg, kick: make(chan struct{}, 1), streams: map[string]jetstream.Stream{}, stores: map[string]jetstream.ObjectStore{}}
+	s := &Service{k: k, cfg: cfg, kick: make(chan struct{}, 1), projs: map[string]*projStager{}, streams: map[string]jetstream.Stream{}, stores: map[string]jetstream.ObjectStore{}}
 	for _, typ := range []string{TypeReplicaAdded, TypeReplicaRemoved} {
 		if err := k.RegisterEvent(typ, 1, []byte(replicaSchema)); err != nil {
 			return nil, fmt.Errorf("backup: %w", err)
@@ -331,12 +346,22 @@ func (s *Service) startReplica(ctx context.Context, u string) error {
 			a.close()
 			return fmt.Errorf("backup archive %s: %w", s.cfg.Path, err)
 		}
-		s.arch = a
+		s.removeOldLitestreamState()
+		stg := newStager(s.cfg.Path, filepath.Join(filepath.Dir(s.cfg.Path), stagingDir, "archive"), s.litestreamLogger())
+		if err := stg.open(ctx); err != nil {
+			a.close()
+			return fmt.Errorf("backup archive %s: %w", s.cfg.Path, err)
+		}
+		s.arch, s.stg = a, stg
 		s.archived.Store(pos)
-		s.runDone = make(chan struct{})
+		s.runDone, s.stageDone = make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(s.runDone)
 			s.run(s.rctx)
+		}()
+		go func() {
+			defer close(s.stageDone)
+			s.stageLoop(s.rctx)
 		}()
 		s.logger().Info("backup archiving", "archive", s.cfg.Path, "from_seq", pos)
 	}
@@ -406,15 +431,129 @@ func (s *Service) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	if arch != nil {
 		<-s.runDone
+		<-s.stageDone
+		// The last transactions into the staging folder, then a last copy
+		// to every replica at once: one that does not answer takes the
+		// whole wait, not the others' share of it.
+		if serr := s.stage(ctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("backup: last sync into the staging folder: %w", serr))
+		}
 	}
-	for _, r := range reps {
+	errs := make([]error, len(reps))
+	var wg sync.WaitGroup
+	for i, r := range reps {
 		<-r.done
-		err = errors.Join(err, r.close(ctx, s.archived.Load()))
+		wg.Go(func() { errs[i] = r.close(ctx, s.archived.Load()) })
 	}
+	wg.Wait()
+	err = errors.Join(append([]error{err}, errs...)...)
 	if arch != nil {
-		err = errors.Join(err, arch.close())
+		err = errors.Join(err, s.closeStagers(ctx), arch.close())
 	}
 	return err
+}
+
+// stagingDir is the folder, beside the archive, of the staging replicas.
+const stagingDir = "staging"
+
+// litestreamLogger passes Litestream's warnings and errors to the
+// kernel's log; its progress is debug chatter here.
+func (s *Service) litestreamLogger() *slog.Logger {
+	return slog.New(warnOnly{s.logger().Handler()}).With("litestream", true)
+}
+
+// removeOldLitestreamState removes the Litestream folders an earlier
+// version kept beside the archive, one per replica URL
+// (.archive.db-litestream-<hash>): the staging replica replaces them.
+func (s *Service) removeOldLitestreamState() {
+	dir, name := filepath.Split(s.cfg.Path)
+	old, _ := filepath.Glob(filepath.Join(dir, "."+name+litestream.MetaDirSuffix+"-*"))
+	for _, o := range old {
+		if err := os.RemoveAll(o); err == nil {
+			s.logger().Info("backup: removed an earlier version's Litestream folder", "path", o)
+		}
+	}
+}
+
+func (s *Service) archiveStager() *stager {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stg
+}
+
+// stageLoop syncs the archive (and the projection files replicated)
+// into the staging folder after the archive advances, at most every
+// SyncInterval, then wakes the replicas.
+func (s *Service) stageLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.kick:
+			case <-tick.C:
+			}
+		}
+		began := time.Now()
+		err := s.stage(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.setStageErr(err)
+		wait := s.cfg.SyncInterval - time.Since(began)
+		if err != nil {
+			wait = time.Second
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// stage syncs the archive into its staging folder, recording the
+// sequence it then holds, and wakes the replicas.
+func (s *Service) stage(ctx context.Context) error {
+	// Projections first: a generation they start is recorded in the
+	// archive, which is synced after.
+	perr := s.stageProjections(ctx)
+	target := s.archived.Load()
+	if err := s.stg.sync(ctx, target); err != nil {
+		return errors.Join(fmt.Errorf("staging the archive: %w", err), perr)
+	}
+	s.mu.Lock()
+	reps := slices.Clone(s.replicas)
+	s.mu.Unlock()
+	low := ltx.TXID(0)
+	for i, r := range reps {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+		if p := r.position(); i == 0 || p < low {
+			low = p
+		}
+	}
+	s.stg.prune(low)
+	return perr
+}
+
+func (s *Service) setStageErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.stageErr = ""
+		return
+	}
+	if s.stageErr != err.Error() {
+		s.logger().Error("backup: syncing into the local staging folder failed, retrying; check the disk of the data directory", "err", err)
+	}
+	s.stageErr = err.Error()
 }
 
 // waitArchived waits until the archive holds seq.
@@ -512,13 +651,9 @@ func (s *Service) follow(ctx context.Context) error {
 }
 
 func (s *Service) notify() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.replicas {
-		select {
-		case r.kick <- struct{}{}:
-		default:
-		}
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -64,6 +64,8 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 	if s.lastErr != "" {
 		at := s.errAt
 		st.LastErrorAt = &at
+	} else if s.stageErr != "" {
+		st.LastError = s.stageErr
 	}
 	reps := s.replicas
 	s.mu.Unlock()

@@ -53,7 +53,11 @@
 //	    (the event's JSON); id and type repeat Fazt-Id and Fazt-Type for queries
 //	blobs(bucket TEXT, name TEXT, size INTEGER, data BLOB, seq INTEGER, PRIMARY KEY(bucket, name))
 //	    every object of the archived object store buckets (the vfs blobs, named by their
-//	    SHA-256), stored once; seq is the log's sequence when it was archived
+//	    SHA-256), stored once; seq is the log's sequence when it was archived; data is the
+//	    object's bytes, or empty (x'') with size > 0 when it is chunked
+//	blob_chunks(bucket TEXT, name TEXT, n INTEGER, data BLOB, PRIMARY KEY(bucket, name, n))
+//	    the bytes of an object larger than ChunkBytes (1 MiB), ChunkBytes a row, n from 0:
+//	    in order of n they are the object (their lengths add up to blobs.size)
 //	checkpoints(source TEXT PRIMARY KEY, seq INTEGER, updated_ns INTEGER)
 //	    "log": the last event archived; "bucket:<name>": the last message of the bucket's
 //	    stream read
@@ -62,7 +66,18 @@
 // _litestream_lock). sqlite3 reads the file as it is:
 //
 //	sqlite3 archive.db "SELECT seq, datetime(time_ns/1e9, 'unixepoch'), type, data FROM events ORDER BY seq DESC LIMIT 5"
-//	sqlite3 archive.db "SELECT writefile(name, data) FROM blobs"
+//	sqlite3 archive.db "SELECT writefile(name, data) FROM blobs WHERE length(data) = size"
+//
+// A chunked blob is its chunks in order: write them out and join them
+// (sqlite3 and a shell, nothing else):
+//
+//	sqlite3 archive.db "SELECT writefile(printf('part-%08d', n), data) FROM blob_chunks WHERE name = 'HASH' ORDER BY n"
+//	cat part-* > HASH && sha256sum HASH && rm part-*
+//
+// The schema only grows: tables and columns are added, never dropped or
+// renamed, so every archive restores with a later binary. Archives made
+// before blob_chunks hold every blob whole in blobs.data and restore as
+// they are.
 //
 // # Copying
 //
@@ -70,7 +85,12 @@
 // first archives the objects put into the buckets since their
 // checkpoint (a blob is stored before any event names it, so every blob
 // the events read name is there), then writes the events and the log's
-// checkpoint in one transaction. After a crash it resumes from the
+// checkpoint in one transaction. An object larger than ChunkBytes is
+// read from its bucket's stream one chunk message at a time inside the
+// archive transaction and written ChunkBytes a row, checked against its
+// size and digest; Restore streams the rows back into the bucket (a
+// jetstream.ObjectStore Put from a reader): a 100 MiB blob is never
+// held whole in memory. After a crash it resumes from the
 // checkpoint: no gap, no event twice. At start it checks that the
 // archive is a prefix of the log (the event at its checkpoint has the
 // same time and subject): an archive of another log is refused with

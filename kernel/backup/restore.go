@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -337,12 +338,8 @@ func restoreBlobs(ctx context.Context, db *sql.DB, l *eventlog.Log, progress fun
 			n++
 			continue
 		}
-		var data []byte
-		if err := db.QueryRowContext(ctx, `SELECT data FROM blobs WHERE bucket = ? AND name = ?`, k.bucket, k.name).Scan(&data); err != nil {
+		if err := restoreBlob(ctx, db, st, k.bucket, k.name); err != nil {
 			return n, err
-		}
-		if _, err := st.PutBytes(ctx, k.name, data); err != nil {
-			return n, fmt.Errorf("put blob %s back: %w", k.name, err)
 		}
 		n++
 		if n%100 == 0 {
@@ -356,4 +353,79 @@ func restoreBlobs(ctx context.Context, db *sql.DB, l *eventlog.Log, progress fun
 	}
 	progress("blobs", n, total)
 	return n, nil
+}
+
+// restoreBlob puts one archived blob back into its bucket: a small one
+// from blobs.data, a chunked one (empty data, size over zero) streamed
+// from blob_chunks one row at a time.
+func restoreBlob(ctx context.Context, db *sql.DB, st jetstream.ObjectStore, bucket, name string) error {
+	var size, inline int64
+	if err := db.QueryRowContext(ctx, `SELECT size, length(data) FROM blobs WHERE bucket = ? AND name = ?`, bucket, name).Scan(&size, &inline); err != nil {
+		return err
+	}
+	if inline > 0 || size == 0 {
+		var data []byte
+		if err := db.QueryRowContext(ctx, `SELECT data FROM blobs WHERE bucket = ? AND name = ?`, bucket, name).Scan(&data); err != nil {
+			return err
+		}
+		if _, err := st.PutBytes(ctx, name, data); err != nil {
+			return fmt.Errorf("put blob %s back: %w", name, err)
+		}
+		return nil
+	}
+	rows, err := db.QueryContext(ctx, `SELECT n, data FROM blob_chunks WHERE bucket = ? AND name = ? ORDER BY n`, bucket, name)
+	if err != nil {
+		return fmt.Errorf("read blob %s: %w", name, err)
+	}
+	defer rows.Close()
+	cr := &chunkReader{rows: rows, size: size}
+	if _, err := st.Put(ctx, jetstream.ObjectMeta{Name: name}, cr); err != nil {
+		if cr.err != nil && cr.err != io.EOF {
+			return fmt.Errorf("blob %s of bucket %s: %w", name, bucket, cr.err)
+		}
+		return fmt.Errorf("put blob %s back: %w", name, err)
+	}
+	return nil
+}
+
+// chunkReader reads a chunked blob's rows in order, checking that they
+// run 0, 1, 2, ... and add up to its size.
+type chunkReader struct {
+	rows *sql.Rows
+	size int64
+	read int64
+	next int64
+	cur  []byte
+	err  error
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		if !c.rows.Next() {
+			c.err = c.rows.Err()
+			if c.err == nil && c.read != c.size {
+				c.err = fmt.Errorf("%w: its chunks hold %d of its %d bytes: the archive is damaged", eventlog.ErrInvalid, c.read, c.size)
+			}
+			if c.err == nil {
+				c.err = io.EOF
+			}
+			continue
+		}
+		var n int64
+		if c.err = c.rows.Scan(&n, &c.cur); c.err == nil && n != c.next {
+			c.err = fmt.Errorf("%w: chunk %d follows chunk %d: the archive is damaged", eventlog.ErrInvalid, n, c.next-1)
+		}
+		if c.err != nil {
+			c.cur = nil
+			continue
+		}
+		c.next++
+		c.read += int64(len(c.cur))
+	}
+	k := copy(p, c.cur)
+	c.cur = c.cur[k:]
+	return k, nil
 }

@@ -172,10 +172,15 @@ type RestoreOptions struct {
 	AsOfSeq  uint64
 	AsOfTime time.Time
 	// Progress, when set, is called as the restore goes: stage "fetch",
-	// "events" (done of total) and "blobs".
+	// "events" (done of total), "blobs" and "projections".
 	Progress func(stage string, done, total uint64)
-	// Logger receives Litestream's warnings and errors (nil: none).
+	// Logger receives Litestream's warnings and errors (nil: none), and
+	// which projections were restored from their files and which are
+	// rebuilt, and why.
 	Logger *slog.Logger
+	// RebuildProjections leaves every projection to be rebuilt from the
+	// restored log, even those the backup replicated as files.
+	RebuildProjections bool
 }
 
 // RestoreResult says what Restore did.
@@ -185,6 +190,9 @@ type RestoreResult struct {
 	Blobs   uint64  `json:"blobs"`
 	Hash    string  `json:"hash"` // Hasher over the restored events
 	Seconds float64 `json:"seconds"`
+	// Projections are those the backup replicated as files: installed
+	// from their replicas, or rebuilt and why. The others are rebuilt.
+	Projections []ProjectionRestore `json:"projections,omitempty"`
 }
 
 // Restore rebuilds a data directory from a backup: it fetches the
@@ -299,6 +307,10 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	res.Blobs = blobs
 	if cerr := l.Close(context.WithoutCancel(ctx)); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		// The projections replicated as files, when the archive lists them.
+		res.Projections, err = restoreProjections(ctx, db, opt, upTo, tmp, progress)
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, err

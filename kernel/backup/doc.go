@@ -35,6 +35,12 @@
 // and every later start applies them again. URLs with a secret in them
 // are refused (events are kept for ever): credentials come from the
 // environment, as Litestream reads them (AWS_ACCESS_KEY_ID, ...).
+// AWS_CA_BUNDLE is refused for s3:// replicas (ErrInvalid): Litestream's
+// S3 client (v0.5.18) gives the AWS SDK an HTTP client of its own, to
+// which the SDK cannot add a CA bundle, so every request would fail.
+// Trust a private CA through the system instead: on Linux,
+// SSL_CERT_FILE=ca.pem (Go still reads /etc/ssl/certs beside it), or the
+// system's trust store. A ca_bundle in an AWS profile fails the same way.
 // Without any replica the service archives nothing. ServiceOf finds the
 // service registered on a kernel, for the program that tunes it.
 //
@@ -126,6 +132,32 @@
 // and payload is the original's. It puts the blobs back into their
 // buckets; the read models are rebuilt from the log when the kernel
 // opens the directory (fazt restore does that before it returns).
+//
+// # Projection files
+//
+// For large read models the backup can replicate projection files too.
+// A generation file DIR/projections/<name>/<gen>.db is then a standard
+// Litestream replica at <URL>/projections/<name>/<gen> (e.g.
+// file:///backups/fazt/projections/orders/000002), and the archive
+// indexes them:
+//
+//	projection_files(name TEXT, generation TEXT, started_ns INTEGER, PRIMARY KEY(name, generation))
+//	    one row per replicated generation, written when its replication started
+//
+// When the restored archive has that table, Restore takes for each
+// projection its newest generation (started at or before AsOfTime when
+// one is given), restores it with Litestream as of AsOfTime (or its
+// latest copy; a copy ahead of the restored log is tried again as of
+// the last restored event's time), and accepts it only when
+// integrity_check is ok and its checkpoint is at or before the last
+// restored event, naming an event the archive holds. An accepted file
+// is installed as the projection's current generation (its pointer
+// file), so the kernel opens it and catches up from its checkpoint
+// instead of folding the whole log. Any other projection (no replica,
+// a damaged or ahead copy, RestoreOptions.RebuildProjections, fazt
+// restore --rebuild-projections) is rebuilt from the log, as without
+// the table. RestoreResult.Projections says which was which and why;
+// the Logger gets a line for each, a warning for each rebuilt one.
 //
 // # Status and checks
 //

@@ -100,38 +100,35 @@ func restoreProjections(ctx context.Context, db *sql.DB, opt RestoreOptions, upT
 		logger = slog.New(slog.DiscardHandler)
 	}
 	// The newest generation of each, started by the as-of time.
-	var picks []ProjectionRestore
-	var chosen []projectionFile
+	type todo struct {
+		ProjectionRestore
+		file projectionFile
+	}
+	var picks []todo
 	for i, f := range files {
 		if i > 0 && files[i-1].name == f.name {
 			continue
 		}
-		pr := ProjectionRestore{Name: f.name}
-		pick := -1
+		p := todo{ProjectionRestore: ProjectionRestore{Name: f.name}}
+		found := false
 		for j := i; j < len(files) && files[j].name == f.name; j++ {
 			if opt.AsOfTime.IsZero() || files[j].started <= opt.AsOfTime.UnixNano() {
-				pick = j
+				p.file, p.Generation, found = files[j], files[j].gen, true
 				break
 			}
 		}
+		_, isFile := archiveFile(opt.From)
 		switch {
 		case opt.RebuildProjections:
-			pr.Reason = "rebuild asked (--rebuild-projections)"
-		case pick < 0:
-			pr.Reason = "no generation of it was replicated by the as-of time"
-		case !projName.MatchString(f.name) || !genID.MatchString(files[pick].gen):
-			pr.Reason = fmt.Sprintf("the index names it %q generation %q, not a projection file", f.name, files[pick].gen)
-		default:
-			if _, isFile := archiveFile(opt.From); isFile {
-				pr.Reason = "the backup is an archive file, without the projection replicas beside it"
-			}
+			p.Reason = "rebuild asked (--rebuild-projections)"
+		case !found:
+			p.Reason = "no generation of it was replicated by the as-of time"
+		case !projName.MatchString(f.name) || !genID.MatchString(p.file.gen):
+			p.Reason = fmt.Sprintf("the index names it %q generation %q, not a projection file", f.name, p.file.gen)
+		case isFile:
+			p.Reason = "the backup is an archive file, without the projection replicas beside it"
 		}
-		picks = append(picks, pr)
-		if pick >= 0 {
-			chosen = append(chosen, files[pick])
-		} else {
-			chosen = append(chosen, projectionFile{})
-		}
+		picks = append(picks, p)
 	}
 	// The time of the last event restored: a copy that is ahead of it may
 	// have one as of then.
@@ -140,30 +137,28 @@ func restoreProjections(ctx context.Context, db *sql.DB, opt RestoreOptions, upT
 	if err := db.QueryRowContext(ctx, `SELECT time_ns FROM events WHERE seq = ?`, int64(upTo)).Scan(&ns); err == nil {
 		upToTime = time.Unix(0, ns)
 	}
+	out := make([]ProjectionRestore, len(picks))
 	for i := range picks {
 		progress("projections", uint64(i), uint64(len(picks)))
-		pr := &picks[i]
-		if pr.Reason != "" {
-			continue
+		p := &picks[i]
+		if p.Reason == "" {
+			p.Checkpoint, p.Reason = fetchProjection(ctx, db, opt, p.file, upTo, upToTime, tmp, logger)
+			p.FromFile = p.Reason == ""
 		}
-		f := chosen[i]
-		pr.Generation = f.gen
-		cp, reason := fetchProjection(ctx, db, opt, f, upTo, upToTime, tmp, logger)
-		if reason != "" {
-			pr.Reason = reason
-			continue
-		}
-		pr.FromFile, pr.Checkpoint = true, cp
+		out[i] = p.ProjectionRestore
 	}
-	progress("projections", uint64(len(picks)), uint64(len(picks)))
-	for _, pr := range picks {
-		if pr.FromFile {
+	progress("projections", uint64(len(out)), uint64(len(out)))
+	for _, pr := range out {
+		switch {
+		case pr.FromFile:
 			logger.Info("projection restored from its replica: the kernel catches up from its checkpoint", "projection", pr.Name, "generation", pr.Generation, "checkpoint", pr.Checkpoint)
-		} else {
+		case opt.RebuildProjections:
+			logger.Info("projection rebuilt from the log", "projection", pr.Name, "reason", pr.Reason)
+		default:
 			logger.Warn("projection rebuilt from the log", "projection", pr.Name, "reason", pr.Reason)
 		}
 	}
-	return picks, nil
+	return out, nil
 }
 
 // fetchProjection restores one generation from its replica and installs

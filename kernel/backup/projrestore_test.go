@@ -186,3 +186,24 @@ func TestRestoreProjectionFiles(t *testing.T) {
 		t.Errorf("RebuildProjections: a projection file was installed (%v)", err)
 	}
 }
+
+// TestProjectionReplicaURL: a generation's replica is at
+// <URL>/projections/<name>/<gen>, whatever form the replica URL takes.
+func TestProjectionReplicaURL(t *testing.T) {
+	abs, err := filepath.Abs("backups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, want string }{
+		{"file:///x/fazt", "file:///x/fazt/projections/orders/000002"},
+		{"file:///x/fazt/", "file:///x/fazt/projections/orders/000002"},
+		{"backups", "file://" + filepath.ToSlash(abs) + "/projections/orders/000002"},
+		{"s3://bucket/fazt?endpoint=http://127.0.0.1:9000&region=eu-west-1", "s3://bucket/fazt/projections/orders/000002?endpoint=http://127.0.0.1:9000&region=eu-west-1"},
+		{"s3://bucket", "s3://bucket/projections/orders/000002"},
+	} {
+		got, err := backup.ProjectionReplicaURL(c.from, "orders", "000002")
+		if err != nil || got != c.want {
+			t.Errorf("%s: %s %v, want %s", c.from, got, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package backup
+
+// ProjectionReplicaURL is projectionReplicaURL, for the tests.
+var ProjectionReplicaURL = projectionReplicaURL

@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -122,6 +125,18 @@ func TestBlobChunks(t *testing.T) {
 	}
 	if sz, inline, chunks, _ := blobLayout(t, archive, small); sz != 5000 || inline != 5000 || chunks != 0 {
 		t.Errorf("small blob archived as size %d, %d bytes inline, %d chunks", sz, inline, chunks)
+	}
+	// The package doc's sqlite3 command writes the chunked blob out whole.
+	if sq, err := exec.LookPath("sqlite3"); err == nil {
+		out := filepath.Join(t.TempDir(), big)
+		q := fmt.Sprintf(`SELECT writefile('%s', (SELECT group_concat(data, x'') FROM (SELECT data FROM blob_chunks WHERE name = '%s' ORDER BY n)))`, out, big)
+		if b, err := exec.Command(sq, archive, q).CombinedOutput(); err != nil {
+			t.Errorf("sqlite3: %v\n%s", err, b)
+		}
+		b, err := os.ReadFile(out)
+		if sum := sha256.Sum256(b); err != nil || hex.EncodeToString(sum[:]) != big {
+			t.Errorf("sqlite3 wrote the chunked blob out as %d bytes hashing %x (%v)", len(b), sum, err)
+		}
 	}
 	dir := t.TempDir()
 	res, err := backup.Restore(ctx, backup.RestoreOptions{From: rep, Data: dir})

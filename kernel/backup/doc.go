@@ -74,11 +74,10 @@
 //	sqlite3 archive.db "SELECT seq, datetime(time_ns/1e9, 'unixepoch'), type, data FROM events ORDER BY seq DESC LIMIT 5"
 //	sqlite3 archive.db "SELECT writefile(name, data) FROM blobs WHERE length(data) = size"
 //
-// A chunked blob is its chunks in order: write them out and join them
-// (sqlite3 and a shell, nothing else):
+// A chunked blob is its chunks joined in order of n; sqlite3 alone
+// writes it out (then sha256sum HASH prints its name again):
 //
-//	sqlite3 archive.db "SELECT writefile(printf('part-%08d', n), data) FROM blob_chunks WHERE name = 'HASH' ORDER BY n"
-//	cat part-* > HASH && sha256sum HASH && rm part-*
+//	sqlite3 archive.db "SELECT writefile('HASH', (SELECT group_concat(data, x'') FROM (SELECT data FROM blob_chunks WHERE name = 'HASH' ORDER BY n)))"
 //
 // The schema only grows: tables and columns are added, never dropped or
 // renamed, so every archive restores with a later binary. Archives made

@@ -23,3 +23,13 @@ func checkCABundle(replica string) error {
 	return fmt.Errorf("%w: replica %s: AWS_CA_BUNDLE=%s is set, but Litestream's S3 client does not support it (the AWS SDK cannot add a CA bundle to the HTTP client Litestream gives it, and every request would fail): unset AWS_CA_BUNDLE and trust the CA through the system instead: on Linux run with SSL_CERT_FILE=%s (Go then still reads the system's certificate folder, /etc/ssl/certs), or add the CA to the system's trust store",
 		eventlog.ErrInvalid, Redact(replica), bundle, bundle)
 }
+
+// explainCA adds what to do to the error Litestream's S3 client returns
+// for a CA bundle the AWS SDK cannot use: AWS_CA_BUNDLE (refused before)
+// or ca_bundle in an AWS profile (found only when the client starts).
+func explainCA(err error) error {
+	if err == nil || !strings.Contains(err.Error(), "custom RootCAs") {
+		return err
+	}
+	return fmt.Errorf("%w: %w: Litestream's S3 client does not support a CA bundle (AWS_CA_BUNDLE, or ca_bundle in an AWS profile): remove it and trust the CA through the system instead (on Linux SSL_CERT_FILE=ca.pem, or the system's trust store)", eventlog.ErrInvalid, err)
+}

@@ -78,6 +78,21 @@ func TestAWSCABundle(t *testing.T) {
 		t.Errorf("Restore with AWS_CA_BUNDLE: %v, want ErrInvalid naming SSL_CERT_FILE", err)
 	}
 
+	// A ca_bundle in an AWS profile fails the same way, found when the
+	// client starts: the error says what to do.
+	t.Setenv("AWS_CA_BUNDLE", "")
+	cfg := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(cfg, []byte("[default]\nca_bundle = "+ca+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", cfg)
+	t.Setenv("AWS_PROFILE", "")
+	_, err = backup.Restore(ctx, backup.RestoreOptions{From: u, Data: t.TempDir()})
+	if !errors.Is(err, eventlog.ErrInvalid) || !strings.Contains(err.Error(), "ca_bundle") || !strings.Contains(err.Error(), "SSL_CERT_FILE") {
+		t.Errorf("Restore with ca_bundle in the AWS profile: %v, want ErrInvalid naming SSL_CERT_FILE", err)
+	}
+	os.Unsetenv("AWS_CONFIG_FILE")
+
 	// The advice: SSL_CERT_FILE, in a process of its own (Go reads the
 	// system's roots once).
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAWSCABundleChild$", "-test.count=1", "-test.v")

@@ -245,7 +245,7 @@ func restoreReplica(ctx context.Context, u, out string, at time.Time, logger *sl
 		return err
 	}
 	if err := client.Init(ctx); err != nil {
-		return err
+		return explainCA(err)
 	}
 	ldb := litestream.NewDB(out)
 	ldb.SetLogger(slog.New(warnOnly{logger.Handler()}))

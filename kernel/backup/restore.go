@@ -52,7 +52,7 @@ func fetchArchive(ctx context.Context, from, out string, asOf time.Time, logger 
 		return err
 	}
 	if err := client.Init(ctx); err != nil {
-		return fmt.Errorf("replica %s: %w", Redact(from), err)
+		return fmt.Errorf("replica %s: %w", Redact(from), explainCA(err))
 	}
 	// A DB that is never opened carries the logger: a replica without
 	// one logs to the process's default logger.

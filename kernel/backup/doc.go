@@ -40,7 +40,9 @@
 // which the SDK cannot add a CA bundle, so every request would fail.
 // Trust a private CA through the system instead: on Linux,
 // SSL_CERT_FILE=ca.pem (Go still reads /etc/ssl/certs beside it), or the
-X
+// system's trust store. A ca_bundle in an AWS profile fails the same way
+// when the client starts (a restore, a verify: ErrInvalid with the same
+// advice).
 // Without any replica the service archives nothing. ServiceOf finds the
 // service registered on a kernel, for the program that tunes it.
 //

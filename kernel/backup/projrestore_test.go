@@ -114,6 +114,8 @@ func TestRestoreProjectionFiles(t *testing.T) {
 	gen := currentGen(t, dir, "vfs")
 	started := time.Now()
 	replicateFile(t, filepath.Join(dir, "projections", "vfs", gen+".db"), "file://"+filepath.ToSlash(rep)+"/projections/vfs/"+gen)
+	replicated := time.Now() // the copy is there, the next events are not
+	time.Sleep(2 * time.Millisecond)
 
 	n = startNode(t, dir, backup.Config{Replicas: []string{rep}})
 	indexProjection(t, n.bk.ArchivePath(), "vfs", gen, started)
@@ -171,6 +173,32 @@ func TestRestoreProjectionFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "projections", "vfs")); !os.IsNotExist(err) {
 		t.Errorf("as of %d: a projection file was installed (%v)", tailA-3, err)
+	}
+
+	// As of a time after the copy was made: that copy, and the log up to then.
+	out = t.TempDir()
+	res, err = backup.Restore(ctx, backup.RestoreOptions{From: rep, Data: out, AsOfTime: replicated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := projectionOf(t, res, "vfs"); !p.FromFile || p.Checkpoint != res.LastSeq || res.LastSeq != tailA {
+		t.Errorf("as of %v: %+v, last seq %d; want restored from file at %d", replicated, p, res.LastSeq, tailA)
+	}
+	old := startNode(t, out, backup.Config{})
+	tablesHash(t, old.k, "vfs", tailA)
+	if code, body := old.get(t, "blog", "/"); code != 200 || body != "<h1>v1</h1>" {
+		t.Errorf("restored as of the copy serves %d %q", code, body)
+	}
+	old.stop(t)
+
+	// As of a time before its replication started: no generation to take.
+	out = t.TempDir()
+	res, err = backup.Restore(ctx, backup.RestoreOptions{From: rep, Data: out, AsOfTime: started.Add(-time.Nanosecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := projectionOf(t, res, "vfs"); p.FromFile || !strings.Contains(p.Reason, "no generation") {
+		t.Errorf("as of before the replication started: %+v, want rebuilt: no generation", p)
 	}
 
 	// Asked to rebuild.

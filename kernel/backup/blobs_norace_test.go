@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fazt-sh/fazt/kernel/backup"
 )
@@ -44,8 +45,7 @@ func startHeapPeak() *heapPeak {
 			select {
 			case <-p.stop:
 				return
-			default:
-				runtime.Gosched()
+			case <-time.After(100 * time.Microsecond):
 			}
 		}
 	}()

@@ -17,7 +17,7 @@ import (
 func (a *app) restoreCmd() *cobra.Command {
 	var (
 		from, data, asOf string
-		asJSON           bool
+		asJSON, rebuild  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --from URL|FILE --data NEWDIR [--as-of SEQ|TIME]",
@@ -31,13 +31,21 @@ fazt serve --data NEWDIR answers as the original did at that point.
 
 --as-of restores the log up to a sequence number, or up to a time (the
 events stored at or before it): exact to the event. NEWDIR must not hold
-an event log. Progress goes to stderr.`,
+an event log. Progress goes to stderr.
+
+When the backup replicated projection files too (large read models), each
+is restored from its replica as of the same point and installed if it is
+sound and its checkpoint is not past the restored log: the read model
+then catches up from its checkpoint instead of being rebuilt from the
+first event. A projection whose file is missing, damaged or ahead is
+rebuilt from the log, and the output says which and why;
+--rebuild-projections rebuilds them all.`,
 		Example: `  fazt restore --from s3://my-bucket/fazt --data ./restored
   fazt restore --from file:///backups/fazt --data ./yesterday --as-of 2026-12-03T18:00:00Z
   fazt restore --from ./fazt-data/backup/archive.db --data ./copy --as-of 1500`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			opt := backup.RestoreOptions{From: from, Data: data}
+			opt := backup.RestoreOptions{From: from, Data: data, RebuildProjections: rebuild}
 			if asOf != "" {
 				seq, t, err := parseAsOf(asOf)
 				if err != nil {
@@ -53,6 +61,7 @@ an event log. Progress goes to stderr.`,
 	f.StringVar(&data, "data", "", "the new data directory; it must not hold an event log (required)")
 	f.StringVar(&asOf, "as-of", "", "restore up to a log sequence number, or a time (RFC 3339 or YYYY-MM-DD, UTC); default: everything")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.BoolVar(&rebuild, "rebuild-projections", false, "rebuild every read model from the log, also those the backup replicated as files")
 	_ = cmd.MarkFlagRequired("from")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
@@ -92,7 +101,7 @@ func (a *app) restore(ctx context.Context, opt backup.RestoreOptions, asJSON boo
 				bar.finish()
 			}
 			stage = s
-			what := map[string]string{"fetch": "fetching the archive", "events": "events", "blobs": "files"}[s]
+			what := map[string]string{"fetch": "fetching the archive", "events": "events", "blobs": "files", "projections": "projection files"}[s]
 			bar = newProgress(a.stderr, what, int64(total))
 		}
 		bar.set(int64(done))
@@ -103,6 +112,13 @@ func (a *app) restore(ctx context.Context, opt backup.RestoreOptions, asJSON boo
 	}
 	if err != nil {
 		return err
+	}
+	for _, p := range res.Projections {
+		if p.FromFile {
+			fmt.Fprintf(a.stderr, "projection %s: restored from its replica (generation %s, checkpoint %d); it catches up from there\n", p.Name, p.Generation, p.Checkpoint)
+		} else {
+			fmt.Fprintf(a.stderr, "projection %s: rebuilt from the log: %s\n", p.Name, p.Reason)
+		}
 	}
 	out := restoreResult{RestoreResult: res, Data: opt.Data}
 	if res.Seconds > 0 {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	_ "modernc.org/sqlite" // the pure Go SQLite driver, "sqlite"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -45,6 +46,13 @@ CREATE TABLE IF NOT EXISTS blobs (
 	data   BLOB NOT NULL,
 	seq    INTEGER NOT NULL,
 	PRIMARY KEY (bucket, name)
+);
+CREATE TABLE IF NOT EXISTS blob_chunks (
+	bucket TEXT NOT NULL,
+	name   TEXT NOT NULL,
+	n      INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (bucket, name, n)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
 	source     TEXT PRIMARY KEY,
@@ -211,10 +219,27 @@ func (a *archive) hasBlob(ctx context.Context, bucket, name string) (bool, error
 	return err == nil, err
 }
 
-// blobRow is an object to archive.
+// ChunkBytes is the size of the blob_chunks rows: a blob larger than
+// this is archived and restored ChunkBytes at a time, never held whole
+// in memory; smaller ones stay one row of blobs (a site's files
+// mostly).
+const ChunkBytes = 1 << 20
+
+// blobRow is an object to archive: data for a small one, or the object
+// to stream from its bucket's stream in chunks.
 type blobRow struct {
 	name string
 	data []byte
+	obj  *jetstream.ObjectInfo
+	st   jetstream.Stream
+}
+
+// weight is what the row adds to a transaction's bytes.
+func (r blobRow) weight() int {
+	if r.obj != nil {
+		return int(min(r.obj.Size, 1<<40))
+	}
+	return len(r.data)
 }
 
 // putBlob stores a blob (if new; none when data is nil) and moves the
@@ -222,7 +247,7 @@ type blobRow struct {
 func (a *archive) putBlob(ctx context.Context, bucket, name string, data []byte, bucketSeq, logSeq uint64) error {
 	var rows []blobRow
 	if data != nil {
-		rows = []blobRow{{name, data}}
+		rows = []blobRow{{name: name, data: data}}
 	}
 	return a.putBlobs(ctx, bucket, rows, bucketSeq, logSeq)
 }
@@ -236,6 +261,12 @@ func (a *archive) putBlobs(ctx context.Context, bucket string, rows []blobRow, b
 	}
 	defer tx.Rollback()
 	for _, r := range rows {
+		if r.obj != nil {
+			if err := putChunked(ctx, tx, bucket, r, logSeq); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO blobs(bucket, name, size, data, seq) VALUES (?, ?, ?, ?, ?)`,
 			bucket, r.name, len(r.data), r.data, logSeq); err != nil {
 			return err
@@ -245,6 +276,74 @@ func (a *archive) putBlobs(ctx context.Context, bucket string, rows []blobRow, b
 		return err
 	}
 	return tx.Commit()
+}
+
+// putChunked archives a large object: a blobs row with empty data and
+// its bytes in blob_chunks, ChunkBytes a row, read from the bucket's
+// stream one chunk message at a time and checked against the object's
+// size and digest. An object deleted since (its chunks gone) is left
+// out, as a small one is.
+func putChunked(ctx context.Context, tx *sql.Tx, bucket string, r blobRow, logSeq uint64) error {
+	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO blobs(bucket, name, size, data, seq) VALUES (?, ?, ?, x'', ?)`,
+		bucket, r.name, int64(r.obj.Size), logSeq)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // archived already
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO blob_chunks(bucket, name, n, data) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	subject := "$O." + bucket + ".C." + r.obj.NUID
+	h := sha256.New()
+	buf := make([]byte, 0, ChunkBytes)
+	var total uint64
+	n := 0
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		_, err := ins.ExecContext(ctx, bucket, r.name, n, buf)
+		n, buf = n+1, buf[:0]
+		return err
+	}
+	seq := uint64(1)
+	for got := uint32(0); got < r.obj.Chunks; got++ {
+		m, err := r.st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Deleted since: nothing to keep.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM blob_chunks WHERE bucket = ? AND name = ?`, bucket, r.name); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `DELETE FROM blobs WHERE bucket = ? AND name = ?`, bucket, r.name)
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("%w: read %s: %w", eventlog.ErrUnavailable, r.name, err)
+		}
+		seq = m.Sequence + 1
+		h.Write(m.Data)
+		total += uint64(len(m.Data))
+		for d := m.Data; len(d) > 0; {
+			k := copy(buf[len(buf):cap(buf)], d)
+			buf, d = buf[:len(buf)+k], d[k:]
+			if len(buf) == cap(buf) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if total != r.obj.Size || (r.obj.Digest != "" && jetstream.GetObjectDigestValue(h) != r.obj.Digest) {
+		return fmt.Errorf("%w: object %s of bucket %s reads as %d bytes that do not match its size %d and digest", eventlog.ErrInvalid, r.name, bucket, total, r.obj.Size)
+	}
+	return nil
 }
 
 // Hasher hashes messages of the log in order, in a form that does not
@@ -287,3 +386,20 @@ func (x *Hasher) Count() uint64 { return x.n }
 
 // Sum is the hash so far, in hex.
 func (x *Hasher) Sum() string { return hex.EncodeToString(x.h.Sum(nil)) }
+
+// readBlob prepares an object to archive: a small one read whole, a
+// large one (over ChunkBytes) to stream from st inside the archive
+// transaction. ok is false for an object deleted since.
+func readBlob(ctx context.Context, st jetstream.Stream, store jetstream.ObjectStore, oi jetstream.ObjectInfo) (blobRow, bool, error) {
+	if oi.Size > ChunkBytes && oi.NUID != "" {
+		return blobRow{name: oi.Name, obj: &oi, st: st}, true, nil
+	}
+	data, err := store.GetBytes(ctx, oi.Name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return blobRow{}, false, nil // deleted since: nothing to keep
+	}
+	if err != nil {
+		return blobRow{}, false, fmt.Errorf("%w: get %s: %w", eventlog.ErrUnavailable, oi.Name, err)
+	}
+	return blobRow{name: oi.Name, data: data}, true, nil
+}

@@ -35,6 +35,14 @@
 // and every later start applies them again. URLs with a secret in them
 // are refused (events are kept for ever): credentials come from the
 // environment, as Litestream reads them (AWS_ACCESS_KEY_ID, ...).
+// AWS_CA_BUNDLE is refused for s3:// replicas (ErrInvalid): Litestream's
+// S3 client (v0.5.18) gives the AWS SDK an HTTP client of its own, to
+// which the SDK cannot add a CA bundle, so every request would fail.
+// Trust a private CA through the system instead: on Linux,
+// SSL_CERT_FILE=ca.pem (Go still reads /etc/ssl/certs beside it), or the
+// system's trust store. A ca_bundle in an AWS profile fails the same way
+// when the client starts (a restore, a verify: ErrInvalid with the same
+// advice).
 // Without any replica the service archives nothing. ServiceOf finds the
 // service registered on a kernel, for the program that tunes it.
 //
@@ -53,7 +61,11 @@
 //	    (the event's JSON); id and type repeat Fazt-Id and Fazt-Type for queries
 //	blobs(bucket TEXT, name TEXT, size INTEGER, data BLOB, seq INTEGER, PRIMARY KEY(bucket, name))
 //	    every object of the archived object store buckets (the vfs blobs, named by their
-//	    SHA-256), stored once; seq is the log's sequence when it was archived
+//	    SHA-256), stored once; seq is the log's sequence when it was archived; data is the
+//	    object's bytes, or empty (x'') with size > 0 when it is chunked
+//	blob_chunks(bucket TEXT, name TEXT, n INTEGER, data BLOB, PRIMARY KEY(bucket, name, n))
+//	    the bytes of an object larger than ChunkBytes (1 MiB), ChunkBytes a row, n from 0:
+//	    in order of n they are the object (their lengths add up to blobs.size)
 //	checkpoints(source TEXT PRIMARY KEY, seq INTEGER, updated_ns INTEGER)
 //	    "log": the last event archived; "bucket:<name>": the last message of the bucket's
 //	    stream read
@@ -66,7 +78,17 @@
 // _litestream_lock). sqlite3 reads the file as it is:
 //
 //	sqlite3 archive.db "SELECT seq, datetime(time_ns/1e9, 'unixepoch'), type, data FROM events ORDER BY seq DESC LIMIT 5"
-//	sqlite3 archive.db "SELECT writefile(name, data) FROM blobs"
+//	sqlite3 archive.db "SELECT writefile(name, data) FROM blobs WHERE length(data) = size"
+//
+// A chunked blob is its chunks joined in order of n; sqlite3 alone
+// writes it out (then sha256sum HASH prints its name again):
+//
+//	sqlite3 archive.db "SELECT writefile('HASH', (SELECT group_concat(data, x'') FROM (SELECT data FROM blob_chunks WHERE name = 'HASH' ORDER BY n)))"
+//
+// The schema only grows: tables and columns are added, never dropped or
+// renamed, so every archive restores with a later binary. Archives made
+// before blob_chunks hold every blob whole in blobs.data and restore as
+// they are.
 //
 // # Copying
 //
@@ -74,7 +96,12 @@
 // first archives the objects put into the buckets since their
 // checkpoint (a blob is stored before any event names it, so every blob
 // the events read name is there), then writes the events and the log's
-// checkpoint in one transaction. After a crash it resumes from the
+// checkpoint in one transaction. An object larger than ChunkBytes is
+// read from its bucket's stream one chunk message at a time inside the
+// archive transaction and written ChunkBytes a row, checked against its
+// size and digest; Restore streams the rows back into the bucket (a
+// jetstream.ObjectStore Put from a reader): a 100 MiB blob is never
+// held whole in memory. After a crash it resumes from the
 // checkpoint: no gap, no event twice. At start it checks that the
 // archive is a prefix of the log (the event at its checkpoint has the
 // same time and subject): an archive of another log is refused with
@@ -154,6 +181,32 @@
 // and payload is the original's. It puts the blobs back into their
 // buckets; the read models are rebuilt from the log when the kernel
 // opens the directory (fazt restore does that before it returns).
+//
+// # Projection files
+//
+// For large read models the backup can replicate projection files too.
+// A generation file DIR/projections/<name>/<gen>.db is then a standard
+// Litestream replica at <URL>/projections/<name>/<gen> (e.g.
+// file:///backups/fazt/projections/orders/000002), and the archive
+// indexes them:
+//
+//	projection_files(name TEXT, generation TEXT, started_ns INTEGER, PRIMARY KEY(name, generation))
+//	    one row per replicated generation, written when its replication started
+//
+// When the restored archive has that table, Restore takes for each
+// projection its newest generation (started at or before AsOfTime when
+// one is given), restores it with Litestream as of AsOfTime (or its
+// latest copy; a copy ahead of the restored log is tried again as of
+// the last restored event's time), and accepts it only when
+// integrity_check is ok and its checkpoint is at or before the last
+// restored event, naming an event the archive holds. An accepted file
+// is installed as the projection's current generation (its pointer
+// file), so the kernel opens it and catches up from its checkpoint
+// instead of folding the whole log. Any other projection (no replica,
+// a damaged or ahead copy, RestoreOptions.RebuildProjections, fazt
+// restore --rebuild-projections) is rebuilt from the log, as without
+// the table. RestoreResult.Projections says which was which and why;
+// the Logger gets a line for each, a warning for each rebuilt one.
 //
 // # Status and checks
 //

@@ -12,3 +12,6 @@ func SetCheckpointPages(minPages, truncatePages int) (restore func()) {
 	}
 	return func() { tuneDB = prev }
 }
+
+// ProjectionReplicaURL is projectionReplicaURL, for the tests.
+var ProjectionReplicaURL = projectionReplicaURL

@@ -64,6 +64,9 @@ func newReplicaClient(u string) (litestream.ReplicaClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCABundle(full); err != nil {
+		return nil, err
+	}
 	c, err := litestream.NewReplicaClientFromURL(full)
 	if err != nil {
 		return nil, fmt.Errorf("%w: replica %s: %v (want file:///folder, s3://bucket/path or another Litestream replica URL)", eventlog.ErrInvalid, Redact(u), err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -51,7 +52,7 @@ func fetchArchive(ctx context.Context, from, out string, asOf time.Time, logger 
 		return err
 	}
 	if err := client.Init(ctx); err != nil {
-		return fmt.Errorf("replica %s: %w", Redact(from), err)
+		return fmt.Errorf("replica %s: %w", Redact(from), explainCA(err))
 	}
 	// A DB that is never opened carries the logger: a replica without
 	// one logs to the process's default logger.
@@ -171,10 +172,15 @@ type RestoreOptions struct {
 	AsOfSeq  uint64
 	AsOfTime time.Time
 	// Progress, when set, is called as the restore goes: stage "fetch",
-	// "events" (done of total) and "blobs".
+	// "events" (done of total), "blobs" and "projections".
 	Progress func(stage string, done, total uint64)
-	// Logger receives Litestream's warnings and errors (nil: none).
+	// Logger receives Litestream's warnings and errors (nil: none), and
+	// which projections were restored from their files and which are
+	// rebuilt, and why.
 	Logger *slog.Logger
+	// RebuildProjections leaves every projection to be rebuilt from the
+	// restored log, even those the backup replicated as files.
+	RebuildProjections bool
 }
 
 // RestoreResult says what Restore did.
@@ -184,6 +190,9 @@ type RestoreResult struct {
 	Blobs   uint64  `json:"blobs"`
 	Hash    string  `json:"hash"` // Hasher over the restored events
 	Seconds float64 `json:"seconds"`
+	// Projections are those the backup replicated as files: installed
+	// from their replicas, or rebuilt and why. The others are rebuilt.
+	Projections []ProjectionRestore `json:"projections,omitempty"`
 }
 
 // Restore rebuilds a data directory from a backup: it fetches the
@@ -299,6 +308,10 @@ func Restore(ctx context.Context, opt RestoreOptions) (RestoreResult, error) {
 	if cerr := l.Close(context.WithoutCancel(ctx)); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		// The projections replicated as files, when the archive lists them.
+		res.Projections, err = restoreProjections(ctx, db, opt, upTo, tmp, progress)
+	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, err
 }
@@ -337,12 +350,8 @@ func restoreBlobs(ctx context.Context, db *sql.DB, l *eventlog.Log, progress fun
 			n++
 			continue
 		}
-		var data []byte
-		if err := db.QueryRowContext(ctx, `SELECT data FROM blobs WHERE bucket = ? AND name = ?`, k.bucket, k.name).Scan(&data); err != nil {
+		if err := restoreBlob(ctx, db, st, k.bucket, k.name); err != nil {
 			return n, err
-		}
-		if _, err := st.PutBytes(ctx, k.name, data); err != nil {
-			return n, fmt.Errorf("put blob %s back: %w", k.name, err)
 		}
 		n++
 		if n%100 == 0 {
@@ -356,4 +365,79 @@ func restoreBlobs(ctx context.Context, db *sql.DB, l *eventlog.Log, progress fun
 	}
 	progress("blobs", n, total)
 	return n, nil
+}
+
+// restoreBlob puts one archived blob back into its bucket: a small one
+// from blobs.data, a chunked one (empty data, size over zero) streamed
+// from blob_chunks one row at a time.
+func restoreBlob(ctx context.Context, db *sql.DB, st jetstream.ObjectStore, bucket, name string) error {
+	var size, inline int64
+	if err := db.QueryRowContext(ctx, `SELECT size, length(data) FROM blobs WHERE bucket = ? AND name = ?`, bucket, name).Scan(&size, &inline); err != nil {
+		return err
+	}
+	if inline > 0 || size == 0 {
+		var data []byte
+		if err := db.QueryRowContext(ctx, `SELECT data FROM blobs WHERE bucket = ? AND name = ?`, bucket, name).Scan(&data); err != nil {
+			return err
+		}
+		if _, err := st.PutBytes(ctx, name, data); err != nil {
+			return fmt.Errorf("put blob %s back: %w", name, err)
+		}
+		return nil
+	}
+	rows, err := db.QueryContext(ctx, `SELECT n, data FROM blob_chunks WHERE bucket = ? AND name = ? ORDER BY n`, bucket, name)
+	if err != nil {
+		return fmt.Errorf("read blob %s: %w", name, err)
+	}
+	defer rows.Close()
+	cr := &chunkReader{rows: rows, size: size}
+	if _, err := st.Put(ctx, jetstream.ObjectMeta{Name: name}, cr); err != nil {
+		if cr.err != nil && cr.err != io.EOF {
+			return fmt.Errorf("blob %s of bucket %s: %w", name, bucket, cr.err)
+		}
+		return fmt.Errorf("put blob %s back: %w", name, err)
+	}
+	return nil
+}
+
+// chunkReader reads a chunked blob's rows in order, checking that they
+// run 0, 1, 2, ... and add up to its size.
+type chunkReader struct {
+	rows *sql.Rows
+	size int64
+	read int64
+	next int64
+	cur  []byte
+	err  error
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		if !c.rows.Next() {
+			c.err = c.rows.Err()
+			if c.err == nil && c.read != c.size {
+				c.err = fmt.Errorf("%w: its chunks hold %d of its %d bytes: the archive is damaged", eventlog.ErrInvalid, c.read, c.size)
+			}
+			if c.err == nil {
+				c.err = io.EOF
+			}
+			continue
+		}
+		var n int64
+		if c.err = c.rows.Scan(&n, &c.cur); c.err == nil && n != c.next {
+			c.err = fmt.Errorf("%w: chunk %d follows chunk %d: the archive is damaged", eventlog.ErrInvalid, n, c.next-1)
+		}
+		if c.err != nil {
+			c.cur = nil
+			continue
+		}
+		c.next++
+		c.read += int64(len(c.cur))
+	}
+	k := copy(p, c.cur)
+	c.cur = c.cur[k:]
+	return k, nil
 }

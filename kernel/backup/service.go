@@ -760,15 +760,13 @@ func (s *Service) copyBucket(ctx context.Context, bucket string, logSeq uint64) 
 				return err
 			}
 			if !have {
-				data, err := store.GetBytes(ctx, oi.Name)
-				if errors.Is(err, jetstream.ErrObjectNotFound) {
-					data = nil // deleted since: nothing to keep
-				} else if err != nil {
-					return fmt.Errorf("%w: get %s: %w", eventlog.ErrUnavailable, oi.Name, err)
+				row, ok, err := readBlob(ctx, st, store, oi)
+				if err != nil {
+					return err
 				}
-				if data != nil {
-					rows = append(rows, blobRow{name: oi.Name, data: data})
-					size += len(data)
+				if ok {
+					rows = append(rows, row)
+					size += row.weight()
 				}
 			}
 		}

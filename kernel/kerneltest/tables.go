@@ -10,13 +10,15 @@ import (
 
 // HashTables writes every row of every table a read transaction sees to
 // w, tables by name and rows by all their columns, each value with its
-// type: two read models with the same content write the same bytes. A
+// type: two read models with the same content write the same bytes.
+// Litestream's bookkeeping tables (_litestream_*, in a file that was
+// replicated) are not the read model's and are left out. A
 // database without tables is an error, so that two empty ones never
 // compare equal by accident.
 // Hash the output to compare read models (a rebuild, a restore, another
 // node).
 func HashTables(ctx context.Context, tx *sql.Tx, w io.Writer) error {
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\_litestream\_%' ESCAPE '\' ORDER BY name`)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -378,6 +379,7 @@ type load struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	paused map[*node]bool
+	byHome map[*node]int // appends acknowledged, by the writer's own node
 
 	// event makes the load's events (acct.moved when nil); an event it
 	// makes with a "schema" goes only to nodes running newer.
@@ -387,7 +389,7 @@ type load struct {
 }
 
 func (c *cluster) newLoad() *load {
-	l := &load{c: c, acked: map[string]eventlog.Position{}, tried: map[string]bool{}, paused: map[*node]bool{},
+	l := &load{c: c, acked: map[string]eventlog.Position{}, tried: map[string]bool{}, paused: map[*node]bool{}, byHome: map[*node]int{},
 		types: map[string]bool{"acct.moved": true}}
 	c.t.Cleanup(l.halt) // no writer outlives a failed test
 	return l
@@ -463,6 +465,9 @@ func (l *load) writer(start, w int, first *node) {
 				continue
 			}
 			l.record(res)
+			l.mu.Lock()
+			l.byHome[first]++
+			l.mu.Unlock()
 			break
 		}
 	}
@@ -775,6 +780,34 @@ func (l *load) waitProgress(n int) {
 	}
 }
 
+// waitEach waits until the writers of every node have n more appends
+// acknowledged: each node's writers, on whatever release their node
+// runs now, have written in the cluster's present state (a minute at
+// most, as waitProgress).
+func (l *load) waitEach(n int) {
+	l.c.t.Helper()
+	l.mu.Lock()
+	before := maps.Clone(l.byHome)
+	l.mu.Unlock()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		l.mu.Lock()
+		var behind *node
+		for _, nd := range l.c.nodes {
+			if l.byHome[nd] < before[nd]+n {
+				behind = nd
+			}
+		}
+		got := l.byHome[behind] - before[behind]
+		l.mu.Unlock()
+		if behind == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.c.t.Fatalf("the writers of %s had %d appends acknowledged in a minute", behind.name, got)
+		}
+	}
+}
+
 // checkStatus runs `fazt cluster status` against a node, and reads its
 // /metrics: three replicas, a leader, routes to the two others, and the
 // read models of all three nodes.
@@ -819,13 +852,14 @@ func (c *cluster) checkStatus() {
 const rollingNote = "notes.added"
 
 // rollingRounds is how many times the rolling upgrade takes a node back
-// to the old release and up again once all run the new one, and how
-// many appends the cluster takes in each state before it is checked.
-func rollingRounds() (rounds, appends int) {
+// to the old release and up again once all run the new one, how many
+// appends each node's writers make in each state before it is checked,
+// and how many writers append on each node.
+func rollingRounds() (rounds, appends, writers int) {
 	if os.Getenv("FAZT_SOAK") != "" {
-		return 6, 1000
+		return 6, 400, 2
 	}
-	return 1, 40
+	return 1, 15, 1
 }
 
 // noteEvent is the rolling upgrade's load: notes on five streams per
@@ -884,11 +918,11 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	c := startClusterOf(t, kit.old, oldVersion)
 	ld := c.newLoad()
 	ld.event, ld.newer, ld.types = noteEvent, newVersion, map[string]bool{rollingNote: true}
-	rounds, appends := rollingRounds()
+	rounds, appends, writers := rollingRounds()
 	upgraded := map[*node]bool{} // nodes that have run v0.2.0
 	check := func(state string) {
 		t.Helper()
-		ld.waitProgress(appends) // the cluster takes appends in this state
+		ld.waitEach(appends) // every node's writers append in this state
 		ld.halt()
 		notes, v2 := c.checkRolling(ld, upgraded)
 		t.Logf("%s: %d notes, %d of version 2, %d acknowledged appends, %d tries retried", state, notes, v2, ld.count(), ld.errs.Load())
@@ -903,19 +937,19 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		n.setRelease(release)
 		upgraded[n] = upgraded[n] || release == newVersion
 	}
-	ld.run(1)
+	ld.run(writers)
 	check("all on " + oldVersion)
 	for _, n := range c.nodes {
-		ld.run(1)
+		ld.run(writers)
 		replace(n, kit.new, newVersion)
 		check(n.name + " on " + newVersion)
 	}
 	for r := range rounds {
 		n := c.nodes[(2+r)%len(c.nodes)]
-		ld.run(1)
+		ld.run(writers)
 		replace(n, kit.old, oldVersion)
 		check(n.name + " back on " + oldVersion)
-		ld.run(1)
+		ld.run(writers)
 		replace(n, kit.new, newVersion)
 		check(n.name + " on " + newVersion + " again")
 	}

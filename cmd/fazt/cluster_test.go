@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/kernel/reactor"
 	"github.com/fazt-sh/fazt/projections"
 	"github.com/fazt-sh/fazt/schemas"
@@ -34,12 +36,12 @@ import (
 
 // The cluster tests run three `fazt serve --cluster` processes on
 // loopback: children of the test binary (TestClusterChild), with the
-// test's verticals plus clusterVertical.
+// test's verticals plus clusterVertical; or, for the rolling upgrade,
+// real builds of the binary (the upgrade tests' kit).
 
 const (
 	envClusterChild = "FAZT_CLUSTER_CHILD" // the child's arguments, as JSON
 	envEffects      = "FAZT_CLUSTER_EFFECTS"
-	envBuild        = "FAZT_BUILD" // "2": the newer release of clusterVertical
 	clusterSecret   = "the-secret-of-the-test-cluster"
 )
 
@@ -47,17 +49,12 @@ const (
 // whose table the nodes must agree on, and runs the "fx" reactor, whose
 // side effect (a line in a file all nodes share) must happen once per
 // cluster.
-//
-// FAZT_BUILD=2 makes a node the newer release of the vertical: a second
-// version of acct.moved (an optional "memo") and version 2 of the
-// ledger with a memo column, filled from the events that carry one.
 func clusterVertical(k *kernel.Kernel) error {
 	for _, typ := range []string{"acct.moved", "fx.asked"} {
 		if err := k.RegisterEvent(typ, 1, []byte(anyObject)); err != nil {
 			return err
 		}
 	}
-	newer := os.Getenv(envBuild) == "2"
 	cols := []schemas.Column{
 		{Name: "seq", Type: "INTEGER", PrimaryKey: true},
 		{Name: "id", Type: "TEXT", NotNull: true, Default: "''"},
@@ -75,22 +72,6 @@ func clusterVertical(k *kernel.Kernel) error {
 				e.Seq, e.ID, e.Stream, e.Version, string(e.Data))
 			return err
 		},
-	}
-	if newer {
-		if err := k.RegisterEvent("acct.moved", 2, []byte(`{"type":"object","properties":{"memo":{"type":"string"}}}`)); err != nil {
-			return err
-		}
-		ledger.Version = 2
-		ledger.Tables = []schemas.Table{{Name: "entries", Columns: append(cols, schemas.Column{Name: "memo", Type: "TEXT"})}}
-		ledger.Apply = func(ctx context.Context, tx *sql.Tx, e eventlog.Event) error {
-			var d struct {
-				Memo *string `json:"memo"`
-			}
-			_ = json.Unmarshal(e.Data, &d) // data is any object
-			_, err := tx.ExecContext(ctx, `INSERT INTO entries (seq, id, stream, version, data, memo) VALUES (?, ?, ?, ?, ?, ?)`,
-				e.Seq, e.ID, e.Stream, e.Version, string(e.Data), d.Memo)
-			return err
-		}
 	}
 	if err := k.RegisterProjection(ledger); err != nil {
 		return err
@@ -140,13 +121,14 @@ func TestClusterChild(t *testing.T) {
 type node struct {
 	name, dir, listen string
 	args              []string
-	build             string // FAZT_BUILD
+	bin               string // a build of fazt to run; "" runs TestClusterChild
 	cmd               *exec.Cmd
 	exited            chan struct{} // closed once cmd has ended
 	stderr            *syncBuffer
 
-	mu          sync.Mutex // the load's writers read addr and token
+	mu          sync.Mutex // the load's writers read these
 	addr, token string
+	release     string // the version bin is, for the load; "" for the test binary
 }
 
 // endpoint returns the node's HTTP address and token ("" while it starts).
@@ -154,6 +136,18 @@ func (n *node) endpoint() (string, string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.addr, n.token
+}
+
+func (n *node) running() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.release
+}
+
+func (n *node) setRelease(r string) {
+	n.mu.Lock()
+	n.release = r
+	n.mu.Unlock()
 }
 
 func (n *node) setEndpoint(addr, token string) {
@@ -179,13 +173,18 @@ func freeListen(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startCluster starts three nodes and waits until each is ready.
-func startCluster(t *testing.T) *cluster {
+// startCluster starts three nodes of the test binary and waits until
+// each is ready.
+func startCluster(t *testing.T) *cluster { return startClusterOf(t, "", "") }
+
+// startClusterOf starts three nodes of bin, a build of fazt at release
+// ("" for the test binary), and waits until each is ready.
+func startClusterOf(t *testing.T, bin, release string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, effects: filepath.Join(t.TempDir(), "effects"), hc: &http.Client{Timeout: 20 * time.Second}}
 	var peers []string
 	for i := range 3 {
-		n := &node{name: fmt.Sprintf("n%d", i), dir: t.TempDir(), listen: freeListen(t)}
+		n := &node{name: fmt.Sprintf("n%d", i), dir: t.TempDir(), listen: freeListen(t), bin: bin, release: release}
 		peers = append(peers, n.listen)
 		c.nodes = append(c.nodes, n)
 	}
@@ -212,10 +211,16 @@ func startCluster(t *testing.T) *cluster {
 
 func (c *cluster) start(n *node) {
 	os.Remove(filepath.Join(n.dir, stateFile)) // a killed node's
-	b, _ := json.Marshal(n.args)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestClusterChild$", "-test.count=1", "-test.timeout=20m")
-	cmd.Env = append(os.Environ(), envClusterChild+"="+string(b), "FAZT_CLUSTER_SECRET="+clusterSecret,
-		"FAZT_NODE="+n.name, envEffects+"="+c.effects, envBuild+"="+n.build)
+	var cmd *exec.Cmd
+	if n.bin != "" {
+		cmd = exec.Command(n.bin, n.args...)
+		cmd.Env = append(os.Environ(), "FAZT_CLUSTER_SECRET="+clusterSecret, "FAZT_DATA=", "FAZT_ADDR=", "FAZT_TOKEN=")
+	} else {
+		b, _ := json.Marshal(n.args)
+		cmd = exec.Command(os.Args[0], "-test.run=^TestClusterChild$", "-test.count=1", "-test.timeout=20m")
+		cmd.Env = append(os.Environ(), envClusterChild+"="+string(b), "FAZT_CLUSTER_SECRET="+clusterSecret,
+			"FAZT_NODE="+n.name, envEffects+"="+c.effects)
+	}
 	n.stderr = &syncBuffer{}
 	cmd.Stderr = n.stderr
 	cmd.Stdout = n.stderr // the child test's own failure goes to stdout
@@ -235,6 +240,26 @@ func (c *cluster) kill(n *node) {
 	n.cmd.Process.Signal(syscall.SIGCONT)
 	n.cmd.Process.Signal(syscall.SIGKILL)
 	<-n.exited
+}
+
+// stop stops the node as an operator would, with SIGTERM, and checks
+// that it ended cleanly.
+func (c *cluster) stop(n *node) {
+	c.t.Helper()
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		c.t.Fatalf("SIGTERM %s: %v", n.name, err)
+	}
+	select {
+	case <-n.exited:
+	case <-time.After(2 * time.Minute): // a stop on a loaded machine; not a timing assertion
+		n.cmd.Process.Signal(syscall.SIGQUIT)
+		<-n.exited
+		c.t.Fatalf("%s did not end in 2 minutes after SIGTERM\n%s", n.name, n.stderr)
+	}
+	if !n.cmd.ProcessState.Success() {
+		c.t.Fatalf("%s ended badly after SIGTERM: %v\n%s", n.name, n.cmd.ProcessState, n.stderr)
+	}
+	n.setEndpoint("", "")
 }
 
 // waitReady waits for the node's serve.json and a 200 from /readyz.
@@ -354,13 +379,26 @@ type load struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	paused map[*node]bool
+	byHome map[*node]int // appends acknowledged, by the writer's own node
+
+	// event makes the load's events (acct.moved when nil); an event it
+	// makes with a "schema" goes only to nodes running newer.
+	event func(home *node, rng *rand.Rand, w, j, k int) map[string]any
+	newer string
+	types map[string]bool // the types event makes, checked by checkLog
 }
 
 func (c *cluster) newLoad() *load {
-	return &load{c: c, acked: map[string]eventlog.Position{}, tried: map[string]bool{}, stop: make(chan struct{}), paused: map[*node]bool{}}
+	l := &load{c: c, acked: map[string]eventlog.Position{}, tried: map[string]bool{}, paused: map[*node]bool{}, byHome: map[*node]int{},
+		types: map[string]bool{"acct.moved": true}}
+	c.t.Cleanup(l.halt) // no writer outlives a failed test
+	return l
 }
 
+// run starts writers on every node; halt stops them, and run may
+// start them again.
 func (l *load) run(writers int) {
+	l.stop = make(chan struct{})
 	for i, n := range l.c.nodes {
 		for w := range writers {
 			l.wg.Add(1)
@@ -380,10 +418,20 @@ func (l *load) writer(start, w int, first *node) {
 		}
 		n := rng.IntN(2) + 1 // one event or an atomic batch of two
 		req := appendReq{}
+		newer := false
 		for k := range n {
-			id := newULID()
-			req.Events = append(req.Events, map[string]any{"id": id, "stream": fmt.Sprintf("acct.%d", rng.IntN(20)), "type": "acct.moved",
-				"data": map[string]any{"from": first.name, "w": w, "j": j, "k": k}})
+			var e map[string]any
+			if l.event != nil {
+				e = l.event(first, rng, w, j, k)
+			} else {
+				e = map[string]any{"stream": fmt.Sprintf("acct.%d", rng.IntN(20)), "type": "acct.moved",
+					"data": map[string]any{"from": first.name, "w": w, "j": j, "k": k}}
+			}
+			if e["id"] == nil {
+				e["id"] = newULID()
+			}
+			newer = newer || e["schema"] != nil
+			req.Events = append(req.Events, e)
 		}
 		l.mu.Lock()
 		for _, e := range req.Events {
@@ -396,20 +444,30 @@ func (l *load) writer(start, w int, first *node) {
 			l.mu.Lock()
 			paused := l.paused[nd]
 			l.mu.Unlock()
-			if addr, _ := nd.endpoint(); addr == "" || paused {
+			if addr, _ := nd.endpoint(); addr == "" || paused || newer && nd.running() != l.newer {
 				time.Sleep(20 * time.Millisecond)
 				continue
 			}
 			var res eventlog.Result
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			_, err := l.c.call(ctx, nd, "POST", "/v1/events", req, &res)
+			status, err := l.c.call(ctx, nd, "POST", "/v1/events", req, &res)
 			cancel()
+			if status == http.StatusBadRequest {
+				if newer && nd.running() != l.newer {
+					break // sent just as nd went back to an older release
+				}
+				l.c.t.Errorf("%s refused an append: %v", nd.name, err)
+				break
+			}
 			if err != nil {
 				l.errs.Add(1)
 				time.Sleep(time.Duration(try) * 20 * time.Millisecond)
 				continue
 			}
 			l.record(res)
+			l.mu.Lock()
+			l.byHome[first]++
+			l.mu.Unlock()
 			break
 		}
 	}
@@ -426,8 +484,16 @@ func (l *load) record(res eventlog.Result) {
 	}
 }
 
+// halt stops the writers and waits for them; halted, it does nothing.
 func (l *load) halt() {
-	close(l.stop)
+	if l.stop == nil {
+		return
+	}
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
 	l.wg.Wait()
 }
 
@@ -460,14 +526,16 @@ func (c *cluster) checkConverged(l *load) {
 
 // checkLog: on node n the log is gap-free to last, every stream's
 // versions run 1, 2, 3..., every acknowledged event is there once at its
-// acknowledged position, and nothing is there that was never sent.
-func (c *cluster) checkLog(n *node, l *load, last uint64) {
+// acknowledged position, and nothing of the load's types is there that
+// was never sent. It returns the events of the load's types.
+func (c *cluster) checkLog(n *node, l *load, last uint64) []eventlog.Event {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	versions := map[string]uint64{}
 	ids := map[string]uint64{}
 	var seq uint64
+	var loads []eventlog.Event
 	for seq < last {
 		var page eventlog.Page
 		if _, err := c.call(ctx, n, "GET", fmt.Sprintf("/v1/events?after=%d&limit=1000", seq), nil, &page); err != nil {
@@ -493,8 +561,11 @@ func (c *cluster) checkLog(n *node, l *load, last uint64) {
 				c.t.Fatalf("%s: event %s at %d and %d", n.name, e.ID, prev, e.Seq)
 			}
 			ids[e.ID] = e.Seq
-			if e.Type == "acct.moved" && !l.tried[e.ID] {
-				c.t.Fatalf("%s: event %s at %d was never sent", n.name, e.ID, e.Seq)
+			if l.types[e.Type] {
+				if !l.tried[e.ID] {
+					c.t.Fatalf("%s: event %s at %d was never sent", n.name, e.ID, e.Seq)
+				}
+				loads = append(loads, e)
 			}
 		}
 	}
@@ -503,6 +574,7 @@ func (c *cluster) checkLog(n *node, l *load, last uint64) {
 			c.t.Fatalf("%s: acknowledged event %s (seq %d) found at %d (present %v): an acknowledged write was lost", n.name, id, p.Seq, got, ok)
 		}
 	}
+	return loads
 }
 
 // ledgerHash hashes the node's ledger table once it has folded the log
@@ -708,6 +780,34 @@ func (l *load) waitProgress(n int) {
 	}
 }
 
+// waitEach waits until the writers of every node have n more appends
+// acknowledged: each node's writers, on whatever release their node
+// runs now, have written in the cluster's present state (a minute at
+// most, as waitProgress).
+func (l *load) waitEach(n int) {
+	l.c.t.Helper()
+	l.mu.Lock()
+	before := maps.Clone(l.byHome)
+	l.mu.Unlock()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		l.mu.Lock()
+		var behind *node
+		for _, nd := range l.c.nodes {
+			if l.byHome[nd] < before[nd]+n {
+				behind = nd
+			}
+		}
+		got := l.byHome[behind] - before[behind]
+		l.mu.Unlock()
+		if behind == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.c.t.Fatalf("the writers of %s had %d appends acknowledged in a minute", behind.name, got)
+		}
+	}
+}
+
 // checkStatus runs `fazt cluster status` against a node, and reads its
 // /metrics: three replicas, a leader, routes to the two others, and the
 // read models of all three nodes.
@@ -748,90 +848,317 @@ func (c *cluster) checkStatus() {
 	}
 }
 
-// A rolling upgrade on one log: the nodes are upgraded one at a time to
-// a release with a second version of an event type and a new column in
-// a read model. Old and new nodes serve side by side: each appends what
-// it knows (an old node refuses the version it does not know, and reads
-// it, with the fields it knows), the new nodes' read model has the
-// column filled, and every node ends with the same rows.
+// rollingNote is the event type of the upgrade kit's notes vertical.
+const rollingNote = "notes.added"
+
+// rollingRounds is how many times the rolling upgrade takes a node back
+// to the old release and up again once all run the new one, how many
+// appends each node's writers make in each state before it is checked,
+// and how many writers append on each node.
+func rollingRounds() (rounds, appends, writers int) {
+	if os.Getenv("FAZT_SOAK") != "" {
+		return 6, 400, 2
+	}
+	return 1, 15, 1
+}
+
+// noteEvent is the rolling upgrade's load: notes on five streams per
+// node; once its node runs v0.2.0, two notes in three are version 2,
+// with a priority. The note's ID is the event's. Its text starts with
+// the version it was written at.
+func noteEvent(home *node, rng *rand.Rand, w, j, k int) map[string]any {
+	return noteOn(home, fmt.Sprintf("notes.%s-%d", home.name, rng.IntN(5)),
+		home.running() == newVersion && j%3 != 0, fmt.Sprintf("w%d j%d k%d", w, j, k), j%5+1)
+}
+
+func noteOn(n *node, stream string, v2 bool, text string, priority int) map[string]any {
+	id := newULID()
+	if !v2 {
+		return map[string]any{"id": id, "stream": stream, "type": rollingNote,
+			"data": map[string]any{"id": id, "text": "v1 by " + n.name + " " + text}}
+	}
+	return map[string]any{"id": id, "stream": stream, "type": rollingNote, "schema": 2,
+		"data": map[string]any{"id": id, "text": "v2 by " + n.name + " " + text, "priority": priority}}
+}
+
+// A rolling upgrade on one log, with two real builds of the binary
+// (the upgrade tests' kit): v0.1.0, and v0.2.0, which adds version 2 of
+// notes.added (an optional priority) and version 2 of the notes read
+// model (a priority column, filled by a rebuild from the log).
+//
+// Three v0.1.0 nodes take appends on every node; one by one each is
+// stopped with SIGTERM and started as v0.2.0 on the same data and
+// cluster flags while the writers go on, then (rollingRounds) a node
+// goes back to v0.1.0 and up again. After each change the cluster takes
+// appends in its mixed state, and then, the writers paused, is checked:
+//
+//   - every node is ready and serves queries, its notes read model
+//     running at the version of its release, at the log's tail;
+//   - every node appends a version 1 note; a v0.2.0 node a version 2
+//     note; a v0.1.0 node refuses a version 2 note with 400 naming the
+//     versions it knows, and it is not in the log;
+//   - what an old node does with a version it does not know: its log
+//     serves the event as written (schema 2, the priority in its data),
+//     and its read model folds it with the fields release 1 knows
+//     (schemas.Decode): neither skipped nor halted, the notes table has
+//     a row for every note, and no priority: no such column on a node
+//     that never ran v0.2.0, the column v0.2.0 added left NULL on one
+//     back from it (the older file serves again, caught up);
+//   - a v0.2.0 node has a priority for exactly the version 2 notes;
+//   - the log is the same on every node: gap-free, versions contiguous,
+//     every acknowledged append there once at its position.
+//
+// At the end, all on v0.2.0 and stopped, the three notes read models
+// hash the same (kerneltest.HashTables), the priority column included.
 func TestClusterRollingUpgrade(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a three-node cluster")
+		t.Skip("runs a three-node cluster of two builds")
 	}
-	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	kit := sharedUpgradeKit(t)
+	c := startClusterOf(t, kit.old, oldVersion)
 	ld := c.newLoad()
-	appendOn := func(n *node, schema int, memo string) error {
-		e := map[string]any{"id": newULID(), "stream": "acct.up", "type": "acct.moved", "data": map[string]any{"by": n.name}}
-		if schema > 1 {
-			e["schema"] = schema
-			e["data"] = map[string]any{"by": n.name, "memo": memo}
-		}
-		ld.mu.Lock()
-		ld.tried[e["id"].(string)] = true
-		ld.mu.Unlock()
-		var res eventlog.Result
-		_, err := c.call(ctx, n, "POST", "/v1/events", appendReq{Events: []map[string]any{e}}, &res)
-		if err == nil {
-			ld.record(res)
-		}
-		return err
+	ld.event, ld.newer, ld.types = noteEvent, newVersion, map[string]bool{rollingNote: true}
+	rounds, appends, writers := rollingRounds()
+	upgraded := map[*node]bool{} // nodes that have run v0.2.0
+	check := func(state string) {
+		t.Helper()
+		ld.waitEach(appends) // every node's writers append in this state
+		ld.halt()
+		notes, v2 := c.checkRolling(ld, upgraded)
+		t.Logf("%s: %d notes, %d of version 2, %d acknowledged appends, %d tries retried", state, notes, v2, ld.count(), ld.errs.Load())
 	}
-	for _, n := range c.nodes {
-		if err := appendOn(n, 1, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, n := range c.nodes {
-		// Upgrade n: stop it gracefully, start the newer release.
-		n.cmd.Process.Signal(syscall.SIGTERM)
-		<-n.exited
-		n.build = "2"
+	replace := func(n *node, bin, release string) {
+		t.Helper()
+		n.setRelease(oldVersion) // no version 2 note goes to it while it changes
+		c.stop(n)
+		n.bin = bin
 		c.start(n)
 		c.waitReady(n)
-		if err := appendOn(n, 2, fmt.Sprintf("from %s", n.name)); err != nil {
-			t.Fatalf("the upgraded %s: %v", n.name, err)
+		n.setRelease(release)
+		upgraded[n] = upgraded[n] || release == newVersion
+	}
+	ld.run(writers)
+	check("all on " + oldVersion)
+	for _, n := range c.nodes {
+		ld.run(writers)
+		replace(n, kit.new, newVersion)
+		check(n.name + " on " + newVersion)
+	}
+	for r := range rounds {
+		n := c.nodes[(2+r)%len(c.nodes)]
+		ld.run(writers)
+		replace(n, kit.old, oldVersion)
+		check(n.name + " back on " + oldVersion)
+		ld.run(writers)
+		replace(n, kit.new, newVersion)
+		check(n.name + " on " + newVersion + " again")
+	}
+
+	var hashes []string
+	for _, n := range c.nodes {
+		c.stop(n)
+		hashes = append(hashes, notesHash(t, n))
+	}
+	for i, h := range hashes {
+		if h != hashes[0] {
+			t.Fatalf("the notes of %s hash to %s, of %s to %s", c.nodes[i].name, h, c.nodes[0].name, hashes[0])
 		}
-		for _, m := range c.nodes[i+1:] {
-			// An old node: appends what it knows, refuses what it does not.
-			if err := appendOn(m, 1, ""); err != nil {
-				t.Fatalf("old %s next to an upgraded node: %v", m.name, err)
+	}
+	t.Logf("%d node changes under load (%d rounds back to %s and up), %d acknowledged appends; the three read models hash to %s",
+		3+2*rounds, rounds, oldVersion, ld.count(), hashes[0][:12])
+}
+
+// checkRolling checks the cluster of the rolling upgrade, its load
+// halted (see TestClusterRollingUpgrade), and returns how many notes
+// the log holds and how many of them are version 2.
+func (c *cluster) checkRolling(l *load, upgraded map[*node]bool) (notes, v2 int) {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	appendNote := func(n *node, e map[string]any) (int, error) {
+		var res eventlog.Result
+		status, err := c.call(ctx, n, "POST", "/v1/events", appendReq{Events: []map[string]any{e}}, &res)
+		if err == nil {
+			l.record(res)
+		}
+		return status, err
+	}
+	var refused []string
+	for _, n := range c.nodes {
+		e := noteOn(n, "notes."+n.name+"-own", false, "asked", 0)
+		l.mu.Lock()
+		l.tried[e["id"].(string)] = true
+		l.mu.Unlock()
+		if _, err := appendNote(n, e); err != nil {
+			t.Fatalf("%s (%s) does not take a version 1 note: %v", n.name, n.running(), err)
+		}
+		e = noteOn(n, "notes."+n.name+"-own", true, "asked", 9)
+		if n.running() == newVersion {
+			l.mu.Lock()
+			l.tried[e["id"].(string)] = true
+			l.mu.Unlock()
+			if _, err := appendNote(n, e); err != nil {
+				t.Fatalf("%s (%s) does not take a version 2 note: %v", n.name, newVersion, err)
 			}
-			if err := appendOn(m, 2, "x"); err == nil || !strings.Contains(err.Error(), "400") {
-				t.Fatalf("old %s took a version it does not know: %v", m.name, err)
+			continue
+		}
+		status, err := appendNote(n, e)
+		if want := `event type \"notes.added\" has no schema version 2 (registered: version 1)`; status != http.StatusBadRequest || err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s (%s) answered a version 2 note with %d %v, want 400 and %s", n.name, n.running(), status, err, want)
+		}
+		refused = append(refused, e["id"].(string))
+	}
+
+	var last uint64
+	for _, n := range c.nodes {
+		st, err := c.status(n)
+		if err != nil {
+			t.Fatalf("%s: %v", n.name, err)
+		}
+		last = max(last, st.LastSeq)
+	}
+	var evs []eventlog.Event
+	var sumPriority int
+	var sample eventlog.Event // a version 2 note, for the old nodes to read
+	for i, n := range c.nodes {
+		got := c.checkLog(n, l, last)
+		if i > 0 {
+			if len(got) != len(evs) {
+				t.Fatalf("%s holds %d notes to seq %d, %s %d", n.name, len(got), last, c.nodes[0].name, len(evs))
 			}
-			// It reads the newer events, with the fields it knows.
-			var page struct {
-				Events []eventlog.Event `json:"events"`
-			}
-			if _, err := c.call(ctx, m, "GET", "/v1/streams/acct.up?from=1&limit=100", nil, &page); err != nil {
-				t.Fatalf("old %s reading: %v", m.name, err)
-			}
-			v2 := 0
-			for _, e := range page.Events {
-				if e.Schema == 2 {
-					v2++
+			for j := range got {
+				if got[j].ID != evs[j].ID || got[j].Seq != evs[j].Seq || got[j].Schema != evs[j].Schema || !bytes.Equal(got[j].Data, evs[j].Data) {
+					t.Fatalf("%s and %s differ at seq %d", n.name, c.nodes[0].name, got[j].Seq)
 				}
 			}
-			if v2 != i+1 {
-				t.Fatalf("old %s sees %d events of version 2, want %d", m.name, v2, i+1)
+			continue
+		}
+		evs = got
+		for _, e := range evs {
+			if e.Schema != 2 {
+				continue
+			}
+			v2++
+			var d struct{ Priority int }
+			if err := json.Unmarshal(e.Data, &d); err != nil || d.Priority == 0 {
+				t.Fatalf("version 2 note %s has no priority: %s", e.ID, e.Data)
+			}
+			sumPriority += d.Priority
+			sample = e
+		}
+	}
+	for _, id := range refused {
+		for _, e := range evs {
+			if e.ID == id {
+				t.Fatalf("the version 2 note %s an old node refused is in the log at %d", id, e.Seq)
 			}
 		}
-		// Mixed: the two releases' read models hold the same rows.
-		c.checkConverged(ld)
 	}
-	// Every node now has the memo column, filled where the event had one.
-	for _, n := range c.nodes {
+
+	query := func(n *node, sql string) ([][]any, int, error) {
 		var res struct {
 			Rows [][]any `json:"rows"`
 		}
-		q := map[string]any{"projection": "ledger", "sql": "SELECT count(memo) FROM entries", "timeout_ms": 30000}
-		if _, err := c.call(ctx, n, "POST", "/v1/query", q, &res); err != nil {
-			t.Fatalf("%s: %v", n.name, err)
+		status, err := c.call(ctx, n, "POST", "/v1/query", map[string]any{"projection": "notes", "sql": sql, "min_seq": last, "timeout_ms": 60000}, &res)
+		return res.Rows, status, err
+	}
+	want := func(n *node, sql string, values ...int) {
+		t.Helper()
+		rows, _, err := query(n, sql)
+		if err != nil {
+			t.Fatalf("%s (%s): %v", n.name, n.running(), err)
 		}
-		if len(res.Rows) != 1 || fmt.Sprint(res.Rows[0][0]) != "3" {
-			t.Fatalf("%s: memos %v, want 3", n.name, res.Rows)
+		if len(rows) != 1 || fmt.Sprint(rows[0]) != fmt.Sprint(values) {
+			t.Fatalf("%s (%s): %s answered %v, want %v", n.name, n.running(), sql, rows, values)
 		}
 	}
+	for _, n := range c.nodes {
+		addr, _ := n.endpoint()
+		resp, err := c.hc.Get(addr + "/readyz")
+		if err != nil {
+			t.Fatalf("%s (%s): %v", n.name, n.running(), err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s (%s): /readyz answered %d", n.name, n.running(), resp.StatusCode)
+		}
+		release := 1
+		if n.running() == newVersion {
+			release = 2
+		}
+		// Every note has a row: the fold neither skipped nor halted.
+		want(n, "SELECT count(*), count(CASE WHEN text LIKE 'v2 %' THEN 1 END) FROM notes", len(evs), v2)
+		var st projections.Status
+		if _, err := c.call(ctx, n, "GET", "/v1/projections/notes", nil, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.State != projections.StateRunning || st.Halted != nil || st.Version != release || st.ServingVersion != release || st.Seq < last {
+			t.Fatalf("%s (%s): notes read model %+v, want running at version %d, at seq %d or later", n.name, n.running(), st, release, last)
+		}
+		if release == 2 {
+			want(n, "SELECT count(priority), coalesce(sum(priority), 0) FROM notes", v2, sumPriority)
+			continue
+		}
+		// Release 1 knows no priority. Its file has no such column, unless
+		// the node ran v0.2.0 before: that added the column to it at
+		// start (tables only grow), and release 1 leaves it NULL.
+		rows, status, err := query(n, "SELECT count(priority) FROM notes")
+		switch {
+		case !upgraded[n]:
+			if status != http.StatusBadRequest || err == nil || !strings.Contains(err.Error(), "no such column: priority") {
+				t.Fatalf("%s (%s, never upgraded) answered a query of priority with %d %v %v, want 400 and no such column", n.name, n.running(), status, rows, err)
+			}
+		case err != nil || fmt.Sprint(rows) != "[[0]]":
+			t.Fatalf("%s (%s, back from %s) has priorities: %v %v", n.name, n.running(), newVersion, rows, err)
+		}
+		if sample.ID == "" {
+			continue
+		}
+		var page struct {
+			Events []eventlog.Event `json:"events"`
+		}
+		if _, err := c.call(ctx, n, "GET", fmt.Sprintf("/v1/streams/%s?from=%d&limit=1", sample.Stream, sample.Version), nil, &page); err != nil {
+			t.Fatalf("%s (%s) reading %s: %v", n.name, n.running(), sample.Stream, err)
+		}
+		if len(page.Events) != 1 || page.Events[0].ID != sample.ID || page.Events[0].Schema != 2 || !bytes.Equal(page.Events[0].Data, sample.Data) {
+			t.Fatalf("%s (%s) reads the version 2 note %s as %+v, want it as written: %s", n.name, n.running(), sample.ID, page.Events, sample.Data)
+		}
+	}
+	return len(evs), v2
+}
+
+// notesHash hashes the tables of a stopped node's notes read model; the
+// notes table must have its priority column.
+func notesHash(t *testing.T, n *node) string {
+	t.Helper()
+	dir := filepath.Join(n.dir, "projections", "notes")
+	b, err := os.ReadFile(filepath.Join(dir, "current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur struct{ Current string }
+	if err := json.Unmarshal(b, &cur); err != nil || cur.Current == "" {
+		t.Fatalf("%s: notes pointer %s: %v", n.name, b, err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, cur.Current)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var text bytes.Buffer
+	h := sha256.New()
+	if err := kerneltest.HashTables(ctx, tx, io.MultiWriter(h, &text)); err != nil {
+		t.Fatalf("%s: %v", n.name, err)
+	}
+	if !strings.Contains(text.String(), "table notes [id text priority]\n") {
+		t.Fatalf("%s: the notes read model has no priority column:\n%.300s", n.name, text.String())
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

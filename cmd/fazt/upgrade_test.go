@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -30,14 +31,14 @@ import (
 	"github.com/fazt-sh/fazt/kernel/provision"
 )
 
-// upgradeKit is what the upgrade tests share: two real builds of the
-// binary (tag fazt_upgradetest adds the notes vertical), v0.1.0 with
-// notes release 1 and v0.2.0 with notes release 2, both with the
-// release key pub built in; and another key pair, which is not the
-// release key.
+// upgradeKit is what the upgrade tests share: real builds of the binary
+// (tag fazt_upgradetest adds the notes vertical), v0.1.0 with notes
+// release 1, v0.2.0 with notes release 2, and a bad v0.2.0 whose notes
+// fold halts on a note v0.1.0 wrote, all with the release key pub built
+// in; and another key pair, which is not the release key.
 type upgradeKit struct {
 	dir              string
-	old, new         string
+	old, new, bad    string
 	pub, otherPub    minisign.PublicKey
 	priv, otherPriv  minisign.PrivateKey
 	oldSum, platform string
@@ -48,40 +49,89 @@ const (
 	newVersion = "v0.2.0"
 )
 
-func newUpgradeKit(t *testing.T) *upgradeKit {
+// kitBuild holds the kit, built once per run of the test binary for
+// TestUpgrade and TestClusterRollingUpgrade; TestMain removes it.
+var kitBuild struct {
+	once sync.Once
+	kit  *upgradeKit
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if kitBuild.kit != nil {
+		os.RemoveAll(kitBuild.kit.dir)
+	}
+	os.Exit(code)
+}
+
+// sharedUpgradeKit returns the kit, building it at the first call.
+func sharedUpgradeKit(t *testing.T) *upgradeKit {
 	t.Helper()
-	k := &upgradeKit{dir: t.TempDir(), platform: runtime.GOOS + "/" + runtime.GOARCH}
-	var err error
+	kitBuild.once.Do(func() { kitBuild.kit, kitBuild.err = buildUpgradeKit() })
+	if kitBuild.err != nil {
+		t.Fatal(kitBuild.err)
+	}
+	return kitBuild.kit
+}
+
+// buildUpgradeKit compiles the package once and links it three times
+// (the -X values differ only at link time), without symbol tables,
+// which makes each link cheaper.
+func buildUpgradeKit() (*upgradeKit, error) {
+	dir, err := os.MkdirTemp("", "fazt-upgrade-kit-")
+	if err != nil {
+		return nil, err
+	}
+	k := &upgradeKit{dir: dir, platform: runtime.GOOS + "/" + runtime.GOARCH}
+	fail := func(err error) (*upgradeKit, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	if k.pub, k.priv, err = minisign.GenerateKey(nil); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	if k.otherPub, k.otherPriv, err = minisign.GenerateKey(nil); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-	build := func(out string, ldflags string) {
-		t.Helper()
-		cmd := exec.Command(goCmd, "build", "-tags", "fazt_upgradetest", "-ldflags", ldflags, "-o", out, ".")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", ldflags, err, b)
+	k.old = filepath.Join(dir, "fazt-"+oldVersion)
+	k.new = filepath.Join(dir, "fazt-"+newVersion)
+	k.bad = filepath.Join(dir, "fazt-"+newVersion+"-halting")
+	for _, b := range []struct{ out, ldflags string }{
+		{k.old, "-X main.version=" + oldVersion},
+		{k.new, "-X main.version=" + newVersion + " -X main.upgradeTestRelease=2"},
+		{k.bad, "-X main.version=" + newVersion + " -X main.upgradeTestRelease=2-halting"},
+	} {
+		ldflags := "-s -w " + b.ldflags + " -X main.releaseKey=" + k.pub.String()
+		cmd := exec.Command(goCmd, "build", "-tags", "fazt_upgradetest", "-ldflags", ldflags, "-o", b.out, ".")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fail(fmt.Errorf("go build -ldflags %q: %v\n%s", ldflags, err, out))
 		}
 	}
-	k.old = filepath.Join(k.dir, "fazt-"+oldVersion)
-	k.new = filepath.Join(k.dir, "fazt-"+newVersion)
-	build(k.old, "-X main.version="+oldVersion+" -X main.releaseKey="+k.pub.String())
-	build(k.new, "-X main.version="+newVersion+" -X main.upgradeTestRelease=2 -X main.releaseKey="+k.pub.String())
-	k.oldSum = fileSum(t, k.old)
-	return k
+	k.oldSum, err = sumFile(k.old)
+	if err != nil {
+		return fail(err)
+	}
+	return k, nil
+}
+
+func sumFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:]), nil
 }
 
 func fileSum(t *testing.T, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	s, err := sumFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	return s
 }
 
 // linkOrCopy makes dst the file src: the swap renames over names and
@@ -326,13 +376,13 @@ func dataOf[T any](t *testing.T, e eventlog.Event) T {
 	return v
 }
 
-// TestUpgrade upgrades real servers with real releases: two builds of
-// the binary, made once for all its cases.
+// TestUpgrade upgrades real servers with real releases: builds of the
+// binary, made once for all its cases (and TestClusterRollingUpgrade).
 func TestUpgrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary twice")
 	}
-	kit := newUpgradeKit(t)
+	kit := sharedUpgradeKit(t)
 
 	// A good release: the new version serves the same data, the history
 	// says so, the old binary is kept; and (EDD) the old binary then runs
@@ -420,7 +470,7 @@ func TestUpgrade(t *testing.T) {
 		})
 	})
 
-	// A release that never becomes ready on this data: v0.2.0's read
+	// A release that never becomes ready on this data: a bad v0.2.0's read
 	// model cannot fold a note v0.1.0 wrote and halts, so /readyz never
 	// turns 200. The upgrade puts v0.1.0 back by itself and it serves.
 	t.Run("release that never becomes ready", func(t *testing.T) {
@@ -429,7 +479,7 @@ func TestUpgrade(t *testing.T) {
 		data := filepath.Join(t.TempDir(), "data")
 		n := serve(t, bin, data)
 		appendEvent(t, bin, data, "notes.1", "notes.added", `{"id":"n1","text":"written by v1"}`)
-		rel := kit.release(t, newVersion, kit.new, kit.priv, nil)
+		rel := kit.release(t, newVersion, kit.bad, kit.priv, nil)
 		out, errOut, st := runFazt(t, bin, "upgrade", "--from", rel, "--data", data)
 		if st != 1 || !strings.Contains(errOut, "rolled back: "+oldVersion+" serves again") || !strings.Contains(errOut, "note n1 has no priority") {
 			t.Fatalf("upgrade: status %d\n%s%s", st, out, errOut)
@@ -620,18 +670,22 @@ func TestUpgrade(t *testing.T) {
 			if tc.bad {
 				appendEvent(t, bin, data, "notes.1", "notes.added", `{"id":"n1","text":"written by v1"}`)
 			}
+			relBin := kit.new
+			if tc.bad {
+				relBin = kit.bad
+			}
 			var edit func(*provision.Manifest)
 			var stalled chan struct{}
 			if tc.after == "" {
 				stalled = make(chan struct{})
 				edit = func(m *provision.Manifest) {
 					b := m.Platforms[kit.platform]
-					b.URL = stallingServer(t, kit.new, stalled) + "/" + b.File
+					b.URL = stallingServer(t, relBin, stalled) + "/" + b.File
 					m.Platforms[kit.platform] = b
 				}
 			}
-			rel := kit.release(t, newVersion, kit.new, kit.priv, edit)
-			newSum := fileSum(t, kit.new)
+			rel := kit.release(t, newVersion, relBin, kit.priv, edit)
+			newSum := fileSum(t, relBin)
 			out := killUpgrade(t, bin, tc.after, stalled, "upgrade", "--from", rel, "--data", data)
 
 			if got := fileSum(t, bin); got != kit.oldSum && got != newSum {

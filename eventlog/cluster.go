@@ -37,6 +37,15 @@ type Cluster struct {
 	// Secret is the route password every node knows: nodes authenticate
 	// to each other with it, and refuse a route without it. Required.
 	Secret string
+	// TLS encrypts the routes, which carry every event, and makes them
+	// mutual: each node verifies its peers' certificates against the
+	// cluster's CA, and peers verify this node's. Required unless
+	// Insecure.
+	TLS *ClusterTLS
+	// Insecure runs the routes in clear (authenticated by Secret only):
+	// for a cluster on one machine or a network already encrypted. Open
+	// logs a warning.
+	Insecure bool
 }
 
 // routeUser is the user nodes authenticate routes with.
@@ -63,6 +72,15 @@ func (c *Cluster) check(replicas int) error {
 		return invalidf("cluster secret: at least %d characters, the same on every node (nodes authenticate to each other with it)", minSecretLen)
 	case replicas < 1 || replicas > 5:
 		return invalidf("replicas %d: want 1..5 (JetStream's limit)", replicas)
+	case c.TLS == nil && !c.Insecure:
+		return invalidf("cluster routes carry every event: give each node a TLS certificate from the cluster's CA (fazt cluster certs makes them), or run them in clear with Insecure (--cluster-insecure)")
+	case c.TLS != nil && c.Insecure:
+		return invalidf("cluster TLS and Insecure exclude each other: choose one")
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Check(); err != nil {
+			return err
+		}
 	}
 	if _, _, err := splitHostPort(c.Listen); err != nil {
 		return invalidf("cluster listen address %q: %v", c.Listen, err)
@@ -124,6 +142,12 @@ func (c *Cluster) render(d Durability, syncInterval time.Duration) string {
 	// routed to it, direct gets among them, until its routes are found
 	// dead: ping often, so that this takes seconds, not minutes.
 	fmt.Fprintf(&b, "  ping_interval: %s\n  ping_max: %d\n", q(routePing.String()), routePingMax)
+	if t := c.TLS; t != nil {
+		// verify: each side of a route presents its certificate and
+		// checks the other's against the CA (mutual TLS).
+		fmt.Fprintf(&b, "  tls {\n    cert_file: %s\n    key_file: %s\n    ca_file: %s\n    verify: true\n    timeout: %d\n  }\n",
+			q(t.CertFile), q(t.KeyFile), q(t.CAFile), int(routeTLSTimeout/time.Second))
+	}
 	fmt.Fprintf(&b, "  routes: [%s]\n}\n", strings.Join(routes, ", "))
 	fmt.Fprintf(&b, "jetstream {\n  sync_interval: %s\n}\n", sync)
 	return b.String()

@@ -208,7 +208,11 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 		if time.Since(last) > clusterWaitLog {
 			last = time.Now()
 			if l.srv != nil {
-				l.Logger.Info("waiting for the cluster to create the event stream: start the other nodes, and check --peers and the cluster secret",
+				msg := "waiting for the cluster to create the event stream: start the other nodes, and check --peers and the cluster secret"
+				if l.Cluster.TLS != nil {
+					msg += ", and that every node's certificate comes from the same CA and names the host the others reach it by in --peers"
+				}
+				l.Logger.Info(msg,
 					"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err)
 			} else {
 				l.Logger.Info("waiting for the NATS cluster to create the event stream", "url", l.nc.ConnectedUrlRedacted(), "replicas", l.Replicas, "err", err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -568,4 +569,68 @@ func TestClusterTLS(t *testing.T) {
 	for _, l := range logs {
 		waitReadable(t, l, last)
 	}
+}
+
+// A cluster run without TLS on purpose (Insecure): its route port speaks
+// in clear, and Open says so in the log.
+func TestClusterInsecureWarns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a cluster")
+	}
+	addrs := freeAddrs(t, 3)
+	logs := make([]*eventlog.Log, 3)
+	bufs := make([]syncWriter, 3)
+	errs := make([]error, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range logs {
+		l := eventlog.New(t.TempDir())
+		l.Logger = slog.New(slog.NewTextHandler(&bufs[i], nil))
+		l.Replicas = 3
+		l.Cluster = &eventlog.Cluster{Name: "test", Node: fmt.Sprintf("n%d", i), Listen: addrs[i], Peers: addrs, Secret: testSecret, Insecure: true}
+		logs[i] = l
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = l.Open(ctx) }()
+	}
+	wg.Wait()
+	for i, l := range logs {
+		if errs[i] == nil {
+			defer l.Close(context.Background())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := bufs[0].String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "cluster routes run in clear") {
+		t.Fatalf("no warning in the log:\n%s", got)
+	}
+	l := logs[0]
+	conn, err := net.Dial("tcp", l.Cluster.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "INFO ") || strings.Contains(line, "tls_required") {
+		t.Fatalf("an insecure route port: %q %v, want an INFO line in clear", line, err)
+	}
+}
+
+type syncWriter struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

@@ -95,7 +95,9 @@ func TestComposeFile(t *testing.T) {
 		if data == "" || volumes[data] {
 			t.Errorf("%s: its own named volume at /data: %+v", name, s.Volumes)
 		}
-		if !slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Source == "certs" && v.Target == "/certs" && v.ReadOnly }) {
+		if !slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool {
+			return v.Source == "certs" && v.Target == "/certs" && v.ReadOnly
+		}) {
 			t.Errorf("%s: the certs volume not at /certs read-only: %+v", name, s.Volumes)
 		}
 		if d, ok := s.DependsOn["certs"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {

@@ -199,8 +199,11 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 			}
 		}
 		cancel()
-		if err == nil || ctx.Err() != nil {
-			return err
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return l.stillWaiting(err)
 		}
 		if !clusterPending(err) {
 			return err // a refusal that waiting does not change
@@ -208,25 +211,35 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 		if time.Since(last) > clusterWaitLog {
 			last = time.Now()
 			if l.srv != nil {
-				msg := "waiting for the cluster to create the event stream: start the other nodes, and check --peers and the cluster secret"
-				if l.Cluster.TLS != nil {
-					msg += ", and that every node's certificate comes from the same CA and names the host the others reach it by in --peers"
+				args := []any{"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err}
+				if bad := l.Cluster.probeRoutes(ctx); len(bad) > 0 {
+					args = append(args, "route_tls", strings.Join(bad, "; "))
 				}
-				l.Logger.Info(msg,
-					"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err)
+				l.Logger.Info("waiting for the cluster to create the event stream: start the other nodes, and check --peers, the cluster secret and the TLS certificates", args...)
 			} else {
 				l.Logger.Info("waiting for the NATS cluster to create the event stream", "url", l.nc.ConnectedUrlRedacted(), "replicas", l.Replicas, "err", err)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			if l.srv == nil {
-				return fmt.Errorf("%w (still waiting for the NATS cluster)", err)
-			}
-			return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes)", err, l.srv.NumRoutes())
+			return l.stillWaiting(err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// stillWaiting is the error of a node that gave up waiting for its
+// cluster, with the peers its routes could not reach over TLS.
+func (l *Log) stillWaiting(err error) error {
+	if l.srv == nil {
+		return fmt.Errorf("%w (still waiting for the NATS cluster)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), routeProbeTimeout)
+	defer cancel()
+	if bad := l.Cluster.probeRoutes(ctx); len(bad) > 0 {
+		return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes; %s)", err, l.srv.NumRoutes(), strings.Join(bad, "; "))
+	}
+	return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes)", err, l.srv.NumRoutes())
 }
 
 var (
@@ -268,6 +281,9 @@ type ClusterStatus struct {
 	// Name is the cluster's name; Node this node's (empty with URL).
 	Name string `json:"name,omitempty"`
 	Node string `json:"node,omitempty"`
+	// Routes is how this node's routes run: "tls" (mutual TLS) or
+	// "clear" (Insecure); empty outside an embedded cluster.
+	Routes string `json:"routes,omitempty"`
 	// Peers are the nodes this node has routes to (embedded server).
 	Peers []ClusterPeer `json:"peers,omitempty"`
 	// MetaLeader is the node leading JetStream's metadata (embedded server).
@@ -313,7 +329,10 @@ func (l *Log) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 	}
 	var st ClusterStatus
 	if c := l.Cluster; c != nil {
-		st.Name, st.Node = c.Name, c.Node
+		st.Name, st.Node, st.Routes = c.Name, c.Node, "tls"
+		if c.TLS == nil {
+			st.Routes = "clear"
+		}
 	}
 	st.LastSeq = info.State.LastSeq
 	if l.srv != nil {

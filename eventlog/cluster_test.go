@@ -548,8 +548,14 @@ func TestClusterTLS(t *testing.T) {
 	for _, l := range logs {
 		intruder.Peers = append(intruder.Peers, l.Cluster.Listen)
 	}
-	if _, err := openNodes(t, []*eventlog.Cluster{intruder}, eventlog.Strict, 3, 8*time.Second); err == nil {
+	_, err = openNodes(t, []*eventlog.Cluster{intruder}, eventlog.Strict, 3, 8*time.Second)
+	if err == nil {
 		t.Fatal("a node with a certificate from another CA joined the cluster")
+	}
+	t.Logf("the intruder: %v", err)
+	// It says why: its routes' TLS, peer by peer.
+	if !strings.Contains(err.Error(), "route to "+route+": ") || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("the intruder's error does not say its routes' TLS failed: %v", err)
 	}
 	for i, l := range logs {
 		last = appendOn(l)
@@ -557,7 +563,7 @@ func TestClusterTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cs.Peers) != 2 || len(cs.Replicas) != 3 {
+		if len(cs.Peers) != 2 || len(cs.Replicas) != 3 || cs.Routes != "tls" {
 			t.Fatalf("node %d after the intruder: %+v", i, cs)
 		}
 		for _, p := range cs.Peers {
@@ -606,6 +612,9 @@ func TestClusterInsecureWarns(t *testing.T) {
 		t.Fatalf("no warning in the log:\n%s", got)
 	}
 	l := logs[0]
+	if cs, err := l.ClusterStatus(ctx); err != nil || cs.Routes != "clear" {
+		t.Errorf("cluster status: %+v %v, want routes in clear", cs, err)
+	}
 	conn, err := net.Dial("tcp", l.Cluster.Listen)
 	if err != nil {
 		t.Fatal(err)

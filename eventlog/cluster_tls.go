@@ -1,6 +1,8 @@
 package eventlog
 
 import (
+	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +16,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -89,6 +92,58 @@ func (t *ClusterTLS) Check() error {
 	return nil
 }
 
+// routeProbeTimeout bounds probeRoutes.
+const routeProbeTimeout = 3 * time.Second
+
+// probeRoutes connects to each peer's route port as a route would (TLS
+// with this node's certificate, the peer's host as server name) and
+// returns what failed, peer by peer: the embedded server keeps such
+// errors in a log it does not write, and a certificate that does not
+// name the host in --peers, or comes from another CA, would otherwise
+// leave a node waiting without saying why. Nothing without TLS.
+func (c *Cluster) probeRoutes(ctx context.Context) []string {
+	if c.TLS == nil {
+		return nil
+	}
+	pair, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	caPEM, err := os.ReadFile(c.TLS.CAFile)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	ctx, cancel := context.WithTimeout(ctx, routeProbeTimeout)
+	defer cancel()
+	bad := make([]string, len(c.Peers))
+	var wg sync.WaitGroup
+	for i, p := range c.Peers {
+		host, _, _ := net.SplitHostPort(p)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := tls.Dialer{Config: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: host}}
+			conn, err := d.DialContext(ctx, "tcp", p)
+			if err == nil {
+				// The peer sends its INFO once it has taken this node's
+				// certificate (TLS 1.3 says no only after the handshake).
+				if dl, ok := ctx.Deadline(); ok {
+					conn.SetReadDeadline(dl)
+				}
+				_, err = bufio.NewReader(conn).ReadString('\n')
+				conn.Close()
+			}
+			if err != nil {
+				bad[i] = fmt.Sprintf("route to %s: %v", p, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return slices.DeleteFunc(bad, func(s string) bool { return s == "" })
+}
+
 // ClusterCA is a private certificate authority for one cluster's routes:
 // it issues each node's certificate, and its certificate is the CAFile
 // of every node. Keep its key off the nodes where you can: whoever holds
@@ -115,9 +170,12 @@ func NewClusterCA(cluster string) (*ClusterCA, error) {
 		return nil, err
 	}
 	now := time.Now()
+	sn := serial()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "fazt cluster CA " + cluster, Organization: []string{"fazt"}},
+		SerialNumber: sn,
+		// Named with a part of its serial: TLS errors name the CA, and two
+		// CAs of one cluster name are then told apart.
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("fazt cluster CA %s %06x", cluster, new(big.Int).Rsh(sn, 104)), Organization: []string{"fazt"}},
 		NotBefore:             now.Add(-clockSkew),
 		NotAfter:              now.Add(ClusterCAValidity),
 		IsCA:                  true,

@@ -374,6 +374,12 @@ func (a *app) printCluster(res ClusterAnswer) error {
 	if res.Node != "" {
 		fmt.Fprintf(tw, "asked\t%s\n", safe(res.Node))
 	}
+	switch res.Routes {
+	case "tls":
+		fmt.Fprintf(tw, "routes\tmutual TLS\n")
+	case "clear":
+		fmt.Fprintf(tw, "routes\tin clear (--cluster-insecure)\n")
+	}
 	fmt.Fprintf(tw, "leader\t%s\n", safe(leader))
 	fmt.Fprintf(tw, "last seq\t%d\n", res.LastSeq)
 	for _, r := range res.Replicas {

@@ -203,7 +203,7 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return l.stillWaiting(err)
+			return l.stillWaiting(ctx, err)
 		}
 		if !clusterPending(err) {
 			return err // a refusal that waiting does not change
@@ -213,7 +213,7 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 			if l.srv != nil {
 				args := []any{"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err}
 				if bad := l.Cluster.probeRoutes(ctx); len(bad) > 0 {
-					args = append(args, "route_tls", strings.Join(bad, "; "))
+					args = append(args, "route_errors", strings.Join(bad, "; "))
 				}
 				l.Logger.Info("waiting for the cluster to create the event stream: start the other nodes, and check --peers, the cluster secret and the TLS certificates", args...)
 			} else {
@@ -222,22 +222,26 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return l.stillWaiting(err)
+			return l.stillWaiting(ctx, err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
 
 // stillWaiting is the error of a node that gave up waiting for its
-// cluster, with the peers its routes could not reach over TLS.
-func (l *Log) stillWaiting(err error) error {
+// cluster (ctx ended), with the peers its routes could not reach over
+// TLS, and why; not when it was interrupted.
+func (l *Log) stillWaiting(ctx context.Context, err error) error {
 	if l.srv == nil {
 		return fmt.Errorf("%w (still waiting for the NATS cluster)", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), routeProbeTimeout)
-	defer cancel()
-	if bad := l.Cluster.probeRoutes(ctx); len(bad) > 0 {
-		return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes; %s)", err, l.srv.NumRoutes(), strings.Join(bad, "; "))
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		probe, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeProbeTimeout)
+		bad := l.Cluster.probeRoutes(probe)
+		cancel()
+		if len(bad) > 0 {
+			return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes; %s)", err, l.srv.NumRoutes(), strings.Join(bad, "; "))
+		}
 	}
 	return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes)", err, l.srv.NumRoutes())
 }

@@ -548,7 +548,7 @@ func TestClusterTLS(t *testing.T) {
 	for _, l := range logs {
 		intruder.Peers = append(intruder.Peers, l.Cluster.Listen)
 	}
-	_, err = openNodes(t, []*eventlog.Cluster{intruder}, eventlog.Strict, 3, 8*time.Second)
+	_, err = openNodes(t, []*eventlog.Cluster{intruder}, eventlog.Strict, 3, 6*time.Second)
 	if err == nil {
 		t.Fatal("a node with a certificate from another CA joined the cluster")
 	}

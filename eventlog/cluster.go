@@ -288,6 +288,8 @@ type ClusterStatus struct {
 	// Routes is how this node's routes run: "tls" (mutual TLS) or
 	// "clear" (Insecure); empty outside an embedded cluster.
 	Routes string `json:"routes,omitempty"`
+	// CertExpires is when this node's route certificate expires.
+	CertExpires time.Time `json:"cert_expires,omitzero"`
 	// Peers are the nodes this node has routes to (embedded server).
 	Peers []ClusterPeer `json:"peers,omitempty"`
 	// MetaLeader is the node leading JetStream's metadata (embedded server).
@@ -333,9 +335,9 @@ func (l *Log) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 	}
 	var st ClusterStatus
 	if c := l.Cluster; c != nil {
-		st.Name, st.Node, st.Routes = c.Name, c.Node, "tls"
-		if c.TLS == nil {
-			st.Routes = "clear"
+		st.Name, st.Node, st.Routes = c.Name, c.Node, "clear"
+		if c.TLS != nil {
+			st.Routes, st.CertExpires = "tls", c.TLS.expires
 		}
 	}
 	st.LastSeq = info.State.LastSeq

@@ -563,7 +563,8 @@ func TestClusterTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cs.Peers) != 2 || len(cs.Replicas) != 3 || cs.Routes != "tls" {
+		if len(cs.Peers) != 2 || len(cs.Replicas) != 3 || cs.Routes != "tls" ||
+			cs.CertExpires.Before(time.Now().Add(eventlog.ClusterCertValidity-24*time.Hour)) || cs.CertExpires.After(time.Now().Add(eventlog.ClusterCertValidity)) {
 			t.Fatalf("node %d after the intruder: %+v", i, cs)
 		}
 		for _, p := range cs.Peers {
@@ -642,4 +643,36 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+// A node whose certificate ends within a month says so at every start,
+// with what to do; one with years left says nothing.
+func TestClusterCertExpiryWarns(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := eventlog.NewClusterCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		validity time.Duration
+		warns    bool
+	}{{10 * 24 * time.Hour, true}, {eventlog.ClusterCertValidity, false}} {
+		cert, key, err := eventlog.IssueForTest(ca, "n1", tc.validity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl := &eventlog.ClusterTLS{CertFile: filepath.Join(dir, "n1.crt"), KeyFile: filepath.Join(dir, "n1.key"), CAFile: caFile}
+		if err := errors.Join(os.WriteFile(tl.CertFile, cert, 0o600), os.WriteFile(tl.KeyFile, key, 0o600), tl.Check()); err != nil {
+			t.Fatal(err)
+		}
+		var buf syncWriter
+		eventlog.WarnClusterForTest(&eventlog.Cluster{Name: "c", Node: "n1", TLS: tl}, slog.New(slog.NewTextHandler(&buf, nil)))
+		if got := strings.Contains(buf.String(), "certificate expires soon"); got != tc.warns {
+			t.Errorf("valid for %v: warned %v, want %v:\n%s", tc.validity, got, tc.warns, buf.String())
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -29,6 +30,25 @@ type ClusterTLS struct {
 	CertFile string // PEM certificate of this node, issued by the CA
 	KeyFile  string // PEM private key of CertFile
 	CAFile   string // PEM certificate(s) of the cluster's CA
+
+	expires time.Time // the certificate's NotAfter, once checked
+}
+
+// certWarnBefore is how long before its certificate expires a node
+// warns at every start.
+const certWarnBefore = 30 * 24 * time.Hour
+
+// warn logs what an operator should fix before it bites: routes in
+// clear, a certificate close to its end (routes refuse it after).
+func (c *Cluster) warn(logger *slog.Logger) {
+	if c.Insecure {
+		logger.Warn("cluster routes run in clear: every event crosses the network unencrypted; give the nodes TLS certificates (fazt cluster certs) unless the network is private or encrypted",
+			"cluster", c.Name, "node", c.Node, "listen", c.Listen)
+	}
+	if t := c.TLS; t != nil && !t.expires.IsZero() && time.Until(t.expires) < certWarnBefore {
+		logger.Warn("cluster TLS certificate expires soon, and the other nodes refuse it after: issue a new one from the cluster's CA (move the old pair away, then fazt cluster certs --keep-existing) and restart the node",
+			"cert", t.CertFile, "expires", t.expires.UTC().Format(time.DateOnly))
+	}
 }
 
 // routeTLSTimeout bounds a route's TLS handshake.
@@ -89,6 +109,7 @@ func (t *ClusterTLS) Check() error {
 			return invalidf("cluster TLS certificate %s was not issued by the CA in %s (%v): every node's certificate must come from the cluster's one CA", t.CertFile, t.CAFile, err)
 		}
 	}
+	t.expires = leaf.NotAfter
 	return nil
 }
 
@@ -221,6 +242,10 @@ func ParseClusterCA(certPEM, keyPEM []byte) (*ClusterCA, error) {
 // by), and localhost, 127.0.0.1 and ::1, and serves both server and
 // client authentication.
 func (ca *ClusterCA) Issue(node string, hosts []string) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(node, hosts, ClusterCertValidity)
+}
+
+func (ca *ClusterCA) issue(node string, hosts []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	if !validClusterName(node) {
 		return nil, nil, invalidf("node name %q: want letters, digits, '-' and '_' (the node's --node)", node)
 	}
@@ -248,7 +273,7 @@ func (ca *ClusterCA) Issue(node string, hosts []string) (certPEM, keyPEM []byte,
 	}
 	now := time.Now()
 	tmpl.NotBefore = now.Add(-clockSkew)
-	tmpl.NotAfter = now.Add(ClusterCertValidity)
+	tmpl.NotAfter = now.Add(validity)
 	if tmpl.NotAfter.After(ca.cert.NotAfter) {
 		tmpl.NotAfter = ca.cert.NotAfter
 	}

@@ -211,10 +211,7 @@ func (l *Log) Open(ctx context.Context) error {
 		if err := l.Cluster.check(l.Replicas); err != nil {
 			return err
 		}
-		if l.Cluster.Insecure {
-			l.Logger.Warn("cluster routes run in clear: every event crosses the network unencrypted; give the nodes TLS certificates (fazt cluster certs) unless the network is private or encrypted",
-				"cluster", l.Cluster.Name, "node", l.Cluster.Node, "listen", l.Cluster.Listen)
-		}
+		l.Cluster.warn(l.Logger)
 	}
 	var err error
 	if l.URL == "" {

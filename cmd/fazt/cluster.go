@@ -376,7 +376,7 @@ func (a *app) printCluster(res ClusterAnswer) error {
 	}
 	switch res.Routes {
 	case "tls":
-		fmt.Fprintf(tw, "routes\tmutual TLS\n")
+		fmt.Fprintf(tw, "routes\tmutual TLS (this node's certificate expires %s)\n", res.CertExpires.UTC().Format(time.DateOnly))
 	case "clear":
 		fmt.Fprintf(tw, "routes\tin clear (--cluster-insecure)\n")
 	}

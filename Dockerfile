@@ -7,11 +7,14 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -buildvcs=false -ldflags="-s -w" -o /out/fazt ./cmd/fazt
-RUN mkdir -p /out/data
+RUN mkdir -p /out/data /out/certs
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/fazt /fazt
 COPY --from=build --chown=65532:65532 /out/data /data
+# The cluster's TLS files (docker-compose.yml's certs volume), written by
+# the non-root user.
+COPY --from=build --chown=65532:65532 /out/certs /certs
 USER 65532:65532
 ENV FAZT_DATA=/data FAZT_ADDR=0.0.0.0:8080
 VOLUME /data

@@ -37,6 +37,15 @@ type Cluster struct {
 	// Secret is the route password every node knows: nodes authenticate
 	// to each other with it, and refuse a route without it. Required.
 	Secret string
+	// TLS encrypts the routes, which carry every event, and makes them
+	// mutual: each node verifies its peers' certificates against the
+	// cluster's CA, and peers verify this node's. Required unless
+	// Insecure.
+	TLS *ClusterTLS
+	// Insecure runs the routes in clear (authenticated by Secret only):
+	// for a cluster on one machine or a network already encrypted. Open
+	// logs a warning.
+	Insecure bool
 }
 
 // routeUser is the user nodes authenticate routes with.
@@ -63,6 +72,15 @@ func (c *Cluster) check(replicas int) error {
 		return invalidf("cluster secret: at least %d characters, the same on every node (nodes authenticate to each other with it)", minSecretLen)
 	case replicas < 1 || replicas > 5:
 		return invalidf("replicas %d: want 1..5 (JetStream's limit)", replicas)
+	case c.TLS == nil && !c.Insecure:
+		return invalidf("cluster routes carry every event: give each node a TLS certificate from the cluster's CA (fazt cluster certs makes them), or run them in clear with Insecure (--cluster-insecure)")
+	case c.TLS != nil && c.Insecure:
+		return invalidf("cluster TLS and Insecure exclude each other: choose one")
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Check(); err != nil {
+			return err
+		}
 	}
 	if _, _, err := splitHostPort(c.Listen); err != nil {
 		return invalidf("cluster listen address %q: %v", c.Listen, err)
@@ -124,6 +142,12 @@ func (c *Cluster) render(d Durability, syncInterval time.Duration) string {
 	// routed to it, direct gets among them, until its routes are found
 	// dead: ping often, so that this takes seconds, not minutes.
 	fmt.Fprintf(&b, "  ping_interval: %s\n  ping_max: %d\n", q(routePing.String()), routePingMax)
+	if t := c.TLS; t != nil {
+		// verify: each side of a route presents its certificate and
+		// checks the other's against the CA (mutual TLS).
+		fmt.Fprintf(&b, "  tls {\n    cert_file: %s\n    key_file: %s\n    ca_file: %s\n    verify: true\n    timeout: %d\n  }\n",
+			q(t.CertFile), q(t.KeyFile), q(t.CAFile), int(routeTLSTimeout/time.Second))
+	}
 	fmt.Fprintf(&b, "  routes: [%s]\n}\n", strings.Join(routes, ", "))
 	fmt.Fprintf(&b, "jetstream {\n  sync_interval: %s\n}\n", sync)
 	return b.String()
@@ -175,8 +199,11 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 			}
 		}
 		cancel()
-		if err == nil || ctx.Err() != nil {
-			return err
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return l.stillWaiting(ctx, err)
 		}
 		if !clusterPending(err) {
 			return err // a refusal that waiting does not change
@@ -184,21 +211,39 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 		if time.Since(last) > clusterWaitLog {
 			last = time.Now()
 			if l.srv != nil {
-				l.Logger.Info("waiting for the cluster to create the event stream: start the other nodes, and check --peers and the cluster secret",
-					"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err)
+				args := []any{"cluster", l.Cluster.Name, "node", l.Cluster.Node, "routes", l.srv.NumRoutes(), "replicas", l.Replicas, "err", err}
+				if bad := l.Cluster.probeRoutes(ctx); len(bad) > 0 {
+					args = append(args, "route_errors", strings.Join(bad, "; "))
+				}
+				l.Logger.Info("waiting for the cluster to create the event stream: start the other nodes, and check --peers, the cluster secret and the TLS certificates", args...)
 			} else {
 				l.Logger.Info("waiting for the NATS cluster to create the event stream", "url", l.nc.ConnectedUrlRedacted(), "replicas", l.Replicas, "err", err)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			if l.srv == nil {
-				return fmt.Errorf("%w (still waiting for the NATS cluster)", err)
-			}
-			return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes)", err, l.srv.NumRoutes())
+			return l.stillWaiting(ctx, err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// stillWaiting is the error of a node that gave up waiting for its
+// cluster (ctx ended), with the peers its routes could not reach over
+// TLS, and why; not when it was interrupted.
+func (l *Log) stillWaiting(ctx context.Context, err error) error {
+	if l.srv == nil {
+		return fmt.Errorf("%w (still waiting for the NATS cluster)", err)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		probe, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeProbeTimeout)
+		bad := l.Cluster.probeRoutes(probe)
+		cancel()
+		if len(bad) > 0 {
+			return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes; %s)", err, l.srv.NumRoutes(), strings.Join(bad, "; "))
+		}
+	}
+	return fmt.Errorf("%w (still waiting for the cluster: %d routes to other nodes)", err, l.srv.NumRoutes())
 }
 
 var (
@@ -240,6 +285,11 @@ type ClusterStatus struct {
 	// Name is the cluster's name; Node this node's (empty with URL).
 	Name string `json:"name,omitempty"`
 	Node string `json:"node,omitempty"`
+	// Routes is how this node's routes run: "tls" (mutual TLS) or
+	// "clear" (Insecure); empty outside an embedded cluster.
+	Routes string `json:"routes,omitempty"`
+	// CertExpires is when this node's route certificate expires.
+	CertExpires time.Time `json:"cert_expires,omitzero"`
 	// Peers are the nodes this node has routes to (embedded server).
 	Peers []ClusterPeer `json:"peers,omitempty"`
 	// MetaLeader is the node leading JetStream's metadata (embedded server).
@@ -285,7 +335,10 @@ func (l *Log) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 	}
 	var st ClusterStatus
 	if c := l.Cluster; c != nil {
-		st.Name, st.Node = c.Name, c.Node
+		st.Name, st.Node, st.Routes = c.Name, c.Node, "clear"
+		if c.TLS != nil {
+			st.Routes, st.CertExpires = "tls", c.TLS.expires
+		}
 	}
 	st.LastSeq = info.State.LastSeq
 	if l.srv != nil {

@@ -1,11 +1,18 @@
 package eventlog_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -33,21 +40,70 @@ func freeAddrs(t testing.TB, n int) []string {
 
 const testSecret = "a-cluster-secret-for-tests"
 
-// openCluster opens n logs in one process, each a node of one cluster,
-// with the stream at n replicas.
+// clusterCerts makes a CA and a certificate for each node, as files in
+// a directory of their own, and returns each node's TLS.
+func clusterCerts(t testing.TB, nodes ...string) []*eventlog.ClusterTLS {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := eventlog.NewClusterCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caFile := write("ca.crt", ca.CertPEM)
+	var out []*eventlog.ClusterTLS
+	for _, n := range nodes {
+		cert, key, err := ca.Issue(n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &eventlog.ClusterTLS{CertFile: write(n+".crt", cert), KeyFile: write(n+".key", key), CAFile: caFile})
+	}
+	return out
+}
+
+// openCluster opens n logs in one process, each a node of one cluster
+// whose routes are mutual TLS, with the stream at n replicas.
 func openCluster(t testing.TB, n int, d eventlog.Durability) []*eventlog.Log {
 	t.Helper()
 	addrs := freeAddrs(t, n)
-	logs := make([]*eventlog.Log, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	var names []string
 	for i := range n {
+		names = append(names, fmt.Sprintf("n%d", i))
+	}
+	certs := clusterCerts(t, names...)
+	cs := make([]*eventlog.Cluster, n)
+	for i := range n {
+		cs[i] = &eventlog.Cluster{Name: "test", Node: names[i], Listen: addrs[i], Peers: addrs, Secret: testSecret, TLS: certs[i]}
+	}
+	logs, err := openNodes(t, cs, d, n, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logs
+}
+
+// openNodes opens a log for each of cs at once (a cluster's nodes wait
+// for each other), each with replicas; the logs that opened are closed
+// when the test ends.
+func openNodes(t testing.TB, cs []*eventlog.Cluster, d eventlog.Durability, replicas int, wait time.Duration) ([]*eventlog.Log, error) {
+	t.Helper()
+	logs := make([]*eventlog.Log, len(cs))
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for i, c := range cs {
 		l := eventlog.New(t.TempDir())
 		l.Durability = d
-		l.Replicas = n
-		l.Cluster = &eventlog.Cluster{Name: "test", Node: fmt.Sprintf("n%d", i), Listen: addrs[i], Peers: addrs, Secret: testSecret}
+		l.Replicas = replicas
+		l.Cluster = c
 		logs[i] = l
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = l.Open(ctx) }()
@@ -58,10 +114,7 @@ func openCluster(t testing.TB, n int, d eventlog.Durability) []*eventlog.Log {
 			t.Cleanup(func() { l.Close(context.Background()) })
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	return logs
+	return logs, errors.Join(errs...)
 }
 
 // Three logs in one cluster: every node appends, every node reads the
@@ -231,6 +284,9 @@ func checkLog(t *testing.T, l *eventlog.Log, acked map[string]eventlog.Position,
 // The configuration a node renders is NATS's own, with the route
 // credentials in it, and the sync policy that durability asks for.
 func TestClusterConfigRefusals(t *testing.T) {
+	mine := clusterCerts(t, "n", "m")
+	good, other := mine[0], mine[1]
+	foreign := clusterCerts(t, "n")[0] // from another CA
 	for _, tc := range []struct {
 		c    eventlog.Cluster
 		want string
@@ -238,9 +294,25 @@ func TestClusterConfigRefusals(t *testing.T) {
 		{eventlog.Cluster{Name: "a b", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret}, "cluster name"},
 		{eventlog.Cluster{Name: "a", Node: "", Listen: "127.0.0.1:1", Secret: testSecret}, "node name"},
 		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: "short"}, "secret"},
-		{eventlog.Cluster{Name: "a", Node: "n", Listen: "nowhere", Secret: testSecret}, "listen"},
-		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Peers: []string{"x"}, Secret: testSecret}, "peer"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "nowhere", Secret: testSecret, Insecure: true}, "listen"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Peers: []string{"x"}, Secret: testSecret, Insecure: true}, "peer"},
 		{eventlog.Cluster{}, "one embedded server holds one replica"},
+		// Routes in clear only when asked for.
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret}, "fazt cluster certs"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret, TLS: good, Insecure: true}, "exclude each other"},
+		// TLS files that cannot work, each named.
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret,
+			TLS: &eventlog.ClusterTLS{CertFile: good.CertFile, CAFile: good.CAFile}}, "no key file"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret,
+			TLS: &eventlog.ClusterTLS{CertFile: good.CertFile, KeyFile: good.KeyFile}}, "no CA file"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret,
+			TLS: &eventlog.ClusterTLS{CertFile: good.CertFile + ".gone", KeyFile: good.KeyFile, CAFile: good.CAFile}}, "no such file"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret,
+			TLS: &eventlog.ClusterTLS{CertFile: good.CertFile, KeyFile: other.KeyFile, CAFile: good.CAFile}}, "the key must be the one made with this certificate"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret,
+			TLS: &eventlog.ClusterTLS{CertFile: foreign.CertFile, KeyFile: foreign.KeyFile, CAFile: good.CAFile}}, "was not issued by the CA"},
+		{eventlog.Cluster{Name: "a", Node: "n", Listen: "127.0.0.1:1", Secret: testSecret,
+			TLS: &eventlog.ClusterTLS{CertFile: good.CertFile, KeyFile: good.KeyFile, CAFile: good.KeyFile}}, "holds no PEM certificate"},
 	} {
 		l := eventlog.New(t.TempDir())
 		l.Cluster = &tc.c
@@ -271,6 +343,15 @@ func TestClusterRender(t *testing.T) {
 	}
 	if relaxed := eventlog.RenderClusterForTest(c, eventlog.Relaxed); !strings.Contains(relaxed, `sync_interval: "1s"`) {
 		t.Errorf("relaxed configuration:\n%s", relaxed)
+	}
+	if strings.Contains(strict, "tls") {
+		t.Errorf("TLS without ClusterTLS:\n%s", strict)
+	}
+	// With TLS: the cluster block's tls, verifying the peers (mutual).
+	c.TLS = &eventlog.ClusterTLS{CertFile: "/c/n1.crt", KeyFile: "/c/n1.key", CAFile: "/c/ca.crt"}
+	conf := eventlog.RenderClusterForTest(c, eventlog.Strict)
+	if !strings.Contains(conf, "  tls {\n    cert_file: \"/c/n1.crt\"\n    key_file: \"/c/n1.key\"\n    ca_file: \"/c/ca.crt\"\n    verify: true\n") {
+		t.Errorf("TLS configuration:\n%s", conf)
 	}
 }
 
@@ -366,4 +447,232 @@ func TestClusterExistingByURL(t *testing.T) {
 		t.Fatalf("still connected to %s", got)
 	}
 	checkLog(t, l, acked, "by URL")
+}
+
+// A cluster whose routes are mutual TLS: the nodes replicate; the route
+// port answers a plain TCP client with tls_required and gives it no
+// route in clear; a node whose certificate comes from another CA (but
+// knows the secret) is refused, and the others go on without it.
+func TestClusterTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a cluster")
+	}
+	logs := openCluster(t, 3, eventlog.Strict)
+	ctx := context.Background()
+	appendOn := func(l *eventlog.Log) uint64 {
+		t.Helper()
+		res, err := l.Append(ctx, []eventlog.Event{{ID: l.NewID(), Stream: "acct.tls", Type: "acct.moved", Data: json.RawMessage(`{}`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.LastSeq
+	}
+	var last uint64
+	for _, l := range logs {
+		last = appendOn(l)
+	}
+	for _, l := range logs {
+		waitReadable(t, l, last)
+	}
+
+	route := logs[0].Cluster.Listen
+	// A plain TCP client: the route port speaks TLS first, so nothing
+	// comes in clear, not even the INFO line, and a CONNECT with the
+	// right credentials sent in clear gets no PONG.
+	conn, err := net.Dial("tcp", route)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "CONNECT {\"user\":%q,\"pass\":%q,\"name\":\"plain\",\"cluster\":\"test\"}\r\nPING\r\n", "fazt-route", testSecret)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // the server gives up on a handshake after 2s
+	got, err := io.ReadAll(conn)
+	conn.Close()
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the route port kept a clear connection open (read %q)", got)
+	}
+	if strings.Contains(string(got), "INFO") || strings.Contains(string(got), "PONG") {
+		t.Fatalf("the route port answered in clear: %q", got)
+	}
+
+	// TLS handshakes on the route port: a node's own certificate is
+	// taken and the INFO line comes, saying TLS is required and verified
+	// (the control); a certificate from another CA is refused both ways.
+	own := logs[0].Cluster.TLS
+	foreign := clusterCerts(t, "intruder")[0]
+	handshake := func(cert *eventlog.ClusterTLS, rootsFrom string, checkServer bool) (string, error) {
+		t.Helper()
+		pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		pem, err := os.ReadFile(rootsFrom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots.AppendCertsFromPEM(pem)
+		raw, err := net.Dial("tcp", route)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(10 * time.Second))
+		tc := tls.Client(raw, &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "127.0.0.1", InsecureSkipVerify: !checkServer})
+		if err := tc.Handshake(); err != nil {
+			return "", err
+		}
+		// TLS 1.3: the server's verdict on our certificate comes after
+		// the client's handshake, with the first read.
+		return bufio.NewReader(tc).ReadString('\n')
+	}
+	line, err := handshake(own, own.CAFile, true)
+	if err != nil || !strings.HasPrefix(line, "INFO ") {
+		t.Fatalf("a node's own certificate: %q %v", line, err)
+	}
+	var info server.Info
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "INFO ")), &info); err != nil || !info.TLSRequired || !info.TLSVerify {
+		t.Fatalf("route INFO %s: %v, want tls_required and tls_verify", line, err)
+	}
+	if _, err := handshake(foreign, foreign.CAFile, true); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("the intruder accepted the node's certificate: %v", err)
+	}
+	if line, err := handshake(foreign, foreign.CAFile, false); err == nil {
+		t.Fatalf("the node accepted a certificate from another CA: %q", line)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the node neither took nor refused a certificate from another CA: %v", err)
+	}
+
+	// A node with the secret but a certificate from another CA: it never
+	// joins, and the three go on.
+	intruder := &eventlog.Cluster{Name: "test", Node: "intruder", Listen: freeAddrs(t, 1)[0], Secret: testSecret, TLS: foreign}
+	for _, l := range logs {
+		intruder.Peers = append(intruder.Peers, l.Cluster.Listen)
+	}
+	_, err = openNodes(t, []*eventlog.Cluster{intruder}, eventlog.Strict, 3, 6*time.Second)
+	if err == nil {
+		t.Fatal("a node with a certificate from another CA joined the cluster")
+	}
+	t.Logf("the intruder: %v", err)
+	// It says why: its routes' TLS, peer by peer.
+	if !strings.Contains(err.Error(), "route to "+route+": ") || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("the intruder's error does not say its routes' TLS failed: %v", err)
+	}
+	for i, l := range logs {
+		last = appendOn(l)
+		cs, err := l.ClusterStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs.Peers) != 2 || len(cs.Replicas) != 3 || cs.Routes != "tls" ||
+			cs.CertExpires.Before(time.Now().Add(eventlog.ClusterCertValidity-24*time.Hour)) || cs.CertExpires.After(time.Now().Add(eventlog.ClusterCertValidity)) {
+			t.Fatalf("node %d after the intruder: %+v", i, cs)
+		}
+		for _, p := range cs.Peers {
+			if p.Node == "intruder" {
+				t.Fatalf("node %d has a route to the intruder", i)
+			}
+		}
+	}
+	for _, l := range logs {
+		waitReadable(t, l, last)
+	}
+}
+
+// A cluster run without TLS on purpose (Insecure): its route port speaks
+// in clear, and Open says so in the log.
+func TestClusterInsecureWarns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a cluster")
+	}
+	addrs := freeAddrs(t, 3)
+	logs := make([]*eventlog.Log, 3)
+	bufs := make([]syncWriter, 3)
+	errs := make([]error, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range logs {
+		l := eventlog.New(t.TempDir())
+		l.Logger = slog.New(slog.NewTextHandler(&bufs[i], nil))
+		l.Replicas = 3
+		l.Cluster = &eventlog.Cluster{Name: "test", Node: fmt.Sprintf("n%d", i), Listen: addrs[i], Peers: addrs, Secret: testSecret, Insecure: true}
+		logs[i] = l
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = l.Open(ctx) }()
+	}
+	wg.Wait()
+	for i, l := range logs {
+		if errs[i] == nil {
+			defer l.Close(context.Background())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := bufs[0].String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "cluster routes run in clear") {
+		t.Fatalf("no warning in the log:\n%s", got)
+	}
+	l := logs[0]
+	if cs, err := l.ClusterStatus(ctx); err != nil || cs.Routes != "clear" {
+		t.Errorf("cluster status: %+v %v, want routes in clear", cs, err)
+	}
+	conn, err := net.Dial("tcp", l.Cluster.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "INFO ") || strings.Contains(line, "tls_required") {
+		t.Fatalf("an insecure route port: %q %v, want an INFO line in clear", line, err)
+	}
+}
+
+type syncWriter struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// A node whose certificate ends within a month says so at every start,
+// with what to do; one with years left says nothing.
+func TestClusterCertExpiryWarns(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := eventlog.NewClusterCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		validity time.Duration
+		warns    bool
+	}{{10 * 24 * time.Hour, true}, {eventlog.ClusterCertValidity, false}} {
+		cert, key, err := eventlog.IssueForTest(ca, "n1", tc.validity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl := &eventlog.ClusterTLS{CertFile: filepath.Join(dir, "n1.crt"), KeyFile: filepath.Join(dir, "n1.key"), CAFile: caFile}
+		if err := errors.Join(os.WriteFile(tl.CertFile, cert, 0o600), os.WriteFile(tl.KeyFile, key, 0o600), tl.Check()); err != nil {
+			t.Fatal(err)
+		}
+		var buf syncWriter
+		eventlog.WarnClusterForTest(&eventlog.Cluster{Name: "c", Node: "n1", TLS: tl}, slog.New(slog.NewTextHandler(&buf, nil)))
+		if got := strings.Contains(buf.String(), "certificate expires soon"); got != tc.warns {
+			t.Errorf("valid for %v: warned %v, want %v:\n%s", tc.validity, got, tc.warns, buf.String())
+		}
+	}
 }

@@ -82,8 +82,17 @@
 // name, a cluster block with the route credentials and the routes, the
 // JetStream sync policy) and loads it with the server's parser, as
 // NATS's tests build clusters. Nodes authenticate their routes with the
-// secret and refuse others; the client port listens on loopback only,
-// and every user of it has a password made at start. Open waits (until
+// secret and refuse others. The routes carry every event, so Cluster.TLS
+// makes them mutual TLS (the cluster block's tls, with verify): each
+// node presents its certificate and verifies the other side's against
+// the cluster's CA, and the route port speaks TLS before anything else,
+// so a plain TCP client gets nothing in clear. Open checks the files
+// first (readable, the key the certificate's, issued by the CA, valid
+// now, for server and client authentication) and refuses a cluster
+// without TLS unless Cluster.Insecure, which it logs as a warning.
+// ClusterCA makes a private CA and the nodes' certificates. The client
+// port listens on loopback only, and every user of it has a password
+// made at start. Open waits (until
 // its context ends) for the cluster to create the event stream with
 // Replicas replicas and elect its leader, so nodes may start in any
 // order. The object store buckets are made with Replicas too. A log

@@ -211,6 +211,7 @@ func (l *Log) Open(ctx context.Context) error {
 		if err := l.Cluster.check(l.Replicas); err != nil {
 			return err
 		}
+		l.Cluster.warn(l.Logger)
 	}
 	var err error
 	if l.URL == "" {

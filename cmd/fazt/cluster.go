@@ -29,6 +29,7 @@ type clusterOptions struct {
 	name, listen, node, secretFile string
 	peers                          []string
 	replicas                       int
+	tls                            clusterTLSOptions
 }
 
 // Files in the data directory of a cluster node.
@@ -40,6 +41,7 @@ func (a *app) clusterFlags(f *pflag.FlagSet, o *clusterOptions) {
 	f.StringSliceVar(&o.peers, "peers", splitList(a.getenv("FAZT_PEERS")), "the nodes' --cluster-listen addresses, comma separated; this node's own may be listed (env FAZT_PEERS)")
 	f.StringVar(&o.node, "node", a.getenv("FAZT_NODE"), "this node's name, unique in the cluster and the same at every start (default: one made at first start and kept in DIR/"+nodeFile+"; env FAZT_NODE)")
 	f.StringVar(&o.secretFile, "cluster-secret-file", a.getenv("FAZT_CLUSTER_SECRET_FILE"), "file holding the secret every node shares, to authenticate routes (or env FAZT_CLUSTER_SECRET)")
+	a.clusterTLSFlags(f, &o.tls)
 	f.IntVar(&o.replicas, "replicas", 0, "replicas of the event stream and the buckets (default: 3 with --cluster or several --nats-url servers, else 1)")
 }
 
@@ -60,7 +62,7 @@ func (a *app) applyCluster(cmd *cobra.Command, o clusterOptions, dir, natsURL st
 	}
 	k.Replicas = o.replicas
 	if o.name == "" {
-		for _, f := range []string{"peers", "node", "cluster-secret-file", "cluster-listen"} {
+		for _, f := range []string{"peers", "node", "cluster-secret-file", "cluster-listen", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "cluster-insecure"} {
 			if cmd.Flags().Changed(f) {
 				return usagef(cmd, "--%s needs --cluster NAME", f)
 			}
@@ -81,14 +83,17 @@ func (a *app) applyCluster(cmd *cobra.Command, o clusterOptions, dir, natsURL st
 	if secret == "" {
 		return usagef(cmd, "--cluster needs the secret the nodes authenticate to each other with: set FAZT_CLUSTER_SECRET or --cluster-secret-file (the same on every node, at least 16 characters)")
 	}
+	tls, err := a.clusterTLS(cmd, o.tls)
+	if err != nil {
+		return err
+	}
 	node := o.node
 	if node == "" {
-		var err error
 		if node, err = nodeName(dir); err != nil {
 			return err
 		}
 	}
-	k.Cluster = &eventlog.Cluster{Name: o.name, Node: node, Listen: o.listen, Peers: o.peers, Secret: secret}
+	k.Cluster = &eventlog.Cluster{Name: o.name, Node: node, Listen: o.listen, Peers: o.peers, Secret: secret, TLS: tls, Insecure: o.tls.insecure}
 	return nil
 }
 
@@ -284,11 +289,11 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 func (a *app) clusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Inspect the cluster a running server belongs to",
+		Short: "Inspect the cluster a running server belongs to, or make its nodes' TLS certificates",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.clusterStatusCmd(), a.clusterReadyCmd())
+	cmd.AddCommand(a.clusterStatusCmd(), a.clusterReadyCmd(), a.clusterCertsCmd())
 	return cmd
 }
 
@@ -368,6 +373,12 @@ func (a *app) printCluster(res ClusterAnswer) error {
 	fmt.Fprintf(tw, "cluster\t%s\n", safe(name))
 	if res.Node != "" {
 		fmt.Fprintf(tw, "asked\t%s\n", safe(res.Node))
+	}
+	switch res.Routes {
+	case "tls":
+		fmt.Fprintf(tw, "routes\tmutual TLS (this node's certificate expires %s)\n", res.CertExpires.UTC().Format(time.DateOnly))
+	case "clear":
+		fmt.Fprintf(tw, "routes\tin clear (--cluster-insecure)\n")
 	}
 	fmt.Fprintf(tw, "leader\t%s\n", safe(leader))
 	fmt.Fprintf(tw, "last seq\t%d\n", res.LastSeq)

@@ -40,8 +40,8 @@ func TestClusterFlagsRefused(t *testing.T) {
 		{[]string{"--cluster", "c", "--nats-url", "nats://127.0.0.1:4222"}, map[string]string{"FAZT_CLUSTER_SECRET": "0123456789abcdef"}, "choose one"},
 		{[]string{"--replicas", "7"}, nil, "--replicas 7"},
 		{[]string{"--replicas", "3"}, nil, "set Cluster (fazt serve --cluster) for more"},
-		{[]string{"--cluster", "c", "--node", "a b"}, map[string]string{"FAZT_CLUSTER_SECRET": "0123456789abcdef"}, "node name"},
-		{[]string{"--cluster", "c"}, map[string]string{"FAZT_CLUSTER_SECRET": "short"}, "at least 16"},
+		{[]string{"--cluster", "c", "--node", "a b", "--cluster-insecure"}, map[string]string{"FAZT_CLUSTER_SECRET": "0123456789abcdef"}, "node name"},
+		{[]string{"--cluster", "c", "--cluster-insecure"}, map[string]string{"FAZT_CLUSTER_SECRET": "short"}, "at least 16"},
 	} {
 		args := append([]string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"}, tc.args...)
 		_, _, err := fazt(t, envMap(tc.env), "", args...)

@@ -188,9 +188,15 @@ func startClusterOf(t *testing.T, bin, release string) *cluster {
 		peers = append(peers, n.listen)
 		c.nodes = append(c.nodes, n)
 	}
+	// Routes over mutual TLS, with the files fazt cluster certs makes.
+	certs := t.TempDir()
+	if _, _, err := fazt(t, nil, "", "cluster", "certs", "--out", certs, "--node", "n0", "--node", "n1", "--node", "n2"); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range c.nodes {
 		n.args = []string{"serve", "--data", n.dir, "--addr", "127.0.0.1:0", "--cluster", "test", "--node", n.name,
-			"--cluster-listen", n.listen, "--peers", strings.Join(peers, ",")}
+			"--cluster-listen", n.listen, "--peers", strings.Join(peers, ","), "--cluster-tls-cert", filepath.Join(certs, n.name+".crt"),
+			"--cluster-tls-key", filepath.Join(certs, n.name+".key"), "--cluster-tls-ca", filepath.Join(certs, "ca.crt")}
 		c.start(n)
 	}
 	t.Cleanup(func() {
@@ -829,7 +835,7 @@ func (c *cluster) checkStatus() {
 	}
 	text := out.String()
 	if err != nil || !strings.Contains(text, "cluster   test") || strings.Count(text, "\nreplica ") != 3 || strings.Count(text, "\nroute ") != 2 ||
-		strings.Count(text, "\nnode ") != 3 || !strings.Contains(text, "ledger ") || strings.Contains(text, "leader    none") {
+		strings.Count(text, "\nnode ") != 3 || !strings.Contains(text, "ledger ") || strings.Contains(text, "leader    none") || !strings.Contains(text, "\nroutes    mutual TLS (this node's certificate expires ") {
 		t.Fatalf("fazt cluster status: %v\n%s%s", err, text, errb.String())
 	}
 	t.Logf("fazt cluster status:\n%s", text)

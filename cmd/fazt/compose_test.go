@@ -43,7 +43,9 @@ func loadCompose(t *testing.T, env map[string]string) (*types.Project, error) {
 // docker-compose.yml, loaded as Docker Compose loads it: three nodes of
 // one cluster, each with its own volume, a health check on /readyz, the
 // HTTP API published on loopback only, and flags that `fazt serve`
-// turns into a cluster node that routes to the other two.
+// turns into a cluster node that routes to the other two over mutual
+// TLS, with the files the certs service's `fazt cluster certs` makes
+// (run here into a directory in place of the volume) before they start.
 func TestComposeFile(t *testing.T) {
 	if _, err := loadCompose(t, map[string]string{}); err == nil || !strings.Contains(err.Error(), "FAZT_CLUSTER_SECRET") {
 		t.Fatalf("without FAZT_CLUSTER_SECRET: %v, want a refusal naming it", err)
@@ -55,8 +57,26 @@ func TestComposeFile(t *testing.T) {
 	}
 	names := p.ServiceNames()
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"fazt1", "fazt2", "fazt3"}) {
+	if !slices.Equal(names, []string{"certs", "fazt1", "fazt2", "fazt3"}) {
 		t.Fatalf("services %v", names)
+	}
+	names = names[1:]
+	// The certs service: fazt cluster certs into the certs volume, run
+	// twice (a second `docker compose up` keeps the files).
+	certs := p.Services["certs"]
+	certsDir := t.TempDir()
+	cmdArgs := slices.Clone([]string(certs.Command))
+	if len(cmdArgs) < 2 || cmdArgs[0] != "cluster" || cmdArgs[1] != "certs" || !slices.Contains(cmdArgs, "/certs") ||
+		len(certs.Volumes) != 1 || certs.Volumes[0].Source != "certs" || certs.Volumes[0].Target != "/certs" || certs.Volumes[0].ReadOnly {
+		t.Fatalf("certs service: %v %+v", cmdArgs, certs.Volumes)
+	}
+	for i := range cmdArgs {
+		cmdArgs[i] = strings.Replace(cmdArgs[i], "/certs", certsDir, 1)
+	}
+	for range 2 {
+		if _, _, err := fazt(t, nil, "", cmdArgs...); err != nil {
+			t.Fatalf("the certs service's command: %v", err)
+		}
 	}
 	volumes := map[string]bool{}
 	nodes := map[string]bool{}
@@ -75,6 +95,14 @@ func TestComposeFile(t *testing.T) {
 		if data == "" || volumes[data] {
 			t.Errorf("%s: its own named volume at /data: %+v", name, s.Volumes)
 		}
+		if !slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool {
+			return v.Source == "certs" && v.Target == "/certs" && v.ReadOnly
+		}) {
+			t.Errorf("%s: the certs volume not at /certs read-only: %+v", name, s.Volumes)
+		}
+		if d, ok := s.DependsOn["certs"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s: does not wait for the certs: %+v", name, s.DependsOn)
+		}
 		volumes[data] = true
 		for _, port := range s.Ports {
 			if port.HostIP != "127.0.0.1" {
@@ -84,8 +112,12 @@ func TestComposeFile(t *testing.T) {
 		env := map[string]string{}
 		for k, v := range s.Environment {
 			if v != nil {
-				env[k] = *v
+				env[k] = strings.Replace(*v, "/certs", certsDir, 1)
 			}
+		}
+		s.Command = slices.Clone(s.Command)
+		for i := range s.Command {
+			s.Command[i] = strings.Replace(s.Command[i], "/certs", certsDir, 1)
 		}
 		if env["FAZT_CLUSTER_SECRET"] != secret {
 			t.Errorf("%s: the secret is not passed through", name)
@@ -99,6 +131,16 @@ func TestComposeFile(t *testing.T) {
 		nodes[c.Node] = true
 		if c.Name != "fazt" || c.Secret != secret || c.Listen != "0.0.0.0:6222" || len(c.Peers) != 3 {
 			t.Errorf("%s: cluster %+v", name, *c)
+		}
+		if c.TLS == nil || c.Insecure || filepath.Base(c.TLS.CertFile) != c.Node+".crt" {
+			t.Errorf("%s: routes without their own TLS: %+v", name, c.TLS)
+		}
+		// The node's certificate names the host the others reach it by.
+		for _, peer := range c.Peers {
+			host, _, _ := strings.Cut(peer, ":")
+			if host == s.Hostname && parseCert(t, c.TLS.CertFile).VerifyHostname(host) != nil {
+				t.Errorf("%s: the certificate does not name %s", name, host)
+			}
 		}
 		for _, peer := range c.Peers {
 			host, port, _ := strings.Cut(peer, ":")

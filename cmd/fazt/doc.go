@@ -37,16 +37,27 @@
 // pings the watchdog (package provision).
 //
 //	fazt serve --cluster NAME --node N --cluster-listen HOST:PORT --peers H1:P1,H2:P2,H3:P3 [--replicas R]
+//	          (--cluster-tls-cert F --cluster-tls-key F --cluster-tls-ca F | --cluster-insecure)
 //	fazt cluster status [--json] | ready [--addr URL]
+//	fazt cluster certs --out DIR --node NAME[=HOST,...]... [--host H]... [--keep-existing]
 //
 // With --cluster, serve runs one node of a NATS cluster of the same
 // binary (FAZT_CLUSTER_SECRET or --cluster-secret-file is the secret the
 // nodes authenticate their routes with): the log is a JetStream stream
 // of --replicas (default 3) replicas, every node takes appends and keeps
-// its own read models. --nats-url with several comma-separated URLs uses
-// an existing cluster instead. Cluster status shows the nodes, the
-// stream's leader, each replica's lag and each node's read models; ready
-// exits 0 when a node's /readyz answers 200 (the image's health check).
+// its own read models. The routes carry every event, so they are mutual
+// TLS: each node has a certificate from the cluster's CA and verifies
+// the others' against it (--cluster-tls-*; a missing, unreadable or
+// mismatched file is a usage error before anything starts). Without
+// them serve refuses to start, unless --cluster-insecure runs the routes
+// in clear (logged as a warning at every start). Cluster certs makes a
+// private CA and each node's certificate and key, 0600, never over an
+// existing file (--keep-existing keeps the files there and issues the
+// missing nodes' from the same CA). --nats-url with several
+// comma-separated URLs uses an existing cluster instead. Cluster status
+// shows the nodes, the stream's leader, each replica's lag and each
+// node's read models; ready exits 0 when a node's /readyz answers 200
+// (the image's health check).
 //
 //	fazt events append --stream S --type T [--data JSON|-] [--id ULID] [--expect N | --expect-new] [--json]
 //	fazt events read STREAM [--from V] [--limit N] [--json]

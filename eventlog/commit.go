@@ -475,6 +475,10 @@ func (l *Log) launch(group []*appendReq) *flight {
 	// Check expectations against the view and assign versions.
 	var ok []*appendReq
 	versions := map[string]uint64{}
+	var written map[string]bool // streams an append of the group writes
+	if !l.soleWriter {
+		written = map[string]bool{}
+	}
 	for _, r := range group {
 		if r.ownIDs && l.answerRecent(r) {
 			continue
@@ -492,10 +496,25 @@ func (l *Log) launch(group []*appendReq) *flight {
 		}
 		if err == nil {
 			for _, s := range r.streams {
-				if x, has := r.expect[s]; has && !x.holds(versions[s]) {
-					err = &ConflictError{Stream: s, Expected: x, Actual: versions[s]}
-					break
+				x, has := r.expect[s]
+				if !has || x.holds(versions[s]) {
+					continue
 				}
+				if written != nil && !written[s] {
+					// Other writers may have moved the stream since the
+					// view read it (a release after a claim, say): read
+					// its end again before refusing.
+					var h head
+					if h, err = l.streamHead(ctx, s); err != nil {
+						break
+					}
+					l.view[s], versions[s] = h, h.version
+					if x.holds(h.version) {
+						continue
+					}
+				}
+				err = &ConflictError{Stream: s, Expected: x, Actual: versions[s]}
+				break
 			}
 		}
 		var conflict *ConflictError
@@ -511,6 +530,9 @@ func (l *Log) launch(group []*appendReq) *flight {
 		}
 		for i := range r.events {
 			s := r.events[i].Stream
+			if written != nil {
+				written[s] = true
+			}
 			versions[s]++
 			r.events[i].Version = versions[s]
 		}

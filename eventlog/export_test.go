@@ -1,5 +1,7 @@
 package eventlog
 
+import "github.com/nats-io/nats.go"
+
 // AckForTest exposes parseAck to the external tests.
 type AckForTest struct {
 	Seq       uint64
@@ -14,3 +16,7 @@ func ParseAckForTest(data []byte, n int) AckForTest {
 
 // RenderClusterForTest exposes the configuration a cluster node renders.
 func RenderClusterForTest(c *Cluster, d Durability) string { return c.render(d, DefaultSyncInterval) }
+
+// PublishConnForTest is the connection the log publishes on, which may
+// call JetStream's API (the tests ask the stream's leader to step down).
+func (l *Log) PublishConnForTest() *nats.Conn { return l.nc }

@@ -490,7 +490,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 		written = map[string]bool{}
 	}
 	for _, r := range group {
-			if r.ownIDs && l.answerRecent(r) {
+		if r.ownIDs && l.answerRecent(r) {
 			continue
 		}
 		var err error

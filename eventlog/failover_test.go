@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/fazt-sh/fazt/eventlog"
 )
 
@@ -366,4 +368,49 @@ func TestClusterLeaderLostMidAppend(t *testing.T) {
 	}
 	t.Logf("%d rounds: %d appends in flight at the kill: %d landed once (answered %v median, %v max after the kill), %d failed with ErrUnavailable; the first append made after the kill answered after %v",
 		failoverRounds(), inFlight, recovered, med, worst, failed, firstAfter)
+}
+
+// With other writers, a log's view of a stream may be behind: an
+// expectation that fails against it is checked against the stream's end
+// in the log before the append is refused (a name released by another
+// node is claimable at once), and a real conflict is still refused.
+func TestExpectationAfterAnotherWriter(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var logs [2]*eventlog.Log
+	for i := range logs {
+		l := eventlog.New(t.TempDir())
+		l.URL = srv.ClientURL()
+		if err := l.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close(context.Background()) })
+		logs[i] = l
+	}
+	ev := func() []eventlog.Event {
+		return []eventlog.Event{{Stream: "names.x", Type: "names.changed", Data: json.RawMessage(`{}`)}}
+	}
+	if _, err := logs[0].Append(ctx, ev(), eventlog.ExpectNew("names.x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logs[1].Append(ctx, ev(), eventlog.ExpectVersion("names.x", 1)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := logs[0].Append(ctx, ev(), eventlog.ExpectVersion("names.x", 2))
+	if err != nil || res.Events[0].Version != 3 {
+		t.Fatalf("expecting the version another writer made: %+v %v, want version 3", res, err)
+	}
+	var ce *eventlog.ConflictError
+	if _, err := logs[1].Append(ctx, ev(), eventlog.ExpectVersion("names.x", 2)); !errors.As(err, &ce) || ce.Actual != 3 {
+		t.Fatalf("an expectation that no longer holds: %v, want a conflict at version 3", err)
+	}
 }

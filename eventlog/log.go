@@ -162,6 +162,9 @@ type Log struct {
 	// mangle, set only by tests, alters a message before it is published:
 	// the way to make JetStream refuse one write in the middle of a flight.
 	mangle func(*nats.Msg)
+	// dropAck, set only by tests, loses the acknowledgements it returns
+	// true for, as a stream leader that dies after storing a write does.
+	dropAck func(*nats.Msg) bool
 	// openedAt is when Open ran: caller-chosen IDs made before it may
 	// have been written by an earlier process, unknown to recent.
 	openedAt time.Time

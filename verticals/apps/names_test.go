@@ -2,6 +2,7 @@ package apps
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
 )
 
@@ -223,4 +225,57 @@ func TestNamesSameNewAppTwice(t *testing.T) {
 	// Its name is an app's: no alias takes it.
 	r := e2.api(t, "POST", AliasesPath("first"), AliasRequest{Alias: "twice"})
 	wantStatus(t, "alias on an app's name", r, http.StatusConflict)
+}
+
+// Names bound before claims existed have no name stream: the read model
+// decides for them, and releasing one writes its stream's first event,
+// after which it is claimable like any other.
+func TestNamesBoundBeforeClaims(t *testing.T) {
+	dir := t.TempDir()
+	e := start(t, dir, nil, Config{})
+	files := map[string]string{"index.html": "<p>hi</p>"}
+	e.deploy(t, "blog", files)
+	e.deploy(t, "shop", files)
+	e.close(t)
+
+	// An older fazt bound alias "old" to blog: the binding event alone.
+	k := newKernel(dir)
+	for _, s := range eventSchemas {
+		if err := k.RegisterEvent(s.typ, s.version, []byte(s.schema)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := k.Log().Reserve(Category, NamesCategory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := k.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(AliasChanged{App: "blog", Alias: "old"})
+	if _, err := w.Append(ctx, []eventlog.Event{{Stream: AppStream("blog"), Type: TypeAliasAdded, Data: b}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e = start(t, dir, nil, Config{})
+	if evs, err := e.k.Log().ReadStream(ctx, NameStream(kindAlias, "old"), 1, 10); len(evs) != 0 {
+		t.Fatalf("the legacy alias has a name stream: %v %v", evs, err)
+	}
+	wantStatus(t, "the legacy alias for another app", e.api(t, "POST", AliasesPath("shop"), AliasRequest{Alias: "old"}), http.StatusConflict)
+	wantStatus(t, "a new app on the legacy alias", e.api(t, "POST", DeploysPath("old"), manifestOf(files)), http.StatusConflict)
+	wantStatus(t, "the legacy alias again for its app", e.api(t, "POST", AliasesPath("blog"), AliasRequest{Alias: "old"}), http.StatusOK)
+	wantStatus(t, "remove the legacy alias", e.api(t, "DELETE", AliasesPath("blog")+"/old", nil), http.StatusOK)
+	wantStatus(t, "the released name for another app", e.api(t, "POST", AliasesPath("shop"), AliasRequest{Alias: "old"}), http.StatusCreated)
+	if r := e.site(t, "old.localhost", "/"); r.status != http.StatusOK {
+		t.Errorf("old.localhost: %d %s", r.status, r.body)
+	}
+	var a App
+	if err := json.Unmarshal([]byte(wantStatus(t, "show shop", e.api(t, "GET", AppPath("shop"), nil), http.StatusOK).body), &a); err != nil || !slices.Equal(a.Aliases, []string{"old"}) {
+		t.Fatalf("shop: %+v %v", a, err)
+	}
 }

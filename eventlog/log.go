@@ -355,7 +355,8 @@ func (l *Log) StreamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 //     AppendAsync) is finished as if Close had not come: committed, or
 //     answered as it would be anyway (a conflict, a refusal,
 //     ErrUnavailable when JetStream does not answer within
-//     RequestTimeout). Close waits for them.
+//     RequestTimeout, or FailoverTimeout in a cluster). Close waits for
+//     them.
 //
 // If ctx ends before they are finished, Close waits no longer: appends
 // sent to JetStream and not yet acknowledged fail with ErrUnavailable

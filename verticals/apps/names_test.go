@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/fazt-sh/fazt/eventlog"
 	"github.com/fazt-sh/fazt/kernel"
+	"github.com/fazt-sh/fazt/kernel/vfs"
 )
 
 // natsServer starts one plain NATS server with JetStream on loopback,
@@ -90,6 +93,69 @@ func TestNamesClaimedAcrossNodes(t *testing.T) {
 	tune := func(k *kernel.Kernel) { k.NATSURL = url }
 	e1 := start(t, t.TempDir(), tune, Config{})
 	e2 := start(t, t.TempDir(), tune, Config{})
+	raceNames(t, e1, e2)
+}
+
+// The same on two nodes of a three-node cluster (the stream and the
+// buckets replicated, each node reading its own replica, which may be a
+// moment behind).
+func TestNamesClaimedAcrossClusterNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a cluster")
+	}
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	envs := make([]*env, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range envs {
+		e := &env{k: newKernel(t.TempDir())}
+		e.k.Cluster = &eventlog.Cluster{Name: "names", Node: fmt.Sprintf("n%d", i), Listen: addrs[i], Peers: addrs, Secret: "a-cluster-secret-for-tests"}
+		files, err := vfs.Register(e.k, vfs.Config{})
+		if err == nil {
+			err = Register(e.k, files, Config{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs[i] = e
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if errs[i] = e.k.Open(ctx); errs[i] == nil {
+				errs[i] = e.k.WaitReady(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, e := range envs {
+		if errs[i] != nil {
+			e.closed = true
+			continue
+		}
+		t.Cleanup(func() { e.close(t) })
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range envs {
+		e.base, e.token = "http://"+e.k.ListenAddr(), e.k.Token
+		_, e.port, _ = net.SplitHostPort(e.k.ListenAddr())
+	}
+	raceNames(t, envs[1], envs[2])
+}
+
+// raceNames claims names from e1 and e2 at once, round after round.
+func raceNames(t *testing.T, e1, e2 *env) {
 	files := map[string]string{"index.html": "<p>hi</p>"}
 	e1.deploy(t, "base-a", files)
 	e2.deploy(t, "base-b", files) // the blob is in the shared bucket already

@@ -26,6 +26,14 @@ func (l *Log) onAck(m *nats.Msg) {
 	if !ok || err1 != nil || err2 != nil {
 		return
 	}
+	if l.dropAck != nil && l.dropAck(m) {
+		return
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" && l.resends() {
+		// No responders (no leader to take it): the flight is sent
+		// again until its deadline.
+		return
+	}
 	l.flightMu.Lock()
 	defer l.flightMu.Unlock()
 	f := l.inflight[round]

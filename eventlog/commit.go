@@ -84,7 +84,7 @@ type commitState struct {
 	}
 
 	stats struct {
-		appends, events, groups, batches, fsyncs, retries, rebuilds atomic.Uint64
+		appends, events, groups, batches, fsyncs, retries, rebuilds, resent atomic.Uint64
 	}
 }
 
@@ -99,6 +99,10 @@ type Stats struct {
 	Fsyncs       uint64 // fsyncs of the stream by the log (strict durability)
 	Retries      uint64 // appends published again after a write was refused
 	ViewRebuilds uint64 // times the commit loop read its view of the streams from the log again
+	// Resent counts appends sent again, with the same IDs, because
+	// JetStream did not answer within ResendInterval (a stream leader
+	// lost, say; only when other writers may exist).
+	Resent uint64
 	// Malformed counts the messages that are not valid events (written
 	// around the kernel: bad envelope, data that is not JSON, a version
 	// out of sequence) that readers and the commit loop came across,
@@ -111,7 +115,7 @@ func (l *Log) Stats() Stats {
 	s := &l.stats
 	st := Stats{
 		Appends: s.appends.Load(), Events: s.events.Load(), Groups: s.groups.Load(), Batches: s.batches.Load(),
-		Fsyncs: s.fsyncs.Load(), Retries: s.retries.Load(), ViewRebuilds: s.rebuilds.Load(),
+		Fsyncs: s.fsyncs.Load(), Retries: s.retries.Load(), ViewRebuilds: s.rebuilds.Load(), Resent: s.resent.Load(),
 	}
 	l.seen.mu.Lock()
 	st.Malformed = l.seen.count
@@ -276,6 +280,9 @@ func (l *Log) gather() []*appendReq {
 func (l *Log) arrived(r *appendReq) {
 	l.arrivals++
 	r.order = l.arrivals
+	if l.resends() {
+		r.deadline = time.Now().Add(l.ackTimeout())
+	}
 }
 
 func hasAny(ids map[string]bool, events []Event) bool {
@@ -405,6 +412,9 @@ type flight struct {
 	remaining int
 	complete  chan struct{}
 	deadline  time.Time
+	// copies of each unit's messages, to send again when JetStream does
+	// not answer (only with other writers: see resend).
+	copies [][]*nats.Msg
 }
 
 // unit is what JetStream stores as one: one event, or one atomic batch.
@@ -475,6 +485,10 @@ func (l *Log) launch(group []*appendReq) *flight {
 	// Check expectations against the view and assign versions.
 	var ok []*appendReq
 	versions := map[string]uint64{}
+	var written map[string]bool // streams an append of the group writes
+	if !l.soleWriter {
+		written = map[string]bool{}
+	}
 	for _, r := range group {
 		if r.ownIDs && l.answerRecent(r) {
 			continue
@@ -492,17 +506,34 @@ func (l *Log) launch(group []*appendReq) *flight {
 		}
 		if err == nil {
 			for _, s := range r.streams {
-				if x, has := r.expect[s]; has && !x.holds(versions[s]) {
-					err = &ConflictError{Stream: s, Expected: x, Actual: versions[s]}
-					break
+				x, has := r.expect[s]
+				if !has || x.holds(versions[s]) {
+					continue
 				}
+				if written != nil && !written[s] {
+					// Other writers may have moved the stream since the
+					// view read it (a release after a claim, say): read
+					// its end again before refusing.
+					var h head
+					if h, err = l.freshHead(ctx, s, x); err != nil {
+						break
+					}
+					l.view[s], versions[s] = h, h.version
+					if x.holds(h.version) {
+						continue
+					}
+				}
+				err = &ConflictError{Stream: s, Expected: x, Actual: versions[s]}
+				break
 			}
 		}
 		var conflict *ConflictError
 		switch {
-		case errors.As(err, &conflict) && r.ownIDs:
-			// A retry of an append that landed moved its own stream:
-			// answer with the original positions, not a conflict.
+		case errors.As(err, &conflict) && (r.ownIDs || r.sent):
+			// A retry of an append that landed moved its own stream
+			// (the caller's retry, or the log's own after a write it
+			// had no answer for): answer with the original positions,
+			// not a conflict.
 			l.answerDuplicateOr(ctx, r, err, false)
 			continue
 		case err != nil:
@@ -511,6 +542,9 @@ func (l *Log) launch(group []*appendReq) *flight {
 		}
 		for i := range r.events {
 			s := r.events[i].Stream
+			if written != nil {
+				written[s] = true
+			}
 			versions[s]++
 			r.events[i].Version = versions[s]
 		}
@@ -552,7 +586,10 @@ func (l *Log) launch(group []*appendReq) *flight {
 					l.flying[e.ID] = l.round
 				}
 				b := l.msgBuf()
-				m := e.message(r.ownIDs, b)
+				// With other writers every event carries Nats-Msg-Id, so
+				// that the append can be sent again when no answer comes
+				// (a leader lost): JetStream stores it once.
+				m := e.message(r.ownIDs || !l.soleWriter, b)
 				switch {
 				case l.soleWriter && len(units[u].msgs) == 0:
 					// Nothing but this log writes events, so it knows every
@@ -576,6 +613,7 @@ func (l *Log) launch(group []*appendReq) *flight {
 				l.view[e.Stream] = head{seq: l.predicted, version: e.Version}
 				units[u].msgs = append(units[u].msgs, b)
 			}
+			r.sent = r.sent || !l.soleWriter
 		}
 		units[u].last = l.predicted
 		units[u].n = len(units[u].msgs)
@@ -595,7 +633,7 @@ func (l *Log) publish(units []unit) *flight {
 		units:    units,
 		acks:     make([]unitAck, len(units)),
 		complete: make(chan struct{}),
-		deadline: time.Now().Add(l.RequestTimeout),
+		deadline: time.Now().Add(l.ackTimeout()),
 	}
 	l.stats.groups.Add(1)
 	for u := range f.acks {
@@ -624,6 +662,13 @@ func (l *Log) publish(units []unit) *flight {
 				b.h.Set(headerBatchSeq, strconv.Itoa(i+1))
 			}
 			last.Header.Set(headerBatchCommit, "1")
+		}
+		if l.resends() {
+			cp := make([]*nats.Msg, len(msgs))
+			for i, b := range msgs {
+				cp[i] = &nats.Msg{Subject: b.msg.Subject, Reply: b.msg.Reply, Header: cloneHeader(b.msg.Header), Data: b.msg.Data}
+			}
+			f.copies = append(f.copies, cp)
 		}
 		var err error
 		for _, b := range msgs {
@@ -657,8 +702,12 @@ func (l *Log) publish(units []unit) *flight {
 
 // failBeforeSending answers r, not sent because of err. When Close's
 // context has ended, err is likely the closed connection's, and r was
-// never sent: ErrClosed.
+// never sent: ErrClosed. A read that failed while a cluster elects a
+// leader is tried again later (retryLater).
 func (l *Log) failBeforeSending(r *appendReq, err error) {
+	if l.retryLater(r, err) {
+		return
+	}
 	if l.aborted() {
 		l.failUnsent(r)
 		return
@@ -674,4 +723,55 @@ func (l *Log) msgBuf() *msgBuf {
 		return b
 	}
 	return newMsgBuf()
+}
+
+// cloneHeader copies h, values too (a msgBuf's values share one array
+// that is reused).
+func cloneHeader(h nats.Header) nats.Header {
+	c := make(nats.Header, len(h))
+	for k, v := range h {
+		c[k] = slices.Clone(v)
+	}
+	return c
+}
+
+// freshHead reads a stream's end again for an expectation x that failed
+// against the view. A replica reads a moment behind the leader (more so
+// just after a leader was lost): a stream found short of the version x
+// names is read again for a while before the expectation is refused,
+// since versions never go back.
+func (l *Log) freshHead(ctx context.Context, stream string, x Expectation) (head, error) {
+	for try := 1; ; try++ {
+		h, err := l.streamHead(ctx, stream)
+		if err != nil || x.holds(h.version) || x.Kind != ExpectExactVersion || h.version > x.Version || l.Replicas <= 1 || try == maxTornReads {
+			return h, err
+		}
+		select {
+		case <-ctx.Done():
+			return h, nil
+		case <-time.After(time.Duration(try) * 10 * time.Millisecond):
+		}
+	}
+}
+
+// retryLater queues r again after a moment when err leaves it without an
+// answer for now (JetStream unavailable: a cluster electing a stream
+// leader answers neither writes nor some reads) and the log resends
+// (resends), until r's deadline, FailoverTimeout after the commit loop
+// first took it. It reports whether it did. Sent again, r lands once:
+// every event of it carries Nats-Msg-Id.
+func (l *Log) retryLater(r *appendReq, err error) bool {
+	if !l.resends() || !errors.Is(err, ErrUnavailable) || r.deadline.IsZero() || time.Now().After(r.deadline) || l.aborted() {
+		return false
+	}
+	if r.sent && !r.resent {
+		r.resent = true // found stored later, it is its own write
+		l.stats.resent.Add(1)
+	}
+	l.backoffs.Add(1)
+	time.AfterFunc(l.ResendInterval/4, func() {
+		l.retry(r)
+		l.backoffs.Add(-1)
+	})
+	return true
 }

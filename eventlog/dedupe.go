@@ -43,6 +43,7 @@ func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise err
 		pos, err = l.lookup(ctx, r.events, global)
 	}
 	switch {
+	case err != nil && l.retryLater(r, err):
 	case err != nil:
 		r.res <- appendResp{err: err}
 	case len(pos) == 0 && otherwise != nil:
@@ -51,6 +52,9 @@ func (l *Log) answerDuplicateOr(ctx context.Context, r *appendReq, otherwise err
 		r.res <- appendResp{err: invalidf("%d of the %d events are already in the log and the others are not; an append is retried whole, with the same events", len(pos), len(r.events))}
 	default:
 		res := resultOf(r.events, pos)
+		// Found after the log sent r again itself: the original is r's
+		// own first copy, not an earlier append.
+		res.Duplicate = !r.resent
 		l.remember(r.events, res.Events) // the next retry is answered at once
 		r.res <- appendResp{res: res}
 	}

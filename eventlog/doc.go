@@ -114,11 +114,24 @@
 // longer holds, and the append is retried on a fresh view.
 //
 // When the leader is lost (killed, frozen, cut off) the others elect
-// one within seconds; an append in flight to the lost leader gets no
-// answer and fails with ErrUnavailable after RequestTimeout (retry it
-// with the same IDs, on any node). Routes ping every two seconds, so a
-// node that stops answering without closing its connections is dropped
-// within seconds. A node that returns catches up from the others.
+// one within seconds (JetStream's followers wait four or more seconds
+// for a leader before they elect one). An append in flight to the lost
+// leader gets no answer: the log sends it again every ResendInterval
+// (1 s), the same messages with the same IDs, until FailoverTimeout
+// (30 s), so it lands once a new leader is elected, exactly once. Every
+// event a node writes in a cluster carries Nats-Msg-Id (JetStream then
+// stores a copy of a stored message never), and the per-stream guards
+// refuse a second copy in any case; whichever answer comes first is
+// the append's, and a copy found stored (a duplicate, or refused by its
+// own guard) is answered with the original positions as the append's
+// own write (Result.Duplicate false), never as a conflict. Reads that
+// fail while the cluster elects (checking expectations, looking up a
+// copy) put the append back for a moment, within the same deadline.
+// Past FailoverTimeout the append fails with ErrUnavailable (retry it
+// with the same IDs, on any node). Stats.Resent counts the appends sent
+// again. Routes ping every two seconds, so a node that stops answering
+// without closing its connections is dropped within seconds. A node
+// that returns catches up from the others.
 // ClusterStatus reports the routes, the leader and each replica's lag.
 // The NATS listener (Listen) is not available on a cluster node yet.
 //
@@ -170,7 +183,11 @@
 // log keeps one group in flight, written as one unit guarded per stream
 // with Nats-Expected-Last-Subject-Sequence against the positions the log
 // confirmed; an overtaken append is retried on a fresh view, and an
-// expectation that no longer holds returns ErrConflict.
+// expectation that no longer holds returns ErrConflict. An expectation
+// that fails against the view is checked against the stream's end in
+// the log first (another writer may have moved it since the view read
+// it; a replica found short of the expected version is read again for
+// a moment), so only a real conflict is refused.
 //
 // # Idempotency
 //
@@ -195,8 +212,10 @@
 // the original positions too. IDs may not carry a time more than a
 // minute in the future, which is what makes that scan complete. IDs the
 // log makes itself cannot be retried (the caller never saw them), so they
-// skip all of this. The log makes them as it writes, so they follow the
-// log's order.
+// skip all of this, except in a cluster (other writers), where they
+// carry Nats-Msg-Id too, so that the log can send an unanswered append
+// again (see Clusters). The log makes them as it writes, so they follow
+// the log's order.
 //
 // # Shutdown
 //

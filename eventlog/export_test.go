@@ -3,6 +3,8 @@ package eventlog
 import (
 	"log/slog"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // AckForTest exposes parseAck to the external tests.
@@ -27,3 +29,7 @@ func WarnClusterForTest(c *Cluster, logger *slog.Logger) { c.warn(logger) }
 
 // RenderClusterForTest exposes the configuration a cluster node renders.
 func RenderClusterForTest(c *Cluster, d Durability) string { return c.render(d, DefaultSyncInterval) }
+
+// PublishConnForTest is the connection the log publishes on, which may
+// call JetStream's API (the tests ask the stream's leader to step down).
+func (l *Log) PublishConnForTest() *nats.Conn { return l.nc }

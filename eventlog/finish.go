@@ -2,6 +2,8 @@ package eventlog
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
@@ -55,15 +57,28 @@ func (l *Log) finishLoop() {
 }
 
 // await waits for a flight's acknowledgements, or its deadline, and tells
-// readers what was stored.
+// readers what was stored. With other writers it sends the flight again
+// every ResendInterval until JetStream answers (resend).
 func (l *Log) await(f *flight) {
-	timer := time.NewTimer(time.Until(f.deadline))
-	select {
-	case <-f.complete:
-	case <-timer.C:
-	case <-l.abort: // Close's context ended: wait no longer
+	for waiting := true; waiting; {
+		wait, again := time.Until(f.deadline), false
+		if f.copies != nil && wait > l.ResendInterval {
+			wait, again = l.ResendInterval, true
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-f.complete:
+			waiting = false
+		case <-timer.C:
+			waiting = again
+			if again {
+				l.resend(f)
+			}
+		case <-l.abort: // Close's context ended: wait no longer
+			waiting = false
+		}
+		timer.Stop()
 	}
-	timer.Stop()
 	l.flightMu.Lock()
 	delete(l.inflight, f.round)
 	for u := range f.acks {
@@ -79,6 +94,65 @@ func (l *Log) await(f *flight) {
 		l.noteStored(f.acks)
 		l.wake()
 	}
+}
+
+// resends reports whether flights are sent again when JetStream does not
+// answer: only with other writers, where one group is in flight, each of
+// its units guarded per stream and every event carrying Nats-Msg-Id. A
+// stream leader that dies with the group in flight answers nothing; the
+// same messages sent again reach the new leader once it is elected, and
+// land once: JetStream drops a copy of what it stored (Nats-Msg-Id,
+// within DuplicateWindow), and the guards refuse a copy in any case, so
+// at most one copy lands. Whichever answer comes first is the
+// flight's: a copy refused as a duplicate, or by its guard, is answered
+// from the log (the original positions), not as a conflict.
+func (l *Log) resends() bool { return !l.soleWriter && l.ResendInterval > 0 }
+
+// ackTimeout is how long a flight waits for JetStream's answers in all:
+// RequestTimeout, or FailoverTimeout when the log resends (within half
+// of DuplicateWindow, so that JetStream still knows every ID sent).
+func (l *Log) ackTimeout() time.Duration {
+	if !l.resends() {
+		return l.RequestTimeout
+	}
+	return max(l.RequestTimeout, min(l.FailoverTimeout, l.DuplicateWindow/2))
+}
+
+// resend publishes the units of f not yet answered again, a batch under
+// a new batch ID (the old one may be half staged on a leader that died).
+func (l *Log) resend(f *flight) {
+	l.flightMu.Lock()
+	var todo []int
+	for u := range f.units {
+		if f.acks[u].err == errNoAck {
+			todo = append(todo, u)
+		}
+	}
+	l.flightMu.Unlock()
+	for _, u := range todo {
+		for _, r := range f.units[u].reqs {
+			if !r.resent {
+				r.resent = true
+				l.stats.resent.Add(1)
+			}
+		}
+		msgs := f.copies[u]
+		if len(msgs) > 1 {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id := hex.EncodeToString(b[:])
+			for _, m := range msgs {
+				m.Header.Set(headerBatchID, id)
+			}
+		}
+		for _, m := range msgs {
+			if err := l.nc.PublishMsg(m); err != nil {
+				l.Logger.Debug("resending an append", "err", err)
+				break
+			}
+		}
+	}
+	l.Logger.Debug("no answer from JetStream: append sent again with the same IDs", "round", f.round, "units", len(todo))
 }
 
 // settle fills in the acknowledgements of the units JetStream was not
@@ -143,7 +217,7 @@ func (l *Log) noAck() error {
 	if l.aborted() {
 		return fmt.Errorf("%w: the log closed (Close's context ended) before JetStream acknowledged the append; it may or may not have landed: read the log, or retry it with the same IDs", ErrUnavailable)
 	}
-	return fmt.Errorf("%w: no acknowledgement from JetStream within %v; the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.RequestTimeout)
+	return fmt.Errorf("%w: no acknowledgement from JetStream within %v (a cluster without a stream leader, or an unreachable server); the append may or may not have landed, retry it with the same IDs", ErrUnavailable, l.ackTimeout())
 }
 
 // answer answers a finished flight's appends: results, duplicates,
@@ -160,7 +234,9 @@ func (l *Log) answer(f *flight) {
 		}
 		switch {
 		case a.err == nil && a.duplicate:
-			l.answerDuplicate(ctx, un.reqs[0])
+			for _, r := range un.reqs {
+				l.answerDuplicate(ctx, r)
+			}
 		case a.err == nil:
 			seq := a.seq - uint64(un.n)
 			for _, r := range un.reqs {

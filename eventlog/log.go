@@ -59,6 +59,8 @@ const (
 	DefaultMaxBatch        = 1000
 	DefaultRequestTimeout  = 10 * time.Second
 	DefaultPollInterval    = 250 * time.Millisecond
+	DefaultResendInterval  = time.Second
+	DefaultFailoverTimeout = 30 * time.Second
 )
 
 // Log is the append-only event log on a JetStream stream.
@@ -111,8 +113,23 @@ type Log struct {
 	// PollInterval is how often subscribers look for events written by
 	// other processes (only when other writers are possible).
 	PollInterval time.Duration
-	// RequestTimeout bounds each round trip to JetStream.
+	// RequestTimeout bounds each round trip to JetStream; an append's
+	// whole wait for its acknowledgement, resends included.
 	RequestTimeout time.Duration
+	// ResendInterval is how long an append waits for JetStream's answer
+	// before it sends the same messages again, when other writers may
+	// exist (a cluster, URL): an append in flight to a stream leader that
+	// died lands once a new one is elected, instead of failing after
+	// RequestTimeout (DefaultResendInterval; see "Clusters" in the
+	// package doc). Zero or negative: never resend.
+	ResendInterval time.Duration
+	// FailoverTimeout bounds how long an append that is being sent
+	// again waits for an answer in all (DefaultFailoverTimeout: a
+	// stream leader's election takes seconds), instead of
+	// RequestTimeout when it is longer; past it the append fails with
+	// ErrUnavailable. At most half of DuplicateWindow is used, since
+	// the resends rely on JetStream's dedupe.
+	FailoverTimeout time.Duration
 	// Logger receives operational messages (slog.Default(); Open takes
 	// nil for it too).
 	Logger *slog.Logger
@@ -145,6 +162,9 @@ type Log struct {
 	// mangle, set only by tests, alters a message before it is published:
 	// the way to make JetStream refuse one write in the middle of a flight.
 	mangle func(*nats.Msg)
+	// dropAck, set only by tests, loses the acknowledgements it returns
+	// true for, as a stream leader that dies after storing a write does.
+	dropAck func(*nats.Msg) bool
 	// openedAt is when Open ran: caller-chosen IDs made before it may
 	// have been written by an earlier process, unknown to recent.
 	openedAt time.Time
@@ -181,6 +201,8 @@ func New(dir string) *Log {
 		Replicas:        1,
 		MaxBatch:        DefaultMaxBatch,
 		RequestTimeout:  DefaultRequestTimeout,
+		ResendInterval:  DefaultResendInterval,
+		FailoverTimeout: DefaultFailoverTimeout,
 		PollInterval:    DefaultPollInterval,
 		DiskReserve:     DefaultDiskReserve,
 		Logger:          slog.Default(),
@@ -334,7 +356,8 @@ func (l *Log) StreamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 //     AppendAsync) is finished as if Close had not come: committed, or
 //     answered as it would be anyway (a conflict, a refusal,
 //     ErrUnavailable when JetStream does not answer within
-//     RequestTimeout). Close waits for them.
+//     RequestTimeout, or FailoverTimeout in a cluster). Close waits for
+//     them.
 //
 // If ctx ends before they are finished, Close waits no longer: appends
 // sent to JetStream and not yet acknowledged fail with ErrUnavailable
@@ -541,7 +564,11 @@ type appendReq struct {
 	tries   int
 	order   uint64 // when the commit loop received it
 	alone   bool   // a batch it shared was refused: it goes in a group of its own
-	bytes   int    // of data, for the storage checks
+	sent    bool   // published with Nats-Msg-Id on every event: it may have landed
+	resent  bool   // sent again for want of an answer: finding it stored is its own write
+	// deadline for an answer, resends and retries included (resends)
+	deadline time.Time
+	bytes    int // of data, for the storage checks
 }
 
 // resChans recycles the one-answer channels of appends.

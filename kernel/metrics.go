@@ -35,6 +35,7 @@ var (
 	descBatches  = prometheus.NewDesc("fazt_log_batches_total", "Groups published as one JetStream atomic batch (they hold multi-event appends).", nil, nil)
 	descFsyncs   = prometheus.NewDesc("fazt_log_fsyncs_total", "Fsyncs of the event stream by the log (strict durability).", nil, nil)
 	descRetries  = prometheus.NewDesc("fazt_log_retries_total", "Appends published again after a write was refused.", nil, nil)
+	descResent   = prometheus.NewDesc("fazt_log_resent_total", "Appends sent again with the same IDs because JetStream did not answer (a cluster electing a stream leader).", nil, nil)
 	descRebuilds = prometheus.NewDesc("fazt_log_view_rebuilds_total", "Times the commit loop re-read its view of the streams after a refused write.", nil, nil)
 	descBadMsgs  = prometheus.NewDesc("fazt_log_malformed_messages_total", "Messages written around the kernel that are not valid events (bad envelope, data not JSON, version out of sequence), each counted once when first read.", nil, nil)
 )
@@ -46,7 +47,7 @@ type kernelCollector struct{ a *api }
 func (c kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLogSeq, descCheckpoint, descLag, descHalted, descRebuildDone, descRebuildRate,
 		descCritical, descReady, descSchemaSkipped, descReactorUnreadable,
-		descAppends, descEvents, descGroups, descBatches, descFsyncs, descRetries, descRebuilds, descBadMsgs} {
+		descAppends, descEvents, descGroups, descBatches, descFsyncs, descRetries, descResent, descRebuilds, descBadMsgs} {
 		ch <- d
 	}
 }
@@ -65,7 +66,7 @@ func (c kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		d *prometheus.Desc
 		v uint64
 	}{{descAppends, st.Appends}, {descEvents, st.Events}, {descGroups, st.Groups}, {descBatches, st.Batches},
-		{descFsyncs, st.Fsyncs}, {descRetries, st.Retries}, {descRebuilds, st.ViewRebuilds}, {descBadMsgs, st.Malformed}} {
+		{descFsyncs, st.Fsyncs}, {descRetries, st.Retries}, {descResent, st.Resent}, {descRebuilds, st.ViewRebuilds}, {descBadMsgs, st.Malformed}} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
 	}
 	for _, s := range c.a.k.runner.Statuses() {

@@ -26,6 +26,7 @@ func TestMetrics(t *testing.T) {
 		"fazt_log_groups_total 1",
 		"fazt_log_fsyncs_total 1",
 		"fazt_log_retries_total 0",
+		"fazt_log_resent_total 0",
 		`fazt_projection_checkpoint_seq{projection="orders_total"} 1`,
 		`fazt_projection_lag{projection="orders_total"} 0`,
 		`fazt_projection_halted{projection="orders_total"} 0`,

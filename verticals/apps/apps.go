@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fazt-sh/fazt/eventlog"
@@ -72,9 +71,6 @@ type vertical struct {
 	cfg   Config
 	w     *eventlog.Writer
 	hosts hostMap
-	// names serialises the commands that claim a name (a new app, an
-	// alias, a domain), so that two never claim the same one.
-	names sync.Mutex
 }
 
 // Register declares the apps vertical on k, before k.Open, on the vfs
@@ -101,7 +97,7 @@ func Register(k *kernel.Kernel, files *vfs.Service, cfg Config) error {
 	if err := k.RegisterProjection(v.projection()); err != nil {
 		return fmt.Errorf("apps: %w", err)
 	}
-	w, err := k.Log().Reserve(Category)
+	w, err := k.Log().Reserve(Category, NamesCategory)
 	if err != nil {
 		return fmt.Errorf("apps: %w", err)
 	}
@@ -312,11 +308,16 @@ func (v *vertical) deploy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if len(existing) == 0 {
-		// A new name: claimed against aliases, one command at a time.
-		// Deploys of existing apps run concurrently.
-		v.names.Lock()
-		defer v.names.Unlock()
-		if err := v.claimable(r.Context(), app); err != nil {
+		// A new name: claimed on the log (see NameStream), so that an
+		// alias claimed at the same moment, on any node, and this app
+		// do not both get it. A second first deploy of the same app is
+		// its redeploy. Blobs are checked first, so that a deploy bound
+		// to fail claims nothing.
+		if err := v.checkBlobs(r.Context(), &m); err != nil {
+			return err
+		}
+		legacy := func(ctx context.Context) (bool, error) { return false, v.claimable(ctx, app) }
+		if _, _, err := v.claimName(r.Context(), kindApp, app, app, legacy, nil); err != nil {
 			return err
 		}
 	}
@@ -491,40 +492,41 @@ func (v *vertical) remove(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// bind adds (add) or removes a name of app: an alias or a domain.
+// bind adds (add) or removes a name of app: an alias or a domain. The
+// name is claimed or released on the log with the event that binds or
+// unbinds it, in one append (see NameStream).
 func (v *vertical) bind(w http.ResponseWriter, r *http.Request, app, host, kind string, add bool) error {
-	v.names.Lock()
-	defer v.names.Unlock()
 	ctx := r.Context()
 	if _, err := v.existing(ctx, app); err != nil {
 		return err
 	}
-	hosts, err := v.hosts.get(ctx)
-	if err != nil {
-		return err
-	}
-	owner, bound := hosts[host]
-	var typ string
-	var data any
-	switch {
-	case add && bound && owner == app:
-		kernel.WriteJSON(w, http.StatusOK, map[string]string{"app": app, kind: host})
-		return nil
-	case add && bound:
-		return kernel.Refusef("%s %s is bound to app %s: remove it there first", kind, host, owner)
-	case !add && (!bound || owner != app):
-		return kernel.NotFoundf("app %s has no %s %s", app, kind, host)
-	}
-	if kind == kindAlias {
-		if add {
+	// What the read model says decides for names bound before claims
+	// existed (no name stream).
+	legacy := func(ctx context.Context) (bool, error) {
+		hosts, err := v.hosts.get(ctx)
+		if err != nil {
+			return false, err
+		}
+		owner, bound := hosts[host]
+		switch {
+		case bound && owner == app:
+			return true, nil
+		case bound:
+			return false, kernel.Refusef("%s %s is bound to app %s: remove it there first", kind, host, owner)
+		case kind == kindAlias:
 			as, err := v.apps(ctx, host)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if len(as) > 0 {
-				return kernel.Refusef("%s is an app's own name: an alias must be a name no app has", host)
+				return false, kernel.Refusef("%s is an app's own name: an alias must be a name no app has", host)
 			}
 		}
+		return false, nil
+	}
+	var typ string
+	var data any
+	if kind == kindAlias {
 		typ, data = TypeAliasRemoved, AliasChanged{App: app, Alias: host}
 		if add {
 			typ = TypeAliasAdded
@@ -536,9 +538,28 @@ func (v *vertical) bind(w http.ResponseWriter, r *http.Request, app, host, kind 
 		}
 	}
 	b, _ := json.Marshal(data)
-	res, err := v.w.Append(ctx, []eventlog.Event{{Stream: AppStream(app), Type: typ, Data: b}})
-	if err != nil {
-		return err
+	events := []eventlog.Event{{Stream: AppStream(app), Type: typ, Data: b}}
+	var res eventlog.Result
+	if add {
+		var already bool
+		var err error
+		if res, already, err = v.claimName(ctx, kind, host, app, legacy, events); err != nil {
+			return err
+		} else if already {
+			kernel.WriteJSON(w, http.StatusOK, map[string]string{"app": app, kind: host})
+			return nil
+		}
+	} else {
+		hosts, err := v.hosts.get(ctx)
+		if err != nil {
+			return err
+		}
+		var found bool
+		if res, found, err = v.releaseName(ctx, kind, host, app, hosts[host] == app, events); err != nil {
+			return err
+		} else if !found {
+			return kernel.NotFoundf("app %s has no %s %s", app, kind, host)
+		}
 	}
 	// Folded before the answer, so that the next request is routed by it
 	// (the fold drops the host map; see hostMap).
@@ -610,4 +631,18 @@ func (v *vertical) removeDomain(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return v.bind(w, r, app, d, kindDomain, false)
+}
+
+// checkBlobs refuses a manifest that names blobs not stored, as
+// vfs.Deploy would (*vfs.MissingError).
+func (v *vertical) checkBlobs(ctx context.Context, m *vfs.Manifest) error {
+	hashes := make([]string, 0, len(m.Files))
+	for _, f := range m.Files {
+		hashes = append(hashes, f.SHA256)
+	}
+	missing, err := v.files.Missing(ctx, hashes)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	return &vfs.MissingError{Hashes: missing}
 }

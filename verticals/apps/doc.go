@@ -63,7 +63,22 @@
 //     certifies and serves it on the public listeners.
 //
 // A name (an alias or a domain) is bound to one app at a time; binding
-// it to another is 409 refused. Names are events of the category
+// it to another is 409 refused. App names and aliases share one
+// namespace (both are NAME.localhost): an alias is a name no app has,
+// and a new app's name no alias holds. Names are claimed on the log,
+// not under a lock of one process, so this holds across the nodes of a
+// cluster and several fazt processes on one NATS server: each name has
+// a stream of its own (NameStream, category NamesCategory), and
+// claiming it appends TypeNameClaimed there expecting the version the
+// claimant read, in one atomic append with the event that binds it. Of
+// two claims at once, on any nodes, one lands; the other reads the
+// stream again and is answered 409 naming the holder. Removing an alias
+// or a domain appends TypeNameReleased the same way, and the name is
+// free again; a deleted app keeps its name (a deploy brings it back).
+// The first deploy of a new app claims its name (two first deploys of
+// one app at once both land: the second is its redeploy). Names bound
+// before claims existed have no stream: the read model decides for
+// them, as before. Names are events of the category
 // Category on the app's stream AppStream(app) (TypeAliasAdded,
 // TypeAliasRemoved, TypeDomainAdded, TypeDomainRemoved); only the
 // vertical writes there. The projection "apps" folds them with the vfs

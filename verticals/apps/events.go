@@ -55,6 +55,16 @@ const (
   },
   "required": ["app", "domain"]
 }`
+	nameV1 = `{
+  "type": "object",
+  "description": "%s",
+  "properties": {
+    "name": {"type": "string", "maxLength": 253, "pattern": "^[a-z0-9.-]+$"},
+    "app": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+    "kind": {"enum": ["app", "alias", "domain"]}
+  },
+  "required": ["name", "app", "kind"]
+}`
 )
 
 // eventSchemas lists every schema version ever shipped, oldest first.
@@ -67,4 +77,6 @@ var eventSchemas = []struct {
 	{TypeAliasRemoved, 1, fmt.Sprintf(aliasV1, "ALIAS.localhost no longer serves the app")},
 	{TypeDomainAdded, 1, fmt.Sprintf(domainV1, "requests for the domain are answered by the app; the edge certifies it")},
 	{TypeDomainRemoved, 1, fmt.Sprintf(domainV1, "requests for the domain are no longer answered by the app")},
+	{TypeNameClaimed, 1, fmt.Sprintf(nameV1, "the name is the app's: its own, an alias or a domain; a claim expects the name stream's version, so of two at once one lands")},
+	{TypeNameReleased, 1, fmt.Sprintf(nameV1, "the name is free again: an alias or a domain was removed")},
 }

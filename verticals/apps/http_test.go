@@ -27,8 +27,8 @@ func TestDeployServesAtNameLocalhost(t *testing.T) {
 	if uploaded != len(helloSite) {
 		t.Errorf("first deploy uploaded %d blobs, want %d", uploaded, len(helloSite))
 	}
-	if got := types(e.newEvents(t)); !slices.Equal(got, []string{vfs.TypeDeployRecorded, vfs.TypeDeployActivated}) {
-		t.Errorf("events %v, want one deploy recorded and activated", got)
+	if got := types(e.newEvents(t)); !slices.Equal(got, []string{TypeNameClaimed, vfs.TypeDeployRecorded, vfs.TypeDeployActivated}) {
+		t.Errorf("events %v, want the name claimed, one deploy recorded and activated", got)
 	}
 	for _, c := range []struct{ host, path, want string }{
 		{"hello.localhost", "/", "<h1>hello</h1>"},
@@ -136,7 +136,7 @@ func TestAliases(t *testing.T) {
 	e.deploy(t, "shop", map[string]string{"index.html": "shop"})
 	e.newEvents(t)
 	wantStatus(t, "alias add", e.api(t, "POST", AliasesPath("blog"), AliasRequest{Alias: "www"}), http.StatusCreated)
-	if got := types(e.newEvents(t)); !slices.Equal(got, []string{TypeAliasAdded}) {
+	if got := types(e.newEvents(t)); !slices.Equal(got, []string{TypeNameClaimed, TypeAliasAdded}) {
 		t.Errorf("events %v", got)
 	}
 	if r := e.site(t, "www.localhost", "/"); r.body != "blog" {
@@ -179,7 +179,8 @@ func TestDomains(t *testing.T) {
 	e.newEvents(t)
 	wantStatus(t, "domain add", e.api(t, "POST", DomainsPath("blog"), DomainRequest{Domain: "WWW.Example.COM."}), http.StatusCreated)
 	evs := e.newEvents(t)
-	if len(evs) != 1 || evs[0].Type != TypeDomainAdded || !strings.Contains(string(evs[0].Data), `"domain":"www.example.com"`) {
+	if len(evs) != 2 || evs[0].Type != TypeNameClaimed || evs[0].Stream != NameStream(kindDomain, "www.example.com") ||
+		evs[1].Type != TypeDomainAdded || !strings.Contains(string(evs[1].Data), `"domain":"www.example.com"`) {
 		t.Fatalf("events %v", evs)
 	}
 	for _, host := range []string{"www.example.com", "www.example.com:" + e.port, "WWW.EXAMPLE.COM."} {
@@ -199,7 +200,7 @@ func TestDomains(t *testing.T) {
 		}
 	}
 	wantStatus(t, "domain of an unknown app", e.api(t, "POST", DomainsPath("nope"), DomainRequest{Domain: "a.example.com"}), http.StatusNotFound)
-	if got := e.newEvents(t); len(got) != 1 {
+	if got := e.newEvents(t); len(got) != 2 { // the IDN's claim and binding
 		t.Errorf("refusals appended: %v", types(got))
 	}
 	wantStatus(t, "domain remove", e.api(t, "DELETE", DomainsPath("blog")+"/www.example.com", nil), 200)

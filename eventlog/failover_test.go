@@ -29,6 +29,7 @@ type nodes struct {
 	dirs  []string
 	addrs []string
 	logs  []*eventlog.Log // nil for the child
+	certs []*eventlog.ClusterTLS
 	child *exec.Cmd
 }
 
@@ -39,6 +40,7 @@ const envFailoverChild = "FAZT_FAILOVER_CHILD"
 type childConf struct {
 	Dir, Node, Listen string
 	Peers             []string
+	TLS               *eventlog.ClusterTLS
 }
 
 // TestClusterFailoverChild is node 2 of TestClusterLeaderLostMidAppend;
@@ -56,7 +58,7 @@ func TestClusterFailoverChild(t *testing.T) {
 	l := eventlog.New(c.Dir)
 	l.Replicas = 3
 	l.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	l.Cluster = &eventlog.Cluster{Name: "test", Node: c.Node, Listen: c.Listen, Peers: c.Peers, Secret: testSecret}
+	l.Cluster = &eventlog.Cluster{Name: "test", Node: c.Node, Listen: c.Listen, Peers: c.Peers, Secret: testSecret, TLS: c.TLS}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := l.Open(ctx); err != nil {
@@ -68,7 +70,7 @@ func TestClusterFailoverChild(t *testing.T) {
 }
 
 func newNodes(t *testing.T) *nodes {
-	c := &nodes{t: t, addrs: freeAddrs(t, 3), logs: make([]*eventlog.Log, 2)}
+	c := &nodes{t: t, addrs: freeAddrs(t, 3), logs: make([]*eventlog.Log, 2), certs: clusterCerts(t, "n0", "n1", "n2")}
 	for range 3 {
 		c.dirs = append(c.dirs, t.TempDir())
 	}
@@ -103,7 +105,7 @@ func (c *nodes) open(i int) error {
 	// or more for a lost leader), and is sent again for up to a minute.
 	l.RequestTimeout, l.FailoverTimeout = 2*time.Second, time.Minute
 	l.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	l.Cluster = &eventlog.Cluster{Name: "test", Node: fmt.Sprintf("n%d", i), Listen: c.addrs[i], Peers: c.addrs, Secret: testSecret}
+	l.Cluster = &eventlog.Cluster{Name: "test", Node: fmt.Sprintf("n%d", i), Listen: c.addrs[i], Peers: c.addrs, Secret: testSecret, TLS: c.certs[i]}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c.logs[i] = l
@@ -112,7 +114,7 @@ func (c *nodes) open(i int) error {
 
 // startChild starts node 2 and waits until its log is open.
 func (c *nodes) startChild() error {
-	conf, _ := json.Marshal(childConf{Dir: c.dirs[2], Node: "n2", Listen: c.addrs[2], Peers: c.addrs})
+	conf, _ := json.Marshal(childConf{Dir: c.dirs[2], Node: "n2", Listen: c.addrs[2], Peers: c.addrs, TLS: c.certs[2]})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestClusterFailoverChild$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), envFailoverChild+"="+string(conf))
 	cmd.Stderr = os.Stderr

@@ -117,7 +117,8 @@ func TestNamesClaimedAcrossClusterNodes(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range envs {
 		e := &env{k: newKernel(t.TempDir())}
-		e.k.Cluster = &eventlog.Cluster{Name: "names", Node: fmt.Sprintf("n%d", i), Listen: addrs[i], Peers: addrs, Secret: "a-cluster-secret-for-tests"}
+		e.k.Cluster = &eventlog.Cluster{Name: "names", Node: fmt.Sprintf("n%d", i), Listen: addrs[i], Peers: addrs, Secret: "a-cluster-secret-for-tests",
+			Insecure: true} // loopback; route TLS is eventlog's own test
 		files, err := vfs.Register(e.k, vfs.Config{})
 		if err == nil {
 			err = Register(e.k, files, Config{})

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
-	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benbjohnson/litestream"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 )
 
 // replicateProjection copies a projection's current generation to
@@ -21,7 +19,6 @@ import (
 // it replicates projection files. It returns the generation.
 func replicateProjection(t *testing.T, dir, rep, name string) string {
 	t.Helper()
-	ctx := context.Background()
 	b, err := os.ReadFile(filepath.Join(dir, "projections", name, "current"))
 	if err != nil {
 		t.Fatal(err)
@@ -32,31 +29,7 @@ func replicateProjection(t *testing.T, dir, rep, name string) string {
 	}
 	gen := strings.TrimSuffix(ptr.Current, ".db")
 	started := time.Now()
-	client, err := litestream.NewReplicaClientFromURL("file://" + filepath.ToSlash(rep) + "/projections/" + name + "/" + gen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := litestream.NewDB(filepath.Join(dir, "projections", name, ptr.Current))
-	db.SetMetaPath(filepath.Join(t.TempDir(), "litestream"))
-	db.MonitorInterval = 0
-	r := litestream.NewReplicaWithClient(db, client)
-	r.MonitorEnabled = false
-	db.Replica = r
-	store := litestream.NewStore([]*litestream.DB{db}, litestream.CompactionLevels{{Level: 0}, {Level: 1, Interval: 30 * time.Second}})
-	store.Logger = slog.New(slog.DiscardHandler)
-	db.SetLogger(store.Logger)
-	if err := store.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	kerneltest.ReplicateFile(t, filepath.Join(dir, "projections", name, ptr.Current), "file://"+filepath.ToSlash(rep)+"/projections/"+name+"/"+gen)
 	adb, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "backup", "archive.db")+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)

@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benbjohnson/litestream"
-
 	"github.com/fazt-sh/fazt/kernel/backup"
+	"github.com/fazt-sh/fazt/kernel/kerneltest"
 )
 
 // currentGen is the generation a projection's pointer file names as
@@ -37,32 +36,7 @@ func currentGen(tb testing.TB, dir, name string) string {
 // projection generation.
 func replicateFile(tb testing.TB, path, u string) {
 	tb.Helper()
-	ctx := context.Background()
-	client, err := litestream.NewReplicaClientFromURL(u)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	db := litestream.NewDB(path)
-	db.SetMetaPath(filepath.Join(tb.TempDir(), "litestream"))
-	db.MonitorInterval = 0
-	r := litestream.NewReplicaWithClient(db, client)
-	r.MonitorEnabled = false
-	db.Replica = r
-	store := litestream.NewStore([]*litestream.DB{db}, litestream.CompactionLevels{{Level: 0}, {Level: 1, Interval: 30 * time.Second}})
-	store.Logger = slog.New(slog.DiscardHandler)
-	db.SetLogger(store.Logger)
-	if err := store.Open(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	if err := db.Sync(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	if err := r.Sync(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	if err := store.Close(ctx); err != nil {
-		tb.Fatal(err)
-	}
+	kerneltest.ReplicateFile(tb, path, u)
 }
 
 // indexProjection writes a row of the archive's projection_files

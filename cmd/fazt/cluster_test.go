@@ -1067,8 +1067,17 @@ func (c *cluster) checkRolling(l *load, upgraded map[*node]bool) (notes, v2 int)
 		var res struct {
 			Rows [][]any `json:"rows"`
 		}
-		status, err := c.call(ctx, n, "POST", "/v1/query", map[string]any{"projection": "notes", "sql": sql, "min_seq": last, "timeout_ms": 60000}, &res)
-		return res.Rows, status, err
+		// A read model still folding answers 503 after the query API's
+		// 5 s wait for min_seq: on a loaded machine ask again, for up to
+		// two minutes.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			status, err := c.call(ctx, n, "POST", "/v1/query", map[string]any{"projection": "notes", "sql": sql, "min_seq": last, "timeout_ms": 60000}, &res)
+			if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				return res.Rows, status, err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	want := func(n *node, sql string, values ...int) {
 		t.Helper()

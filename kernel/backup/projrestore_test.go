@@ -94,6 +94,9 @@ func TestRestoreProjectionFiles(t *testing.T) {
 	n = startNode(t, dir, backup.Config{Replicas: []string{rep}})
 	indexProjection(t, n.bk.ArchivePath(), "vfs", gen, started)
 	indexProjection(t, n.bk.ArchivePath(), "ghost", "000001", started) // never replicated
+	// A forged index row naming a path out of the projections folder.
+	indexProjection(t, n.bk.ArchivePath(), "../evil", "000001", started)
+	indexProjection(t, n.bk.ArchivePath(), "odd", "../../000001", started)
 	n.notes(t, 20)
 	n.deploy(t, "blog", map[string]string{"index.html": "<h1>v2</h1>"})
 	tail := n.tail(t)
@@ -119,6 +122,16 @@ func TestRestoreProjectionFiles(t *testing.T) {
 	ghost := projectionOf(t, res, "ghost")
 	if ghost.FromFile || !strings.Contains(ghost.Reason, "no copy") {
 		t.Errorf("ghost: %+v, want rebuilt: no copy", ghost)
+	}
+	for _, name := range []string{"../evil", "odd"} {
+		if p := projectionOf(t, res, name); p.FromFile || !strings.Contains(p.Reason, "not a projection file") {
+			t.Errorf("forged index row %q: %+v, want rebuilt: not a projection file", name, p)
+		}
+	}
+	for _, path := range []string{filepath.Join(out, "evil"), filepath.Join(out, "projections", "evil"), filepath.Join(out, "000001.db")} {
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("a forged index row wrote %s (%v)", path, err)
+		}
 	}
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "ghost") {
 		t.Errorf("no warning about the missing replica in %q", logs.String())

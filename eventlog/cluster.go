@@ -193,6 +193,10 @@ func (l *Log) ensureStreamClustered(ctx context.Context) error {
 			var info *jetstream.StreamInfo
 			if info, err = l.stream.Info(try); err == nil && (info.Cluster == nil || info.Cluster.Leader == "") {
 				err = errNoLeader
+			} else if errors.Is(err, jetstream.ErrStreamNotFound) {
+				// Created (or found) a moment ago: the node answering has
+				// not applied the cluster's metadata yet.
+				err = errNotCurrent
 			}
 			if err == nil && l.srv != nil && (!l.srv.JetStreamIsCurrent() || !replicaCurrent(info, l.srv.Name())) {
 				err = errNotCurrent

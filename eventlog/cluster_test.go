@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 )
 
 // freeAddrs returns n loopback addresses no one listens on (now).
@@ -28,12 +29,7 @@ func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var addrs []string
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
+		addrs = append(addrs, eventlogtest.FreeAddr(t))
 	}
 	return addrs
 }
@@ -674,5 +670,29 @@ func TestClusterCertExpiryWarns(t *testing.T) {
 		if got := strings.Contains(buf.String(), "certificate expires soon"); got != tc.warns {
 			t.Errorf("valid for %v: warned %v, want %v:\n%s", tc.validity, got, tc.warns, buf.String())
 		}
+	}
+}
+
+// A node whose route port another process holds fails at once, naming
+// the address, instead of waiting for a server that never turns ready.
+func TestClusterListenInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	l := eventlog.New(t.TempDir())
+	l.Replicas = 3
+	l.Cluster = &eventlog.Cluster{Name: "test", Node: "n0", Listen: addr, Peers: []string{addr, freeAddrs(t, 1)[0]}, Secret: testSecret, Insecure: true}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = l.Open(ctx)
+	if err == nil {
+		l.Close(context.Background())
+		t.Fatal("a node opened on a route port another process holds")
+	}
+	if !errors.Is(err, eventlog.ErrUnavailable) || !strings.Contains(err.Error(), "cluster listen address "+addr) {
+		t.Fatalf("err = %v, want ErrUnavailable naming the cluster listen address", err)
 	}
 }

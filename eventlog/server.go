@@ -80,6 +80,15 @@ func startEmbedded(dir, listen string, writable bool, d Durability, syncInterval
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 	}
+	if cluster != nil {
+		// The server would only log a route port it cannot bind, and
+		// then never turn ready: say so at once.
+		rl, err := net.Listen("tcp", cluster.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cluster listen address %s: %v (another process, or another node, holds it)", ErrUnavailable, cluster.Listen, err)
+		}
+		rl.Close()
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +26,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/fazt-sh/fazt/eventlog"
+	"github.com/fazt-sh/fazt/eventlog/eventlogtest"
 	"github.com/fazt-sh/fazt/kernel"
 	"github.com/fazt-sh/fazt/kernel/kerneltest"
 	"github.com/fazt-sh/fazt/kernel/reactor"
@@ -165,12 +165,7 @@ type cluster struct {
 
 func freeListen(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return eventlogtest.FreeAddr(t)
 }
 
 // startCluster starts three nodes of the test binary and waits until

@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,4 +176,55 @@ func TestBlobChunks(t *testing.T) {
 		t.Fatalf("restore of an archive with blobs whole: %+v %v", res, err)
 	}
 	checkObjects(t, dir, big, small)
+}
+
+// TestDamagedBlobChunks: a restore refuses an archive whose chunk rows
+// of a blob have a gap, or hold more or fewer bytes than its size, with
+// ErrInvalid saying the archive is damaged.
+func TestDamagedBlobChunks(t *testing.T) {
+	ctx := context.Background()
+	rep := filepath.Join(t.TempDir(), "replica")
+	n := startNode(t, t.TempDir(), backup.Config{Replicas: []string{rep}})
+	big := putObject(t, n, func() io.Reader { return seeded(3, 2*backup.ChunkBytes+77) })
+	n.notes(t, 3)
+	waitCopied(t, n, n.tail(t))
+	n.stop(t)
+	orig, err := os.ReadFile(n.bk.ArchivePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, q := range map[string]string{
+		"gap":   `DELETE FROM blob_chunks WHERE n = 1`,
+		"more":  `UPDATE blob_chunks SET data = data || x'00' WHERE n = 2`,
+		"fewer": `UPDATE blob_chunks SET data = substr(data, 2) WHERE n = 2`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			archive := filepath.Join(t.TempDir(), "archive.db")
+			if err := os.WriteFile(archive, orig, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The checkpointed archive: copy its WAL too, if any.
+			if w, err := os.ReadFile(n.bk.ArchivePath() + "-wal"); err == nil {
+				if err := os.WriteFile(archive+"-wal", w, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db, err := sql.Open("sqlite", "file:"+archive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := db.Exec(q+` AND name = ?`, big)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k, _ := res.RowsAffected(); k != 1 {
+				t.Fatalf("%s changed %d rows", q, k)
+			}
+			db.Close()
+			_, err = backup.Restore(ctx, backup.RestoreOptions{From: archive, Data: t.TempDir()})
+			if !errors.Is(err, eventlog.ErrInvalid) || !strings.Contains(err.Error(), "the archive is damaged") {
+				t.Fatalf("restore of an archive with chunks %s: %v, want ErrInvalid: damaged", name, err)
+			}
+		})
+	}
 }

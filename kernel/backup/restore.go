@@ -436,6 +436,10 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 		}
 		c.next++
 		c.read += int64(len(c.cur))
+		if c.read > c.size {
+			// Stop now, not after streaming a forged archive's excess.
+			c.err, c.cur = fmt.Errorf("%w: its chunks hold more than its %d bytes: the archive is damaged", eventlog.ErrInvalid, c.size), nil
+		}
 	}
 	k := copy(p, c.cur)
 	c.cur = c.cur[k:]

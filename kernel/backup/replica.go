@@ -576,39 +576,18 @@ func (r *replica) position() ltx.TXID {
 // and backs off while the replica fails.
 func (r *replica) loop(ctx context.Context) {
 	backoff := r.s.cfg.SyncInterval
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for first := true; ; first = false {
-		if !first {
-			select {
-			case <-ctx.Done():
-				return
-			case <-r.kick:
-			case <-tick.C:
-			}
-		}
-		began := time.Now()
-		var wait time.Duration
+	paced(ctx, r.kick, r.s.cfg.SyncInterval, func() time.Duration {
 		if err := r.sync(ctx); err != nil {
 			if ctx.Err() != nil {
-				return
+				return 0
 			}
 			r.fail(err)
 			backoff = min(2*backoff, 10*time.Second)
-			wait = backoff
-		} else {
-			backoff = r.s.cfg.SyncInterval
-			wait = r.s.cfg.SyncInterval - time.Since(began)
+			return backoff
 		}
-		if wait <= 0 {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
+		backoff = r.s.cfg.SyncInterval
+		return 0
+	})
 }
 
 // close makes a last copy up to seq, bounded by ctx (a replica that

@@ -485,6 +485,24 @@ func (s *Service) archiveStager() *stager {
 // into the staging folder after the archive advances, at most every
 // SyncInterval, then wakes the replicas.
 func (s *Service) stageLoop(ctx context.Context) {
+	paced(ctx, s.kick, s.cfg.SyncInterval, func() time.Duration {
+		err := s.stage(ctx)
+		if ctx.Err() != nil {
+			return 0
+		}
+		s.setStageErr(err)
+		if err != nil {
+			return time.Second
+		}
+		return 0
+	})
+}
+
+// paced runs round at once, then after each kick or second, starting
+// rounds at most interval apart (start to start, so a slow round is
+// followed by the next at once); after a round that returns a backoff,
+// it waits that long instead. It returns when ctx ends.
+func paced(ctx context.Context, kick <-chan struct{}, interval time.Duration, round func() (backoff time.Duration)) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for first := true; ; first = false {
@@ -492,19 +510,17 @@ func (s *Service) stageLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.kick:
+			case <-kick:
 			case <-tick.C:
 			}
 		}
 		began := time.Now()
-		err := s.stage(ctx)
+		wait := round()
 		if ctx.Err() != nil {
 			return
 		}
-		s.setStageErr(err)
-		wait := s.cfg.SyncInterval - time.Since(began)
-		if err != nil {
-			wait = time.Second
+		if wait == 0 {
+			wait = interval - time.Since(began)
 		}
 		if wait > 0 {
 			select {
